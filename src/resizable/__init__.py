@@ -1,0 +1,33 @@
+"""resizable: Resizable Neural Networks in PyTorch.
+
+One convolutional network whose feature maps are resized at every stage by a chosen scaling
+factor; trained once (fair sampling, scale-aware batch norm), run at any of its k^N scaling
+configurations.
+"""
+from .calibrate import calibrate_bn
+from .convert import from_torchvision
+from .export import export
+from .flops import FlopsReport, count_flops, count_params
+from .layers import FixedResize2d, ResizableStage, Resize2d, ScaleBatchNorm2d
+from .net import DEFAULT_FACTORS, ResizableNet
+from .registry import create_model, list_models, register_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_FACTORS",
+    "FixedResize2d",
+    "FlopsReport",
+    "ResizableNet",
+    "ResizableStage",
+    "Resize2d",
+    "ScaleBatchNorm2d",
+    "calibrate_bn",
+    "count_flops",
+    "count_params",
+    "create_model",
+    "export",
+    "from_torchvision",
+    "list_models",
+    "register_model",
+]

@@ -1,0 +1,707 @@
+"""Datasets and batch loaders for training and evaluating image classifiers.
+
+Small datasets (Fashion-MNIST, CIFAR-10/100) are held in memory as one uint8
+tensor and batched by indexing that tensor directly; their shuffling and
+augmentation draw only from generators seeded from ``(seed, epoch)``, so a
+given ``(seed, epoch)`` always yields bit-identical batches. ImageNet-style
+folders go through ``torchvision.datasets.ImageFolder`` and a torch DataLoader.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import pickle
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+__all__ = [
+    "DATASETS",
+    "SPLITS",
+    "DatasetInfo",
+    "TensorBatchLoader",
+    "TensorImageDataset",
+    "dataset_info",
+    "default_data_root",
+    "load_dataset",
+    "make_loader",
+    "read_idx",
+]
+
+DATASETS: tuple[str, ...] = ("fashion-mnist", "cifar10", "cifar100", "imagefolder")
+SPLITS: tuple[str, ...] = ("train", "test", "val")
+
+SYSTEM_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Per-channel statistics of the training sets (pixel values scaled to [0, 1]).
+_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "fashion-mnist": ((0.2860,), (0.3530,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+
+# Random-crop padding at the native resolution; scaled if input_size differs.
+_CROP_PAD = {"fashion-mnist": 2, "cifar10": 4, "cifar100": 4}
+
+_FASHION_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+# (folder name, train files, test files, label key, number of classes)
+_CIFAR_LAYOUT = {
+    "cifar10": (
+        "cifar-10-batches-py",
+        tuple(f"data_batch_{i}" for i in range(1, 6)),
+        ("test_batch",),
+        "labels",
+        10,
+    ),
+    "cifar100": ("cifar-100-python", ("train",), ("test",), "fine_labels", 100),
+}
+
+# idx type codes -> numpy dtypes (multi-byte values are big-endian).
+_IDX_DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+_SEED_MULT = 1_000_003
+# Separates the augmentation stream from the permutation stream of the same epoch.
+_AUG_SALT = 0x5DEECE66D
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Static description of a dataset: classes, channels, native size, normalization."""
+
+    name: str
+    num_classes: int
+    in_chans: int
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+# --------------------------------------------------------------------------- names
+
+
+def _check_name(name: str) -> str:
+    key = str(name).strip().lower().replace("_", "-")
+    if key not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; accepted values: {', '.join(DATASETS)}")
+    return key
+
+
+def _check_split(split: str) -> str:
+    key = str(split).strip().lower()
+    if key not in SPLITS:
+        raise ValueError(
+            f"unknown split {split!r}; accepted values: {', '.join(SPLITS)} ('val' is an alias of 'test')"
+        )
+    return "test" if key == "val" else key
+
+
+def default_data_root() -> Path:
+    """Directory where datasets are downloaded when no data_dir is given."""
+    return Path.home() / ".cache" / "resizable" / "data"
+
+
+def _list_classes(directory: Path) -> list[str]:
+    # Same rule as torchvision's ImageFolder so the counts always agree.
+    return sorted(entry.name for entry in os.scandir(directory) if entry.is_dir())
+
+
+def dataset_info(name: str, data_dir: str | None = None) -> DatasetInfo:
+    """Describe a dataset without loading its images.
+
+    Args:
+        name: one of ``DATASETS``.
+        data_dir: dataset root; required for ``imagefolder`` (classes are the
+            folders under ``data_dir/train``), ignored otherwise.
+    """
+    key = _check_name(name)
+    if key == "fashion-mnist":
+        mean, std = _STATS[key]
+        return DatasetInfo(key, 10, 1, 28, mean, std)
+    if key in ("cifar10", "cifar100"):
+        mean, std = _STATS[key]
+        return DatasetInfo(key, _CIFAR_LAYOUT[key][4], 3, 32, mean, std)
+    if data_dir is None:
+        raise ValueError("dataset 'imagefolder' needs data_dir (a folder with train/<class>/ subfolders)")
+    train_dir = Path(data_dir).expanduser() / "train"
+    if not train_dir.is_dir():
+        raise FileNotFoundError(f"imagefolder: no train folder at {train_dir} (expected train/<class>/*.jpg)")
+    classes = _list_classes(train_dir)
+    if not classes:
+        raise FileNotFoundError(f"imagefolder: {train_dir} has no class subfolders")
+    return DatasetInfo(key, len(classes), 3, 224, IMAGENET_MEAN, IMAGENET_STD)
+
+
+# ----------------------------------------------------------------------- idx files
+
+
+def read_idx(path: str | os.PathLike, expected_ndim: int | None = None) -> np.ndarray:
+    """Read an idx file (the MNIST format), gzip-compressed or not.
+
+    Args:
+        path: file to read; gzip is detected from its content, not its name.
+        expected_ndim: if given, the number of dimensions the header must declare.
+
+    Returns a native-endian numpy array with the shape given by the header.
+    Raises ValueError on a bad magic number, bad gzip stream or size mismatch.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(f"{path}: corrupt gzip data ({exc})") from exc
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        codes = ", ".join(f"0x{c:02x}" for c in _IDX_DTYPES)
+        raise ValueError(
+            f"{path}: not an idx file (magic bytes {raw[:4].hex() or 'missing'}; expected "
+            f"00 00 <type code in {codes}> <ndim>)"
+        )
+    ndim = raw[3]
+    if expected_ndim is not None and ndim != expected_ndim:
+        raise ValueError(f"{path}: idx header declares {ndim} dimensions, expected {expected_ndim}")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: truncated idx header ({len(raw)} bytes, need {header})")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = math.prod(dims) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise ValueError(
+            f"{path}: header declares shape {dims} ({expected} data bytes) but the file holds "
+            f"{len(raw) - header}; the file is truncated or corrupt"
+        )
+    data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    # Copy so torch gets a writable, native-endian array.
+    return data.astype(dtype.newbyteorder("="), copy=True)
+
+
+def _find_file(directory: Path, stem: str) -> Path | None:
+    # Uncompressed first: torchvision leaves both forms and the plain one reads faster.
+    for name in (stem, stem + ".gz"):
+        candidate = directory / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _find_fashion_files(dirs: Sequence[Path], split: str) -> tuple[Path, Path] | None:
+    image_stem, label_stem = _FASHION_FILES[split]
+    for directory in dirs:
+        images, labels = _find_file(directory, image_stem), _find_file(directory, label_stem)
+        if images is not None and labels is not None:
+            return images, labels
+    return None
+
+
+def _load_fashion_mnist(split: str, data_dir: str | None, download: bool) -> tuple[Tensor, Tensor]:
+    if data_dir is not None:
+        root = Path(data_dir).expanduser()
+        dirs = [root, root / "FashionMNIST" / "raw"]
+    else:
+        root = default_data_root()
+        dirs = [SYSTEM_FASHION_MNIST_DIR, root / "FashionMNIST" / "raw"]
+    found = _find_fashion_files(dirs, split)
+    image_stem, label_stem = _FASHION_FILES[split]
+    where = ", ".join(str(d) for d in dirs)
+    how = (
+        "Install them with `apt-get install dataset-fashion-mnist`, pass --data-dir DIR "
+        "(data_dir=DIR) pointing at a folder holding the idx files, or pass --download "
+        "(download=True) when online."
+    )
+    if found is None and download:
+        try:
+            from torchvision.datasets import FashionMNIST
+
+            FashionMNIST(root=str(root), train=split == "train", download=True)
+        except Exception as exc:
+            raise RuntimeError(
+                f"could not download Fashion-MNIST into {root} ({type(exc).__name__}: {exc}); "
+                f"looked for local files in: {where}. {how}"
+            ) from exc
+        found = _find_fashion_files(dirs, split)
+    if found is None:
+        message = (
+            f"Fashion-MNIST {split} files ({image_stem}[.gz], {label_stem}[.gz]) not found; "
+            f"looked in: {where}. {how}"
+        )
+        if download:
+            raise RuntimeError(message)
+        raise FileNotFoundError(message)
+
+    image_path, label_path = found
+    images = read_idx(image_path, expected_ndim=3)
+    labels = read_idx(label_path, expected_ndim=1)
+    if images.dtype != np.uint8 or labels.dtype != np.uint8:
+        raise ValueError(f"Fashion-MNIST files {image_path}, {label_path} must hold unsigned bytes")
+    if images.shape[1:] != (28, 28):
+        raise ValueError(f"{image_path}: images are {images.shape[1:]}, expected 28x28")
+    if len(images) != len(labels):
+        raise ValueError(f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels")
+    if labels.size and labels.max() >= 10:
+        raise ValueError(f"{label_path}: label {int(labels.max())} out of range 0..9")
+    return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+
+
+# ----------------------------------------------------------------------------- cifar
+
+
+def _pickle_field(entry: dict, key: str):
+    # torchvision's archives use bytes keys; accept str keys from re-pickled copies too.
+    if key.encode() in entry:
+        return entry[key.encode()]
+    return entry.get(key)
+
+
+def _read_cifar_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as f:
+            # Pickles can run code: only point data_dir at archives you trust.
+            entry = pickle.load(f, encoding="bytes")
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as exc:
+        raise ValueError(f"{path}: not a readable CIFAR pickle ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(entry, dict):
+        raise ValueError(f"{path}: expected a pickled dict, got {type(entry).__name__}")
+    data, labels = _pickle_field(entry, "data"), _pickle_field(entry, label_key)
+    if data is None or labels is None:
+        raise ValueError(f"{path}: missing 'data' or {label_key!r} entry")
+    data = np.asarray(data)
+    labels = np.asarray(labels, dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise ValueError(f"{path}: 'data' has shape {data.shape}, expected (N, 3072)")
+    if labels.shape != (len(data),):
+        raise ValueError(f"{path}: {len(data)} images but labels have shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{path}: labels must lie in 0..{num_classes - 1}")
+    return data.astype(np.uint8, copy=False), labels
+
+
+def _load_cifar(name: str, split: str, data_dir: str | None, download: bool) -> tuple[Tensor, Tensor]:
+    folder, train_files, test_files, label_key, num_classes = _CIFAR_LAYOUT[name]
+    files = train_files if split == "train" else test_files
+    root = Path(data_dir).expanduser() if data_dir is not None else default_data_root()
+    # Also accept data_dir pointing straight at the extracted batch folder.
+    dirs = [root / folder] + ([root] if data_dir is not None else [])
+
+    def find() -> Path | None:
+        for directory in dirs:
+            if all((directory / f).is_file() for f in files):
+                return directory
+        return None
+
+    found = find()
+    where = ", ".join(str(d) for d in dirs)
+    how = (
+        f"Put torchvision's extracted {folder}/ folder under --data-dir DIR (data_dir=DIR), "
+        "or pass --download (download=True) when online."
+    )
+    if found is None and download:
+        try:
+            from torchvision import datasets
+
+            cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+            cls(root=str(root), train=split == "train", download=True)
+        except Exception as exc:
+            raise RuntimeError(
+                f"could not download {name} into {root} ({type(exc).__name__}: {exc}); "
+                f"looked for local files in: {where}. {how}"
+            ) from exc
+        found = find()
+    if found is None:
+        message = f"{name} {split} files ({', '.join(files)}) not found; looked in: {where}. {how}"
+        if download:
+            raise RuntimeError(message)
+        raise FileNotFoundError(message)
+
+    parts = [_read_cifar_batch(found / f, label_key, num_classes) for f in files]
+    data = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
+    return images, torch.from_numpy(labels)
+
+
+# --------------------------------------------------------------- in-memory dataset
+
+
+def _normalize(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """uint8 (..., C, H, W) -> normalized float32; shared by __getitem__ and the batch path."""
+    return images.to(torch.float32).div_(255.0).sub_(mean).div_(std)
+
+
+def _crop_flip(images: Tensor, pad: int, offsets: Tensor, flips: Tensor) -> Tensor:
+    """Per-sample random crop (zero padding) and horizontal flip, vectorised over the batch.
+
+    ``images`` is uint8 (B, C, H, W); ``offsets`` (B, 2) holds the crop's top-left
+    corner inside the padded image, in [0, 2 * pad]; ``flips`` (B,) is bool.
+    """
+    b, c, h, w = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad)) if pad > 0 else images
+    rows = offsets[:, :1] + torch.arange(h)
+    cols = torch.arange(w).expand(b, w)
+    cols = torch.where(flips[:, None], w - 1 - cols, cols) + offsets[:, 1:]
+    out = padded.gather(2, rows[:, None, :, None].expand(b, c, h, padded.shape[3]))
+    return out.gather(3, cols[:, None, None, :].expand(b, c, h, w))
+
+
+def _draw_augmentation(n: int, pad: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator)
+    flips = torch.randint(0, 2, (n,), generator=generator).bool()
+    return offsets, flips
+
+
+class TensorImageDataset(Dataset):
+    """Images held as one uint8 (N, C, H, W) tensor with int64 labels, normalized on access."""
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        mean: Sequence[float],
+        std: Sequence[float],
+        augment: bool = False,
+        pad: int = 0,
+    ) -> None:
+        """Args:
+        images: uint8 tensor (N, C, H, W).
+        labels: integer tensor (N,).
+        mean, std: per-channel statistics of pixel values scaled to [0, 1].
+        augment: apply random crop (with ``pad`` zero pixels each side) and horizontal flip.
+        pad: crop padding in pixels.
+        """
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be a uint8 tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        if labels.dim() != 1 or len(labels) != len(images):
+            raise ValueError(f"labels must have shape ({len(images)},), got {tuple(labels.shape)}")
+        chans = images.shape[1]
+        if len(mean) != chans or len(std) != chans:
+            raise ValueError(f"mean and std need {chans} values (one per channel), got {len(mean)} and {len(std)}")
+        if any(s <= 0 for s in std):
+            raise ValueError(f"std values must be positive, got {tuple(std)}")
+        if pad < 0:
+            raise ValueError(f"pad must be >= 0, got {pad}")
+        self.images = images.contiguous()
+        self.labels = labels.to(torch.int64)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.augment = bool(augment)
+        self.pad = int(pad)
+        self._mean_t = torch.tensor(self.mean, dtype=torch.float32).view(-1, 1, 1)
+        self._std_t = torch.tensor(self.std, dtype=torch.float32).view(-1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        # This per-sample path (for plain DataLoaders) draws augmentation from the
+        # global RNG; make_loader's batch path is the reproducible one.
+        image = self.images[index].unsqueeze(0)
+        if self.augment:
+            offsets = torch.randint(0, 2 * self.pad + 1, (1, 2))
+            flips = torch.randint(0, 2, (1,)).bool()
+            image = _crop_flip(image, self.pad, offsets, flips)
+        return self.normalize(image)[0], self.labels[index]
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """Convert uint8 images (..., C, H, W) to normalized float32."""
+        return _normalize(images, self._mean_t, self._std_t)
+
+
+# --------------------------------------------------------------------- loading
+
+
+def _resize_uint8(images: Tensor, size: int, chunk: int = 4096) -> Tensor:
+    out = torch.empty((len(images), images.shape[1], size, size), dtype=torch.uint8)
+    # Chunked so the float copy never holds the whole dataset at once.
+    for start in range(0, len(images), chunk):
+        x = images[start : start + chunk].to(torch.float32)
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        out[start : start + chunk] = x.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def _imagefolder_dir(root: Path, split: str) -> Path:
+    candidates = [root / "train"] if split == "train" else [root / "val", root / "test"]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"imagefolder: no {split} folder under {root}; looked for {', '.join(str(c) for c in candidates)}"
+    )
+
+
+def _load_imagefolder(data_dir: str | None, split: str, augment: bool, input_size: int) -> Dataset:
+    from torchvision import datasets, transforms as T
+
+    if data_dir is None:
+        raise ValueError("dataset 'imagefolder' needs data_dir (a folder with train/ and val/ subfolders)")
+    root = Path(data_dir).expanduser()
+    directory = _imagefolder_dir(root, split)
+    normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    if augment:
+        transform = T.Compose([T.RandomResizedCrop(input_size), T.RandomHorizontalFlip(), T.ToTensor(), normalize])
+    else:
+        transform = T.Compose(
+            [T.Resize(int(input_size / 0.875)), T.CenterCrop(input_size), T.ToTensor(), normalize]
+        )
+    dataset = datasets.ImageFolder(str(directory), transform=transform)
+    train_dir = root / "train"
+    if split == "test" and train_dir.is_dir():
+        # ImageFolder numbers classes per folder; a mismatch would silently shift labels.
+        train_classes = _list_classes(train_dir)
+        if dataset.classes != train_classes:
+            missing = sorted(set(train_classes) - set(dataset.classes))
+            extra = sorted(set(dataset.classes) - set(train_classes))
+            raise ValueError(
+                f"imagefolder: class folders of {directory} differ from {train_dir} "
+                f"(missing: {missing[:5]}, extra: {extra[:5]}); labels would not match"
+            )
+    return dataset
+
+
+def load_dataset(
+    name: str,
+    split: str,
+    *,
+    data_dir: str | None = None,
+    download: bool = False,
+    augment: bool | None = None,
+    input_size: int | None = None,
+) -> Dataset:
+    """Load one split of a dataset.
+
+    Args:
+        name: one of ``DATASETS``.
+        split: ``"train"`` or ``"test"`` (``"val"`` is an alias of ``"test"``).
+        data_dir: where to look for the files (required for ``imagefolder``).
+            Fashion-MNIST otherwise comes from /usr/share/datasets/fashion-mnist
+            or ~/.cache/resizable/data; CIFAR from ~/.cache/resizable/data.
+        download: fetch missing files with torchvision (needs internet).
+        augment: training augmentation; defaults to ``split == "train"``.
+        input_size: image side length; defaults to the dataset's native size
+            (224 for imagefolder). Small datasets are resized once at load time.
+
+    Fashion-MNIST and CIFAR return a ``TensorImageDataset``; ``imagefolder``
+    returns a ``torchvision.datasets.ImageFolder`` with the standard transforms.
+    """
+    key = _check_name(name)
+    split = _check_split(split)
+    if augment is None:
+        augment = split == "train"
+    if input_size is not None and (not isinstance(input_size, int) or input_size < 1):
+        raise ValueError(f"input_size must be a positive integer or None, got {input_size!r}")
+    if key == "imagefolder":
+        return _load_imagefolder(data_dir, split, augment, input_size or 224)
+
+    if key == "fashion-mnist":
+        images, labels = _load_fashion_mnist(split, data_dir, download)
+    else:
+        images, labels = _load_cifar(key, split, data_dir, download)
+    info = dataset_info(key)
+    size = input_size or info.input_size
+    if size != info.input_size:
+        images = _resize_uint8(images, size)
+    pad = round(_CROP_PAD[key] * size / info.input_size)
+    return TensorImageDataset(images, labels, info.mean, info.std, augment=augment, pad=pad)
+
+
+# --------------------------------------------------------------------- loaders
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * _SEED_MULT + epoch) % 2**63
+
+
+def _rank_seed(seed: int, epoch: int, rank: int) -> int:
+    # Each rank gets its own augmentation stream so ranks do not apply identical crops.
+    return ((_epoch_seed(seed, epoch) ^ _AUG_SALT) * _SEED_MULT + rank) % 2**63
+
+
+def _shard_length(n: int, world_size: int, drop_last: bool) -> int:
+    if world_size == 1:
+        return n
+    return n // world_size if drop_last else math.ceil(n / world_size)
+
+
+class TensorBatchLoader:
+    """Batches a TensorImageDataset by indexing its tensor; fully determined by (seed, epoch, rank)."""
+
+    def __init__(
+        self,
+        dataset: TensorImageDataset,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        epoch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+    ) -> None:
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = epoch
+        self.rank = rank
+        self.world_size = world_size
+        self.drop_last = drop_last
+        self.num_samples = _shard_length(len(dataset), world_size, drop_last)
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def indices(self) -> Tensor:
+        """Dataset indices this rank visits this epoch, in order."""
+        n = len(self.dataset)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(_epoch_seed(self.seed, self.epoch))
+            order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.arange(n)
+        if self.world_size == 1:
+            return order
+        total = self.num_samples * self.world_size
+        if total > n and n > 0:
+            # Wrap around (like DistributedSampler) so every rank gets the same count.
+            order = order.repeat(math.ceil(total / n))
+        return order[:total][self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        ds = self.dataset
+        order = self.indices()
+        if ds.augment:
+            # Drawn for the whole epoch up front so a sample's augmentation does
+            # not depend on batch boundaries.
+            generator = torch.Generator().manual_seed(_rank_seed(self.seed, self.epoch, self.rank))
+            offsets, flips = _draw_augmentation(len(order), ds.pad, generator)
+        for b in range(len(self)):
+            sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+            idx = order[sl]
+            images = ds.images.index_select(0, idx)
+            if ds.augment:
+                images = _crop_flip(images, ds.pad, offsets[sl], flips[sl])
+            yield ds.normalize(images), ds.labels.index_select(0, idx)
+
+
+class _SeededDataLoader:
+    """Torch DataLoader whose shuffle order and worker seeds are fixed by (seed, epoch, rank)."""
+
+    def __init__(self, loader: DataLoader, generator: torch.Generator, generator_seed: int) -> None:
+        self.loader = loader
+        self._generator = generator
+        self._generator_seed = generator_seed
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        # Re-seed so every pass over this loader repeats the same epoch.
+        self._generator.manual_seed(self._generator_seed)
+        return iter(self.loader)
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int = 0,
+    epoch: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    drop_last: bool = False,
+    num_workers: int = 0,
+) -> Iterable[tuple[Tensor, Tensor]]:
+    """Build an iterable of ``(images, labels)`` batches for one epoch.
+
+    Images are float32 (B, C, H, W), normalized; labels are int64 (B,).
+    ``len(loader)`` is the number of batches this rank sees. Iterating the
+    same loader twice repeats the same epoch.
+
+    For a ``TensorImageDataset`` batches are gathered straight from the uint8
+    tensor (``num_workers`` is ignored) and shuffling and augmentation come only
+    from generators seeded from ``(seed, epoch)`` (plus ``rank`` for
+    augmentation), so results are bit-reproducible. With ``world_size > 1`` the
+    shared permutation is padded by wrapping (or truncated if ``drop_last``)
+    and rank ``r`` takes every ``world_size``-th index starting at ``r``.
+
+    Any other dataset (e.g. ``imagefolder``) goes through a torch DataLoader,
+    with a ``DistributedSampler`` when ``world_size > 1``. Its order is
+    reproducible, but per-sample transforms draw from the global RNG (or
+    per-worker RNGs), so augmentation is not guaranteed bit-reproducible.
+
+    Args:
+        dataset: dataset from ``load_dataset`` or any map-style dataset.
+        batch_size: samples per batch.
+        shuffle: visit samples in a (seed, epoch)-dependent random order.
+        seed: run seed.
+        epoch: epoch number; a new epoch gives a new order and augmentation.
+        rank: this process's index in ``[0, world_size)``.
+        world_size: number of processes sharing the data.
+        drop_last: drop the last incomplete batch (and uneven tail across ranks).
+        num_workers: DataLoader worker processes (DataLoader path only).
+    """
+    checks = (("batch_size", batch_size, 1), ("world_size", world_size, 1), ("epoch", epoch, 0), ("num_workers", num_workers, 0))
+    for arg, value, low in checks:
+        if not isinstance(value, int) or value < low:
+            raise ValueError(f"{arg} must be an integer >= {low}, got {value!r}")
+    if not isinstance(rank, int) or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be an integer in [0, {world_size}), got {rank!r}")
+
+    if isinstance(dataset, TensorImageDataset):
+        return TensorBatchLoader(
+            dataset,
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            epoch=epoch,
+            rank=rank,
+            world_size=world_size,
+            drop_last=drop_last,
+        )
+
+    generator = torch.Generator()
+    if world_size > 1:
+        sampler = DistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
+        )
+        sampler.set_epoch(epoch)
+        # The sampler fixes the order; the generator only seeds the workers.
+        generator_seed = _rank_seed(seed, epoch, rank)
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            generator=generator,
+            num_workers=num_workers,
+            drop_last=drop_last,
+        )
+    else:
+        generator_seed = _epoch_seed(seed, epoch)
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            num_workers=num_workers,
+            drop_last=drop_last,
+        )
+    return _SeededDataLoader(loader, generator, generator_seed)

@@ -1,0 +1,128 @@
+"""The small modules a ResizableNet is built from: the stage resize, scale-aware BN, the stage."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable, Iterable, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Size2d = Tuple[int, int]
+
+__all__ = [
+    "Resize2d",
+    "FixedResize2d",
+    "ScaleBatchNorm2d",
+    "ResizableStage",
+    "scale_norm",
+    "plain_norm",
+]
+
+
+class Resize2d(nn.Module):
+    """Stage resize G: interpolates a feature map to the size the active configuration asks for."""
+
+    def __init__(self, mode: str = "bilinear", align_corners: Optional[bool] = False) -> None:
+        super().__init__()
+        if mode not in ("bilinear", "nearest", "bicubic", "area"):
+            raise ValueError(f"unknown resize mode {mode!r}; accepted: bilinear, nearest, bicubic, area")
+        self.mode = mode
+        # align_corners is only meaningful for the linear modes; torch rejects it for the others.
+        self.align_corners = align_corners if mode in ("bilinear", "bicubic") else None
+
+    def forward(self, x: torch.Tensor, size: Size2d) -> torch.Tensor:  # x: (B, C, H, W)
+        if tuple(x.shape[-2:]) == tuple(size):
+            return x  # the baseline resolution: no op, no copy
+        return F.interpolate(x, size=size, mode=self.mode, align_corners=self.align_corners)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, align_corners={self.align_corners}"
+
+
+class FixedResize2d(nn.Module):
+    """A resize to one fixed size, as used by an exported static network."""
+
+    def __init__(self, size: Size2d, mode: str = "bilinear", align_corners: Optional[bool] = False) -> None:
+        super().__init__()
+        self.size = (int(size[0]), int(size[1]))
+        self.mode = mode
+        self.align_corners = align_corners
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=self.size, mode=self.mode, align_corners=self.align_corners)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, mode={self.mode!r}"
+
+
+class ScaleBatchNorm2d(nn.ModuleList):
+    """Scale-aware batch norm: one plain ``BatchNorm2d`` per scaling factor of the stage it follows.
+
+    Only the active branch runs, so at inference it costs exactly one BatchNorm2d.
+    ``stage`` says whose factor selects the branch (the model sets ``active`` from its config).
+    """
+
+    def __init__(self, num_features: int, num_scales: int, stage: int, **bn_kwargs) -> None:
+        if num_scales < 1:
+            raise ValueError(f"num_scales must be >= 1, got {num_scales}")
+        super().__init__([nn.BatchNorm2d(num_features, **bn_kwargs) for _ in range(num_scales)])
+        self.num_features = num_features
+        self.stage = stage
+        self.active = num_scales - 1  # the largest factor, i.e. the baseline network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self[self.active](x)
+
+    def extra_repr(self) -> str:
+        return f"stage={self.stage}, active={self.active}"
+
+
+def scale_norm(num_scales: int, stage: int) -> Callable[[int], nn.Module]:
+    """A ``norm_layer`` callable (torchvision style: ``norm_layer(num_features)``) keyed to one stage.
+
+    ``stage < 0`` means "before the first resize", where a plain BatchNorm2d is enough.
+    """
+    if stage < 0:
+        return nn.BatchNorm2d
+
+    def make(num_features: int) -> nn.Module:
+        return ScaleBatchNorm2d(num_features, num_scales, stage)
+
+    return make
+
+
+def plain_norm(num_scales: int, stage: int) -> Callable[[int], nn.Module]:
+    """A ``norm_layer`` factory that ignores the scale: one shared BN (the paper's Table 9 ablation)."""
+    return nn.BatchNorm2d
+
+
+class ResizableStage(nn.Sequential):
+    """One stage: its blocks, with the resize placed before the first stride-1 block.
+
+    Children keep torchvision's names ("0", "1", ...), and the resize sits between them under the
+    name "resize", so parameter names match the plain network's.
+    """
+
+    def __init__(self, blocks: Iterable[nn.Module], resize: nn.Module, resize_at: int) -> None:
+        blocks = list(blocks)
+        if not 0 <= resize_at <= len(blocks):
+            raise ValueError(f"resize_at must be in [0, {len(blocks)}], got {resize_at}")
+        layers: "OrderedDict[str, nn.Module]" = OrderedDict()
+        for i, block in enumerate(blocks):
+            if i == resize_at:
+                layers["resize"] = resize
+            layers[str(i)] = block
+        if resize_at == len(blocks):
+            layers["resize"] = resize
+        super().__init__(layers)
+        self.resize_at = resize_at
+
+    def forward(self, x: torch.Tensor, size: Optional[Size2d] = None) -> torch.Tensor:  # type: ignore[override]
+        for name, module in self._modules.items():
+            if name == "resize":
+                if size is not None:
+                    x = module(x, size)
+            else:
+                x = module(x)
+        return x

@@ -1,0 +1,2 @@
+"""Model families. Each module ends in its registered builders."""
+from . import resnet  # noqa: F401

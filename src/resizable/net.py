@@ -1,0 +1,242 @@
+"""``ResizableNet``: the scaling-configuration API shared by every model family."""
+from __future__ import annotations
+
+import itertools
+import math
+from collections import OrderedDict
+from contextlib import contextmanager
+from typing import Iterator, List, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from .layers import ResizableStage, ScaleBatchNorm2d, Size2d
+
+__all__ = ["ResizableNet", "DEFAULT_FACTORS", "Config", "check_factors", "to_size2d", "scaled_size"]
+
+DEFAULT_FACTORS: Tuple[float, ...] = (0.45, 0.65, 0.85, 1.0)
+Config = Tuple[float, ...]
+SizeLike = Union[int, Sequence[int]]
+
+
+def check_factors(factors: Sequence[float]) -> Tuple[float, ...]:
+    """Validate a scaling factor list L and return it sorted ascending.
+
+    Args:
+        factors: positive numbers, no duplicates, any order.
+    """
+    try:
+        values = [float(f) for f in factors]
+    except (TypeError, ValueError):
+        raise ValueError(f"factors must be a sequence of positive numbers, got {factors!r}") from None
+    if not values:
+        raise ValueError("factors must hold at least one scaling factor, got an empty list")
+    bad = [f for f in values if not (f > 0 and math.isfinite(f))]
+    if bad:
+        raise ValueError(f"scaling factors must be finite and > 0, got {bad} in {tuple(values)}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"scaling factors must be distinct, got {tuple(values)}")
+    return tuple(sorted(values))
+
+
+def to_size2d(size: SizeLike) -> Size2d:
+    """``224`` or ``(224, 224)`` or ``(1, 3, 224, 224)``-style trailing dims -> ``(224, 224)``."""
+    if isinstance(size, int):
+        hw = (size, size)
+    else:
+        dims = tuple(int(s) for s in size)
+        if len(dims) == 1:
+            hw = (dims[0], dims[0])
+        elif len(dims) >= 2:
+            hw = dims[-2:]
+        else:
+            raise ValueError(f"input size must be an int or (H, W), got {size!r}")
+    if hw[0] < 1 or hw[1] < 1:
+        raise ValueError(f"input size must be positive, got {size!r}")
+    return hw
+
+
+def scaled_size(factor: float, baseline: int) -> int:
+    """``max(1, round(factor * baseline))`` with halves rounded up (not Python's banker's rounding)."""
+    return max(1, int(math.floor(factor * baseline + 0.5)))
+
+
+def _ceil_div(n: int, d: int) -> int:
+    return -(-n // d)
+
+
+class ResizableNet(nn.Module):
+    """Base class of every resizable model: stem -> N resizable stages -> head.
+
+    Subclasses build their modules and name, in forward order, the top-level modules of the stem,
+    the stages (each a :class:`ResizableStage`) and the head; they also give the stride of the stem
+    and of each stage before its resize point, from which the baseline resolution of every stage
+    follows. Everything else (configurations, forward, export) is shared.
+    """
+
+    def __init__(
+        self,
+        factors: Sequence[float],
+        stem_strides: Sequence[int],
+        stage_strides: Sequence[int],
+        stem_names: Sequence[str],
+        stage_names: Sequence[str],
+        head_names: Sequence[str],
+        in_chans: int,
+        num_classes: int,
+    ) -> None:
+        super().__init__()
+        if len(stage_names) != len(stage_strides):
+            raise ValueError("one stride per stage is needed")
+        self._factors = check_factors(factors)
+        self.stem_strides = tuple(int(s) for s in stem_strides)
+        self.stage_strides = tuple(int(s) for s in stage_strides)
+        self.stem_names = tuple(stem_names)
+        self.stage_names = tuple(stage_names)
+        self.head_names = tuple(head_names)
+        self.in_chans = in_chans
+        self.num_classes = num_classes
+        self._config: Config = tuple(self._factors[-1] for _ in stage_names)
+
+    # ------------------------------------------------------------------ configurations
+    @property
+    def factors(self) -> Tuple[float, ...]:
+        """The scaling factor list L, ascending."""
+        return self._factors
+
+    @property
+    def num_stages(self) -> int:
+        """N, the number of resize points."""
+        return len(self.stage_names)
+
+    @property
+    def config(self) -> Config:
+        """The active scaling configuration S."""
+        return self._config
+
+    @property
+    def max_config(self) -> Config:
+        return tuple(self._factors[-1] for _ in range(self.num_stages))
+
+    @property
+    def min_config(self) -> Config:
+        return tuple(self._factors[0] for _ in range(self.num_stages))
+
+    def check_config(self, config: Sequence[float]) -> Config:
+        """Validate a configuration and return it as a tuple of factors from L.
+
+        Args:
+            config: one factor per stage, each in ``self.factors``.
+        """
+        if isinstance(config, (str, bytes)) or not hasattr(config, "__len__"):
+            raise ValueError(
+                f"a configuration is a sequence of {self.num_stages} factors from {self.factors}, got {config!r}"
+            )
+        if len(config) != self.num_stages:
+            raise ValueError(
+                f"a configuration needs {self.num_stages} factors (one per stage), got {len(config)}: "
+                f"{tuple(config)}; accepted factors: {self.factors}"
+            )
+        out = []
+        for i, value in enumerate(config):
+            try:
+                f = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"stage {i + 1}: factor {value!r} is not a number; accepted: {self.factors}") from None
+            if not f > 0:
+                raise ValueError(f"stage {i + 1}: factor {f} must be > 0; accepted: {self.factors}")
+            match = [l for l in self._factors if math.isclose(l, f, rel_tol=0, abs_tol=1e-9)]
+            if not match:
+                raise ValueError(f"stage {i + 1}: factor {f} is not in the factor list; accepted: {self.factors}")
+            out.append(match[0])
+        return tuple(out)
+
+    def factor_index(self, config: Sequence[float]) -> Tuple[int, ...]:
+        """The index in L of each stage's factor."""
+        return tuple(self._factors.index(f) for f in self.check_config(config))
+
+    def set_config(self, config: Sequence[float]) -> None:
+        """Make ``config`` the active scaling configuration (selects every BN branch).
+
+        Args:
+            config: one factor per stage, each in ``self.factors``.
+        """
+        config = self.check_config(config)
+        index = [self._factors.index(f) for f in config]
+        for module in self.modules():
+            if isinstance(module, ScaleBatchNorm2d):
+                module.active = index[module.stage]
+        self._config = config
+
+    @contextmanager
+    def using(self, config: Sequence[float]) -> Iterator["ResizableNet"]:
+        """Run a block under ``config``, then restore the configuration that was active."""
+        previous = self._config
+        self.set_config(config)
+        try:
+            yield self
+        finally:
+            self.set_config(previous)
+
+    def configs(self) -> List[Config]:
+        """All k^N configurations, in lexicographic order of factor indices (min first, max last)."""
+        return [tuple(c) for c in itertools.product(self._factors, repeat=self.num_stages)]
+
+    # ------------------------------------------------------------------ resolutions
+    def baseline_sizes(self, input_size: SizeLike) -> List[Size2d]:
+        """Resolution R_i of every stage in the baseline (all-1.0) network for this input size."""
+        h, w = to_size2d(input_size)
+        for s in self.stem_strides:
+            h, w = _ceil_div(h, s), _ceil_div(w, s)
+        sizes = []
+        for s in self.stage_strides:
+            h, w = _ceil_div(h, s), _ceil_div(w, s)
+            sizes.append((h, w))
+        return sizes
+
+    def stage_sizes(self, input_size: SizeLike, config: Sequence[float] | None = None) -> List[Size2d]:
+        """Resolution every stage runs at under ``config`` (default: the active one)."""
+        config = self._config if config is None else self.check_config(config)
+        return [
+            (scaled_size(f, h), scaled_size(f, w)) for f, (h, w) in zip(config, self.baseline_sizes(input_size))
+        ]
+
+    # ------------------------------------------------------------------ forward, by stage boundary
+    def stage(self, index: int) -> ResizableStage:
+        """Stage ``index`` (0-based) as a module."""
+        if not 0 <= index < self.num_stages:
+            raise ValueError(f"stage index must be in [0, {self.num_stages - 1}], got {index}")
+        return getattr(self, self.stage_names[index])
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        for name in self.stem_names:
+            x = getattr(self, name)(x)
+        return x
+
+    def forward_stage(self, index: int, x: torch.Tensor, size: Size2d) -> torch.Tensor:
+        """Run stage ``index`` with its resize going to ``size`` (see :meth:`stage_sizes`)."""
+        return self.stage(index)(x, size)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        for name in self.head_names:
+            x = getattr(self, name)(x)
+        return x
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        sizes = self.stage_sizes(x.shape[-2:])
+        x = self.forward_stem(x)
+        for i, size in enumerate(sizes):
+            x = self.forward_stage(i, x, size)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C, H, W) -> (B, num_classes)
+        return self.forward_head(self.forward_features(x))
+
+    # ------------------------------------------------------------------ static export hook
+    def static_layout(self) -> "OrderedDict[str, nn.Module]":
+        """Top-level modules in forward order; :func:`resizable.export` chains them after the swap."""
+        names = self.stem_names + self.stage_names + self.head_names
+        return OrderedDict((name, getattr(self, name)) for name in names)
+
+    def extra_repr(self) -> str:
+        return f"factors={self.factors}, num_stages={self.num_stages}, config={self.config}"
