@@ -1,0 +1,1 @@
+"""Sub-commands of the ``resizable`` CLI (see :mod:`resizable.cli`)."""

@@ -1,0 +1,129 @@
+"""Command configuration: a frozen dataclass resolved from defaults, then a YAML file, then flags."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, Dict, Optional, Type, TypeVar
+
+import yaml
+
+__all__ = ["add_dataclass_args", "resolve_config", "config_to_dict", "write_config", "parse_floats"]
+
+T = TypeVar("T")
+
+
+def parse_floats(text: str) -> tuple:
+    """``"0.45,0.65,1"`` -> ``(0.45, 0.65, 1.0)``."""
+    try:
+        return tuple(float(v) for v in str(text).split(",") if v.strip() != "")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _parse_ints(text: str) -> tuple:
+    try:
+        return tuple(int(v) for v in str(text).split(",") if v.strip() != "")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _base_type(tp: Any) -> Any:
+    """Strip Optional[...]"""
+    if typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return _base_type(args[0])
+    return tp
+
+
+def _converter(tp: Any):
+    tp = _base_type(tp)
+    origin = typing.get_origin(tp)
+    if origin in (tuple, list):
+        args = typing.get_args(tp)
+        inner = args[0] if args else str
+        if inner is float:
+            return parse_floats
+        if inner is int:
+            return _parse_ints
+        return lambda s: tuple(v for v in s.split(",") if v)
+    if tp in (int, float, str):
+        return tp
+    return str
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: Type, exclude: tuple = ()) -> None:
+    """Add one ``--flag`` per field of ``cls`` (underscores become dashes). Defaults stay unset,
+    so :func:`resolve_config` can tell what the command line gave."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in exclude or not f.init:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        help_text = f"{help_text} (default: {default})" if help_text else f"(default: {default})"
+        tp = _base_type(hints[f.name])
+        if tp is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=help_text)
+        else:
+            choices = f.metadata.get("choices")
+            parser.add_argument(flag, dest=f.name, type=_converter(hints[f.name]), choices=choices,
+                                default=argparse.SUPPRESS, help=help_text, metavar=f.metadata.get("metavar"))
+
+
+def _coerce(cls: Type, name: str, value: Any) -> Any:
+    tp = typing.get_type_hints(cls)[name]
+    if value is None:
+        return None
+    base = _base_type(tp)
+    if typing.get_origin(base) in (tuple, list) and isinstance(value, (list, tuple)):
+        return tuple(value)
+    if typing.get_origin(base) in (tuple, list) and isinstance(value, (str, int, float)):
+        return _converter(base)(str(value))
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def resolve_config(cls: Type[T], args: Optional[argparse.Namespace] = None, yaml_path: Optional[str] = None,
+                   **overrides: Any) -> T:
+    """Defaults of ``cls``, then the YAML mapping at ``yaml_path``, then command-line ``args``, then
+    ``overrides``. Unknown keys raise ``ValueError`` naming the accepted ones."""
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    values: Dict[str, Any] = {}
+    if yaml_path:
+        data = yaml.safe_load(Path(yaml_path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{yaml_path}: a config file must be a mapping of option: value")
+        data = {str(k).replace("-", "_"): v for k, v in data.items()}
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ValueError(f"{yaml_path}: unknown option(s) {unknown}; accepted: {names}")
+        values.update(data)
+    if args is not None:
+        values.update({k: v for k, v in vars(args).items() if k in names})
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown}; accepted: {names}")
+    values.update(overrides)
+    return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
+
+
+def config_to_dict(cfg: Any) -> Dict[str, Any]:
+    out = {}
+    for k, v in dataclasses.asdict(cfg).items():
+        out[k] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def write_config(cfg: Any, path: Path) -> None:
+    """Write the resolved configuration as YAML (atomically)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    tmp.replace(path)
