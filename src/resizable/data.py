@@ -385,12 +385,16 @@ class TensorImageDataset(Dataset):
         pad: crop padding in pixels.
         """
         if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError(f"images must be a uint8 tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+            raise ValueError(
+                f"images must be a uint8 tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
         if labels.dim() != 1 or len(labels) != len(images):
             raise ValueError(f"labels must have shape ({len(images)},), got {tuple(labels.shape)}")
         chans = images.shape[1]
         if len(mean) != chans or len(std) != chans:
-            raise ValueError(f"mean and std need {chans} values (one per channel), got {len(mean)} and {len(std)}")
+            raise ValueError(
+                f"mean and std need {chans} values (one per channel), got {len(mean)} and {len(std)}"
+            )
         if any(s <= 0 for s in std):
             raise ValueError(f"std values must be positive, got {tuple(std)}")
         if pad < 0:
@@ -454,7 +458,9 @@ def _load_imagefolder(data_dir: str | None, split: str, augment: bool, input_siz
     directory = _imagefolder_dir(root, split)
     normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     if augment:
-        transform = T.Compose([T.RandomResizedCrop(input_size), T.RandomHorizontalFlip(), T.ToTensor(), normalize])
+        transform = T.Compose(
+            [T.RandomResizedCrop(input_size), T.RandomHorizontalFlip(), T.ToTensor(), normalize]
+        )
     else:
         transform = T.Compose(
             [T.Resize(int(input_size / 0.875)), T.CenterCrop(input_size), T.ToTensor(), normalize]
@@ -659,7 +665,12 @@ def make_loader(
         drop_last: drop the last incomplete batch (and uneven tail across ranks).
         num_workers: DataLoader worker processes (DataLoader path only).
     """
-    checks = (("batch_size", batch_size, 1), ("world_size", world_size, 1), ("epoch", epoch, 0), ("num_workers", num_workers, 0))
+    checks = (
+        ("batch_size", batch_size, 1),
+        ("world_size", world_size, 1),
+        ("epoch", epoch, 0),
+        ("num_workers", num_workers, 0),
+    )
     for arg, value, low in checks:
         if not isinstance(value, int) or value < low:
             raise ValueError(f"{arg} must be an integer >= {low}, got {value!r}")
