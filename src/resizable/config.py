@@ -29,6 +29,17 @@ def _parse_ints(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _parse_mapping(text: str) -> dict:
+    """``"{widths: [8, 16, 32]}"`` or ``"widths: [8, 16, 32]"`` -> a dict (YAML)."""
+    try:
+        value = yaml.safe_load(text) if str(text).strip() else {}
+    except yaml.YAMLError as e:
+        raise argparse.ArgumentTypeError(f"expected a YAML mapping, got {text!r}: {e}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a YAML mapping like '{{key: value}}', got {text!r}")
+    return value
+
+
 def _base_type(tp: Any) -> Any:
     """Strip Optional[...]"""
     if typing.get_origin(tp) is typing.Union:
@@ -51,6 +62,8 @@ def _converter(tp: Any):
         return lambda s: tuple(v for v in s.split(",") if v)
     if tp in (int, float, str):
         return tp
+    if tp is dict or origin is dict:
+        return _parse_mapping
     return str
 
 
@@ -87,6 +100,8 @@ def _coerce(cls: Type, name: str, value: Any) -> Any:
         return _converter(base)(str(value))
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if (base is dict or typing.get_origin(base) is dict) and isinstance(value, str):
+        return _parse_mapping(value)
     return value
 
 

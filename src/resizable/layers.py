@@ -117,6 +117,23 @@ class ResizableStage(nn.Sequential):
             layers["resize"] = resize
         super().__init__(layers)
         self.resize_at = resize_at
+        self.num_blocks = len(blocks)
+
+    # Indexing, iterating and len() see the blocks only, as in torchvision (``model.layer4[-1]``).
+    def blocks(self) -> list:
+        return [m for name, m in self._modules.items() if name != "resize"]
+
+    def __getitem__(self, idx):  # type: ignore[override]
+        blocks = self.blocks()
+        if isinstance(idx, slice):
+            return nn.Sequential(*blocks[idx])
+        return blocks[idx]
+
+    def __iter__(self):  # type: ignore[override]
+        return iter(self.blocks())
+
+    def __len__(self) -> int:
+        return self.num_blocks
 
     def forward(self, x: torch.Tensor, size: Optional[Size2d] = None) -> torch.Tensor:  # type: ignore[override]
         for name, module in self._modules.items():

@@ -1,0 +1,25 @@
+# Two entry points do all the set-up: `make demo` (the main job) and `make test` (the test suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test setup dataset clean-venv
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $@
+
+dataset:
+	@bash scripts/get-fashion-mnist.sh
+
+demo: setup dataset
+	$(BIN)/resizable demo
+
+test: setup dataset
+	$(BIN)/python -m pytest -q
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,56 @@
+"""``resizable eval``: top-1/top-5 of a checkpoint at listed configurations (or all of them)."""
+from __future__ import annotations
+
+import argparse
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+HELP = "evaluate a checkpoint at listed configurations, or --all"
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """Options of ``resizable eval``."""
+
+    checkpoint: str = field(default="", metadata={"help": "checkpoint file or run folder"})
+    configs: str = field(default="default", metadata={"help": "default, all, or '0.45,0.65,1;1,1,1'"})
+    dataset: Optional[str] = field(default=None, metadata={"help": "dataset (default: the training one)"})
+    data_dir: Optional[str] = field(default=None, metadata={"help": "dataset folder"})
+    split: str = field(default="test", metadata={"help": "train or test"})
+    batch_size: int = field(default=512, metadata={"help": "evaluation batch size"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
+    out: Optional[str] = field(default=None, metadata={"help": "also write the results to this CSV"})
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..config import add_dataclass_args
+
+    add_dataclass_args(parser, EvalOptions)
+    parser.add_argument("--all", action="store_true", help="evaluate all k^N configurations")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import resolve_config
+    from ..train import evaluate_checkpoint
+
+    opts = resolve_config(EvalOptions, args)
+    if not opts.checkpoint:
+        raise ValueError("--checkpoint is required (a checkpoint file or a run folder)")
+    configs = "all" if args.all else opts.configs
+    rows = evaluate_checkpoint(opts.checkpoint, configs, dataset=opts.dataset, data_dir=opts.data_dir,
+                               split=opts.split, batch_size=opts.batch_size, device=opts.device)
+    print(f"{'config':<28}{'MFLOPs':>10}{'top-1 %':>10}{'top-5 %':>10}")
+    for r in rows:
+        print(f"{r['config']:<28}{r['mflops']:>10.2f}{r['top1']:>10.2f}{r['top5']:>10.2f}")
+    if opts.out:
+        out = Path(opts.out)
+        tmp = out.with_name(out.name + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(out)
+        print(f"wrote {out}")
+    return 0

@@ -1,0 +1,65 @@
+"""Distributed set-up in one place: torchrun detection, process group, device choice."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["DistInfo", "setup", "cleanup", "resolve_device", "barrier"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process stands: rank, world size, local rank and its device."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> cuda:LOCAL_RANK when CUDA is available, else cpu. Accepts cpu, cuda, cuda:N."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but CUDA is not available; use --device cpu")
+        return torch.device(device if ":" in device else f"cuda:{local_rank}")
+    if device != "cpu":
+        raise ValueError(f"unknown device {device!r}; accepted: auto, cpu, cuda, cuda:N")
+    return torch.device("cpu")
+
+
+def setup(device: str = "auto") -> DistInfo:
+    """Join the process group when started by torchrun (``RANK``/``WORLD_SIZE`` set): gloo on CPU,
+    nccl on CUDA. A plain ``python`` start gives a single process."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=world_size)
+    return DistInfo(rank, world_size, local_rank, dev)
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

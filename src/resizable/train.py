@@ -1,0 +1,457 @@
+"""Training a ResizableNet (paper Algorithm 1), single process or under torchrun/DDP.
+
+One step: the sampler gives the step's configurations; the same mini-batch goes through each of
+them, each loss is back-propagated on its own (activations of one configuration at a time), the
+gradients add up, and the optimizer steps once. Under DDP the first k-1 backward passes run in
+``no_sync`` and the last one all-reduces every gradient, including those of BN branches that only
+earlier configurations used (hence ``find_unused_parameters=True``).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from . import distributed
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from .config import write_config
+from .data import dataset_info, load_dataset, make_loader
+from .flops import count_flops
+from .net import Config, ResizableNet
+from .registry import create_model
+from .sampling import SAMPLING_MODES, ConfigSampler
+
+__all__ = ["TrainConfig", "train", "evaluate", "parse_configs", "format_config", "build_optimizer", "lr_factor"]
+
+SCHEDULES = ("cosine", "step", "linear", "constant")
+RECIPES = ("standard", "aug")
+
+
+def _opt(default: Any, help: str, **meta: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **meta})
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; written to ``RUN/config.yaml``."""
+
+    # what to train
+    model: str = _opt("resnet20", "registered model name (see `resizable models`)")
+    model_args: Dict[str, Any] = _opt({}, "architecture arguments, YAML mapping, e.g. '{widths: [8, 16, 32]}'")
+    factors: Tuple[float, ...] = _opt((0.45, 0.65, 0.85, 1.0), "scaling factor list L, comma-separated")
+    # data
+    dataset: str = _opt("fashion-mnist", "fashion-mnist, cifar10, cifar100 or imagefolder")
+    data_dir: Optional[str] = _opt(None, "dataset folder (default: the system location)")
+    download: bool = _opt(False, "download the dataset if missing (needs internet)")
+    input_size: Optional[int] = _opt(None, "input resolution (default: the dataset's)")
+    augment: bool = _opt(True, "random crop and flip on training images")
+    workers: int = _opt(0, "data-loading worker processes (imagefolder)")
+    # optimisation (units: epochs, images per step over all ranks, learning rate per step)
+    epochs: int = _opt(10, "training epochs")
+    batch_size: int = _opt(128, "global mini-batch size (split over ranks)")
+    lr: float = _opt(0.1, "peak learning rate")
+    momentum: float = _opt(0.9, "SGD momentum")
+    nesterov: bool = _opt(False, "Nesterov momentum")
+    weight_decay: float = _opt(5e-4, "weight decay (not on BN parameters and biases)")
+    schedule: str = _opt("cosine", "learning-rate schedule", choices=SCHEDULES)
+    milestones: Tuple[int, ...] = _opt((), "epochs where the step schedule multiplies the rate by gamma")
+    gamma: float = _opt(0.1, "step schedule factor")
+    warmup_epochs: float = _opt(0.0, "linear warm-up length in epochs")
+    label_smoothing: float = _opt(0.0, "label smoothing of the cross-entropy")
+    # Algorithm 1
+    sampling: str = _opt("fair", "how each step picks its configurations", choices=SAMPLING_MODES)
+    num_configs: Optional[int] = _opt(None, "configurations per step for random/single (default: k / 1)")
+    single_config: Optional[Tuple[float, ...]] = _opt(None, "the configuration of --sampling single (default all max)")
+    recipe: str = _opt("standard", "standard, or aug: fair sampling then fine-tune --target", choices=RECIPES)
+    target: Optional[Tuple[float, ...]] = _opt(None, "Resizable-Aug target configuration (default all max)")
+    aug_fraction: float = _opt(2 / 3, "Resizable-Aug: fraction of epochs with fair sampling")
+    # evaluation and bookkeeping
+    eval_configs: str = _opt("default", "configs evaluated each epoch: default (each factor at every stage), "
+                                        "all, or a list like '0.45,0.45,0.45;1,1,1'")
+    eval_batch_size: int = _opt(512, "evaluation batch size")
+    seed: int = _opt(0, "seed of weights init, data order, augmentation and configuration sampling")
+    out_dir: str = _opt("runs", "parent folder of run folders")
+    name: Optional[str] = _opt(None, "run folder name (default: model-dataset-time)")
+    resume: Optional[str] = _opt(None, "run folder (or checkpoint) to continue")
+    init_checkpoint: Optional[str] = _opt(None, "start from these weights (a checkpoint or run folder)")
+    device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
+    amp: bool = _opt(False, "mixed precision (float16 on CUDA, bfloat16 on CPU)")
+    channels_last: bool = _opt(False, "channels-last memory format")
+    max_steps_per_epoch: Optional[int] = _opt(None, "cut every epoch after this many steps (quick runs)")
+    progress: bool = _opt(True, "show progress bars")
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
+            (0 < self.aug_fraction <= 1, f"aug_fraction must be in (0, 1], got {self.aug_fraction}"),
+            (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; accepted: {', '.join(SCHEDULES)}"),
+            (self.sampling in SAMPLING_MODES, f"unknown sampling {self.sampling!r}; accepted: {', '.join(SAMPLING_MODES)}"),
+            (self.recipe in RECIPES, f"unknown recipe {self.recipe!r}; accepted: {', '.join(RECIPES)}"),
+            (isinstance(self.model_args, dict), f"model_args must be a mapping, got {self.model_args!r}"),
+            (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
+             f"max_steps_per_epoch must be >= 1, got {self.max_steps_per_epoch}"),
+            (self.schedule != "step" or bool(self.milestones), "the step schedule needs --milestones, e.g. 30,60,80"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+# ---------------------------------------------------------------------------- small helpers
+def format_config(config: Sequence[float]) -> str:
+    """``(0.45, 1.0, 1.0)`` -> ``"0.45,1,1"``"""
+    return ",".join(f"{f:g}" for f in config)
+
+
+def parse_configs(text: str, model: ResizableNet) -> List[Config]:
+    """``default`` (each factor at every stage), ``all``, or ``"0.45,0.45,1;1,1,1"``."""
+    text = text.strip()
+    if text == "default":
+        return [tuple([f] * model.num_stages) for f in model.factors]
+    if text == "all":
+        return model.configs()
+    configs = []
+    for part in text.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            values = [float(v) for v in part.split(",")]
+        except ValueError:
+            raise ValueError(f"bad configuration {part!r}: expected {model.num_stages} comma-separated factors "
+                             f"from {model.factors}") from None
+        configs.append(model.check_config(values))
+    if not configs:
+        raise ValueError("no configuration given; use 'default', 'all' or e.g. '0.45,0.65,1'")
+    return configs
+
+
+def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
+    """Multiplier of the peak rate at optimizer step ``step`` (warm-up, then the schedule)."""
+    total = cfg.epochs * steps_per_epoch
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    if step < warmup:
+        return (step + 1) / warmup
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "step":
+        epoch = step / steps_per_epoch
+        return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+    progress = (step - warmup) / max(1, total - warmup)
+    if cfg.schedule == "linear":
+        return max(0.0, 1.0 - progress)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD; weight decay on convolution and linear weights only (not BN parameters, not biases)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
+
+
+@torch.no_grad()
+def evaluate(
+    model: ResizableNet,
+    loader: Iterable,
+    configs: Sequence[Sequence[float]],
+    device: torch.device | str = "cpu",
+    amp: bool = False,
+    progress: bool = False,
+) -> Dict[Config, Dict[str, float]]:
+    """Top-1, top-5 (percent) and mean loss of each configuration on ``loader``.
+
+    Args:
+        model: the ResizableNet (its mode and configuration are restored).
+        loader: yields ``(images, labels)``.
+        configs: the configurations to evaluate.
+        device: where to run.
+        amp: autocast while evaluating.
+        progress: show a progress bar.
+    """
+    from tqdm import tqdm
+
+    device = torch.device(device)
+    configs = [model.check_config(c) for c in configs]
+    stats = {c: [0, 0, 0.0, 0] for c in configs}  # correct1, correct5, loss sum, count
+    was_training = model.training
+    model.eval()
+    try:
+        for images, labels in tqdm(loader, desc="eval", leave=False, disable=not progress):
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            for c in configs:
+                with model.using(c), _autocast(device, amp):
+                    logits = model(images).float()
+                s = stats[c]
+                top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+                s[0] += int((top[:, 0] == labels).sum())
+                s[1] += int((top == labels[:, None]).any(dim=1).sum())
+                s[2] += float(F.cross_entropy(logits, labels, reduction="sum"))
+                s[3] += labels.numel()
+    finally:
+        model.train(was_training)
+    return {c: {"top1": 100.0 * s[0] / max(1, s[3]), "top5": 100.0 * s[1] / max(1, s[3]),
+                "loss": s[2] / max(1, s[3])} for c, s in stats.items()}
+
+
+# ---------------------------------------------------------------------------- the run
+class _Run:
+    """State of one training run (kept off the model: models hold no training logic)."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.dist = distributed.setup(cfg.device)
+        if cfg.batch_size % self.dist.world_size:
+            raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {self.dist.world_size} ranks")
+        if cfg.amp and self.dist.device.type == "cpu" and not hasattr(torch, "bfloat16"):
+            raise ValueError("amp on CPU needs bfloat16 support")
+        self.run_dir = self._run_dir()
+        info = dataset_info(cfg.dataset, cfg.data_dir)
+        self.input_size = cfg.input_size or info.input_size
+        self.train_set = load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir, download=cfg.download,
+                                      augment=cfg.augment, input_size=cfg.input_size)
+        self.test_set = load_dataset(cfg.dataset, "test", data_dir=cfg.data_dir, download=cfg.download,
+                                     augment=False, input_size=cfg.input_size)
+        self.model_kwargs = {"factors": tuple(cfg.factors), "num_classes": info.num_classes,
+                             "in_chans": info.in_chans, **cfg.model_args}
+        torch.manual_seed(cfg.seed)  # weight init only; DDP also broadcasts rank 0's weights
+        self.model = create_model(cfg.model, **self.model_kwargs)
+        if cfg.init_checkpoint:
+            payload = load_checkpoint(cfg.init_checkpoint)
+            self.model.load_state_dict(payload["model"])
+        self.model.to(self.dist.device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.eval_configs = parse_configs(cfg.eval_configs, self.model)
+        target = tuple(cfg.target) if cfg.target else self.model.max_config
+        self.target = self.model.check_config(target)
+        if cfg.single_config:
+            self.model.check_config(cfg.single_config)
+        self.sampler = ConfigSampler(self.model.factors, self.model.num_stages, cfg.sampling, cfg.seed,
+                                     cfg.num_configs, cfg.single_config)
+        self.finetune_sampler = ConfigSampler(self.model.factors, self.model.num_stages, "single", cfg.seed,
+                                              single_config=self.target)
+        self.switch_epoch = (int(round(cfg.epochs * cfg.aug_fraction)) if cfg.recipe == "aug" else cfg.epochs)
+        self.optimizer = build_optimizer(self.model, cfg)
+        per_rank = cfg.batch_size // self.dist.world_size
+        n_batches = len(make_loader(self.train_set, per_rank, shuffle=True, seed=cfg.seed, epoch=0,
+                                    rank=self.dist.rank, world_size=self.dist.world_size, drop_last=True))
+        if n_batches == 0:
+            raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set")
+        self.steps_per_epoch = min(n_batches, cfg.max_steps_per_epoch or n_batches)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, self.steps_per_epoch, cfg))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and self.dist.device.type == "cuda")
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.start_epoch = 0
+        self.step = 0
+        self.history: List[Dict[str, Any]] = []
+        if cfg.resume:
+            self._load_resume()
+        self.ddp: Optional[nn.parallel.DistributedDataParallel] = None
+        if self.dist.enabled:
+            self.ddp = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None,
+                find_unused_parameters=True)
+
+    def _run_dir(self) -> Path:
+        cfg = self.cfg
+        if cfg.resume:
+            path = Path(cfg.resume)
+            run_dir = path if path.is_dir() else path.parent
+            if not (run_dir / CHECKPOINT_NAME).is_file():
+                raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT_NAME} in {run_dir}")
+            return run_dir
+        name = cfg.name or f"{cfg.model}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = Path(cfg.out_dir) / name
+        if self.dist.is_main:
+            if run_dir.exists() and any(run_dir.iterdir()):
+                raise ValueError(f"run folder {run_dir} exists and is not empty; pick another --name, "
+                                 f"or continue it with --resume {run_dir}")
+            run_dir.mkdir(parents=True, exist_ok=True)
+        distributed.barrier()
+        return run_dir
+
+    def _load_resume(self) -> None:
+        payload = load_checkpoint(self.run_dir)
+        if payload["model_name"] != self.cfg.model:
+            raise ValueError(f"the run {self.run_dir} trains {payload['model_name']}, not {self.cfg.model}")
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.scaler.load_state_dict(payload["scaler"])
+        self.sampler.load_state_dict(payload["sampler"])
+        torch.set_rng_state(payload["rng"]["torch"])
+        if self.dist.device.type == "cuda" and payload["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(payload["rng"]["cuda"], self.dist.device)
+        self.start_epoch = payload["epoch"] + 1
+        self.step = payload["step"]
+        self.history = list(payload.get("history", []))
+
+    def _save(self, epoch: int) -> None:
+        if not self.dist.is_main:
+            return
+        rng = {"torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state(self.dist.device) if self.dist.device.type == "cuda" else None}
+        save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.model, self.cfg.model, self.model_kwargs,
+                        optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                        scaler=self.scaler.state_dict(), sampler=self.sampler.state_dict(), rng=rng,
+                        epoch=epoch, step=self.step, history=self.history,
+                        train_config=dataclasses.asdict(self.cfg), input_size=self.input_size)
+
+    def sampler_for(self, epoch: int) -> ConfigSampler:
+        return self.sampler if epoch < self.switch_epoch else self.finetune_sampler
+
+    def train_epoch(self, epoch: int) -> Dict[str, float]:
+        from tqdm import tqdm
+
+        cfg, dev = self.cfg, self.dist.device
+        net = self.ddp or self.model
+        sampler = self.sampler_for(epoch)
+        loader = make_loader(self.train_set, cfg.batch_size // self.dist.world_size, shuffle=True, seed=cfg.seed,
+                             epoch=epoch, rank=self.dist.rank, world_size=self.dist.world_size, drop_last=True,
+                             num_workers=cfg.workers)
+        self.model.train()
+        loss_sum, seen = 0.0, 0
+        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not (cfg.progress and self.dist.is_main))
+        for i, (images, labels) in enumerate(loader):
+            if i >= self.steps_per_epoch:
+                break
+            images, labels = images.to(dev, non_blocking=True), labels.to(dev, non_blocking=True)
+            if cfg.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            configs = sampler.sample(self.step)
+            self.optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for j, config in enumerate(configs):
+                self.model.set_config(config)
+                last = j == len(configs) - 1
+                sync = self.ddp.no_sync() if (self.ddp is not None and not last) else contextlib.nullcontext()
+                with sync:
+                    with _autocast(dev, cfg.amp):
+                        loss = self.criterion(net(images), labels)
+                    self.scaler.scale(loss).backward()
+                step_loss += float(loss.detach())
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.step += 1
+            loss_sum += step_loss / len(configs)
+            seen += 1
+            bar.set_postfix(loss=f"{step_loss / len(configs):.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.4f}")
+            bar.update(1)
+        bar.close()
+        self.model.set_config(self.model.max_config)
+        return {"train_loss": loss_sum / max(1, seen), "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def run(self) -> Path:
+        cfg = self.cfg
+        if self.dist.is_main:
+            write_config(cfg, self.run_dir / "config.yaml")
+        test_loader = make_loader(self.test_set, cfg.eval_batch_size, shuffle=False)
+        for epoch in range(self.start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            record: Dict[str, Any] = {"epoch": epoch + 1, "step": 0,
+                                      "phase": "train" if epoch < self.switch_epoch else "finetune"}
+            record.update(self.train_epoch(epoch))
+            record["step"] = self.step
+            record["train_seconds"] = time.perf_counter() - t0
+            if self.dist.is_main:
+                results = evaluate(self.model, test_loader, self.eval_configs, self.dist.device, cfg.amp)
+                record["eval"] = {format_config(c): r for c, r in results.items()}
+                self.history.append(record)
+                with open(self.run_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                if cfg.progress:
+                    best = ", ".join(f"{k}: {v['top1']:.2f}" for k, v in record["eval"].items())
+                    print(f"epoch {epoch + 1}/{cfg.epochs}  loss {record['train_loss']:.4f}  "
+                          f"{record['train_seconds']:.1f}s  top-1 [{best}]", flush=True)
+            self._save(epoch)
+            distributed.barrier()
+        return self.run_dir
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train (or continue, with ``cfg.resume``) and return the run folder.
+
+    The folder holds ``config.yaml`` (resolved options), ``metrics.jsonl`` (one JSON record per
+    epoch with the evaluated configurations' top-1/top-5/loss) and ``checkpoint.pt`` (rewritten
+    atomically after every epoch; enough to resume exactly or to rebuild the model).
+    """
+    run = _Run(cfg)
+    try:
+        return run.run()
+    finally:
+        distributed.cleanup()
+
+
+def evaluate_checkpoint(
+    checkpoint: str,
+    configs: str = "default",
+    *,
+    dataset: Optional[str] = None,
+    data_dir: Optional[str] = None,
+    split: str = "test",
+    batch_size: int = 512,
+    device: str = "auto",
+    progress: bool = True,
+) -> List[Dict[str, Any]]:
+    """Evaluate a checkpoint at ``configs`` (see :func:`parse_configs`); one row per configuration
+    with ``config``, ``mflops`` (MACs, millions), ``interp_mmacs``, ``top1``, ``top5`` and ``loss``.
+
+    Args:
+        checkpoint: checkpoint file or run folder.
+        configs: ``default``, ``all`` or ``"0.45,0.65,1;1,1,1"``.
+        dataset, data_dir: default to the training run's.
+        split: ``train`` or ``test``.
+        batch_size: evaluation batch size.
+        device: ``auto``, ``cpu`` or ``cuda``.
+    """
+    from .checkpoint import load_model
+
+    model, payload = load_model(checkpoint)
+    train_cfg = payload.get("train_config", {})
+    dataset = dataset or train_cfg.get("dataset")
+    if not dataset:
+        raise ValueError("the checkpoint does not name its dataset; pass --dataset")
+    data_dir = data_dir or train_cfg.get("data_dir")
+    input_size = payload.get("input_size") or train_cfg.get("input_size")
+    dev = distributed.resolve_device(device)
+    model.to(dev)
+    data = load_dataset(dataset, split, data_dir=data_dir, augment=False, input_size=train_cfg.get("input_size"))
+    loader = make_loader(data, batch_size, shuffle=False)
+    chosen = parse_configs(configs, model)
+    results = evaluate(model, loader, chosen, dev, progress=progress)
+    size = input_size or dataset_info(dataset, data_dir).input_size
+    rows = []
+    for c in chosen:
+        report = count_flops(model, c, size)
+        rows.append({"config": format_config(c), "mflops": report.macs / 1e6,
+                     "interp_mmacs": report.interp_macs / 1e6, **results[c]})
+    return rows

@@ -1,0 +1,48 @@
+import os
+
+import pytest
+import torch
+
+# Keep the suite's speed predictable on small machines and independent of the caller's settings.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def write_idx(path, array):
+    """Write a numpy uint8 array as a gzipped idx file (the Fashion-MNIST format)."""
+    import gzip
+    import struct
+
+    import numpy as np
+
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+@pytest.fixture(scope="session")
+def tiny_fmnist(tmp_path_factory):
+    """A small learnable stand-in for Fashion-MNIST (idx files): the class sets which 7x7 block is bright."""
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("fmnist")
+    rng = np.random.default_rng(0)
+
+    def make(n):
+        labels = rng.integers(0, 10, size=n).astype(np.uint8)
+        images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            r, q = divmod(int(c), 4)
+            images[i, 7 * r:7 * r + 7, 7 * q:7 * q + 7] += 150
+        return images, labels
+
+    for prefix, n in (("train", 512), ("t10k", 256)):
+        images, labels = make(n)
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return str(root)

@@ -1,0 +1,66 @@
+"""Every registered model: builds, runs forward and backward at tiny size under several
+configurations, exports to a static network with equal outputs, and counts its cost."""
+import pytest
+import torch
+
+import resizable
+from resizable.layers import ScaleBatchNorm2d
+
+MODELS = resizable.list_models()
+
+
+def _small_input(model, batch=2):
+    # ImageNet-style stems divide by 4 before the first stage; 64 px leaves room for every stage.
+    size = 32 if model.stem_strides == () or "cifar" in type(model).__name__.lower() else 64
+    return torch.randn(batch, model.in_chans, size, size)
+
+
+def _configs(model):
+    k = len(model.factors)
+    mixed = tuple(model.factors[i % k] for i in range(model.num_stages))
+    return [model.max_config, model.min_config, mixed]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_backward_every_config_kind(name):
+    model = resizable.create_model(name, num_classes=7)
+    x = _small_input(model)
+    for config in _configs(model):
+        model.set_config(config)
+        out = model(x)
+        assert out.shape == (2, 7)
+        out.square().mean().backward()
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads)
+        model.zero_grad()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_export_matches_model(name):
+    model = resizable.create_model(name, num_classes=5)
+    x = _small_input(model)
+    # Random BN statistics so that a wrong branch choice would show in the outputs.
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.8, 1.2)
+    model.eval()
+    for config in _configs(model):
+        static = resizable.export(model, config, x.shape[-2:])
+        assert not any(isinstance(m, ScaleBatchNorm2d) for m in static.modules())
+        with torch.no_grad(), model.using(config):
+            expected = model(x)
+            got = static(x)
+        assert (got - expected).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_cost_and_api(name):
+    model = resizable.create_model(name)
+    assert model.num_stages >= 1 and len(model.configs()) == len(model.factors) ** model.num_stages
+    x = _small_input(model, batch=1)
+    small = resizable.count_flops(model, model.min_config, x.shape[-2:])
+    large = resizable.count_flops(model, model.max_config, x.shape[-2:])
+    assert 0 < small.macs < large.macs
+    assert large.interp_macs == 0  # the all-max network has no resize to run
+    assert small.params == large.params == resizable.count_params(model)
