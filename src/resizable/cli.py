@@ -9,6 +9,11 @@ from typing import List, Optional
 # sub-command -> module under resizable.commands defining HELP, add_arguments(parser), run(args) -> int
 COMMANDS = {
     "models": "models",
+    "table": "table",
+    "latency": "latency",
+    "search": "search",
+    "pareto": "pareto",
+    "finetune": "finetune",
 }
 
 

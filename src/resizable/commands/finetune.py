@@ -1,0 +1,30 @@
+"""``resizable finetune``: train only the chosen sub-network S of a trained ResizableNet."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "fine-tune one configuration (its BN branches and the shared weights); evaluates it before and after"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..config import add_dataclass_args
+    from ..finetune import FinetuneConfig
+
+    add_dataclass_args(parser, FinetuneConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import resolve_config
+    from ..finetune import FinetuneConfig, finetune
+
+    cfg = resolve_config(FinetuneConfig, args)
+    run_dir = finetune(cfg)
+    import json
+
+    summary = json.loads((run_dir / "finetune.json").read_text())
+    b, a = summary["before"], summary["after"]
+    print(f"{summary['config']}: top-1 {b['top1']:.2f} -> {a['top1']:.2f} %, top-5 {b['top5']:.2f} -> "
+          f"{a['top5']:.2f} % after {summary['epochs']} epoch(s)")
+    print(f"run folder: {run_dir}  (export it with: resizable export --checkpoint {run_dir} "
+          f"--config {summary['config']})")
+    return 0

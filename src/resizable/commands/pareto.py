@@ -1,0 +1,51 @@
+"""``resizable pareto``: the accuracy-versus-cost Pareto front of a lookup table, as a table and a plot."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Optional
+
+HELP = "the accuracy-vs-FLOPs (or latency) Pareto front of a table: printed, and plotted with --out"
+
+
+@dataclass(frozen=True)
+class ParetoOptions:
+    """Options of ``resizable pareto``."""
+
+    table: str = field(default="", metadata={"help": "the table CSV (resizable table)"})
+    cost: str = field(default="mmacs", metadata={"help": "cost column: mmacs, params_m or a latency column"})
+    out: Optional[str] = field(default=None, metadata={"help": "save the plot here (.png, .pdf, .svg)"})
+    csv: Optional[str] = field(default=None, metadata={"help": "also write the front as CSV"})
+    baselines: Optional[str] = field(default=None, metadata={"help": "CSV of individually trained networks to "
+                                                                     "overlay: label,<cost>,top1_pct"})
+    title: Optional[str] = field(default=None, metadata={"help": "plot title"})
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..config import add_dataclass_args
+
+    add_dataclass_args(parser, ParetoOptions)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import resolve_config
+    from ..nas import REQUIRED_COLUMNS, Table, pareto_front, plot_pareto, read_baselines, read_table
+    from .search import _columns, format_rows
+
+    opts = resolve_config(ParetoOptions, args)
+    if not opts.table:
+        raise ValueError("--table is required (a CSV written by resizable table)")
+    table = read_table(opts.table, required=REQUIRED_COLUMNS)
+    front = pareto_front(table, opts.cost)
+    baselines = read_baselines(opts.baselines, opts.cost) if opts.baselines else []
+    print(f"Pareto front: {len(front)} of {len(table.rows)} configurations (cost: {opts.cost})")
+    print(format_rows(front, _columns(table.columns)))
+    if opts.csv:
+        subset = Table(dict(table.meta, pareto_cost=opts.cost), list(table.columns),
+                       {r["config"]: table.rows[r["config"]] for r in front})
+        subset.write(opts.csv)
+        print(f"wrote {opts.csv}")
+    if opts.out:
+        plot_pareto(table, opts.out, cost=opts.cost, baselines=baselines, title=opts.title)
+        print(f"wrote {opts.out}")
+    return 0

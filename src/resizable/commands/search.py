@@ -1,0 +1,68 @@
+"""``resizable search``: the most accurate configurations of a lookup table under a budget."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+HELP = "the most accurate configurations of a table that meet every constraint (MFLOPs, latency, params)"
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Options of ``resizable search``."""
+
+    table: str = field(default="", metadata={"help": "the table CSV (resizable table)"})
+    max_mflops: Optional[float] = field(default=None, metadata={"help": "budget in millions of multiply-accumulates"})
+    max_latency_ms: Optional[float] = field(default=None, metadata={"help": "latency budget (needs a latency column)"})
+    latency_column: Optional[str] = field(default=None, metadata={"help": "which latency column, when several"})
+    max_params_m: Optional[float] = field(default=None, metadata={"help": "parameter budget in millions"})
+    count_interp: bool = field(default=False, metadata={"help": "count the interpolation MACs in --max-mflops"})
+    top: int = field(default=5, metadata={"help": "how many configurations to list"})
+    json: bool = field(default=False, metadata={"help": "print JSON instead of a table"})
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..config import add_dataclass_args
+
+    add_dataclass_args(parser, SearchOptions)
+
+
+def format_rows(records: Sequence[Dict[str, Any]], columns: Sequence[str]) -> str:
+    """Records as an aligned text table (``config`` first)."""
+    from ..nas import format_config
+
+    names = ["config"] + [c for c in columns if c != "config"]
+    cells = [[format_config(r["config"])] + [f"{r[c]:.4g}" if isinstance(r[c], float) and not math.isnan(r[c])
+                                             else "-" for c in names[1:]] for r in records]
+    widths = [max([len(n)] + [len(row[i]) for row in cells]) for i, n in enumerate(names)]
+    lines = ["  ".join(n.ljust(w) if i == 0 else n.rjust(w) for i, (n, w) in enumerate(zip(names, widths)))]
+    lines += ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
+              for row in cells]
+    return "\n".join(lines)
+
+
+def _columns(table_columns: Sequence[str]) -> List[str]:
+    return [c for c in table_columns if c != "config" and not c.startswith("latency_iqr")]
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import resolve_config
+    from ..nas import REQUIRED_COLUMNS, format_config, read_table, search
+
+    opts = resolve_config(SearchOptions, args)
+    if not opts.table:
+        raise ValueError("--table is required (a CSV written by resizable table)")
+    table = read_table(opts.table, required=REQUIRED_COLUMNS)
+    best = search(table, max_mmacs=opts.max_mflops, max_latency_ms=opts.max_latency_ms,
+                  latency_column=opts.latency_column, max_params_m=opts.max_params_m,
+                  count_interp=opts.count_interp, top=opts.top)
+    columns = _columns(table.columns)
+    if opts.json:
+        print(json.dumps([{"config": format_config(r["config"]), **{c: r[c] for c in columns}} for r in best],
+                         indent=1))
+    else:
+        print(format_rows(best, columns))
+    return 0

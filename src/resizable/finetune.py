@@ -1,0 +1,126 @@
+"""Fine-tune one sub-network chosen by Resizable-NAS (paper section 4.2: 1 epoch helps, 15 is best).
+
+The trainer runs with ``sampling="single"`` at the chosen configuration S, starting from the
+checkpoint's weights: every step trains the shared convolution weights and S's BN branches only
+(the other branches get no gradient, so neither the optimizer nor weight decay touches them). The
+run folder is an ordinary training run whose checkpoint ``resizable export --config S`` accepts;
+S is evaluated before and after and both results land in ``finetune.json`` and in the checkpoint.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from .checkpoint import CHECKPOINT_NAME, atomic_save, load_checkpoint, load_model, resolve_checkpoint
+from .data import dataset_info, load_dataset, make_loader
+from .distributed import resolve_device
+from .nas import format_config, parse_config
+from .train import TrainConfig, evaluate, train
+
+__all__ = ["FinetuneConfig", "finetune"]
+
+_ARCH_KEYS = ("factors", "num_classes", "in_chans")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """What ``resizable finetune`` needs; the rest of the recipe comes from the checkpoint's run."""
+
+    checkpoint: str = field(default="", metadata={"help": "the trained ResizableNet (file or run folder)"})
+    config: str = field(default="", metadata={"help": "the sub-network to fine-tune, e.g. 0.45,0.65,1"})
+    epochs: int = field(default=1, metadata={"help": "fine-tuning epochs (paper: 1 helps, 15 is best)"})
+    lr: Optional[float] = field(default=None, metadata={"help": "peak learning rate, cosine-decayed "
+                                                                "(default: a tenth of the run's)"})
+    batch_size: Optional[int] = field(default=None, metadata={"help": "batch size (default: the run's)"})
+    dataset: Optional[str] = field(default=None, metadata={"help": "dataset (default: the run's)"})
+    data_dir: Optional[str] = field(default=None, metadata={"help": "dataset folder (default: the run's)"})
+    out_dir: str = field(default="runs", metadata={"help": "parent folder of the new run folder"})
+    name: Optional[str] = field(default=None, metadata={"help": "run folder name (default: <run>-ft-<config>)"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
+    seed: int = field(default=0, metadata={"help": "seed of data order and augmentation"})
+    eval_batch_size: int = field(default=512, metadata={"help": "evaluation batch size"})
+    max_steps_per_epoch: Optional[int] = field(default=None, metadata={"help": "cut epochs short (quick runs)"})
+    progress: bool = field(default=True, metadata={"help": "progress bars"})
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.lr is not None and self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+def _train_config(cfg: FinetuneConfig, payload: Dict[str, Any], config: tuple, input_size: Optional[int]) -> TrainConfig:
+    base = dict(payload.get("train_config") or {})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    base = {k: v for k, v in base.items() if k in known}
+    kwargs = dict(payload["model_kwargs"])
+    dataset = cfg.dataset or base.get("dataset")
+    if not dataset:
+        raise ValueError("the checkpoint does not name its dataset; pass --dataset")
+    source = resolve_checkpoint(cfg.checkpoint)
+    run_name = source.parent.name if source.name == CHECKPOINT_NAME else source.stem
+    lr = cfg.lr if cfg.lr is not None else 0.1 * float(base.get("lr", TrainConfig.lr))
+    base.update(
+        model=payload["model_name"],
+        model_args={k: v for k, v in kwargs.items() if k not in _ARCH_KEYS},
+        factors=tuple(kwargs.get("factors") or base.get("factors") or TrainConfig.factors),
+        dataset=dataset,
+        data_dir=cfg.data_dir or (base.get("data_dir") if dataset == base.get("dataset") else None),
+        input_size=input_size,
+        epochs=cfg.epochs,
+        lr=lr,
+        batch_size=cfg.batch_size or base.get("batch_size", TrainConfig.batch_size),
+        schedule="cosine", milestones=(), warmup_epochs=0.0,
+        sampling="single", single_config=config, num_configs=None,
+        recipe="standard", target=None,
+        eval_configs=",".join(f"{f:g}" for f in config),
+        eval_batch_size=cfg.eval_batch_size,
+        seed=cfg.seed, out_dir=cfg.out_dir,
+        name=cfg.name or f"{run_name}-ft-{format_config(config).replace(',', '-')}",
+        resume=None, init_checkpoint=str(source),
+        device=cfg.device, max_steps_per_epoch=cfg.max_steps_per_epoch, progress=cfg.progress,
+    )
+    return TrainConfig(**base)
+
+
+def finetune(cfg: FinetuneConfig) -> Path:
+    """Fine-tune the sub-network ``cfg.config`` of a trained checkpoint; returns the new run folder.
+
+    The folder holds the trainer's files plus ``finetune.json`` (the configuration, top-1/top-5
+    before and after); its ``checkpoint.pt`` also records them under ``"finetune"``.
+    """
+    if not cfg.checkpoint:
+        raise ValueError("--checkpoint is required (the trained run or checkpoint file)")
+    if not cfg.config:
+        raise ValueError("--config is required (the sub-network, e.g. 0.45,0.65,1; see resizable search)")
+    model, payload = load_model(cfg.checkpoint)
+    config = model.check_config(parse_config(cfg.config, model.factors, model.num_stages))
+    train_cfg = payload.get("train_config") or {}
+    dataset = cfg.dataset or train_cfg.get("dataset")
+    if not dataset:
+        raise ValueError("the checkpoint does not name its dataset; pass --dataset")
+    data_dir = cfg.data_dir or (train_cfg.get("data_dir") if dataset == train_cfg.get("dataset") else None)
+    input_size = payload.get("input_size") or train_cfg.get("input_size")
+    native = dataset_info(dataset, data_dir).input_size
+    input_size = None if input_size in (None, native) else int(input_size)
+    tc = _train_config(cfg, payload, config, input_size)
+
+    device = resolve_device(cfg.device)
+    test_set = load_dataset(dataset, "test", data_dir=data_dir, augment=False, input_size=input_size)
+    loader = make_loader(test_set, cfg.eval_batch_size, shuffle=False)
+    before = evaluate(model.to(device), loader, [config], device, progress=cfg.progress)[config]
+
+    run_dir = train(tc)
+    tuned, tuned_payload = load_model(run_dir)
+    after = evaluate(tuned.to(device), loader, [config], device, progress=cfg.progress)[config]
+    summary = {"config": format_config(config), "from": str(resolve_checkpoint(cfg.checkpoint)),
+               "epochs": cfg.epochs, "lr": tc.lr, "dataset": dataset, "split": "test",
+               "before": before, "after": after}
+    (run_dir / "finetune.json").write_text(json.dumps(summary, indent=1) + "\n")
+    raw = load_checkpoint(run_dir)
+    raw["finetune"] = summary
+    atomic_save(raw, run_dir / CHECKPOINT_NAME)
+    return run_dir

@@ -1,0 +1,252 @@
+"""Latency of sub-networks on the hardware at hand, measured on what a deployment runs.
+
+Each configuration is exported to its static network (:func:`resizable.export`), warmed up, then
+timed over many repeats; the table keeps the median and the spread (inter-quartile range) per
+batch size. On CUDA the runs are timed with CUDA events and synchronized before reading them, so
+the numbers are GPU execution time, not the time to queue the kernels.
+
+The latency table is a versioned CSV like the NAS table (``# resizable-latency v1``); its columns
+``latency_ms_b{batch}_{tag}`` merge into a NAS table with :func:`resizable.nas.merge_latency`.
+"""
+from __future__ import annotations
+
+import platform
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .export import export
+from .nas import (ARCH_IDENTITY, LATENCY_MAGIC, PathLike, Table, _append_rows, _check_configs, _open_for_append,
+                  format_config, model_meta)
+from .net import ResizableNet, SizeLike, to_size2d
+
+__all__ = ["LatencyStats", "time_module", "latency_column", "LatencyProbe", "build_latency_table",
+           "latency_template", "device_description"]
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Wall-clock latency of one module on one input, in milliseconds."""
+
+    median_ms: float
+    p25_ms: float
+    p75_ms: float
+    min_ms: float
+    repeats: int
+
+    @property
+    def iqr_ms(self) -> float:
+        """The spread: 75th minus 25th percentile."""
+        return self.p75_ms - self.p25_ms
+
+
+def time_module(module: nn.Module, example: torch.Tensor, *, warmup: int = 10, repeats: int = 50) -> LatencyStats:
+    """Time ``module(example)``: ``warmup`` untimed runs, then ``repeats`` timed ones.
+
+    Args:
+        module: the network, already on ``example``'s device and in eval mode.
+        example: an input batch.
+        warmup: runs before timing (allocator, cuDNN algorithm choice, caches).
+        repeats: timed runs (>= 1).
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    cuda = example.device.type == "cuda"
+    with torch.inference_mode():
+        for _ in range(warmup):
+            module(example)
+        if cuda:
+            torch.cuda.synchronize(example.device)
+            starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
+            ends = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
+            for start, end in zip(starts, ends):
+                start.record()
+                module(example)
+                end.record()
+            torch.cuda.synchronize(example.device)  # events are only readable once they have happened
+            times = [s.elapsed_time(e) for s, e in zip(starts, ends)]
+        else:
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                module(example)
+                times.append((time.perf_counter() - t0) * 1e3)
+    t = np.asarray(times, dtype=np.float64)
+    p25, median, p75 = np.percentile(t, [25, 50, 75])
+    return LatencyStats(float(median), float(p25), float(p75), float(t.min()), repeats)
+
+
+def latency_column(batch: int, tag: str, spread: bool = False) -> str:
+    """``latency_ms_b1_cpu`` (median) or ``latency_iqr_ms_b1_cpu`` (spread)."""
+    return f"latency_{'iqr_' if spread else ''}ms_b{batch}_{tag}"
+
+
+def _check_tag(tag: str) -> str:
+    tag = str(tag)
+    if not tag or not tag[0].isalnum() or not all(ch.isalnum() or ch == "-" for ch in tag):
+        raise ValueError(f"a latency tag is letters, digits and '-' (e.g. 'cpu', 'pixel7'), got {tag!r}")
+    return tag
+
+
+def device_description(device: torch.device) -> str:
+    """A one-line name of the device (CPU model or GPU name)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+class LatencyProbe:
+    """Measures every batch size of one configuration: ``probe(config) -> {column: ms}``.
+
+    Args:
+        model: the ResizableNet (left unchanged; each configuration is exported from it).
+        input_size: the inputs' ``H`` or ``(H, W)``.
+        device: where to run (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+        batch_sizes: batch sizes to time.
+        warmup, repeats: see :func:`time_module`.
+        tag: column suffix naming the hardware (default: the device type).
+    """
+
+    def __init__(self, model: ResizableNet, input_size: SizeLike, *, device: str = "cpu",
+                 batch_sizes: Sequence[int] = (1,), warmup: int = 10, repeats: int = 50,
+                 tag: Optional[str] = None) -> None:
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("latency on cuda was asked for, but no CUDA device is available")
+        if not batch_sizes or any(int(b) < 1 for b in batch_sizes):
+            raise ValueError(f"batch sizes must be >= 1, got {tuple(batch_sizes)}")
+        self.model = model
+        self.input_size = to_size2d(input_size)
+        self.batch_sizes = tuple(int(b) for b in batch_sizes)
+        self.warmup, self.repeats = int(warmup), int(repeats)
+        self.tag = _check_tag(tag or self.device.type)
+
+    @property
+    def columns(self) -> List[str]:
+        return [latency_column(b, self.tag, spread) for b in self.batch_sizes for spread in (False, True)]
+
+    def meta(self) -> Dict[str, str]:
+        return {
+            "device": str(self.device),
+            "device_name": device_description(self.device),
+            "threads": str(torch.get_num_threads()),
+            "torch": torch.__version__,
+            "warmup": str(self.warmup),
+            "repeats": str(self.repeats),
+            "tag": self.tag,
+        }
+
+    def __call__(self, config: Sequence[float]) -> Dict[str, float]:
+        static = export(self.model, config, self.input_size).eval().to(self.device)
+        out: Dict[str, float] = {}
+        for b in self.batch_sizes:
+            x = torch.randn(b, self.model.in_chans, *self.input_size, device=self.device)
+            stats = time_module(static, x, warmup=self.warmup, repeats=self.repeats)
+            out[latency_column(b, self.tag)] = stats.median_ms
+            out[latency_column(b, self.tag, spread=True)] = stats.iqr_ms
+        return out
+
+
+def build_latency_table(model: ResizableNet, out: PathLike, *, input_size: SizeLike,
+                        configs: Optional[Iterable[Sequence[float]]] = None, device: str = "cpu",
+                        batch_sizes: Sequence[int] = (1,), warmup: int = 10, repeats: int = 50,
+                        tag: Optional[str] = None, model_name: Optional[str] = None,
+                        progress: bool = True) -> Table:
+    """Time the exported network of every configuration into a latency table; resume it if it exists.
+
+    Rows are appended as each configuration finishes; a restarted run skips the ones done.
+
+    Args:
+        model: the ResizableNet (only its architecture matters).
+        out: the CSV to write.
+        input_size: the inputs' ``H`` or ``(H, W)``.
+        configs: which configurations (default: all).
+        device, batch_sizes, warmup, repeats, tag: see :class:`LatencyProbe`.
+        model_name: the registered name, recorded.
+        progress: show a progress bar.
+    """
+    probe = LatencyProbe(model, input_size, device=device, batch_sizes=batch_sizes, warmup=warmup,
+                         repeats=repeats, tag=tag)
+    configs = _check_configs(model, configs)
+    meta = {**model_meta(model, input_size, model_name), **probe.meta()}
+    columns = ["config"] + probe.columns
+    identity = tuple(ARCH_IDENTITY) + ("device", "tag", "warmup", "repeats")
+    out = Path(out)
+    table = _open_for_append(out, LATENCY_MAGIC, meta, columns, identity)
+    todo = [c for c in configs if c not in table.rows]
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="cfg", desc="latency", file=sys.stderr, dynamic_ncols=True)
+    try:
+        for c in todo:
+            row = {"config": format_config(c), **{k: f"{v:.4f}" for k, v in probe(c).items()}}
+            _append_rows(out, columns, [row])
+            table.rows[c] = row
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    table.meta = meta
+    if all(c in table.rows for c in configs):
+        table.write(out)
+    return table
+
+
+def latency_template(model: ResizableNet, out: PathLike, *, input_size: SizeLike, tag: str,
+                     batch_sizes: Sequence[int] = (1,), configs: Optional[Iterable[Sequence[float]]] = None,
+                     export_dir: Optional[PathLike] = None, model_name: Optional[str] = None) -> Table:
+    """A latency table to fill in by hand, for hardware that cannot run this library (a phone).
+
+    The file has the model's metadata, a ``config`` column, a ``file`` column and one empty
+    ``latency_ms_b{batch}_{tag}`` column per batch size. With ``export_dir``, each configuration's
+    static network is also saved there as TorchScript (``0.45-0.65-1.b<batch>.pt``, traced at that
+    batch size), ready for the device's own benchmark tool. Fill in milliseconds, then merge the
+    file with :func:`resizable.nas.merge_latency`.
+    """
+    tag = _check_tag(tag)
+    configs = _check_configs(model, configs)
+    size = to_size2d(input_size)
+    meta = {**model_meta(model, size, model_name), "device": "external", "tag": tag,
+            "measured_with": "fill in: the tool and settings used on the device"}
+    batch_sizes = tuple(int(b) for b in batch_sizes)
+    columns = ["config", "file"] + [latency_column(b, tag) for b in batch_sizes]
+    table = Table(meta, columns, {}, LATENCY_MAGIC)
+    export_path = Path(export_dir) if export_dir is not None else None
+    if export_path is not None:
+        export_path.mkdir(parents=True, exist_ok=True)
+    for c in configs:
+        name = format_config(c)
+        row = {"config": name, "file": ""}
+        stem = name.replace(",", "-")  # no commas in file names
+        if export_path is not None:
+            static = export(model, c, size).eval().cpu()
+            files = []
+            for b in batch_sizes:
+                x = torch.zeros(b, model.in_chans, *size)
+                with torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)  # TorchScript still serves PyTorch Mobile
+                    traced = torch.jit.trace(static, x)
+                f = export_path / f"{stem}.b{b}.pt"
+                traced.save(str(f))
+                files.append(f.name)
+            row["file"] = " ".join(files)
+        table.rows[c] = row
+    table.write(out)
+    return table
