@@ -6,8 +6,10 @@ configurations.
 """
 from .calibrate import calibrate_bn
 from .convert import from_torchvision
+from .deploy import export_to_file, load_static
 from .export import export
 from .flops import FlopsReport, count_flops, count_params
+from .fold import fold_bn
 from .layers import FixedResize2d, ResizableStage, Resize2d, ScaleBatchNorm2d
 from .net import DEFAULT_FACTORS, ResizableNet
 from .registry import create_model, list_models, register_model
@@ -27,7 +29,10 @@ __all__ = [
     "count_params",
     "create_model",
     "export",
+    "export_to_file",
+    "fold_bn",
     "from_torchvision",
     "list_models",
+    "load_static",
     "register_model",
 ]

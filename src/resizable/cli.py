@@ -9,6 +9,7 @@ from typing import List, Optional
 # sub-command -> module under resizable.commands defining HELP, add_arguments(parser), run(args) -> int
 COMMANDS = {
     "models": "models",
+    "export": "export",
     "table": "table",
     "latency": "latency",
     "search": "search",

@@ -1,0 +1,320 @@
+"""Deployment: one scaling configuration written as a standalone static network, with a JSON sidecar.
+
+Formats:
+
+- ``torchscript``: ``torch.jit.script`` of the static network (loads with ``torch.jit.load``, no
+  library needed). The sidecar is also stored inside the archive as ``resizable.json``.
+- ``onnx``: batch dimension dynamic, spatial size fixed to the export size; the sidecar's fields
+  are also written into the ONNX ``metadata_props``. Needs the ``onnx`` extra.
+- ``state_dict``: the static network's ``state_dict``. It loads into
+  ``resizable.export(resizable.create_model(model_name, **model_kwargs), config, input_size)``,
+  wrapped in ``resizable.fold_bn(...)`` when written with ``fold_bn=True``; the sidecar's
+  ``module`` field spells this out and :func:`load_static` does it.
+
+Every file ``F`` gets a sidecar ``F.json`` (model name and arguments, configuration, factor list,
+input size, format, whether BN was folded, MACs). Both are written atomically.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import tempfile
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from .checkpoint import load_model, resolve_checkpoint
+from .export import export
+from .flops import count_flops
+from .fold import fold_bn as fold_batchnorm
+from .net import Config, ResizableNet, SizeLike, to_size2d
+from .registry import create_model
+
+__all__ = [
+    "FORMATS",
+    "ONNX_EXPORTERS",
+    "ExportResult",
+    "export_to_file",
+    "export_checkpoint",
+    "load_static",
+    "parse_config",
+    "natural_input_size",
+    "default_export_name",
+]
+
+FORMATS = ("torchscript", "onnx", "state_dict")
+ONNX_EXPORTERS = ("dynamo", "legacy")  # torch.export-based (torch's default) or the older TorchScript-based one
+SUFFIXES = {"torchscript": ".torchscript.pt", "onnx": ".onnx", "state_dict": ".state_dict.pt"}
+PathLike = Union[str, os.PathLike]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where an export went and what its sidecar says."""
+
+    path: Path
+    sidecar: Path
+    meta: Dict[str, Any]
+
+
+# ---------------------------------------------------------------------------- small helpers
+def natural_input_size(model: ResizableNet) -> int:
+    """The input size a model is built for: 224 when its stem downsamples (ImageNet-style), else 32."""
+    return 224 if math.prod(model.stem_strides) > 1 else 32
+
+
+def parse_config(model: ResizableNet, text: Union[str, Sequence[float]]) -> Config:
+    """A configuration from ``"0.65,0.85,1,1"``, ``"min"``, ``"max"`` or a sequence of factors.
+
+    Raises ``ValueError`` naming the accepted factors when the text does not fit the model.
+    """
+    if isinstance(text, str):
+        word = text.strip().lower()
+        if word == "min":
+            return model.min_config
+        if word == "max":
+            return model.max_config
+        parts = [p.strip() for p in word.split(",") if p.strip()]
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            raise ValueError(
+                f"config {text!r} is not a comma-separated list of numbers; give {model.num_stages} factors "
+                f"from {model.factors} (or 'min' / 'max')"
+            ) from None
+        return model.check_config(values)
+    return model.check_config(text)
+
+
+def _format_factor(f: float) -> str:
+    return format(f, "g")
+
+
+def default_export_name(model_name: str, config: Sequence[float], input_size: SizeLike, format: str,
+                        fold_bn: bool) -> str:
+    """``<model>_<f1-f2-...>_<H>[x<W>][_folded]<suffix>``, e.g. ``resnet50_0.65-0.85-1-1_224.onnx``."""
+    h, w = to_size2d(input_size)
+    size = f"{h}" if h == w else f"{h}x{w}"
+    tag = "-".join(_format_factor(f) for f in config)
+    return f"{model_name}_{tag}_{size}{'_folded' if fold_bn else ''}{SUFFIXES[format]}"
+
+
+def _jsonable(value: Any, what: str) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, what) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, what) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ValueError(f"{what} holds {value!r} ({type(value).__name__}), which a JSON sidecar cannot record")
+
+
+@contextmanager
+def _atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; renamed onto ``path`` if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; an export is an ordinary file
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with _atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+# ---------------------------------------------------------------------------- writers
+def _write_torchscript(net: nn.Module, path: Path, meta_json: str) -> None:
+    with warnings.catch_warnings():
+        # torch >= 2.10 flags TorchScript as deprecated; the format is still what was asked for.
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\..* is deprecated")
+        scripted = torch.jit.script(net)
+        with _atomic_path(path) as tmp:
+            torch.jit.save(scripted, str(tmp), _extra_files={"resizable.json": meta_json})
+
+
+def _write_onnx(net: nn.Module, example: torch.Tensor, path: Path, meta: Dict[str, Any], exporter: str,
+                opset: Optional[int]) -> None:
+    try:
+        import onnx
+    except ImportError:
+        raise ValueError("ONNX export needs the onnx packages: pip install 'resizable[onnx]'") from None
+    names = {"input_names": ["input"], "output_names": ["logits"]}
+    with _atomic_path(path) as tmp:
+        if exporter == "dynamo":
+            program = torch.onnx.export(
+                net, (example,), None, dynamo=True, verbose=False, external_data=False, opset_version=opset,
+                dynamic_shapes=({0: torch.export.Dim("batch")},), **names)
+            proto = program.model_proto
+        else:
+            buffer = io.BytesIO()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the legacy exporter announces its own deprecation
+                torch.onnx.export(net, (example,), buffer, dynamo=False, opset_version=opset,
+                                  dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, **names)
+            proto = onnx.load_from_string(buffer.getvalue())
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key = key
+            entry.value = value if isinstance(value, str) else json.dumps(value)
+        onnx.save(proto, str(tmp))
+
+
+def export_to_file(
+    model: ResizableNet,
+    config: Union[str, Sequence[float]],
+    path: PathLike,
+    *,
+    input_size: Optional[SizeLike] = None,
+    format: str = "torchscript",
+    fold_bn: bool = False,
+    model_name: Optional[str] = None,
+    model_kwargs: Optional[Dict[str, Any]] = None,
+    onnx_exporter: str = "dynamo",
+    opset: Optional[int] = None,
+) -> ExportResult:
+    """Write the static sub-network of ``config`` to ``path`` (atomically) and its sidecar ``path.json``.
+
+    The network is the eval-mode :func:`resizable.export` of ``config`` (no scale banks, fixed
+    resize sizes), moved to the CPU, optionally with BN folded into the convolutions.
+
+    Args:
+        model: the ResizableNet (left unchanged).
+        config: one factor per stage, or ``"0.65,0.85,1,1"`` / ``"min"`` / ``"max"``.
+        path: the file to write; its sidecar is ``<path>.json``.
+        input_size: ``H`` or ``(H, W)`` of the inputs (default: :func:`natural_input_size`).
+        format: one of :data:`FORMATS`.
+        fold_bn: fold every BatchNorm2d into the convolution before it (see :func:`resizable.fold_bn`).
+        model_name, model_kwargs: the registered name and :func:`resizable.create_model` arguments
+            that rebuild ``model``; recorded in the sidecar (needed to reload a ``state_dict``).
+        onnx_exporter: ``"dynamo"`` (torch's default exporter) or ``"legacy"`` (faster, deprecated).
+        opset: ONNX opset (default: the exporter's).
+    """
+    if format not in FORMATS:
+        raise ValueError(f"unknown export format {format!r}; accepted: {', '.join(FORMATS)}")
+    if onnx_exporter not in ONNX_EXPORTERS:
+        raise ValueError(f"unknown ONNX exporter {onnx_exporter!r}; accepted: {', '.join(ONNX_EXPORTERS)}")
+    if not isinstance(model, ResizableNet):
+        raise ValueError(f"export_to_file needs a ResizableNet, got {type(model).__name__}")
+    config = parse_config(model, config)
+    hw = to_size2d(natural_input_size(model) if input_size is None else input_size)
+    path = Path(path)
+
+    static = export(model, config, hw).eval().cpu()
+    if fold_bn:
+        static = fold_batchnorm(static)
+    report = count_flops(model, config, hw)
+    module = "resizable.export(resizable.create_model(model_name, **model_kwargs), config, input_size)"
+    meta: Dict[str, Any] = {
+        "format": format,
+        "model_name": model_name,
+        "model_kwargs": _jsonable(model_kwargs, "model_kwargs") if model_kwargs is not None else None,
+        "config": list(config),
+        "factors": list(model.factors),
+        "input_size": list(hw),
+        "in_chans": model.in_chans,
+        "num_classes": model.num_classes,
+        "fold_bn": bool(fold_bn),
+        "macs": report.macs,
+        "interp_macs": report.interp_macs,
+        "params": sum(p.numel() for p in static.parameters()),
+        "module": f"resizable.fold_bn({module})" if fold_bn else module,
+        "file": path.name,
+        "torch_version": torch.__version__,
+    }
+    if format == "onnx":
+        meta["onnx_exporter"] = onnx_exporter
+    meta_json = json.dumps(meta, indent=2)
+
+    if format == "state_dict":
+        with _atomic_path(path) as tmp:
+            torch.save(static.state_dict(), tmp)
+    elif format == "torchscript":
+        _write_torchscript(static, path, meta_json)
+    else:
+        p = next(static.parameters())
+        example = torch.randn(2, model.in_chans, *hw, dtype=p.dtype)
+        _write_onnx(static, example, path, meta, onnx_exporter, opset)
+    sidecar = path.with_name(path.name + ".json")
+    _write_text(sidecar, meta_json + "\n")
+    return ExportResult(path, sidecar, meta)
+
+
+def export_checkpoint(
+    checkpoint: PathLike,
+    config: Union[str, Sequence[float]],
+    *,
+    format: str = "torchscript",
+    input_size: Optional[SizeLike] = None,
+    out: Optional[PathLike] = None,
+    fold_bn: bool = False,
+    onnx_exporter: str = "dynamo",
+) -> ExportResult:
+    """Export one configuration of a saved model (what ``resizable export`` runs).
+
+    Args:
+        checkpoint: a run folder or a checkpoint file.
+        config: one factor per stage, or ``"0.65,0.85,1,1"`` / ``"min"`` / ``"max"``.
+        format: one of :data:`FORMATS`.
+        input_size: ``H`` or ``(H, W)`` (default: :func:`natural_input_size`).
+        out: the file to write, or a folder for the default name; default: ``export/`` in the run
+            folder (beside the checkpoint file).
+        fold_bn: fold BN into the convolutions.
+        onnx_exporter: see :func:`export_to_file`.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"unknown export format {format!r}; accepted: {', '.join(FORMATS)}")
+    ckpt_file = resolve_checkpoint(checkpoint)
+    model, payload = load_model(ckpt_file)
+    config = parse_config(model, config)
+    hw = to_size2d(natural_input_size(model) if input_size is None else input_size)
+    name = default_export_name(payload["model_name"], config, hw, format, fold_bn)
+    if out is None:
+        path = ckpt_file.parent / "export" / name
+    else:
+        path = Path(out)
+        if path.is_dir():
+            path = path / name
+    return export_to_file(model, config, path, input_size=hw, format=format, fold_bn=fold_bn,
+                          model_name=payload["model_name"], model_kwargs=payload["model_kwargs"],
+                          onnx_exporter=onnx_exporter)
+
+
+def load_static(path: PathLike) -> nn.Module:
+    """Load a ``torchscript`` or ``state_dict`` export back as a module, in eval mode.
+
+    A state_dict is loaded into the module its sidecar names (rebuilt with :func:`resizable.export`
+    and, if it was folded, :func:`resizable.fold_bn`).
+    """
+    path = Path(path)
+    sidecar = path.with_name(path.name + ".json")
+    if not sidecar.is_file():
+        raise FileNotFoundError(f"no sidecar {sidecar} next to {path}")
+    meta = json.loads(sidecar.read_text())
+    if meta["format"] == "torchscript":
+        return torch.jit.load(str(path), map_location="cpu").eval()
+    if meta["format"] != "state_dict":
+        raise ValueError(f"{path}: load_static reads torchscript and state_dict exports, not {meta['format']}")
+    if not meta.get("model_name"):
+        raise ValueError(f"{sidecar} has no model_name: the state_dict cannot be matched to a model")
+    model = create_model(meta["model_name"], **(meta.get("model_kwargs") or {}))
+    net = export(model, meta["config"], tuple(meta["input_size"])).eval()
+    if meta.get("fold_bn"):
+        net = fold_batchnorm(net)
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return net

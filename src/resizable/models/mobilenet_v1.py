@@ -1,0 +1,179 @@
+"""RS-MobileNetV1: the MobileNet of Howard et al. (2017), resizable at 5 stages.
+
+torchvision has no MobileNetV1, so the names follow its other MobileNets: a flat ``features``
+(``features.0`` the stem conv, ``features.1`` .. ``features.13`` the depthwise-separable blocks,
+each with a ``dw`` and a ``pw`` conv-BN-ReLU) and a ``classifier`` (dropout, linear).
+A stage starts at every strided block; at a 224 input:
+
+======  ========================================  ====  ===============================
+stage   blocks                                    size  resize (``features.resizeN``)
+======  ========================================  ====  ===============================
+stem    ``features.0`` (3x3/2 conv)               112   -
+1       ``features.1``                            112   before ``features.1``
+2       ``features.2`` (stride 2), ``.3``         56    after ``features.2``
+3       ``features.4`` (stride 2), ``.5``         28    after ``features.4``
+4       ``features.6`` (stride 2), ``.7``-``.11``  14   after ``features.6``
+5       ``features.12`` (stride 2), ``.13``       7     after ``features.12``
+======  ========================================  ====  ===============================
+
+One more stage than ResNet, hence the paper's three-factor default list (0.5, 0.7, 1.0)
+(Appendix A.1): 3^5 = 243 configurations. Width 1.0 at 224 costs 569 M MACs.
+The small-input variant (``stem="cifar"``) only drops the stem's stride.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import nn
+
+from ..layers import ResizableStage, Resize2d, Size2d, plain_norm, scale_norm
+from ..net import ResizableNet
+from ..registry import register_model
+from ._common import NormFactory, NormLayer, build_staged_features, conv_norm_act, make_divisible, split_stages
+from .mobilenet_v2 import MOBILENET_FACTORS
+
+__all__ = ["ResizableMobileNetV1", "DepthwiseSeparable"]
+
+# (output channels, stride) of the 13 depthwise-separable blocks, at width 1.0
+DEFAULT_BLOCKS = (
+    (64, 1),
+    (128, 2), (128, 1),
+    (256, 2), (256, 1),
+    (512, 2), (512, 1), (512, 1), (512, 1), (512, 1), (512, 1),
+    (1024, 2), (1024, 1),
+)
+
+
+def _relu() -> nn.Module:
+    return nn.ReLU(inplace=True)
+
+
+class DepthwiseSeparable(nn.Module):
+    """3x3 depthwise conv-BN-ReLU (``dw``, carries the stride) then 1x1 pointwise conv-BN-ReLU (``pw``)."""
+
+    def __init__(self, inp: int, oup: int, stride: int, norm_layer: NormLayer) -> None:
+        super().__init__()
+        self.dw = conv_norm_act(inp, inp, 3, stride, norm_layer, _relu, groups=inp)
+        self.pw = conv_norm_act(inp, oup, 1, 1, norm_layer, _relu)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pw(self.dw(x))
+
+
+class ResizableMobileNetV1(ResizableNet):
+    """MobileNetV1 whose every stage is resized by its factor.
+
+    Args:
+        width_mult: channel multiplier (the paper's alpha; 0.25, 0.5, 0.75, 1.0 are the usual ones).
+        factors: scaling factor list L (default ``(0.5, 0.7, 1.0)``).
+        num_classes: classifier outputs.
+        in_chans: input channels.
+        stem: ``"imagenet"`` (3x3/2 stem conv) or ``"cifar"`` (3x3/1, for 28-32 pixel images).
+        blocks: ``(channels, stride)`` of each depthwise-separable block at width 1.0.
+        stem_channels: stem conv channels at width 1.0.
+        dropout: dropout before the classifier.
+        scale_bn: one BN per factor (True) or one shared BN (the paper's ablation).
+        norm_layer: ``(num_scales, stage) -> norm_layer(num_features)``; overrides ``scale_bn``.
+        resize_layer: builds the stage resize module (default bilinear :class:`Resize2d`).
+    """
+
+    def __init__(
+        self,
+        width_mult: float = 1.0,
+        *,
+        factors: Sequence[float] = MOBILENET_FACTORS,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        stem: str = "imagenet",
+        blocks: Sequence[Sequence[int]] = DEFAULT_BLOCKS,
+        stem_channels: int = 32,
+        dropout: float = 0.0,
+        scale_bn: bool = True,
+        norm_layer: Optional[NormFactory] = None,
+        resize_layer: Callable[[], nn.Module] = Resize2d,
+    ) -> None:
+        if not width_mult > 0:
+            raise ValueError(f"width_mult must be > 0, got {width_mult}")
+        if stem not in ("imagenet", "cifar"):
+            raise ValueError(f"unknown stem {stem!r}; accepted: 'imagenet', 'cifar'")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        spec = [(int(c), int(s)) for c, s in blocks]
+        if not spec or any(c < 1 or s not in (1, 2) for c, s in spec):
+            raise ValueError(f"blocks need (channels >= 1, stride 1 or 2) rows, got {tuple(blocks)}")
+
+        stem_stride = 2 if stem == "imagenet" else 1
+        width = make_divisible(stem_channels * width_mult)
+        chain = []
+        inp = width
+        for c, s in spec:
+            oup = make_divisible(c * width_mult)
+            chain.append((s, lambda norm, a=inp, b=oup, st=s: DepthwiseSeparable(a, b, st, norm)))
+            inp = oup
+
+        strides = [s for s, _ in chain]
+        stage_strides = [strides[start] for start, _ in split_stages(strides)]
+        super().__init__(
+            factors,
+            stem_strides=[stem_stride] if stem_stride > 1 else [],
+            stage_strides=stage_strides,
+            stem_names=["features"],  # the stem is features.0; the stages are runs of features.*
+            stage_names=[f"stage{i + 1}" for i in range(len(stage_strides))],
+            head_names=["avgpool", "flatten", "classifier"],
+            in_chans=in_chans,
+            num_classes=num_classes,
+        )
+        norm_factory = norm_layer or (scale_norm if scale_bn else plain_norm)
+        k = len(self.factors)
+        stem_block = conv_norm_act(in_chans, width, 3, stem_stride, norm_factory(k, -1), _relu)
+        self.features = build_staged_features([stem_block], chain, lambda stage: norm_factory(k, stage), resize_layer)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten(1)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(inp, num_classes))
+        self.num_features = inp
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    # The stages live inside the flat ``features`` container, so the stage hooks go through it.
+    def stage(self, index: int) -> ResizableStage:
+        """Stage ``index`` (0-based), as a view sharing the model's modules."""
+        if not 0 <= index < self.num_stages:
+            raise ValueError(f"stage index must be in [0, {self.num_stages - 1}], got {index}")
+        return self.features.stage_view(index)
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features.forward_stem(x)
+
+    def forward_stage(self, index: int, x: torch.Tensor, size: Size2d) -> torch.Tensor:
+        return self.features.forward_stage(index, x, size)
+
+    def static_layout(self) -> "OrderedDict[str, nn.Module]":
+        layout = OrderedDict(features=self.features.static_copy())
+        layout.update((name, getattr(self, name)) for name in self.head_names)
+        return layout
+
+
+# ---------------------------------------------------------------------------- registered builders
+@register_model
+def mobilenet_v1(**kwargs) -> ResizableMobileNetV1:
+    """MobileNetV1 (pass ``width_mult`` 0.25-1.0), 5 resizable stages; 569 M MACs at 224, width 1.0."""
+    return ResizableMobileNetV1(**kwargs)
+
+
+@register_model
+def mobilenet_v1_cifar(**kwargs) -> ResizableMobileNetV1:
+    """MobileNetV1 for 28-32 pixel images (stride-1 stem), 5 resizable stages."""
+    kwargs.setdefault("stem", "cifar")
+    return ResizableMobileNetV1(**kwargs)
