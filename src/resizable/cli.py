@@ -9,6 +9,9 @@ from typing import List, Optional
 # sub-command -> module under resizable.commands defining HELP, add_arguments(parser), run(args) -> int
 COMMANDS = {
     "models": "models",
+    "train": "train",
+    "eval": "evaluate",
+    "demo": "demo",
     "export": "export",
     "table": "table",
     "latency": "latency",

@@ -129,6 +129,13 @@ class ResizableStage(nn.Sequential):
             return nn.Sequential(*blocks[idx])
         return blocks[idx]
 
+    def __setitem__(self, idx: int, module: nn.Module) -> None:  # type: ignore[override]
+        names = [name for name in self._modules if name != "resize"]
+        self._modules[names[idx]] = module
+
+    def __delitem__(self, idx) -> None:  # type: ignore[override]
+        raise TypeError("blocks of a ResizableStage cannot be deleted (the resize point would move)")
+
     def __iter__(self):  # type: ignore[override]
         return iter(self.blocks())
 

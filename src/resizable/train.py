@@ -26,7 +26,7 @@ from . import distributed
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import write_config
 from .data import dataset_info, load_dataset, make_loader
-from .flops import count_flops
+from .nas import config_costs, format_config, forward_all
 from .net import Config, ResizableNet
 from .registry import create_model
 from .sampling import SAMPLING_MODES, ConfigSampler
@@ -115,11 +115,6 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------- small helpers
-def format_config(config: Sequence[float]) -> str:
-    """``(0.45, 1.0, 1.0)`` -> ``"0.45,1,1"``"""
-    return ",".join(f"{f:g}" for f in config)
-
-
 def parse_configs(text: str, model: ResizableNet) -> List[Config]:
     """``default`` (each factor at every stage), ``all``, or ``"0.45,0.45,1;1,1,1"``."""
     text = text.strip()
@@ -199,22 +194,19 @@ def evaluate(
     device = torch.device(device)
     configs = [model.check_config(c) for c in configs]
     stats = {c: [0, 0, 0.0, 0] for c in configs}  # correct1, correct5, loss sum, count
-    was_training = model.training
-    model.eval()
-    try:
-        for images, labels in tqdm(loader, desc="eval", leave=False, disable=not progress):
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            for c in configs:
-                with model.using(c), _autocast(device, amp):
-                    logits = model(images).float()
-                s = stats[c]
-                top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-                s[0] += int((top[:, 0] == labels).sum())
-                s[1] += int((top == labels[:, None]).any(dim=1).sum())
-                s[2] += float(F.cross_entropy(logits, labels, reduction="sum"))
-                s[3] += labels.numel()
-    finally:
-        model.train(was_training)
+    for images, labels in tqdm(loader, desc="eval", leave=False, disable=not progress):
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        # configurations that share their first stages share those activations (computed once)
+        with torch.no_grad(), _autocast(device, amp):
+            outputs = forward_all(model, images, configs)
+        for c, logits in outputs.items():
+            logits = logits.float()
+            s = stats[c]
+            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            s[0] += int((top[:, 0] == labels).sum())
+            s[1] += int((top == labels[:, None]).any(dim=1).sum())
+            s[2] += float(F.cross_entropy(logits, labels, reduction="sum"))
+            s[3] += labels.numel()
     return {c: {"top1": 100.0 * s[0] / max(1, s[3]), "top5": 100.0 * s[1] / max(1, s[3]),
                 "loss": s[2] / max(1, s[3])} for c, s in stats.items()}
 
@@ -449,9 +441,6 @@ def evaluate_checkpoint(
     chosen = parse_configs(configs, model)
     results = evaluate(model, loader, chosen, dev, progress=progress)
     size = input_size or dataset_info(dataset, data_dir).input_size
-    rows = []
-    for c in chosen:
-        report = count_flops(model, c, size)
-        rows.append({"config": format_config(c), "mflops": report.macs / 1e6,
-                     "interp_mmacs": report.interp_macs / 1e6, **results[c]})
-    return rows
+    costs = config_costs(model, size, chosen)
+    return [{"config": format_config(c), "mflops": costs[c][0] / 1e6, "interp_mmacs": costs[c][1] / 1e6, **results[c]}
+            for c in chosen]
