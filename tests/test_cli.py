@@ -1,0 +1,67 @@
+"""The command line: models, train, eval and demo end to end on tiny data; clear errors."""
+import csv
+import json
+
+import pytest
+
+from resizable.cli import main
+
+
+def test_models_lists_every_family(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("resnet20", "resnet50", "mobilenet_v2", "shufflenet_v2_x1_5"):
+        assert name in out
+    assert main(["models", "nothing-like-this"]) == 2
+    assert "known models" in capsys.readouterr().err
+
+
+def test_train_then_eval(tiny_fmnist, tmp_path, capsys):
+    cfg = tmp_path / "opts.yaml"
+    cfg.write_text("epochs: 1\nbatch_size: 32\nmax_steps_per_epoch: 3\n")
+    args = ["train", "--config", str(cfg), "--model", "resnet20", "--model-args", "{widths: [4, 8, 8]}",
+            "--data-dir", tiny_fmnist, "--out-dir", str(tmp_path), "--name", "run", "--no-progress",
+            "--lr", "0.05", "--eval-configs", "0.45,0.45,0.45;1,1,1"]
+    assert main(args) == 0
+    resolved = (tmp_path / "run" / "config.yaml").read_text()
+    assert "max_steps_per_epoch: 3" in resolved and "lr: 0.05" in resolved  # YAML and flags both applied
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
+    assert set(record["eval"]) == {"0.45,0.45,0.45", "1,1,1"}
+
+    out_csv = tmp_path / "eval.csv"
+    assert main(["eval", "--checkpoint", str(tmp_path / "run"), "--all", "--out", str(out_csv)]) == 0
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) == 64
+    assert float(rows[0]["mflops"]) < float(rows[-1]["mflops"])
+    assert "1,1,1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["train", "--model", "resnet9000"], "known models"),
+    (["train", "--dataset", "mnist-ish"], "fashion-mnist"),
+    (["eval", "--checkpoint", "/nonexistent/run"], "no checkpoint"),
+])
+def test_bad_input_gives_one_clear_line(args, msg, tmp_path, capsys, tiny_fmnist):
+    if args[0] == "train":
+        args = args + ["--out-dir", str(tmp_path), "--data-dir", tiny_fmnist, "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert msg in err and "Traceback" not in err
+
+
+def test_unknown_yaml_key_is_rejected(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("epoch: 3\n")
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert "unknown option(s) ['epoch']" in capsys.readouterr().err
+
+
+def test_demo_writes_table_and_plot(tiny_fmnist, tmp_path, capsys):
+    assert main(["demo", "--epochs", "1", "--data-dir", tiny_fmnist, "--out-dir", str(tmp_path), "--name", "d",
+                 "--model-args", "{widths: [4, 8, 8]}", "--batch-size", "64", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "MFLOPs" in out and "time:" in out
+    rows = list(csv.DictReader((tmp_path / "d" / "configs.csv").open()))
+    assert len(rows) == 64 and {"config", "mflops_macs", "top1_pct"} <= set(rows[0])
+    png = (tmp_path / "d" / "accuracy_vs_flops.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
