@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import List, Optional
 
@@ -47,6 +48,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         # User errors: one clear line, no traceback.
         print(f"resizable {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (e.g. `resizable models | head`): not an error of ours
+        sys.stderr = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print(f"resizable {args.command}: interrupted", file=sys.stderr)
         return 130
