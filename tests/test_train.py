@@ -149,3 +149,18 @@ def test_short_real_training_beats_chance_by_far(tmp_path):
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["eval"]["1,1,1"]["top1"] > 60.0  # chance is 10%
     assert record["eval"]["0.45,0.45,0.45"]["top1"] > 50.0
+
+
+def test_evaluate_with_bn_calibration_leaves_the_model_unchanged():
+    from resizable.train import evaluate
+
+    model = resizable.create_model("resnet20", widths=(4, 8, 8), num_classes=10, in_chans=1)
+    data = [(torch.randn(16, 1, 28, 28) + 3.0, torch.randint(0, 10, (16,))) for _ in range(2)]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    configs = [(0.45, 0.65, 1.0), (1.0, 1.0, 1.0)]
+    plain = evaluate(model, data, configs)
+    calibrated = evaluate(model, data, configs, calibrate_loader=data, calibrate_batches=2)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert set(calibrated) == set(configs)
+    # the inputs are far from the initial statistics, so recalibrating changes the losses
+    assert any(abs(plain[c]["loss"] - calibrated[c]["loss"]) > 1e-6 for c in configs)

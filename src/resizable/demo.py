@@ -25,6 +25,8 @@ class DemoConfig:
     batch_size: int = field(default=128, metadata={"help": "mini-batch size"})
     lr: float = field(default=0.1, metadata={"help": "peak learning rate (cosine schedule)"})
     seed: int = field(default=0, metadata={"help": "random seed"})
+    calibrate_bn: int = field(default=10, metadata={"help": "training batches (of 512) to recompute each "
+                                                             "configuration's BN statistics on before testing it"})
     data_dir: Optional[str] = field(default=None, metadata={"help": "Fashion-MNIST folder (default: system copy)"})
     out_dir: str = field(default="runs", metadata={"help": "parent of the run folder"})
     name: Optional[str] = field(default=None, metadata={"help": "run folder name (default: demo-TIME)"})
@@ -84,7 +86,8 @@ def run_demo(cfg: DemoConfig) -> Path:
           f"fair sampling, {cfg.epochs} epochs", flush=True)
     run_dir = train(train_cfg)
     train_seconds = time.perf_counter() - start
-    rows = evaluate_checkpoint(str(run_dir), "all", device=cfg.device, progress=cfg.progress)
+    rows = evaluate_checkpoint(str(run_dir), "all", device=cfg.device, progress=cfg.progress,
+                               calibrate_bn=cfg.calibrate_bn)
     rows.sort(key=lambda r: (r["mflops"], r["config"]))
     print(f"\n{'config':<24}{'MFLOPs':>9}{'top-1 %':>9}")
     for r in rows:

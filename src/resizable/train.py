@@ -9,6 +9,7 @@ earlier configurations used (hence ``find_unused_parameters=True``).
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import math
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import distributed
+from .calibrate import calibrate_bn
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import write_config
 from .data import dataset_info, load_dataset, make_loader
@@ -81,6 +83,8 @@ class TrainConfig:
     eval_configs: str = _opt("default", "configs evaluated each epoch: default (each factor at every stage), "
                                         "all, or a list like '0.45,0.45,0.45;1,1,1'")
     eval_batch_size: int = _opt(512, "evaluation batch size")
+    eval_calibrate_bn: int = _opt(10, "training batches to recompute each evaluated configuration's BN "
+                                      "statistics on (0: use the running statistics)")
     seed: int = _opt(0, "seed of weights init, data order, augmentation and configuration sampling")
     out_dir: str = _opt("runs", "parent folder of run folders")
     name: Optional[str] = _opt(None, "run folder name (default: model-dataset-time)")
@@ -105,6 +109,7 @@ class TrainConfig:
             (self.sampling in SAMPLING_MODES, f"unknown sampling {self.sampling!r}; accepted: {', '.join(SAMPLING_MODES)}"),
             (self.recipe in RECIPES, f"unknown recipe {self.recipe!r}; accepted: {', '.join(RECIPES)}"),
             (isinstance(self.model_args, dict), f"model_args must be a mapping, got {self.model_args!r}"),
+            (self.eval_calibrate_bn >= 0, f"eval_calibrate_bn must be >= 0, got {self.eval_calibrate_bn}"),
             (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
              f"max_steps_per_epoch must be >= 1, got {self.max_steps_per_epoch}"),
             (self.schedule != "step" or bool(self.milestones), "the step schedule needs --milestones, e.g. 30,60,80"),
@@ -178,21 +183,37 @@ def evaluate(
     device: torch.device | str = "cpu",
     amp: bool = False,
     progress: bool = False,
+    calibrate_loader: Optional[Iterable] = None,
+    calibrate_batches: int = 0,
 ) -> Dict[Config, Dict[str, float]]:
     """Top-1, top-5 (percent) and mean loss of each configuration on ``loader``.
 
     Args:
-        model: the ResizableNet (its mode and configuration are restored).
+        model: the ResizableNet (its mode, configuration and weights are restored).
         loader: yields ``(images, labels)``.
         configs: the configurations to evaluate.
         device: where to run.
         amp: autocast while evaluating.
         progress: show a progress bar.
+        calibrate_loader, calibrate_batches: when given, recompute the BN statistics of each
+            configuration on that many (training) batches before evaluating it.
     """
     from tqdm import tqdm
 
     device = torch.device(device)
     configs = [model.check_config(c) for c in configs]
+    if calibrate_loader is not None and calibrate_batches > 0:
+        # A configuration's calibrated statistics are its own, so prefixes cannot be shared:
+        # one configuration at a time; every BN it uses is reset by calibrate_bn.
+        saved = copy.deepcopy(model.state_dict())
+        results: Dict[Config, Dict[str, float]] = {}
+        try:
+            for c in tqdm(configs, desc="calibrate+eval", leave=False, disable=not progress):
+                calibrate_bn(model, c, calibrate_loader, calibrate_batches)
+                results.update(evaluate(model, loader, [c], device, amp))
+        finally:
+            model.load_state_dict(saved)
+        return results
     stats = {c: [0, 0, 0.0, 0] for c in configs}  # correct1, correct5, loss sum, count
     for images, labels in tqdm(loader, desc="eval", leave=False, disable=not progress):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
@@ -229,6 +250,9 @@ class _Run:
                                       augment=cfg.augment, input_size=cfg.input_size)
         self.test_set = load_dataset(cfg.dataset, "test", data_dir=cfg.data_dir, download=cfg.download,
                                      augment=False, input_size=cfg.input_size)
+        # BN recalibration before evaluation sees training images as the test will see them
+        self.calib_set = (load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir, augment=False,
+                                       input_size=cfg.input_size) if cfg.eval_calibrate_bn else None)
         self.model_kwargs = {"factors": tuple(cfg.factors), "num_classes": info.num_classes,
                              "in_chans": info.in_chans, **cfg.model_args}
         torch.manual_seed(cfg.seed)  # weight init only; DDP also broadcasts rank 0's weights
@@ -375,7 +399,10 @@ class _Run:
             record["step"] = self.step
             record["train_seconds"] = time.perf_counter() - t0
             if self.dist.is_main:
-                results = evaluate(self.model, test_loader, self.eval_configs, self.dist.device, cfg.amp)
+                calib = (make_loader(self.calib_set, cfg.eval_batch_size, shuffle=True, seed=cfg.seed)
+                         if self.calib_set is not None else None)
+                results = evaluate(self.model, test_loader, self.eval_configs, self.dist.device, cfg.amp,
+                                   calibrate_loader=calib, calibrate_batches=cfg.eval_calibrate_bn)
                 record["eval"] = {format_config(c): r for c, r in results.items()}
                 self.history.append(record)
                 with open(self.run_dir / "metrics.jsonl", "a") as f:
@@ -413,6 +440,7 @@ def evaluate_checkpoint(
     batch_size: int = 512,
     device: str = "auto",
     progress: bool = True,
+    calibrate_bn: int = 0,
 ) -> List[Dict[str, Any]]:
     """Evaluate a checkpoint at ``configs`` (see :func:`parse_configs`); one row per configuration
     with ``config``, ``mflops`` (MACs, millions), ``interp_mmacs``, ``top1``, ``top5`` and ``loss``.
@@ -439,7 +467,13 @@ def evaluate_checkpoint(
     data = load_dataset(dataset, split, data_dir=data_dir, augment=False, input_size=train_cfg.get("input_size"))
     loader = make_loader(data, batch_size, shuffle=False)
     chosen = parse_configs(configs, model)
-    results = evaluate(model, loader, chosen, dev, progress=progress)
+    calib = None
+    if calibrate_bn:
+        train_set = load_dataset(dataset, "train", data_dir=data_dir, augment=False,
+                                 input_size=train_cfg.get("input_size"))
+        calib = make_loader(train_set, batch_size, shuffle=True, seed=0)
+    results = evaluate(model, loader, chosen, dev, progress=progress, calibrate_loader=calib,
+                       calibrate_batches=calibrate_bn)
     size = input_size or dataset_info(dataset, data_dir).input_size
     costs = config_costs(model, size, chosen)
     return [{"config": format_config(c), "mflops": costs[c][0] / 1e6, "interp_mmacs": costs[c][1] / 1e6, **results[c]}

@@ -21,6 +21,8 @@ class EvalOptions:
     split: str = field(default="test", metadata={"help": "train or test"})
     batch_size: int = field(default=512, metadata={"help": "evaluation batch size"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
+    calibrate_bn: int = field(default=0, metadata={"help": "recompute BN statistics per configuration on N "
+                                                          "training batches first (0: saved statistics)"})
     out: Optional[str] = field(default=None, metadata={"help": "also write the results to this CSV"})
 
 
@@ -40,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--checkpoint is required (a checkpoint file or a run folder)")
     configs = "all" if args.all else opts.configs
     rows = evaluate_checkpoint(opts.checkpoint, configs, dataset=opts.dataset, data_dir=opts.data_dir,
-                               split=opts.split, batch_size=opts.batch_size, device=opts.device)
+                               split=opts.split, batch_size=opts.batch_size, device=opts.device,
+                               calibrate_bn=opts.calibrate_bn)
     print(f"{'config':<28}{'MFLOPs':>10}{'top-1 %':>10}{'top-5 %':>10}")
     for r in rows:
         print(f"{r['config']:<28}{r['mflops']:>10.2f}{r['top1']:>10.2f}{r['top5']:>10.2f}")
