@@ -21,11 +21,12 @@ class DemoConfig:
     model_args: Dict[str, Any] = field(default_factory=lambda: {"widths": [8, 16, 32]},
                                        metadata={"help": "architecture arguments (YAML mapping)"})
     factors: Tuple[float, ...] = field(default=(0.45, 0.65, 0.85, 1.0), metadata={"help": "scaling factor list"})
-    epochs: int = field(default=2, metadata={"help": "training epochs"})
+    epochs: int = field(default=3, metadata={"help": "training epochs"})
     batch_size: int = field(default=128, metadata={"help": "mini-batch size"})
-    lr: float = field(default=0.1, metadata={"help": "peak learning rate (cosine schedule)"})
+    lr: float = field(default=0.05, metadata={"help": "peak learning rate (cosine schedule)"})
+    augment: bool = field(default=False, metadata={"help": "random crop and flip (slower to converge in a short run)"})
     seed: int = field(default=0, metadata={"help": "random seed"})
-    calibrate_bn: int = field(default=10, metadata={"help": "training batches (of 512) to recompute each "
+    calibrate_bn: int = field(default=5, metadata={"help": "training batches (of 512) to recompute each "
                                                              "configuration's BN statistics on before testing it"})
     data_dir: Optional[str] = field(default=None, metadata={"help": "Fashion-MNIST folder (default: system copy)"})
     out_dir: str = field(default="runs", metadata={"help": "parent of the run folder"})
@@ -81,7 +82,9 @@ def run_demo(cfg: DemoConfig) -> Path:
                             dataset="fashion-mnist", data_dir=cfg.data_dir, epochs=cfg.epochs,
                             batch_size=cfg.batch_size, lr=cfg.lr, schedule="cosine", sampling="fair",
                             seed=cfg.seed, out_dir=cfg.out_dir, name=name, device=cfg.device,
-                            progress=cfg.progress)
+                            progress=cfg.progress, augment=cfg.augment,
+                            eval_configs="minmax",
+                            eval_calibrate_bn=cfg.calibrate_bn)
     print(f"training {cfg.model} {dict(cfg.model_args)} on Fashion-MNIST, factors {tuple(cfg.factors)}, "
           f"fair sampling, {cfg.epochs} epochs", flush=True)
     run_dir = train(train_cfg)

@@ -81,7 +81,7 @@ class TrainConfig:
     aug_fraction: float = _opt(2 / 3, "Resizable-Aug: fraction of epochs with fair sampling")
     # evaluation and bookkeeping
     eval_configs: str = _opt("default", "configs evaluated each epoch: default (each factor at every stage), "
-                                        "all, or a list like '0.45,0.45,0.45;1,1,1'")
+                                        "minmax, all, or a list like '0.45,0.45,0.45;1,1,1'")
     eval_batch_size: int = _opt(512, "evaluation batch size")
     eval_calibrate_bn: int = _opt(10, "training batches to recompute each evaluated configuration's BN "
                                       "statistics on (0: use the running statistics)")
@@ -121,8 +121,10 @@ class TrainConfig:
 
 # ---------------------------------------------------------------------------- small helpers
 def parse_configs(text: str, model: ResizableNet) -> List[Config]:
-    """``default`` (each factor at every stage), ``all``, or ``"0.45,0.45,1;1,1,1"``."""
+    """``default`` (each factor at every stage), ``minmax``, ``all``, or ``"0.45,0.45,1;1,1,1"``."""
     text = text.strip()
+    if text == "minmax":
+        return [model.min_config, model.max_config]
     if text == "default":
         return [tuple([f] * model.num_stages) for f in model.factors]
     if text == "all":
