@@ -19,6 +19,7 @@ COMMANDS = {
     "search": "search",
     "pareto": "pareto",
     "finetune": "finetune",
+    "adapt": "adapt",
 }
 
 
