@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import nas
-from .checkpoint import atomic_save, load_model, resolve_checkpoint
+from .checkpoint import atomic_save, load_model, load_model_for_data, resolve_checkpoint
 from .flops import count_flops
 from .nas import Table, format_config, parse_config
 from .net import Config, ResizableNet, SizeLike, to_size2d
@@ -983,20 +983,9 @@ def _subset(data, indices: torch.Tensor):
 
 def _open_run(checkpoint: PathLike, device: str, dataset: Optional[str], data_dir: Optional[str],
               input_size: Optional[int]):
-    from .data import dataset_info
     from .distributed import resolve_device
 
-    model, payload = load_model(checkpoint)
-    train_cfg = payload.get("train_config") or {}
-    dataset = dataset or train_cfg.get("dataset")
-    if not dataset:
-        raise ValueError("the checkpoint does not name its dataset; pass --dataset")
-    data_dir = data_dir or train_cfg.get("data_dir")
-    info = dataset_info(dataset, data_dir)
-    if info.num_classes != model.num_classes or info.in_chans != model.in_chans:
-        raise ValueError(f"{dataset} has {info.num_classes} classes and {info.in_chans} channels, the model "
-                         f"{model.num_classes} and {model.in_chans}")
-    size = int(input_size or payload.get("input_size") or train_cfg.get("input_size") or info.input_size)
+    model, payload, dataset, data_dir, size, info = load_model_for_data(checkpoint, dataset, data_dir, input_size)
     model.to(resolve_device(device))
     return model, payload, info, dataset, data_dir, size
 

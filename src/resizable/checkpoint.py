@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
@@ -86,3 +86,26 @@ def load_model(path: PathLike, map_location: Any = "cpu") -> Tuple[ResizableNet,
     model.load_state_dict(payload["model"])
     model.eval()
     return model, payload
+
+
+def load_model_for_data(path: PathLike, dataset: Optional[str] = None, data_dir: Optional[str] = None,
+                        input_size: Optional[int] = None) -> Tuple[ResizableNet, Dict[str, Any], str, Optional[str], int, Any]:
+    """A checkpoint's model plus the data it runs on: the given dataset, else the training run's.
+
+    Returns ``(model, payload, dataset, data_dir, input_size, DatasetInfo)``; raises ``ValueError`` when the
+    dataset is unknown or its classes/channels do not fit the model.
+    """
+    from .data import dataset_info
+
+    model, payload = load_model(path)
+    train_cfg = payload.get("train_config") or {}
+    dataset = dataset or train_cfg.get("dataset")
+    if not dataset:
+        raise ValueError("the checkpoint does not name its dataset; pass --dataset")
+    data_dir = data_dir or train_cfg.get("data_dir")
+    info = dataset_info(dataset, data_dir)
+    if info.num_classes != model.num_classes or info.in_chans != model.in_chans:
+        raise ValueError(f"{dataset} has {info.num_classes} classes and {info.in_chans} channels, the model "
+                         f"{model.num_classes} and {model.in_chans}")
+    size = int(input_size or payload.get("input_size") or train_cfg.get("input_size") or info.input_size)
+    return model, payload, dataset, data_dir, size, info

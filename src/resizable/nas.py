@@ -1128,8 +1128,8 @@ def table_from_checkpoint(
         shard: ``(i, n)``, 0-based; default from torchrun's ``RANK``/``WORLD_SIZE``, else ``(0, 1)``.
         progress: progress bar.
     """
-    from .checkpoint import load_model, resolve_checkpoint
-    from .data import dataset_info, load_dataset, make_loader
+    from .checkpoint import load_model_for_data, resolve_checkpoint
+    from .data import load_dataset, make_loader
     from .distributed import resolve_device
 
     if batch_size < 1:
@@ -1137,17 +1137,7 @@ def table_from_checkpoint(
     if calibrate_bn < 0:
         raise ValueError(f"calibrate_bn must be >= 0, got {calibrate_bn}")
     shard = _check_shard(shard if shard is not None else _launch_shard())
-    model, payload = load_model(checkpoint)
-    train_cfg = payload.get("train_config") or {}
-    dataset = dataset or train_cfg.get("dataset")
-    if not dataset:
-        raise ValueError("the checkpoint does not name its dataset; pass --dataset")
-    data_dir = data_dir or train_cfg.get("data_dir")
-    info = dataset_info(dataset, data_dir)
-    if info.num_classes != model.num_classes or info.in_chans != model.in_chans:
-        raise ValueError(f"{dataset} has {info.num_classes} classes and {info.in_chans} channels, the model "
-                         f"{model.num_classes} and {model.in_chans}")
-    size = int(input_size or payload.get("input_size") or train_cfg.get("input_size") or info.input_size)
+    model, payload, dataset, data_dir, size, info = load_model_for_data(checkpoint, dataset, data_dir, input_size)
     dev = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
     model.to(dev)
     data = load_dataset(dataset, split, data_dir=data_dir, augment=False,
