@@ -14,6 +14,7 @@ from resizable.calibrate import calibrate_bn
 from resizable.checkpoint import save_checkpoint
 from resizable.nas import (
     Calibration,
+    calibrate_configs,
     NoFeasibleConfig,
     Table,
     TableError,
@@ -280,6 +281,75 @@ def test_calibrated_table_restores_weights_and_matches_manual_calibration(tmp_pa
     calibrate_bn(ref, config, calib, 2)
     counts = evaluate_naive(ref, loader, [config])[config]
     assert table.value(config, "top1_pct") == pytest.approx(100 * counts["top1"] / 16, abs=1e-4)
+
+
+def _calibrated_one_at_a_time(model, config, calib, num_batches, x):
+    import copy
+
+    ref = copy.deepcopy(model)
+    calibrate_bn(ref, config, calib, num_batches)
+    return naive_logits(ref, config, x)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet18", "mobilenet_v2_cifar", "shufflenet_v2_x1_0_cifar"])
+def test_calibrate_configs_equals_calibrating_one_at_a_time(name):
+    torch.manual_seed(0)
+    if name == "resnet20":
+        model, size = tiny_model(), 28
+        configs = model.configs()
+    else:
+        model = resizable.create_model(name, num_classes=10)
+        size = 64 if name == "resnet18" else 32
+        all_configs = model.configs()
+        configs = all_configs[:: max(1, len(all_configs) // 9)]
+    model.eval()
+    in_chans = model.in_chans
+    calib = [(torch.randn(6, in_chans, size, size) * 2 + 0.5, None) for _ in range(3)]
+    x = torch.randn(5, in_chans, size, size)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    stats = calibrate_configs(model, calib, 2, configs)
+    assert stats.num_batches == 2
+    shared = forward_all(model, x, configs, bn_stats=stats)
+    plain = forward_all(model, x, configs)
+    for config in configs:
+        ref = _calibrated_one_at_a_time(model, config, calib, 2, x)
+        torch.testing.assert_close(shared[config], ref, rtol=0, atol=2e-5, msg=lambda m: f"{config}: {m}")
+        assert not torch.allclose(plain[config], ref, atol=1e-3)  # calibration changed something
+    # the model's own statistics, momenta, mode and configuration are untouched
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    assert not model.training and model.config == model.max_config
+
+
+def test_calibrate_configs_survives_a_stage_writing_its_input():
+    model = tiny_model()
+    setattr(model.layer2, "1", _WritesInput(model.layer2[1]))
+    calib, x = fake_data(n=16, seed=5), fake_data()[0][0]
+    configs = model.configs()[::5]
+    stats = calibrate_configs(model, calib, 2, configs)
+    shared = forward_all(model, x, configs, bn_stats=stats)
+    for config in configs:
+        ref = _calibrated_one_at_a_time(model, config, calib, 2, x)
+        torch.testing.assert_close(shared[config], ref, rtol=0, atol=2e-5)
+
+
+def test_calibrated_evaluation_and_its_errors():
+    model, loader, calib = tiny_model(), fake_data(), fake_data(n=16, seed=5)
+    configs = model.configs()[:7]
+    got = evaluate_configs(model, loader, configs, calibrate=Calibration(calib, 2))
+    for config in configs:
+        import copy
+
+        ref = copy.deepcopy(model)
+        calibrate_bn(ref, config, calib, 2)
+        assert got[config] == evaluate_naive(ref, loader, [config])[config]
+    stats = calibrate_configs(model, calib, 1, configs)
+    with pytest.raises(ValueError, match="not calibrated"):
+        forward_all(model, loader[0][0], [model.max_config], bn_stats=stats)
+    with pytest.raises(ValueError, match="num_batches must be >= 1"):
+        calibrate_configs(model, calib, 0)
+    with pytest.raises(ValueError, match="empty loader"):
+        calibrate_configs(model, [], 1)
 
 
 # ---------------------------------------------------------------------------- bad tables

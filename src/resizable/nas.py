@@ -17,7 +17,6 @@ files :func:`merge_tables` joins.
 """
 from __future__ import annotations
 
-import copy
 import csv
 import hashlib
 import io
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .calibrate import calibrate_bn
+from .calibrate import active_batchnorms
 from .flops import count_flops
 from .layers import ResizableStage
 from .net import Config, ResizableNet, SizeLike, to_size2d
@@ -52,6 +51,8 @@ __all__ = [
     "arch_sha256",
     "model_meta",
     "forward_all",
+    "calibrate_configs",
+    "CalibratedBN",
     "evaluate_configs",
     "evaluate_naive",
     "config_costs",
@@ -205,6 +206,10 @@ class _StagePieces:
                 self.pre.append(child)
         self.resize = resize
 
+    def post_modules(self, model: ResizableNet, index: int) -> List[nn.Module]:
+        """The modules :meth:`run_post` runs (the whole stage when it is not cut)."""
+        return [model.stage(index)] if self.whole is not None else self.post
+
     def run_pre(self, x: torch.Tensor) -> torch.Tensor:
         for m in self.pre:
             x = m(x)
@@ -232,15 +237,66 @@ def _trie(configs: Sequence[Config]) -> dict:
     return root
 
 
-class _Walker:
-    """Runs one batch through every configuration of a (pruned) configuration tree."""
+class _NodeStats:
+    """BN statistics recalibrated for every node of a configuration tree.
 
-    def __init__(self, model: ResizableNet, configs: Sequence[Config]) -> None:
+    A node is one piece of the tree walk: the stem, the part of stage ``i`` before its resize
+    (keyed by the factors of stages ``1..i-1``), the rest of stage ``i`` (keyed by ``1..i``) and the
+    head (keyed by the whole configuration). What the BNs of a piece see depends only on its key,
+    so recalibrating node by node gives every configuration exactly the statistics that
+    :func:`resizable.calibrate_bn` would give it alone, at the cost of one tree walk.
+    """
+
+    def __init__(self) -> None:
+        self.state: Dict[tuple, List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
+        self.bns: Dict[tuple, List[nn.modules.batchnorm._BatchNorm]] = {}
+        self.learning = True
+        self._mark: Dict[tuple, Any] = {}
+
+    def begin_batch(self, retry: bool) -> None:
+        if retry:
+            self.state = dict(self._mark)  # the failed attempt's updates are dropped
+        else:
+            self._mark = dict(self.state)
+
+    def enter(self, key: tuple, modules: Sequence[nn.Module]) -> None:
+        bns = self.bns.get(key)
+        if bns is None:
+            bns = self.bns[key] = [bn for m in modules for bn in active_batchnorms(m) if bn.track_running_stats]
+        state = self.state.get(key)
+        if state is None:
+            if not self.learning:
+                raise KeyError(f"no calibrated BN statistics for {key}; calibrate these configurations first")
+            for bn in bns:
+                bn.reset_running_stats()
+            return
+        for bn, (mean, var, count) in zip(bns, state):
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(var)
+            bn.num_batches_tracked.copy_(count)
+
+    def leave(self, key: tuple) -> None:
+        if self.learning:
+            self.state[key] = [(bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone())
+                               for bn in self.bns[key]]
+
+
+class _Walker:
+    """Runs one batch through every configuration of a (pruned) configuration tree.
+
+    With ``stats``, each piece of the walk first loads (or, while calibrating, accumulates) the
+    BN statistics of its node (see :class:`_NodeStats`).
+    """
+
+    def __init__(self, model: ResizableNet, configs: Sequence[Config], stats: Optional[_NodeStats] = None) -> None:
         self.model = model
         self.tree = _trie(configs)
         self.pieces = [_StagePieces(model, i) for i in range(model.num_stages)]
         self.copy_inputs = False
+        self.stats = stats
         self._sizes: Dict[tuple, List[Dict[float, Tuple[int, int]]]] = {}
+        self._stem = [getattr(model, n) for n in model.stem_names]
+        self._head = [getattr(model, n) for n in model.head_names]
 
     def sizes(self, hw: Tuple[int, int]) -> List[Dict[float, Tuple[int, int]]]:
         if hw not in self._sizes:
@@ -252,30 +308,46 @@ class _Walker:
     def run(self, x: torch.Tensor, leaf: Callable[[Config, torch.Tensor], None]) -> None:
         """Call ``leaf(config, logits)`` for every configuration; ``x``: (B, C, H, W)."""
         sizes = self.sizes(tuple(x.shape[-2:]))
+        retry = False
         while True:
+            if self.stats is not None:
+                self.stats.begin_batch(retry)
             try:
-                self._node(0, self.model.forward_stem(x), (), self.tree, sizes, leaf)
+                h = self._piece(("stem",), self._stem, self.model.forward_stem, x)
+                self._node(0, h, (), self.tree, sizes, leaf)
                 return
             except _InPlaceInput:
                 if self.copy_inputs:
                     raise RuntimeError("a stage modifies its input in place even when given a copy") from None
                 self.copy_inputs = True  # this model needs private copies; redo the batch
+                retry = True
+
+    def _piece(self, key: tuple, modules: Sequence[nn.Module], fn: Callable, *args: Any) -> torch.Tensor:
+        if self.stats is None:
+            return fn(*args)
+        self.stats.enter(key, modules)
+        out = fn(*args)
+        self.stats.leave(key)
+        return out
 
     def _node(self, level: int, h: torch.Tensor, prefix: Config, node: dict, sizes, leaf) -> None:
         model, pieces = self.model, self.pieces[level]
         last = level == model.num_stages - 1
         filler = (model.factors[-1],) * (model.num_stages - level - 1)
-        shared = pieces.run_pre(h)  # the active config already agrees with `prefix`
+        # the active config already agrees with `prefix`, which keys the blocks before the resize
+        shared = self._piece(("pre",) + prefix, pieces.pre, pieces.run_pre, h)
         version = shared._version
+        post = pieces.post_modules(model, level)
         for f, child in node.items():
             config = prefix + (f,)
             # Stage `level` and everything before it only read BN branches keyed by `config`.
             model.set_config(config + filler)
-            out = pieces.run_post(shared.clone() if self.copy_inputs else shared, sizes[level][f])
+            out = self._piece(("post",) + config, post, pieces.run_post,
+                              shared.clone() if self.copy_inputs else shared, sizes[level][f])
             if shared._version != version:
                 raise _InPlaceInput()
             if last:
-                leaf(config, model.forward_head(out))
+                leaf(config, self._piece(("head",) + config, self._head, model.forward_head, out))
             else:
                 self._node(level + 1, out, config, child, sizes, leaf)
 
@@ -290,16 +362,18 @@ def _check_configs(model: ResizableNet, configs: Optional[Iterable[Sequence[floa
 
 
 @torch.no_grad()
-def forward_all(model: ResizableNet, x: torch.Tensor, configs: Optional[Iterable[Sequence[float]]] = None
-                ) -> Dict[Config, torch.Tensor]:
+def forward_all(model: ResizableNet, x: torch.Tensor, configs: Optional[Iterable[Sequence[float]]] = None,
+                *, bn_stats: Optional["CalibratedBN"] = None) -> Dict[Config, torch.Tensor]:
     """Logits of every configuration (default: all ``k^N``) for one batch, sharing prefixes.
 
-    The model is run in eval mode; its mode and configuration are restored afterwards.
+    The model is run in eval mode; its mode, configuration and BN statistics are restored afterwards.
 
     Args:
         model: the ResizableNet.
         x: a batch (B, C, H, W).
         configs: the configurations to run.
+        bn_stats: per-configuration BN statistics from :func:`calibrate_configs` (default: the
+            model's own running statistics).
     """
     configs = _check_configs(model, configs)
     out: Dict[Config, torch.Tensor] = {}
@@ -307,9 +381,97 @@ def forward_all(model: ResizableNet, x: torch.Tensor, configs: Optional[Iterable
     def keep(config: Config, logits: torch.Tensor) -> None:
         out[config] = logits
 
-    with _eval_mode(model):
-        _Walker(model, configs).run(x, keep)
+    if bn_stats is not None:
+        _check_calibrated(bn_stats, configs)
+    with _eval_mode(model), _bn_buffers_kept(model, bn_stats is not None):
+        _Walker(model, configs, bn_stats.nodes if bn_stats is not None else None).run(x, keep)
     return {c: out[c] for c in configs}
+
+
+def _check_calibrated(bn_stats: "CalibratedBN", configs: Sequence[Config]) -> None:
+    missing = [c for c in configs if c not in bn_stats.calibrated]
+    if missing:
+        raise ValueError(f"{len(missing)} configurations (e.g. {format_config(missing[0])}) were not calibrated; "
+                         f"pass them to calibrate_configs")
+
+
+@dataclass
+class CalibratedBN:
+    """BN statistics of many configurations, recalibrated on shared prefixes (see :func:`calibrate_configs`)."""
+
+    nodes: _NodeStats
+    configs: List[Config]
+    num_batches: int
+
+    def __post_init__(self) -> None:
+        self.calibrated = set(self.configs)
+
+
+class _bn_buffers_kept:
+    """Restores every BN's running statistics (and momentum) on exit."""
+
+    def __init__(self, model: nn.Module, enabled: bool = True) -> None:
+        self.bns = [m for m in model.modules()
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats] if enabled else []
+
+    def __enter__(self) -> None:
+        self.saved = [(bn.momentum, bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone())
+                      for bn in self.bns]
+
+    def __exit__(self, *exc) -> None:
+        for bn, (momentum, mean, var, count) in zip(self.bns, self.saved):
+            bn.momentum = momentum
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(var)
+            bn.num_batches_tracked.copy_(count)
+
+
+@torch.no_grad()
+def calibrate_configs(model: ResizableNet, loader: Iterable, num_batches: int,
+                      configs: Optional[Iterable[Sequence[float]]] = None) -> CalibratedBN:
+    """Recalibrate the BN statistics of many configurations at once, sharing prefixes.
+
+    Gives each configuration exactly what :func:`resizable.calibrate_bn` would (reset, then the
+    cumulative average over the first ``num_batches`` batches of ``loader`` in train mode), but
+    walks the configuration tree once per batch instead of running ``k^N`` full forwards. The
+    model itself is left unchanged; pass the result to :func:`forward_all` or
+    :func:`evaluate_configs`.
+
+    Args:
+        model: the ResizableNet.
+        loader: yields ``(images, labels)`` or ``images`` (training images, as the test will see them).
+        num_batches: how many batches to use (>= 1).
+        configs: the configurations (default: all ``k^N``).
+    """
+    if num_batches < 1:
+        raise ValueError(f"num_batches must be >= 1, got {num_batches}")
+    configs = _check_configs(model, configs)
+    device = next(model.parameters()).device
+    nodes = _NodeStats()
+    modes = {m: m.training for m in model.modules()}
+    config = model.config
+    kept = _bn_buffers_kept(model)
+    with kept:  # the model's own statistics and momenta come back afterwards
+        try:
+            for bn in kept.bns:
+                bn.momentum = None  # cumulative average, as calibrate_bn
+            model.train()
+            walker = _Walker(model, configs, nodes)
+            seen = 0
+            for batch in loader:
+                if seen >= num_batches:
+                    break
+                images = batch[0] if isinstance(batch, (tuple, list)) else batch
+                walker.run(images.to(device, non_blocking=True), lambda c, logits: None)
+                seen += 1
+            if seen == 0:
+                raise ValueError("calibrate_configs got an empty loader")
+        finally:
+            model.set_config(config)
+            for m, training in modes.items():
+                m.training = training
+    nodes.learning = False
+    return CalibratedBN(nodes, configs, seen)
 
 
 class _eval_mode:
@@ -368,23 +530,27 @@ def _topk(model: ResizableNet) -> Tuple[int, ...]:
 
 @torch.no_grad()
 def evaluate_configs(model: ResizableNet, loader: Iterable, configs: Optional[Iterable[Sequence[float]]] = None,
-                     *, on_batch: Optional[Callable[[], None]] = None) -> Dict[Config, Dict[str, int]]:
+                     *, on_batch: Optional[Callable[[], None]] = None,
+                     calibrate: Optional["Calibration"] = None) -> Dict[Config, Dict[str, int]]:
     """Top-1 (and top-5) correct counts of many configurations over a loader, sharing prefixes.
 
     Returns ``{config: {"samples": n, "top1": correct, "top5": correct}}`` ("top5" only with more
     than 5 classes), equal to :func:`evaluate_naive` on the same loader.
 
     Args:
-        model: the ResizableNet (mode and configuration restored afterwards).
+        model: the ResizableNet (mode, configuration and BN statistics restored afterwards).
         loader: yields ``(images, labels)``.
         configs: the configurations (default: all ``k^N``).
         on_batch: called after each batch (progress reporting).
+        calibrate: recompute each configuration's BN statistics first (prefixes shared, see
+            :func:`calibrate_configs`); the result equals calibrating and testing one at a time.
     """
     configs = _check_configs(model, configs)
     device = next(model.parameters()).device
     counts = _Counts(_topk(model))
-    with _eval_mode(model):
-        walker = _Walker(model, configs)
+    nodes = calibrate_configs(model, calibrate.loader, calibrate.num_batches, configs).nodes if calibrate else None
+    with _eval_mode(model), _bn_buffers_kept(model, nodes is not None):
+        walker = _Walker(model, configs, nodes)
         for images, labels in _batches(loader, device):
             walker.run(images, lambda config, logits: counts.add(config, logits, labels))
             counts.samples += len(labels)
@@ -727,9 +893,8 @@ def build_table(
         checkpoint: where the weights came from (recorded; the weight hash is what is checked).
         unit_depth: prefix length of a work unit (0: one unit, fastest, no intermediate saves).
         shard: ``(i, n)``: build only this process's share of the units.
-        calibrate: recompute BN statistics per configuration first; evaluation then runs one
-            configuration at a time (a calibrated branch differs per full configuration, so
-            prefixes cannot be shared) and the weights are restored after each.
+        calibrate: recompute BN statistics per configuration first (on shared prefixes, see
+            :func:`calibrate_configs`; the model's own statistics are left unchanged).
         latency: ``config -> {column: value}`` measuring latency (see :mod:`resizable.latency`).
         latency_columns: the columns ``latency`` returns.
         extra_meta: more metadata lines.
@@ -756,8 +921,8 @@ def build_table(
         "num_samples": str(int(num_samples)),
         "calibrate_bn": (f"{calibrate.num_batches} batches" + (f" ({calibrate.description})" if calibrate.description else ""))
         if calibrate else "none",
-        "evaluation": "one configuration at a time (BN recalibrated per configuration)" if calibrate
-        else "configuration tree, shared prefixes",
+        "evaluation": "configuration tree, shared prefixes" + (" (BN recalibrated per configuration)"
+                                                                 if calibrate else ""),
     })
     if shard[1] > 1:
         meta["shard"] = f"{shard[0]}/{shard[1]}"
@@ -823,18 +988,7 @@ def _evaluate_unit(model: ResizableNet, loader: Iterable, unit: List[Config], ca
         step = share / num_batches if num_batches else 0.0
         return lambda: bar.update(step) if bar is not None else None
 
-    if calibrate is None:
-        return evaluate_configs(model, loader, unit, on_batch=tick(len(unit)))
-    saved = copy.deepcopy(model.state_dict())
-    out = {}
-    try:
-        for c in unit:
-            calibrate_bn(model, c, calibrate.loader, calibrate.num_batches)
-            out.update(evaluate_naive(model, loader, [c], on_batch=tick(1)))
-            model.load_state_dict(saved)
-    finally:
-        model.load_state_dict(saved)
-    return out
+    return evaluate_configs(model, loader, unit, on_batch=tick(len(unit)), calibrate=calibrate)
 
 
 # ---------------------------------------------------------------------------- merging

@@ -9,7 +9,6 @@ earlier configurations used (hence ``find_unused_parameters=True``).
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import json
 import math
@@ -19,16 +18,14 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from . import distributed
-from .calibrate import calibrate_bn
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import write_config
 from .data import dataset_info, load_dataset, make_loader
-from .nas import config_costs, format_config, forward_all
+from .nas import calibrate_configs, config_costs, format_config, forward_all
 from .net import Config, ResizableNet
 from .registry import create_model
 from .sampling import SAMPLING_MODES, ConfigSampler
@@ -204,24 +201,15 @@ def evaluate(
 
     device = torch.device(device)
     configs = [model.check_config(c) for c in configs]
-    if calibrate_loader is not None and calibrate_batches > 0:
-        # A configuration's calibrated statistics are its own, so prefixes cannot be shared:
-        # one configuration at a time; every BN it uses is reset by calibrate_bn.
-        saved = copy.deepcopy(model.state_dict())
-        results: Dict[Config, Dict[str, float]] = {}
-        try:
-            for c in tqdm(configs, desc="calibrate+eval", leave=False, disable=not progress):
-                calibrate_bn(model, c, calibrate_loader, calibrate_batches)
-                results.update(evaluate(model, loader, [c], device, amp))
-        finally:
-            model.load_state_dict(saved)
-        return results
+    # each configuration's own recalibrated BN statistics, computed on shared prefixes
+    bn_stats = (calibrate_configs(model, calibrate_loader, calibrate_batches, configs)
+                if calibrate_loader is not None and calibrate_batches > 0 else None)
     stats = {c: [0, 0, 0.0, 0] for c in configs}  # correct1, correct5, loss sum, count
     for images, labels in tqdm(loader, desc="eval", leave=False, disable=not progress):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         # configurations that share their first stages share those activations (computed once)
         with torch.no_grad(), _autocast(device, amp):
-            outputs = forward_all(model, images, configs)
+            outputs = forward_all(model, images, configs, bn_stats=bn_stats)
         for c, logits in outputs.items():
             logits = logits.float()
             s = stats[c]

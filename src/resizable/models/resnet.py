@@ -230,6 +230,18 @@ def _cifar(depth: int, **kwargs) -> ResizableResNet:
 
 # ---------------------------------------------------------------------------- registered builders
 @register_model
+def resnet8(**kwargs) -> ResizableResNet:
+    """CIFAR-style ResNet-8: 3 stages of 1 basic block, widths 16/32/64 (the demo's network)."""
+    return _cifar(8, **kwargs)
+
+
+@register_model
+def resnet14(**kwargs) -> ResizableResNet:
+    """CIFAR-style ResNet-14: 3 stages of 2 basic blocks, widths 16/32/64."""
+    return _cifar(14, **kwargs)
+
+
+@register_model
 def resnet20(**kwargs) -> ResizableResNet:
     """CIFAR-style ResNet-20: 3 stages of 3 basic blocks, widths 16/32/64."""
     return _cifar(20, **kwargs)
