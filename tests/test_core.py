@@ -105,6 +105,30 @@ def test_forward_runs_each_stage_at_its_resolution():
     assert seen == m.stage_sizes(28, config) == [(13, 13), (14, 14), (5, 5)]
 
 
+def test_strided_cifar_stem_halves_every_stage():
+    m = resizable.create_model("resnet14", num_classes=10, in_chans=1, stem_stride=2).eval()
+    assert m.baseline_sizes(28) == [(14, 14), (7, 7), (4, 4)]
+    assert m.stage_sizes(28, m.min_config) == [(6, 6), (3, 3), (2, 2)]
+    seen = []
+    for i in range(m.num_stages):
+        m.stage(i).register_forward_hook(lambda mod, a, out: seen.append(tuple(out.shape[-2:])))
+    with torch.no_grad(), m.using(m.min_config):
+        m(torch.randn(1, 1, 28, 28))
+    assert seen == [(6, 6), (3, 3), (2, 2)]
+    pooled = resizable.create_model("resnet14", num_classes=10, in_chans=1, stem_stride=2, stem_pool=True).eval()
+    assert pooled.conv1.stride == (1, 1) and pooled.stage_sizes(27) == [(14, 14), (7, 7), (4, 4)]
+    x = torch.randn(2, 1, 27, 27)
+    with torch.no_grad(), pooled.using(pooled.min_config):
+        assert pooled(x).shape == (2, 10)
+        assert (resizable.export(pooled, pooled.min_config, 27)(x) - pooled(x)).abs().max() <= 1e-5
+    with pytest.raises(ValueError, match="stem_pool needs stem_stride=2"):
+        resizable.create_model("resnet14", stem_pool=True)
+    with pytest.raises(ValueError, match="stem_stride must be 1 or 2"):
+        resizable.create_model("resnet14", stem_stride=4)
+    with pytest.raises(ValueError, match="'cifar' stem"):
+        resizable.create_model("resnet18", stem_stride=2)
+
+
 def test_resize_is_skipped_at_baseline():
     r = Resize2d()
     x = torch.randn(1, 2, 5, 5)

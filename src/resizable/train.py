@@ -91,7 +91,7 @@ class TrainConfig:
     amp: bool = _opt(False, "mixed precision (float16 on CUDA, bfloat16 on CPU)")
     channels_last: bool = _opt(False, "channels-last memory format")
     max_steps_per_epoch: Optional[int] = _opt(None, "cut every epoch after this many steps (quick runs)")
-    progress: bool = _opt(True, "show progress bars")
+    progress: bool = _opt(True, "show progress bars (the line per epoch is printed either way)")
 
     def __post_init__(self) -> None:
         checks = [
@@ -397,10 +397,10 @@ class _Run:
                 self.history.append(record)
                 with open(self.run_dir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
-                if cfg.progress:
-                    best = ", ".join(f"{k}: {v['top1']:.2f}" for k, v in record["eval"].items())
-                    print(f"epoch {epoch + 1}/{cfg.epochs}  loss {record['train_loss']:.4f}  "
-                          f"{record['train_seconds']:.1f}s  top-1 [{best}]", flush=True)
+                # one line per epoch, with or without progress bars
+                best = ", ".join(f"{k}: {v['top1']:.2f}" for k, v in record["eval"].items())
+                print(f"epoch {epoch + 1}/{cfg.epochs}  loss {record['train_loss']:.4f}  "
+                      f"{record['train_seconds']:.1f}s  top-1 [{best}]", flush=True)
             self._save(epoch)
             distributed.barrier()
         return self.run_dir

@@ -108,6 +108,10 @@ class ResizableResNet(ResizableNet):
         widths: planes of each stage (before the block expansion).
         stem: ``"imagenet"`` (7x7/2 conv + 3x3/2 max-pool) or ``"cifar"`` (3x3/1 conv, no pool).
         stem_width: output channels of the stem convolution (default: ``widths[0]``).
+        stem_stride: stride of the ``"cifar"`` stem's 3x3 convolution (1 or 2; 2 quarters the cost
+            of every stage, e.g. for 28 px Fashion-MNIST). The ``"imagenet"`` stem is fixed at 4.
+        stem_pool: with ``stem_stride=2``, keep the convolution at stride 1 and reduce with a 2x2
+            max-pool after it (the convolution sees every pixel).
         groups, width_per_group: ResNeXt / Wide-ResNet options of bottleneck blocks.
         scale_bn: one BN per factor (True) or one shared BN (the paper's ablation).
         norm_layer: ``(num_scales, stage) -> norm_layer(num_features)``; overrides ``scale_bn``.
@@ -127,6 +131,8 @@ class ResizableResNet(ResizableNet):
         widths: Sequence[int] = (64, 128, 256, 512),
         stem: str = "imagenet",
         stem_width: Optional[int] = None,
+        stem_stride: int = 1,
+        stem_pool: bool = False,
         groups: int = 1,
         width_per_group: int = 64,
         scale_bn: bool = True,
@@ -143,6 +149,12 @@ class ResizableResNet(ResizableNet):
             raise ValueError(f"layers {tuple(layers)} and widths {tuple(widths)} need one entry per stage")
         if any(n < 1 for n in layers):
             raise ValueError(f"every stage needs at least one block, got layers={tuple(layers)}")
+        if stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride}")
+        if stem_pool and stem_stride != 2:
+            raise ValueError(f"stem_pool needs stem_stride=2, got stem_stride={stem_stride}")
+        if stem == "imagenet" and stem_stride != 1:
+            raise ValueError("stem_stride applies to the 'cifar' stem; the 'imagenet' stem always reduces by 4")
         if not 0.0 <= drop_rate < 1.0:
             raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate}")
         num_stages = len(layers)
@@ -151,7 +163,9 @@ class ResizableResNet(ResizableNet):
         if stem == "imagenet":
             stem_names, stem_strides = ["conv1", "bn1", "relu", "maxpool"], [2, 2]
         else:
-            stem_names, stem_strides = ["conv1", "bn1", "relu"], []
+            stem_names, stem_strides = ["conv1", "bn1", "relu"], [stem_stride] if stem_stride > 1 else []
+            if stem_pool:
+                stem_names.append("maxpool")
         super().__init__(
             factors,
             stem_strides=stem_strides,
@@ -173,11 +187,13 @@ class ResizableResNet(ResizableNet):
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(in_chans, self.inplanes, 7, stride=2, padding=3, bias=False)
         else:
-            self.conv1 = conv3x3(in_chans, self.inplanes)
+            self.conv1 = conv3x3(in_chans, self.inplanes, stride=1 if stem_pool else stem_stride)
         self.bn1 = norm_factory(k, -1)(self.inplanes)
         self.relu = nn.ReLU(inplace=True)
         if stem == "imagenet":
             self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        elif stem_pool:
+            self.maxpool = nn.MaxPool2d(2, stride=2, ceil_mode=True)
 
         for i, (planes, n, stride) in enumerate(zip(widths, layers, strides)):
             # A strided first block runs at the previous stage's scale, so its BNs follow that
@@ -230,14 +246,10 @@ def _cifar(depth: int, **kwargs) -> ResizableResNet:
 
 # ---------------------------------------------------------------------------- registered builders
 @register_model
-def resnet8(**kwargs) -> ResizableResNet:
-    """CIFAR-style ResNet-8: 3 stages of 1 basic block, widths 16/32/64 (the demo's network)."""
-    return _cifar(8, **kwargs)
-
-
-@register_model
 def resnet14(**kwargs) -> ResizableResNet:
-    """CIFAR-style ResNet-14: 3 stages of 2 basic blocks, widths 16/32/64."""
+    """CIFAR-style ResNet-14: 3 stages of 2 basic blocks, widths 16/32/64 (the demo's network, with
+    ``stem_stride=2, stem_pool=True`` for 28 px inputs). Two blocks per stage keep every stage's
+    factor meaningful: with one block, a strided stage's only block would run before its resize."""
     return _cifar(14, **kwargs)
 
 

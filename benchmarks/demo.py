@@ -1,0 +1,130 @@
+"""Benchmark: the built-in demo, run exactly as a user runs it, checked against its targets.
+
+Runs ``python -m resizable demo --no-progress`` in a fresh process (so the wall time includes
+start-up and data loading), then writes ``benchmarks/results/demo.md`` and ``demo.json``: the
+machine, the command, the demo's own summary (``summary.json`` of its run folder), the wall time,
+and whether the targets hold (full configuration >= 90% top-1, every configuration within 4
+points of it, at most 600 s). The demo's table and plot are copied beside them.
+
+    PYTHONPATH=src python benchmarks/demo.py            # about 9 minutes on 2 CPU cores
+    PYTHONPATH=src python benchmarks/demo.py -- --epochs 1   # anything after -- goes to the demo
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from resizable.latency import device_description
+
+RESULTS = Path(__file__).parent / "results"
+TARGETS = {"full_top1_min": 90.0, "gap_points_max": 4.0, "seconds_max": 600.0}
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--work-dir", default="runs/bench-demo", help="parent of the demo's run folder (replaced)")
+    p.add_argument("--out", default=str(RESULTS / "demo.json"))
+    p.add_argument("demo_args", nargs="*", help="extra arguments for `resizable demo` (after --)")
+    return p.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    work = Path(args.work_dir)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    command = [sys.executable, "-m", "resizable", "demo", "--no-progress", "--out-dir", str(work), "--name", "demo",
+               *args.demo_args]
+    shown = "python -m resizable demo --no-progress" + "".join(f" {a}" for a in args.demo_args)
+    print("running:", shown, flush=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent / "src"),
+                                                      env.get("PYTHONPATH")]))
+    start = time.perf_counter()
+    proc = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wall = time.perf_counter() - start
+    sys.stdout.write(proc.stdout)
+    if proc.returncode != 0:
+        print(f"the demo failed with exit code {proc.returncode}; nothing written", file=sys.stderr)
+        return proc.returncode
+    run = work / "demo"
+    summary = json.loads((run / "summary.json").read_text())
+    checks = {
+        "full_top1": summary["full"]["top1"] >= TARGETS["full_top1_min"],
+        "every_config_within_4_points": summary["gap_points"] <= TARGETS["gap_points_max"],
+        "wall_seconds": wall <= TARGETS["seconds_max"],
+    }
+    result = {
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "machine": {"cpu": device_description(torch.device("cpu")), "cores": os.cpu_count(),
+                    "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__},
+        "command": shown,
+        "wall_seconds": wall,
+        "summary": summary,
+        "targets": TARGETS,
+        "checks": checks,
+        "demo_output_tail": proc.stdout.splitlines()[-6:],
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run / "configs.csv", out.with_name(out.stem + "_configs.csv"))
+    shutil.copyfile(run / "accuracy_vs_flops.png", out.with_name(out.stem + ".png"))
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text(render(result))
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0 if all(checks.values()) else 1
+
+
+def render(r: dict) -> str:
+    s, m = r["summary"], r["machine"]
+    ok = lambda b: "yes" if b else "NO"  # noqa: E731
+    lines = [
+        "# The demo, measured",
+        "",
+        f"Written by `benchmarks/demo.py` on {r['date_utc']} UTC. Machine: {m['cpu']}, {m['cores']} cores, "
+        f"{m['platform']}, Python {m['python']}, torch {m['torch']} ({s['threads']} threads).",
+        "",
+        f"Command: `{r['command']}` (model {s['model']} {s['model_args']}, factors {tuple(s['factors'])}, "
+        f"{s['epochs']} epochs, batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}, "
+        f"BN recalibrated on {s['calibrate_bn']} batches per configuration).",
+        "",
+        "| | configuration | MFLOPs | test top-1 % |",
+        "|---|---|---|---|",
+        f"| full | {s['full']['config']} | {s['full']['mflops']:.2f} | {s['full']['top1']:.2f} |",
+        f"| worst | {s['worst']['config']} | {s['worst']['mflops']:.2f} | {s['worst']['top1']:.2f} |",
+        f"| best | {s['best']['config']} | {s['best']['mflops']:.2f} | {s['best']['top1']:.2f} |",
+        "",
+        f"Wall time {r['wall_seconds']:.0f} s (the demo's own count: {s['seconds']['total']:.0f} s, "
+        f"training {s['seconds']['train']:.0f} s, evaluating {s['seconds']['evaluate']:.0f} s).",
+        "",
+        "| target | met |",
+        "|---|---|",
+        f"| full configuration >= {r['targets']['full_top1_min']:.0f}% top-1 | {ok(r['checks']['full_top1'])} |",
+        f"| every configuration within {r['targets']['gap_points_max']:.0f} points of the full one "
+        f"(gap {s['gap_points']:.2f}) | {ok(r['checks']['every_config_within_4_points'])} |",
+        f"| at most {r['targets']['seconds_max']:.0f} s | {ok(r['checks']['wall_seconds'])} |",
+        "",
+        f"All {s['num_configs']} configurations: `demo_configs.csv`; accuracy against MFLOPs: `demo.png`.",
+        "",
+        "The demo's last lines:",
+        "",
+        "```",
+        *r["demo_output_tail"],
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
