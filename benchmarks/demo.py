@@ -33,12 +33,17 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work-dir", default="runs/bench-demo", help="parent of the demo's run folder (replaced)")
     p.add_argument("--out", default=str(RESULTS / "demo.json"))
+    p.add_argument("--render", action="store_true", help="only rewrite the .md from an existing --out JSON")
     p.add_argument("demo_args", nargs="*", help="extra arguments for `resizable demo` (after --)")
     return p.parse_args()
 
 
 def main() -> int:
     args = parse_args()
+    if args.render:
+        out = Path(args.out)
+        out.with_suffix(".md").write_text(render(json.loads(out.read_text())))
+        return 0
     work = Path(args.work_dir)
     if work.exists():
         shutil.rmtree(work)
@@ -95,7 +100,8 @@ def render(r: dict) -> str:
         f"{m['platform']}, Python {m['python']}, torch {m['torch']} ({s['threads']} threads).",
         "",
         f"Command: `{r['command']}` (model {s['model']} {s['model_args']}, factors {tuple(s['factors'])}, "
-        f"{s['epochs']} epochs, batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}, "
+        f"{s['epochs']} epochs, batch {s['batch_size']}, lr {s['lr']}, weight decay {s['weight_decay']}, "
+        f"seed {s['seed']}, "
         f"BN recalibrated on {s['calibrate_bn']} batches per configuration).",
         "",
         "| | configuration | MFLOPs | test top-1 % |",

@@ -58,7 +58,8 @@ def test_unknown_yaml_key_is_rejected(tmp_path, capsys):
 
 def test_demo_writes_table_and_plot(tiny_fmnist, tmp_path, capsys):
     assert main(["demo", "--epochs", "1", "--data-dir", tiny_fmnist, "--out-dir", str(tmp_path), "--name", "d",
-                 "--model-args", "{widths: [4, 8, 8]}", "--batch-size", "64", "--no-progress"]) == 0
+                 "--model-args", "{widths: [4, 8, 8], stem_stride: 2, stem_pool: true}", "--batch-size", "64",
+                 "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "MFLOPs" in out and "time:" in out
     rows = list(csv.DictReader((tmp_path / "d" / "configs.csv").open()))
