@@ -9,6 +9,8 @@ from typing import Any, Dict, Optional, Type, TypeVar
 
 import yaml
 
+from .fileio import atomic_write_text
+
 __all__ = ["add_dataclass_args", "resolve_config", "config_to_dict", "write_config", "parse_floats"]
 
 T = TypeVar("T")
@@ -138,7 +140,4 @@ def config_to_dict(cfg: Any) -> Dict[str, Any]:
 
 def write_config(cfg: Any, path: Path) -> None:
     """Write the resolved configuration as YAML (atomically)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    tmp.replace(path)
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

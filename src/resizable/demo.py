@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from .fileio import atomic_path, atomic_write_text
 from .train import TrainConfig, evaluate_checkpoint, train
 
 __all__ = ["DemoConfig", "run_demo", "write_table", "plot_accuracy_vs_flops"]
@@ -42,23 +43,14 @@ class DemoConfig:
     progress: bool = field(default=True, metadata={"help": "progress bars"})
 
 
-def _write_json(obj: Dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)
-
-
 def write_table(rows: List[Dict[str, Any]], path: Path) -> None:
     """Write rows as CSV (atomically); column names carry their units."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["config", "mflops_macs", "interp_mmacs", "top1_pct", "top5_pct", "loss"])
         for r in rows:
             writer.writerow([r["config"], f"{r['mflops']:.4f}", f"{r['interp_mmacs']:.4f}", f"{r['top1']:.2f}",
                              f"{r['top5']:.2f}", f"{r['loss']:.4f}"])
-    tmp.replace(path)
 
 
 def plot_accuracy_vs_flops(rows: List[Dict[str, Any]], path: Path, title: str) -> None:
@@ -80,10 +72,9 @@ def plot_accuracy_vs_flops(rows: List[Dict[str, Any]], path: Path, title: str) -
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    tmp = Path(path).with_name(Path(path).name + ".tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def run_demo(cfg: DemoConfig) -> Path:
@@ -129,7 +120,7 @@ def run_demo(cfg: DemoConfig) -> Path:
         "seconds": {"total": total, "train": train_seconds, "evaluate": total - train_seconds},
         "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
-    _write_json(summary, run_dir / "summary.json")
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     print(f"\nfull configuration {full['config']}: {full['top1']:.2f}% top-1 at {full['mflops']:.2f} MFLOPs")
     print(f"worst configuration {worst['config']}: {worst['top1']:.2f}% "
           f"({full['top1'] - worst['top1']:.2f} points below the full one)")

@@ -20,18 +20,17 @@ import io
 import json
 import math
 import os
-import tempfile
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
 from .checkpoint import load_model, resolve_checkpoint
 from .export import export
+from .fileio import atomic_path, atomic_write_text
 from .flops import count_flops
 from .fold import fold_bn as fold_batchnorm
 from .net import Config, ResizableNet, SizeLike, to_size2d
@@ -116,35 +115,12 @@ def _jsonable(value: Any, what: str) -> Any:
     raise ValueError(f"{what} holds {value!r} ({type(value).__name__}), which a JSON sidecar cannot record")
 
 
-@contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write to; renamed onto ``path`` if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; an export is an ordinary file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _write_text(path: Path, text: str) -> None:
-    with _atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-# ---------------------------------------------------------------------------- writers
 def _write_torchscript(net: nn.Module, path: Path, meta_json: str) -> None:
     with warnings.catch_warnings():
         # torch >= 2.10 flags TorchScript as deprecated; the format is still what was asked for.
         warnings.filterwarnings("ignore", message=r".*torch\.jit\..* is deprecated")
         scripted = torch.jit.script(net)
-        with _atomic_path(path) as tmp:
+        with atomic_path(path) as tmp:
             torch.jit.save(scripted, str(tmp), _extra_files={"resizable.json": meta_json})
 
 
@@ -155,7 +131,7 @@ def _write_onnx(net: nn.Module, example: torch.Tensor, path: Path, meta: Dict[st
     except ImportError:
         raise ValueError("ONNX export needs the onnx packages: pip install 'resizable[onnx]'") from None
     names = {"input_names": ["input"], "output_names": ["logits"]}
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         if exporter == "dynamo":
             program = torch.onnx.export(
                 net, (example,), None, dynamo=True, verbose=False, external_data=False, opset_version=opset,
@@ -242,7 +218,7 @@ def export_to_file(
     meta_json = json.dumps(meta, indent=2)
 
     if format == "state_dict":
-        with _atomic_path(path) as tmp:
+        with atomic_path(path) as tmp:
             torch.save(static.state_dict(), tmp)
     elif format == "torchscript":
         _write_torchscript(static, path, meta_json)
@@ -251,7 +227,7 @@ def export_to_file(
         example = torch.randn(2, model.in_chans, *hw, dtype=p.dtype)
         _write_onnx(static, example, path, meta, onnx_exporter, opset)
     sidecar = path.with_name(path.name + ".json")
-    _write_text(sidecar, meta_json + "\n")
+    atomic_write_text(sidecar, meta_json + "\n")
     return ExportResult(path, sidecar, meta)
 
 

@@ -25,7 +25,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -35,6 +34,7 @@ import torch
 from torch import nn
 
 from .calibrate import active_batchnorms
+from .fileio import atomic_write_text
 from .flops import count_flops
 from .layers import ResizableStage
 from .net import Config, ResizableNet, SizeLike, to_size2d
@@ -685,7 +685,7 @@ class Table:
     def write(self, path: PathLike) -> Path:
         """Write the whole table (rows in configuration order) atomically."""
         path = Path(path)
-        _atomic_write_text(path, self.to_text())
+        atomic_write_text(path, self.to_text())
         self.path = path
         return path
 
@@ -697,21 +697,6 @@ def _meta_text(magic: str, meta: Mapping[str, str]) -> str:
             raise ValueError(f"metadata value of {key!r} must be one line")
         lines.append(f"# {key}: {value}")
     return "\n".join(lines) + "\n"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _parse_table_text(text: str, source: str, magic: Optional[str]) -> Tuple[Table, int]:
@@ -809,7 +794,7 @@ def _open_for_append(path: Path, magic: str, meta: Dict[str, str], columns: List
     buf = io.StringIO()
     buf.write(_meta_text(magic, meta))
     csv.writer(buf, lineterminator="\n").writerow(columns)
-    _atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
     return table
 
 

@@ -184,21 +184,9 @@ def _eval(opts: EvalOptions) -> int:
 
 
 def _write_json(path: str, obj: Any) -> None:
-    import os
-    import tempfile
-    from pathlib import Path
+    from ..fileio import atomic_write_text
 
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import csv
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
+
+from ..fileio import atomic_path
 
 HELP = "evaluate a checkpoint at listed configurations, or --all"
 
@@ -48,12 +49,9 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['config']:<28}{r['mflops']:>10.2f}{r['top1']:>10.2f}{r['top5']:>10.2f}")
     if opts.out:
-        out = Path(opts.out)
-        tmp = out.with_name(out.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(opts.out) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-        tmp.replace(out)
-        print(f"wrote {out}")
+        print(f"wrote {opts.out}")
     return 0

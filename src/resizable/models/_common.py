@@ -8,8 +8,10 @@ import torch
 from torch import nn
 
 from ..layers import ResizableStage, Size2d
+from ..net import ResizableNet
 
-__all__ = ["make_divisible", "conv_norm_act", "split_stages", "StagedFeatures", "build_staged_features"]
+__all__ = ["make_divisible", "conv_norm_act", "split_stages", "StagedFeatures", "build_staged_features",
+           "FeaturesNet", "init_weights"]
 
 NormLayer = Callable[[int], nn.Module]
 NormFactory = Callable[[int, int], NormLayer]  # (num_scales, stage) -> norm_layer(num_features)
@@ -166,3 +168,41 @@ def build_staged_features(
         built = [blocks[j][1](norm_for_stage(i - 1 if j - start < at else i)) for j in range(start, stop)]
         stages.append((built, at))
     return StagedFeatures(stem, stages, resize_layer)
+
+
+class FeaturesNet(ResizableNet):
+    """A ResizableNet whose stem and stages live in one :class:`StagedFeatures` container ``features``
+    (torchvision's layout for the mobile families); the stage hooks go through it."""
+
+    features: StagedFeatures
+
+    def stage(self, index: int) -> ResizableStage:
+        """Stage ``index`` (0-based), as a view sharing the model's modules."""
+        if not 0 <= index < self.num_stages:
+            raise ValueError(f"stage index must be in [0, {self.num_stages - 1}], got {index}")
+        return self.features.stage_view(index)
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features.forward_stem(x)
+
+    def forward_stage(self, index: int, x: torch.Tensor, size: Size2d) -> torch.Tensor:
+        return self.features.forward_stage(index, x, size)
+
+    def static_layout(self) -> "OrderedDict[str, nn.Module]":
+        layout = OrderedDict(features=self.features.static_copy())
+        layout.update((name, getattr(self, name)) for name in self.head_names)
+        return layout
+
+
+def init_weights(model: nn.Module, linear_std: Optional[float] = None) -> None:
+    """torchvision's initialisation: Kaiming-normal convolutions (fan-out, ReLU gain), BN weight 1
+    and bias 0, and, with ``linear_std``, normal linear weights of that spread with zero bias."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear) and linear_std is not None:
+            nn.init.normal_(m.weight, 0, linear_std)
+            nn.init.zeros_(m.bias)

@@ -22,16 +22,15 @@ The small-input variant (``stem="cifar"``) only drops the stem's stride.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Callable, Optional, Sequence
 
 import torch
 from torch import nn
 
-from ..layers import ResizableStage, Resize2d, Size2d, plain_norm, scale_norm
-from ..net import ResizableNet
+from ..layers import Resize2d, plain_norm, scale_norm
 from ..registry import register_model
-from ._common import NormFactory, NormLayer, build_staged_features, conv_norm_act, make_divisible, split_stages
+from ._common import (FeaturesNet, NormFactory, NormLayer, build_staged_features, conv_norm_act, init_weights,
+                      make_divisible, split_stages)
 from .mobilenet_v2 import MOBILENET_FACTORS
 
 __all__ = ["ResizableMobileNetV1", "DepthwiseSeparable"]
@@ -62,7 +61,7 @@ class DepthwiseSeparable(nn.Module):
         return self.pw(self.dw(x))
 
 
-class ResizableMobileNetV1(ResizableNet):
+class ResizableMobileNetV1(FeaturesNet):
     """MobileNetV1 whose every stage is resized by its factor.
 
     Args:
@@ -133,36 +132,7 @@ class ResizableMobileNetV1(ResizableNet):
         self.flatten = nn.Flatten(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(inp, num_classes))
         self.num_features = inp
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
-
-    # The stages live inside the flat ``features`` container, so the stage hooks go through it.
-    def stage(self, index: int) -> ResizableStage:
-        """Stage ``index`` (0-based), as a view sharing the model's modules."""
-        if not 0 <= index < self.num_stages:
-            raise ValueError(f"stage index must be in [0, {self.num_stages - 1}], got {index}")
-        return self.features.stage_view(index)
-
-    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features.forward_stem(x)
-
-    def forward_stage(self, index: int, x: torch.Tensor, size: Size2d) -> torch.Tensor:
-        return self.features.forward_stage(index, x, size)
-
-    def static_layout(self) -> "OrderedDict[str, nn.Module]":
-        layout = OrderedDict(features=self.features.static_copy())
-        layout.update((name, getattr(self, name)) for name in self.head_names)
-        return layout
+        init_weights(self, linear_std=0.01)
 
 
 # ---------------------------------------------------------------------------- registered builders

@@ -1,7 +1,7 @@
 """RS-ResNet: ImageNet ResNets (torchvision names) and CIFAR-style ResNets, resizable at every stage."""
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence, Type, Union
+from typing import Callable, Optional, Sequence, Type, Union
 
 import torch
 from torch import nn
@@ -10,6 +10,7 @@ from ..layers import Resize2d, ResizableStage, plain_norm, scale_norm
 from ..net import DEFAULT_FACTORS, ResizableNet
 from ..convert import register_converter
 from ..registry import register_model
+from ._common import init_weights
 
 __all__ = ["ResizableResNet", "BasicBlock", "Bottleneck"]
 
@@ -223,12 +224,7 @@ class ResizableResNet(ResizableNet):
         return out
 
     def _init_weights(self, zero_init_residual: bool) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
         if zero_init_residual:
             for m in self.modules():
                 last = getattr(m, "bn3", None) if isinstance(m, Bottleneck) else getattr(m, "bn2", None)

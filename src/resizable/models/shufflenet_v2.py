@@ -20,7 +20,7 @@ from ..convert import register_converter
 from ..layers import Resize2d, ResizableStage, plain_norm, scale_norm
 from ..net import DEFAULT_FACTORS, ResizableNet
 from ..registry import register_model
-from ._common import NormFactory, NormLayer, conv_norm_act
+from ._common import NormFactory, NormLayer, conv_norm_act, init_weights
 
 __all__ = ["ResizableShuffleNetV2", "ShuffleUnit", "channel_shuffle"]
 
@@ -165,15 +165,7 @@ class ResizableShuffleNetV2(ResizableNet):
         self.flatten = nn.Flatten(1)
         self.fc = nn.Linear(widths[-1], num_classes)
         self.num_features = widths[-1]
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
 
 def _shufflenet(width: str, **kwargs) -> ResizableShuffleNetV2:
