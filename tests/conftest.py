@@ -12,6 +12,16 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny models: on a busy two-core machine a second thread
+    mostly waits on the first, and can make a forward pass many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def write_idx(path, array):
     """Write a numpy uint8 array as a gzipped idx file (the Fashion-MNIST format)."""
     import gzip

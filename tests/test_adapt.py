@@ -49,13 +49,7 @@ def scrambled_adapter(model, source, seed=0):
     return Adapter(model, clf.eval(), model.configs(), source, 28)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two threads on a busy two-core machine are many times slower than one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: a second thread only waits
 
 
 # ---------------------------------------------------------------- the label definition

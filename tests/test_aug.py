@@ -17,13 +17,7 @@ from resizable.train import TrainConfig, train
 TARGET = (0.65, 1.0, 1.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two threads on a busy two-core machine are many times slower than one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: a second thread only waits
 
 
 def test_aug_options_from_the_command_line():

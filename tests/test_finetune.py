@@ -14,12 +14,7 @@ from resizable.data import TensorImageDataset
 KWARGS = dict(factors=(0.45, 0.65, 0.85, 1.0), num_classes=10, in_chans=1, widths=(4, 8, 16))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: a second thread only waits
 
 
 @pytest.fixture

@@ -13,12 +13,7 @@ from resizable.nas import LATENCY_MAGIC, TableError, read_table
 KWARGS = dict(num_classes=10, in_chans=1, widths=(4, 8, 16))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: a second thread only waits
 
 
 class _Sleepy(nn.Module):

@@ -39,13 +39,7 @@ from resizable.nas import (
 KWARGS = dict(num_classes=10, in_chans=1, widths=(4, 8, 16))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These networks are tiny: a second thread only adds synchronisation, which is very slow on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: a second thread only waits
 
 
 def tiny_model(seed: int = 0) -> resizable.ResizableNet:

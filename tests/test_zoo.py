@@ -45,15 +45,8 @@ TV_WEIGHTS = {
 }
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: a second thread only waits
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These models are tiny at test sizes; a second intra-op thread buys nothing and, on a busy
-    # machine, threads waiting on each other make a forward pass up to 50x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 def mixed_config(model):
     return tuple(model.factors[(i + 1) % len(model.factors)] for i in range(model.num_stages))
