@@ -142,11 +142,28 @@ class ResizableStage(nn.Sequential):
     def __len__(self) -> int:
         return self.num_blocks
 
-    def forward(self, x: torch.Tensor, size: Optional[Size2d] = None) -> torch.Tensor:  # type: ignore[override]
-        for name, module in self._modules.items():
-            if name == "resize":
-                if size is not None:
-                    x = module(x, size)
-            else:
-                x = module(x)
+    def pre_modules(self) -> list:
+        """The blocks before the resize (a strided first block, keyed by the previous stage's factor)."""
+        return list(self._modules.values())[: self.resize_at]
+
+    def post_modules(self) -> list:
+        """The resize and every block after it."""
+        return list(self._modules.values())[self.resize_at:]
+
+    def forward_pre(self, x: torch.Tensor) -> torch.Tensor:
+        """The part before the resize: it depends only on the earlier stages' factors."""
+        for module in self.pre_modules():
+            x = module(x)
         return x
+
+    def forward_post(self, x: torch.Tensor, size: Optional[Size2d] = None) -> torch.Tensor:
+        """The resize to ``size`` (``None``: no resize) and the rest of the stage."""
+        resize, *rest = self.post_modules()
+        if size is not None:
+            x = resize(x, size)
+        for module in rest:
+            x = module(x)
+        return x
+
+    def forward(self, x: torch.Tensor, size: Optional[Size2d] = None) -> torch.Tensor:  # type: ignore[override]
+        return self.forward_post(self.forward_pre(x), size)

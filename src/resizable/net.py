@@ -1,21 +1,20 @@
 """``ResizableNet``: the scaling-configuration API shared by every model family."""
 from __future__ import annotations
 
-import itertools
 import math
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Iterator, List, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
+from .configs import Config, all_configs
 from .layers import ResizableStage, ScaleBatchNorm2d, Size2d
 
 __all__ = ["ResizableNet", "DEFAULT_FACTORS", "Config", "check_factors", "to_size2d", "scaled_size"]
 
 DEFAULT_FACTORS: Tuple[float, ...] = (0.45, 0.65, 0.85, 1.0)
-Config = Tuple[float, ...]
 SizeLike = Union[int, Sequence[int]]
 
 
@@ -72,6 +71,10 @@ class ResizableNet(nn.Module):
     the stages (each a :class:`ResizableStage`) and the head; they also give the stride of the stem
     and of each stage before its resize point, from which the baseline resolution of every stage
     follows. Everything else (configurations, forward, export) is shared.
+
+    A model whose stem and stages are runs of one flat container (torchvision's MobileNet
+    ``features``) names that container as its stem and calls :meth:`attach_stages` with views that
+    share the container's modules.
     """
 
     def __init__(
@@ -97,6 +100,23 @@ class ResizableNet(nn.Module):
         self.in_chans = in_chans
         self.num_classes = num_classes
         self._config: Config = tuple(self._factors[-1] for _ in stage_names)
+        self._stem_views: Optional[Tuple[nn.Module, ...]] = None
+        self._stage_views: Optional[Tuple[ResizableStage, ...]] = None
+
+    def attach_stages(self, stem: Sequence[nn.Module], stages: Sequence[ResizableStage]) -> None:
+        """Use these stem modules and stage views instead of the named top-level modules.
+
+        For models whose stem and stages live in one flat container: the views share (not copy)
+        that container's modules, so parameter names stay the container's.
+
+        Args:
+            stem: the stem's modules in forward order.
+            stages: one :class:`ResizableStage` per stage.
+        """
+        if len(stages) != self.num_stages:
+            raise ValueError(f"attach_stages needs {self.num_stages} stages, got {len(stages)}")
+        self._stem_views = tuple(stem)
+        self._stage_views = tuple(stages)
 
     # ------------------------------------------------------------------ configurations
     @property
@@ -180,7 +200,7 @@ class ResizableNet(nn.Module):
 
     def configs(self) -> List[Config]:
         """All k^N configurations, in lexicographic order of factor indices (min first, max last)."""
-        return [tuple(c) for c in itertools.product(self._factors, repeat=self.num_stages)]
+        return all_configs(self._factors, self.num_stages)
 
     # ------------------------------------------------------------------ resolutions
     def baseline_sizes(self, input_size: SizeLike) -> List[Size2d]:
@@ -203,14 +223,27 @@ class ResizableNet(nn.Module):
 
     # ------------------------------------------------------------------ forward, by stage boundary
     def stage(self, index: int) -> ResizableStage:
-        """Stage ``index`` (0-based) as a module."""
+        """Stage ``index`` (0-based) as a module; :meth:`ResizableStage.forward_pre` and
+        :meth:`ResizableStage.forward_post` are its parts before and after the resize."""
         if not 0 <= index < self.num_stages:
             raise ValueError(f"stage index must be in [0, {self.num_stages - 1}], got {index}")
+        if self._stage_views is not None:
+            return self._stage_views[index]
         return getattr(self, self.stage_names[index])
 
+    def stem_modules(self) -> List[nn.Module]:
+        """The stem's modules in forward order."""
+        if self._stem_views is not None:
+            return list(self._stem_views)
+        return [getattr(self, name) for name in self.stem_names]
+
+    def head_modules(self) -> List[nn.Module]:
+        """The head's modules in forward order."""
+        return [getattr(self, name) for name in self.head_names]
+
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
-        for name in self.stem_names:
-            x = getattr(self, name)(x)
+        for module in self.stem_modules():
+            x = module(x)
         return x
 
     def forward_stage(self, index: int, x: torch.Tensor, size: Size2d) -> torch.Tensor:
@@ -234,8 +267,18 @@ class ResizableNet(nn.Module):
 
     # ------------------------------------------------------------------ static export hook
     def static_layout(self) -> "OrderedDict[str, nn.Module]":
-        """Top-level modules in forward order; :func:`resizable.export` chains them after the swap."""
-        names = self.stem_names + self.stage_names + self.head_names
+        """Top-level modules in forward order; :func:`resizable.export` chains them after the swap.
+
+        A container that holds several pieces (a flat ``features``) appears once, where its first
+        piece runs; its children must be in forward order.
+        """
+        owner = {id(m): name for name, child in self.named_children() for m in child.modules()}
+        pieces = self.stem_modules() + [m for i in range(self.num_stages) for m in self.stage(i).children()]
+        names: List[str] = []
+        for m in pieces + self.head_modules():
+            name = owner[id(m)]
+            if name not in names:
+                names.append(name)
         return OrderedDict((name, getattr(self, name)) for name in names)
 
     def extra_repr(self) -> str:

@@ -1,17 +1,14 @@
 """Pieces shared by the mobile families: channel rounding, conv-norm-activation, the staged ``features``."""
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
-import torch
 from torch import nn
 
-from ..layers import ResizableStage, Size2d
-from ..net import ResizableNet
+from ..layers import ResizableStage
 
 __all__ = ["make_divisible", "conv_norm_act", "split_stages", "StagedFeatures", "build_staged_features",
-           "FeaturesNet", "init_weights"]
+           "init_weights"]
 
 NormLayer = Callable[[int], nn.Module]
 NormFactory = Callable[[int, int], NormLayer]  # (num_scales, stage) -> norm_layer(num_features)
@@ -57,87 +54,13 @@ def split_stages(strides: Sequence[int]) -> List[Tuple[int, int]]:
     return [(a, b) for a, b in zip(starts, starts[1:] + [len(strides)])]
 
 
-class StagedFeatures(nn.Module):
-    """A flat ``features`` container (torchvision's MobileNets) with one resize inside each stage.
+class StagedFeatures(NamedTuple):
+    """What :func:`build_staged_features` returns: a flat ``features`` container (torchvision's
+    MobileNets) and, for :meth:`ResizableNet.attach_stages`, its stem and one view per stage."""
 
-    The blocks keep torchvision's names "0", "1", ...; the resize of stage ``i`` (1-based) sits
-    among them as "resize{i}", right before the stage's first stride-1 block, so parameter names
-    equal the plain network's. ``forward`` without sizes skips every resize (the baseline).
-
-    Args:
-        stem: the blocks before the first stage.
-        stages: for each stage, its blocks and the position of its resize among them.
-        resize_layer: builds one resize module (called once per stage).
-    """
-
-    def __init__(
-        self,
-        stem: Sequence[nn.Module],
-        stages: Sequence[Tuple[Sequence[nn.Module], int]],
-        resize_layer: Callable[[], nn.Module],
-    ) -> None:
-        super().__init__()
-        index = 0
-        stem_keys = []
-        for block in stem:
-            self.add_module(str(index), block)
-            stem_keys.append(str(index))
-            index += 1
-        stage_keys = []
-        resize_at = []
-        for i, (blocks, at) in enumerate(stages):
-            blocks = list(blocks)
-            if not 0 <= at <= len(blocks):
-                raise ValueError(f"stage {i + 1}: resize position must be in [0, {len(blocks)}], got {at}")
-            keys = []
-            for j in range(len(blocks) + 1):
-                if j == at:
-                    self.add_module(f"resize{i + 1}", resize_layer())
-                    keys.append(f"resize{i + 1}")
-                if j < len(blocks):
-                    self.add_module(str(index), blocks[j])
-                    keys.append(str(index))
-                    index += 1
-            stage_keys.append(tuple(keys))
-            resize_at.append(at)
-        self.stem_keys = tuple(stem_keys)
-        self.stage_keys = tuple(stage_keys)
-        self.resize_at = tuple(resize_at)
-
-    @property
-    def num_stages(self) -> int:
-        return len(self.stage_keys)
-
-    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
-        for key in self.stem_keys:
-            x = self._modules[key](x)
-        return x
-
-    def forward_stage(self, index: int, x: torch.Tensor, size: Optional[Size2d] = None) -> torch.Tensor:
-        """Run stage ``index`` (0-based); its resize goes to ``size`` (``None``: no resize)."""
-        for key in self.stage_keys[index]:
-            if key.startswith("resize"):
-                if size is not None:
-                    x = self._modules[key](x, size)
-            else:
-                x = self._modules[key](x)
-        return x
-
-    def forward(self, x: torch.Tensor, sizes: Optional[Sequence[Size2d]] = None) -> torch.Tensor:
-        x = self.forward_stem(x)
-        for i in range(self.num_stages):
-            x = self.forward_stage(i, x, None if sizes is None else sizes[i])
-        return x
-
-    def stage_view(self, index: int) -> ResizableStage:
-        """Stage ``index`` as a :class:`ResizableStage` sharing this container's modules (not a copy)."""
-        keys = self.stage_keys[index]
-        blocks = [self._modules[k] for k in keys if not k.startswith("resize")]
-        return ResizableStage(blocks, self._modules[f"resize{index + 1}"], self.resize_at[index])
-
-    def static_copy(self) -> nn.Sequential:
-        """The same children, in forward order, in a plain ``nn.Sequential`` (for static export)."""
-        return nn.Sequential(OrderedDict(self._modules))
+    features: nn.Sequential  # every block and resize, in forward order, under torchvision's names
+    stem: List[nn.Module]
+    stages: List[ResizableStage]  # views that share the modules of ``features``
 
 
 def build_staged_features(
@@ -162,36 +85,24 @@ def build_staged_features(
     of its first block.
     """
     strides = [s for s, _ in blocks]
-    stages = []
+    features = nn.Sequential()
+    for i, block in enumerate(stem):
+        features.add_module(str(i), block)
+    index = len(stem)
+    views = []
     for i, (start, stop) in enumerate(split_stages(strides)):
         at = 1 if strides[start] > 1 else 0
         built = [blocks[j][1](norm_for_stage(i - 1 if j - start < at else i)) for j in range(start, stop)]
-        stages.append((built, at))
-    return StagedFeatures(stem, stages, resize_layer)
-
-
-class FeaturesNet(ResizableNet):
-    """A ResizableNet whose stem and stages live in one :class:`StagedFeatures` container ``features``
-    (torchvision's layout for the mobile families); the stage hooks go through it."""
-
-    features: StagedFeatures
-
-    def stage(self, index: int) -> ResizableStage:
-        """Stage ``index`` (0-based), as a view sharing the model's modules."""
-        if not 0 <= index < self.num_stages:
-            raise ValueError(f"stage index must be in [0, {self.num_stages - 1}], got {index}")
-        return self.features.stage_view(index)
-
-    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features.forward_stem(x)
-
-    def forward_stage(self, index: int, x: torch.Tensor, size: Size2d) -> torch.Tensor:
-        return self.features.forward_stage(index, x, size)
-
-    def static_layout(self) -> "OrderedDict[str, nn.Module]":
-        layout = OrderedDict(features=self.features.static_copy())
-        layout.update((name, getattr(self, name)) for name in self.head_names)
-        return layout
+        resize = resize_layer()
+        for j, block in enumerate(built):
+            if j == at:
+                features.add_module(f"resize{i + 1}", resize)
+            features.add_module(str(index), block)
+            index += 1
+        if at == len(built):
+            features.add_module(f"resize{i + 1}", resize)
+        views.append(ResizableStage(built, resize, at))
+    return StagedFeatures(features, list(stem), views)
 
 
 def init_weights(model: nn.Module, linear_std: Optional[float] = None) -> None:

@@ -28,8 +28,9 @@ import torch
 from torch import nn
 
 from ..layers import Resize2d, plain_norm, scale_norm
+from ..net import ResizableNet
 from ..registry import register_model
-from ._common import (FeaturesNet, NormFactory, NormLayer, build_staged_features, conv_norm_act, init_weights,
+from ._common import (NormFactory, NormLayer, build_staged_features, conv_norm_act, init_weights,
                       make_divisible, split_stages)
 from .mobilenet_v2 import MOBILENET_FACTORS
 
@@ -61,7 +62,7 @@ class DepthwiseSeparable(nn.Module):
         return self.pw(self.dw(x))
 
 
-class ResizableMobileNetV1(FeaturesNet):
+class ResizableMobileNetV1(ResizableNet):
     """MobileNetV1 whose every stage is resized by its factor.
 
     Args:
@@ -127,7 +128,9 @@ class ResizableMobileNetV1(FeaturesNet):
         norm_factory = norm_layer or (scale_norm if scale_bn else plain_norm)
         k = len(self.factors)
         stem_block = conv_norm_act(in_chans, width, 3, stem_stride, norm_factory(k, -1), _relu)
-        self.features = build_staged_features([stem_block], chain, lambda stage: norm_factory(k, stage), resize_layer)
+        built = build_staged_features([stem_block], chain, lambda stage: norm_factory(k, stage), resize_layer)
+        self.features = built.features
+        self.attach_stages(built.stem, built.stages)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(inp, num_classes))

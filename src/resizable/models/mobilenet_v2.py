@@ -31,8 +31,9 @@ from torch import nn
 
 from ..convert import register_converter
 from ..layers import Resize2d, plain_norm, scale_norm
+from ..net import ResizableNet
 from ..registry import register_model
-from ._common import (FeaturesNet, NormFactory, NormLayer, build_staged_features, conv_norm_act, init_weights,
+from ._common import (NormFactory, NormLayer, build_staged_features, conv_norm_act, init_weights,
                       make_divisible, split_stages)
 
 __all__ = ["ResizableMobileNetV2", "InvertedResidual", "MOBILENET_FACTORS"]
@@ -79,7 +80,7 @@ class InvertedResidual(nn.Module):
         return self.conv(x)
 
 
-class ResizableMobileNetV2(FeaturesNet):
+class ResizableMobileNetV2(ResizableNet):
     """MobileNetV2 whose every stage is resized by its factor; names follow torchvision.
 
     Args:
@@ -159,7 +160,9 @@ class ResizableMobileNetV2(FeaturesNet):
         norm_factory = norm_layer or (scale_norm if scale_bn else plain_norm)
         k = len(self.factors)
         stem_block = conv_norm_act(in_chans, width, 3, stem_stride, norm_factory(k, -1), nn.ReLU6)
-        self.features = build_staged_features([stem_block], blocks, lambda stage: norm_factory(k, stage), resize_layer)
+        built = build_staged_features([stem_block], blocks, lambda stage: norm_factory(k, stage), resize_layer)
+        self.features = built.features
+        self.attach_stages(built.stem, built.stages)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last, num_classes))
