@@ -23,6 +23,8 @@ from pathlib import Path
 import torch
 
 from resizable import adapt, nas
+from resizable.configs import format_config
+from resizable.tables import Table
 from resizable.checkpoint import load_checkpoint, load_model
 from resizable.data import load_dataset, make_loader
 from resizable.latency import device_description
@@ -74,13 +76,13 @@ def train_network(args: argparse.Namespace, work: Path) -> tuple:
     return run, time.perf_counter() - t0, False
 
 
-def default_budgets(table: nas.Table) -> list:
+def default_budgets(table: Table) -> list:
     costs = sorted(r["mmacs"] for r in table.records())
     lo, hi = costs[0], costs[-1]
     return [round(lo + f * (hi - lo), 3) for f in (0.05, 0.15, 0.3, 0.45, 0.6, 0.8, 1.0)]
 
 
-def plot(report: dict, table: nas.Table, out: Path) -> None:
+def plot(report: dict, table: Table, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -261,7 +263,7 @@ def main() -> None:
         "static": {"best_top1_pct": max(r["top1_pct"] for r in table.records()),
                    "max_config_top1_pct": table.value(model.max_config, "top1_pct"),
                    "min_config_top1_pct": table.value(model.min_config, "top1_pct"),
-                   "pareto_front": [{"config": nas.format_config(r["config"]), "mmacs": r["mmacs"],
+                   "pareto_front": [{"config": format_config(r["config"]), "mmacs": r["mmacs"],
                                      "top1_pct": r["top1_pct"]} for r in nas.pareto_front(table)]},
         "seconds": seconds,
         "variants": variants,

@@ -32,7 +32,7 @@ import resizable
 from resizable.checkpoint import load_model
 from resizable.data import load_dataset, make_loader
 from resizable.latency import device_description
-from resizable.nas import format_config
+from resizable.configs import format_config
 from resizable.train import TrainConfig, train
 
 RESULTS = Path(__file__).parent / "results"

@@ -22,7 +22,7 @@ import torch
 
 import resizable
 from resizable.latency import device_description
-from resizable.nas import evaluate_configs, evaluate_naive
+from resizable.evaluate import evaluate_configs, evaluate_naive
 
 # name, builder arguments, input size (H = W), samples, batch size
 CASES = {

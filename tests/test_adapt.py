@@ -6,6 +6,8 @@ import torch
 
 import resizable
 from resizable import adapt, nas
+from resizable.configs import format_config, parse_config
+from resizable.evaluate import evaluate_configs
 from resizable.adapt import Adapter, AdaptError, ConfigClassifier, best_config_index, module_macs
 from resizable.cli import main
 from resizable.train import TrainConfig, train
@@ -44,7 +46,7 @@ class Scrambled(ConfigClassifier):
 
 
 def scrambled_adapter(model, source, seed=0):
-    shape = adapt._feature_shape(model, 28, source)
+    shape = adapt.feature_shape(model, 28, source)
     clf = Scrambled(shape[0], len(model.configs()), shape[1:], 8, seed)
     return Adapter(model, clf.eval(), model.configs(), source, 28)
 
@@ -83,7 +85,7 @@ def test_outcomes_agree_with_the_lookup_table_walk():
     model = tiny_model()
     _, _, loader = random_batches()
     outcomes = adapt.config_outcomes(model, loader)
-    counts = nas.evaluate_configs(model, loader)
+    counts = evaluate_configs(model, loader)
     assert outcomes.correct.shape == (24, 64)
     assert [int(v) for v in outcomes.correct.sum(0)] == [counts[c]["top1"] for c in model.configs()]
     labels = adapt.label_images(model, loader, input_size=28, indices=torch.arange(24), dataset="fake", split="train")
@@ -161,7 +163,7 @@ def test_classifier_cost_is_counted():
     _, _, loader = random_batches(n=16)
     r = adapt.evaluate_adapt(stem, loader, None, time_static=False)
     usage = r["adapt"]["usage"]
-    expected = sum(n * stem.costs.routed_macs[stem.configs.index(nas.parse_config(k))] for k, n in usage.items()) / 16
+    expected = sum(n * stem.costs.routed_macs[stem.configs.index(parse_config(k))] for k, n in usage.items()) / 16
     assert r["adapt"]["mean_mmacs"] == pytest.approx(expected / 1e6)
     assert r["adapt"]["classifier_mmacs"] == pytest.approx(stem.costs.classifier_macs / 1e6)
 
@@ -175,7 +177,7 @@ def test_evaluation_compares_with_static_and_oracle():
     assert r["adapt"]["top1_pct"] == pytest.approx(r["adapt"]["top1_pct_from_outcomes"])
     static = r["static_at_budget"]
     best = nas.search(adapt.outcomes_table(model, outcomes, 28), max_mmacs=0.8)[0]
-    assert static["config"] == nas.format_config(best["config"]) and static["top1_pct"] == best["top1_pct"]
+    assert static["config"] == format_config(best["config"]) and static["top1_pct"] == best["top1_pct"]
     assert static["mmacs"] <= 0.8
     assert r["oracle"]["top1_pct"] >= max(static["top1_pct"], r["adapt"]["top1_pct"])
     assert r["oracle"]["mean_mmacs"] <= 0.8

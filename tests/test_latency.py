@@ -8,7 +8,7 @@ from torch import nn
 import resizable
 from resizable import cli
 from resizable.latency import LatencyProbe, build_latency_table, latency_column, latency_template, time_module
-from resizable.nas import LATENCY_MAGIC, TableError, read_table
+from resizable.tables import LATENCY_MAGIC, TableError, read_table
 
 KWARGS = dict(num_classes=10, in_chans=1, widths=(4, 8, 16))
 

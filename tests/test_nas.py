@@ -12,29 +12,11 @@ import resizable
 from resizable import cli, count_flops
 from resizable.calibrate import calibrate_bn
 from resizable.checkpoint import save_checkpoint
-from resizable.nas import (
-    Calibration,
-    calibrate_configs,
-    NoFeasibleConfig,
-    Table,
-    TableError,
-    build_table,
-    config_costs,
-    evaluate_configs,
-    evaluate_naive,
-    format_config,
-    forward_all,
-    merge_latency,
-    merge_tables,
-    pareto_front,
-    parse_config,
-    plot_pareto,
-    read_table,
-    search,
-    shard_path,
-    table_from_checkpoint,
-    weights_sha256,
-)
+from resizable.configs import format_config, parse_config
+from resizable.evaluate import (Calibration, calibrate_configs, config_costs, evaluate_configs, evaluate_naive,
+                                forward_all)
+from resizable.nas import NoFeasibleConfig, build_table, pareto_front, plot_pareto, search, table_from_checkpoint
+from resizable.tables import Table, TableError, merge_latency, merge_tables, read_table, shard_path, weights_sha256
 
 KWARGS = dict(num_classes=10, in_chans=1, widths=(4, 8, 16))
 

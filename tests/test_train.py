@@ -10,7 +10,8 @@ import torch.multiprocessing as mp
 
 import resizable
 from resizable.checkpoint import load_checkpoint, load_model
-from resizable.train import TrainConfig, _Run, lr_factor, parse_configs, train
+from resizable.train import TrainConfig, _Run, lr_factor, train
+from resizable.configs import parse_configs
 
 FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -48,11 +49,11 @@ def test_bad_train_options(kwargs, msg):
 
 def test_parse_configs():
     m = resizable.create_model("resnet20")
-    assert parse_configs("default", m) == [(f,) * 3 for f in m.factors]
-    assert len(parse_configs("all", m)) == 64
-    assert parse_configs("0.45,0.65,1; 1,1,1", m) == [(0.45, 0.65, 1.0), (1.0, 1.0, 1.0)]
+    assert parse_configs("default", m.factors, m.num_stages) == [(f,) * 3 for f in m.factors]
+    assert len(parse_configs("all", m.factors, m.num_stages)) == 64
+    assert parse_configs("0.45,0.65,1; 1,1,1", m.factors, m.num_stages) == [(0.45, 0.65, 1.0), (1.0, 1.0, 1.0)]
     with pytest.raises(ValueError, match="accepted"):
-        parse_configs("0.5,1,1", m)
+        parse_configs("0.5,1,1", m.factors, m.num_stages)
 
 
 def test_run_folder_contents(tiny_fmnist, tmp_path):
@@ -152,6 +153,7 @@ def test_short_real_training_beats_chance_by_far(tmp_path):
 
 
 def test_evaluate_with_bn_calibration_leaves_the_model_unchanged():
+    from resizable.evaluate import Calibration
     from resizable.train import evaluate
 
     model = resizable.create_model("resnet20", widths=(4, 8, 8), num_classes=10, in_chans=1)
@@ -159,7 +161,7 @@ def test_evaluate_with_bn_calibration_leaves_the_model_unchanged():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     configs = [(0.45, 0.65, 1.0), (1.0, 1.0, 1.0)]
     plain = evaluate(model, data, configs)
-    calibrated = evaluate(model, data, configs, calibrate_loader=data, calibrate_batches=2)
+    calibrated = evaluate(model, data, configs, calibrate=Calibration(data, 2))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert set(calibrated) == set(configs)
     # the inputs are far from the initial statistics, so recalibrating changes the losses

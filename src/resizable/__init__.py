@@ -13,6 +13,9 @@ from .fold import fold_bn
 from .layers import FixedResize2d, ResizableStage, Resize2d, ScaleBatchNorm2d
 from .net import DEFAULT_FACTORS, ResizableNet
 from .registry import create_model, list_models, register_model
+from . import models  # noqa: E402,F401  (registers every model family and its torchvision converter)
+from .configs import format_config, parse_config
+from .evaluate import calibrate_configs, evaluate_configs, forward_all
 
 __version__ = "0.1.0"
 
@@ -27,6 +30,11 @@ __all__ = [
     "calibrate_bn",
     "count_flops",
     "count_params",
+    "calibrate_configs",
+    "evaluate_configs",
+    "format_config",
+    "forward_all",
+    "parse_config",
     "create_model",
     "export",
     "export_to_file",

@@ -33,10 +33,20 @@ def format_config(config: Sequence[float], sep: str = ",") -> str:
     return sep.join(format_factor(f) for f in config)
 
 
+def _expected(factors: Optional[Sequence[float]], num_stages: Optional[int]) -> str:
+    if factors is None:
+        return "expected factors like 0.45,0.65,1"
+    accepted = f"accepted factors: {tuple(sorted(float(f) for f in factors))}"
+    if num_stages is None:
+        return accepted
+    return f"{accepted}, one per stage (e.g. {format_config([max(factors)] * num_stages)}), or 'min' / 'max'"
+
+
 def _match(value: float, factors: Sequence[float], text: str) -> float:
     match = [f for f in factors if math.isclose(f, value, rel_tol=0, abs_tol=1e-9)]
     if not match:
-        raise ValueError(f"configuration {text!r}: factor {value:g} is not in the factor list {tuple(factors)}")
+        raise ValueError(f"configuration {text!r}: factor {value:g} is not in the factor list; "
+                         f"accepted: {tuple(sorted(float(f) for f in factors))}")
     return float(match[0])
 
 
@@ -61,16 +71,18 @@ def parse_config(text: Union[str, Sequence[float]], factors: Optional[Sequence[f
         try:
             values = [float(p) for p in parts]
         except ValueError:
-            raise ValueError(f"cannot read configuration {text!r}: expected factors like 0.45,0.65,1") from None
+            raise ValueError(f"cannot read configuration {text!r}: not a comma-separated list of numbers; "
+                             f"{_expected(factors, num_stages)}") from None
     else:
         try:
             values = [float(v) for v in text]
         except (TypeError, ValueError):
             raise ValueError(f"a configuration is a sequence of numbers, got {text!r}") from None
     if not values:
-        raise ValueError(f"cannot read configuration {text!r}: no factors")
+        raise ValueError(f"cannot read configuration {text!r}: no factors; {_expected(factors, num_stages)}")
     if num_stages is not None and len(values) != num_stages:
-        raise ValueError(f"configuration {text!r} has {len(values)} factors, expected {num_stages} (one per stage)")
+        raise ValueError(f"configuration {text!r} has {len(values)} factors, expected {num_stages} "
+                         f"(the model needs {num_stages} factors); {_expected(factors, num_stages)}")
     if factors is None:
         return tuple(values)
     return tuple(_match(v, factors, str(text)) for v in values)

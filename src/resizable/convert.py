@@ -69,8 +69,6 @@ def from_torchvision(tv_model: nn.Module, factors: Optional[Sequence[float]] = D
         tv_model: an instance of a supported torchvision class (see the error for the list).
         factors: the scaling factor list L of the result.
     """
-    from . import models  # noqa: F401  (registers the converters)
-
     name = type(tv_model).__name__
     if name not in _CONVERTERS:
         raise ValueError(f"cannot convert a {name}; supported torchvision models: {sorted(_CONVERTERS)}")

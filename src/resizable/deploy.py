@@ -29,11 +29,12 @@ import torch
 from torch import nn
 
 from .checkpoint import load_model, resolve_checkpoint
+from .configs import format_config, parse_config
 from .export import export
 from .fileio import atomic_path, atomic_write_text
 from .flops import count_flops
 from .fold import fold_bn as fold_batchnorm
-from .net import Config, ResizableNet, SizeLike, to_size2d
+from .net import ResizableNet, SizeLike, to_size2d
 from .registry import create_model
 
 __all__ = [
@@ -43,7 +44,6 @@ __all__ = [
     "export_to_file",
     "export_checkpoint",
     "load_static",
-    "parse_config",
     "natural_input_size",
     "default_export_name",
 ]
@@ -69,39 +69,12 @@ def natural_input_size(model: ResizableNet) -> int:
     return 224 if math.prod(model.stem_strides) > 1 else 32
 
 
-def parse_config(model: ResizableNet, text: Union[str, Sequence[float]]) -> Config:
-    """A configuration from ``"0.65,0.85,1,1"``, ``"min"``, ``"max"`` or a sequence of factors.
-
-    Raises ``ValueError`` naming the accepted factors when the text does not fit the model.
-    """
-    if isinstance(text, str):
-        word = text.strip().lower()
-        if word == "min":
-            return model.min_config
-        if word == "max":
-            return model.max_config
-        parts = [p.strip() for p in word.split(",") if p.strip()]
-        try:
-            values = [float(p) for p in parts]
-        except ValueError:
-            raise ValueError(
-                f"config {text!r} is not a comma-separated list of numbers; give {model.num_stages} factors "
-                f"from {model.factors} (or 'min' / 'max')"
-            ) from None
-        return model.check_config(values)
-    return model.check_config(text)
-
-
-def _format_factor(f: float) -> str:
-    return format(f, "g")
-
-
 def default_export_name(model_name: str, config: Sequence[float], input_size: SizeLike, format: str,
                         fold_bn: bool) -> str:
     """``<model>_<f1-f2-...>_<H>[x<W>][_folded]<suffix>``, e.g. ``resnet50_0.65-0.85-1-1_224.onnx``."""
     h, w = to_size2d(input_size)
     size = f"{h}" if h == w else f"{h}x{w}"
-    tag = "-".join(_format_factor(f) for f in config)
+    tag = format_config(config, sep="-")
     return f"{model_name}_{tag}_{size}{'_folded' if fold_bn else ''}{SUFFIXES[format]}"
 
 
@@ -187,7 +160,7 @@ def export_to_file(
         raise ValueError(f"unknown ONNX exporter {onnx_exporter!r}; accepted: {', '.join(ONNX_EXPORTERS)}")
     if not isinstance(model, ResizableNet):
         raise ValueError(f"export_to_file needs a ResizableNet, got {type(model).__name__}")
-    config = parse_config(model, config)
+    config = parse_config(config, model.factors, model.num_stages)
     hw = to_size2d(natural_input_size(model) if input_size is None else input_size)
     path = Path(path)
 
@@ -257,7 +230,7 @@ def export_checkpoint(
         raise ValueError(f"unknown export format {format!r}; accepted: {', '.join(FORMATS)}")
     ckpt_file = resolve_checkpoint(checkpoint)
     model, payload = load_model(ckpt_file)
-    config = parse_config(model, config)
+    config = parse_config(config, model.factors, model.num_stages)
     hw = to_size2d(natural_input_size(model) if input_size is None else input_size)
     name = default_export_name(payload["model_name"], config, hw, format, fold_bn)
     if out is None:

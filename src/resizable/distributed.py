@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "setup", "cleanup", "resolve_device", "barrier"]
+__all__ = ["DistInfo", "launch_info", "setup", "cleanup", "resolve_device", "barrier"]
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,19 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def launch_info() -> tuple:
+    """``(rank, world_size, local_rank)`` as torchrun set them (``(0, 1, 0)`` for a plain start).
+
+    The only place the library reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``.
+    """
+    return (int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
+            int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def setup(device: str = "auto") -> DistInfo:
     """Join the process group when started by torchrun (``RANK``/``WORLD_SIZE`` set): gloo on CPU,
     nccl on CUDA. A plain ``python`` start gives a single process."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    rank, world_size, local_rank = launch_info()
     dev = resolve_device(device, local_rank)
     if world_size > 1 and not dist.is_initialized():
         if dev.type == "cuda":

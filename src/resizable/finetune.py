@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional
 from .checkpoint import CHECKPOINT_NAME, atomic_save, load_checkpoint, load_model, resolve_checkpoint
 from .data import dataset_info, load_dataset, make_loader
 from .distributed import resolve_device
-from .nas import format_config, parse_config
+from .configs import format_config, parse_config
 from .train import TrainConfig, evaluate, train
 
 __all__ = ["FinetuneConfig", "finetune"]
@@ -76,10 +76,10 @@ def _train_config(cfg: FinetuneConfig, payload: Dict[str, Any], config: tuple, i
         schedule="cosine", milestones=(), warmup_epochs=0.0,
         sampling="single", single_config=config, num_configs=None,
         recipe="standard", target=None,
-        eval_configs=",".join(f"{f:g}" for f in config),
+        eval_configs=format_config(config),
         eval_batch_size=cfg.eval_batch_size,
         seed=cfg.seed, out_dir=cfg.out_dir,
-        name=cfg.name or f"{run_name}-ft-{format_config(config).replace(',', '-')}",
+        name=cfg.name or f"{run_name}-ft-{format_config(config, sep='-')}",
         resume=None, init_checkpoint=str(source),
         device=cfg.device, max_steps_per_epoch=cfg.max_steps_per_epoch, progress=cfg.progress,
     )
@@ -111,11 +111,11 @@ def finetune(cfg: FinetuneConfig) -> Path:
     device = resolve_device(cfg.device)
     test_set = load_dataset(dataset, "test", data_dir=data_dir, augment=False, input_size=input_size)
     loader = make_loader(test_set, cfg.eval_batch_size, shuffle=False)
-    before = evaluate(model.to(device), loader, [config], device, progress=cfg.progress)[config]
+    before = evaluate(model.to(device), loader, [config], progress=cfg.progress)[config]
 
     run_dir = train(tc)
     tuned, tuned_payload = load_model(run_dir)
-    after = evaluate(tuned.to(device), loader, [config], device, progress=cfg.progress)[config]
+    after = evaluate(tuned.to(device), loader, [config], progress=cfg.progress)[config]
     summary = {"config": format_config(config), "from": str(resolve_checkpoint(cfg.checkpoint)),
                "epochs": cfg.epochs, "lr": tc.lr, "dataset": dataset, "split": "test",
                "before": before, "after": after}

@@ -6,7 +6,7 @@ batch size. On CUDA the runs are timed with CUDA events and synchronized before 
 the numbers are GPU execution time, not the time to queue the kernels.
 
 The latency table is a versioned CSV like the NAS table (``# resizable-latency v1``); its columns
-``latency_ms_b{batch}_{tag}`` merge into a NAS table with :func:`resizable.nas.merge_latency`.
+``latency_ms_b{batch}_{tag}`` merge into a NAS table with :func:`resizable.tables.merge_latency`.
 """
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from .export import export
-from .nas import (ARCH_IDENTITY, LATENCY_MAGIC, PathLike, Table, _append_rows, _check_configs, _open_for_append,
-                  format_config, model_meta)
+from .configs import format_config
+from .evaluate import check_configs
+from .tables import ARCH_IDENTITY, LATENCY_MAGIC, PathLike, Table, append_rows, model_meta, open_table
 from .net import ResizableNet, SizeLike, to_size2d
 
 __all__ = ["LatencyStats", "time_module", "latency_column", "LatencyProbe", "build_latency_table",
@@ -181,12 +182,12 @@ def build_latency_table(model: ResizableNet, out: PathLike, *, input_size: SizeL
     """
     probe = LatencyProbe(model, input_size, device=device, batch_sizes=batch_sizes, warmup=warmup,
                          repeats=repeats, tag=tag)
-    configs = _check_configs(model, configs)
+    configs = check_configs(model, configs)
     meta = {**model_meta(model, input_size, model_name), **probe.meta()}
     columns = ["config"] + probe.columns
     identity = tuple(ARCH_IDENTITY) + ("device", "tag", "warmup", "repeats")
     out = Path(out)
-    table = _open_for_append(out, LATENCY_MAGIC, meta, columns, identity)
+    table = open_table(out, LATENCY_MAGIC, meta, columns, identity)
     todo = [c for c in configs if c not in table.rows]
     bar = None
     if progress and todo:
@@ -196,7 +197,7 @@ def build_latency_table(model: ResizableNet, out: PathLike, *, input_size: SizeL
     try:
         for c in todo:
             row = {"config": format_config(c), **{k: f"{v:.4f}" for k, v in probe(c).items()}}
-            _append_rows(out, columns, [row])
+            append_rows(out, columns, [row])
             table.rows[c] = row
             if bar is not None:
                 bar.update(1)
@@ -218,10 +219,10 @@ def latency_template(model: ResizableNet, out: PathLike, *, input_size: SizeLike
     ``latency_ms_b{batch}_{tag}`` column per batch size. With ``export_dir``, each configuration's
     static network is also saved there as TorchScript (``0.45-0.65-1.b<batch>.pt``, traced at that
     batch size), ready for the device's own benchmark tool. Fill in milliseconds, then merge the
-    file with :func:`resizable.nas.merge_latency`.
+    file with :func:`resizable.tables.merge_latency`.
     """
     tag = _check_tag(tag)
-    configs = _check_configs(model, configs)
+    configs = check_configs(model, configs)
     size = to_size2d(input_size)
     meta = {**model_meta(model, size, model_name), "device": "external", "tag": tag,
             "measured_with": "fill in: the tool and settings used on the device"}

@@ -23,12 +23,10 @@ def register_model(fn: Callable[..., ResizableNet]) -> Callable[..., ResizableNe
 
 def list_models(pattern: str = "") -> List[str]:
     """Registered model names, sorted; ``pattern`` keeps names that contain it."""
-    _import_families()
     return sorted(n for n in _MODELS if pattern in n)
 
 
 def is_model(name: str) -> bool:
-    _import_families()
     return name in _MODELS
 
 
@@ -50,7 +48,6 @@ def create_model(
         in_chans: input image channels.
         **arch_kwargs: architecture arguments of that builder (e.g. ``width``).
     """
-    _import_families()
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(_MODELS))}")
     if num_classes < 1:
@@ -77,8 +74,3 @@ def _arch_args(builder: Callable[..., ResizableNet]) -> List[str]:
         if isinstance(cls, type):
             names += [p for p in inspect.signature(cls.__init__).parameters if p not in names]
     return [n for n in names if n not in fixed and not n.startswith("_")]
-
-
-def _import_families() -> None:
-    # Importing the family modules runs their @register_model decorators.
-    from . import models  # noqa: F401

@@ -18,19 +18,19 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import distributed
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import write_config
 from .data import dataset_info, load_dataset, make_loader
-from .nas import calibrate_configs, config_costs, format_config, forward_all
+from .configs import format_config, parse_configs
+from .evaluate import Calibration, accuracy, autocast, config_costs, evaluate_configs
 from .net import Config, ResizableNet
 from .registry import create_model
 from .sampling import SAMPLING_MODES, ConfigSampler
 
-__all__ = ["TrainConfig", "train", "evaluate", "parse_configs", "format_config", "build_optimizer", "lr_factor"]
+__all__ = ["TrainConfig", "train", "evaluate", "build_optimizer", "lr_factor", "evaluate_checkpoint"]
 
 SCHEDULES = ("cosine", "step", "linear", "constant")
 RECIPES = ("standard", "aug")
@@ -117,31 +117,6 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------- small helpers
-def parse_configs(text: str, model: ResizableNet) -> List[Config]:
-    """``default`` (each factor at every stage), ``minmax``, ``all``, or ``"0.45,0.45,1;1,1,1"``."""
-    text = text.strip()
-    if text == "minmax":
-        return [model.min_config, model.max_config]
-    if text == "default":
-        return [tuple([f] * model.num_stages) for f in model.factors]
-    if text == "all":
-        return model.configs()
-    configs = []
-    for part in text.split(";"):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            values = [float(v) for v in part.split(",")]
-        except ValueError:
-            raise ValueError(f"bad configuration {part!r}: expected {model.num_stages} comma-separated factors "
-                             f"from {model.factors}") from None
-        configs.append(model.check_config(values))
-    if not configs:
-        raise ValueError("no configuration given; use 'default', 'all' or e.g. '0.45,0.65,1'")
-    return configs
-
-
 def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
     """Multiplier of the peak rate at optimizer step ``step`` (warm-up, then the schedule)."""
     total = cfg.epochs * steps_per_epoch
@@ -169,57 +144,36 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
 
 
-def _autocast(device: torch.device, enabled: bool):
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
-
-
-@torch.no_grad()
 def evaluate(
     model: ResizableNet,
     loader: Iterable,
     configs: Sequence[Sequence[float]],
-    device: torch.device | str = "cpu",
+    *,
     amp: bool = False,
     progress: bool = False,
-    calibrate_loader: Optional[Iterable] = None,
-    calibrate_batches: int = 0,
+    calibrate: Optional[Calibration] = None,
 ) -> Dict[Config, Dict[str, float]]:
-    """Top-1, top-5 (percent) and mean loss of each configuration on ``loader``.
+    """Top-1, top-5 (percent) and mean loss of each configuration on ``loader``: the counts of
+    :func:`resizable.evaluate.evaluate_configs` as percentages (see :func:`resizable.evaluate.accuracy`).
 
     Args:
-        model: the ResizableNet (its mode, configuration and weights are restored).
+        model: the ResizableNet, on the device to evaluate on (mode, configuration, weights restored).
         loader: yields ``(images, labels)``.
         configs: the configurations to evaluate.
-        device: where to run.
         amp: autocast while evaluating.
         progress: show a progress bar.
-        calibrate_loader, calibrate_batches: when given, recompute the BN statistics of each
-            configuration on that many (training) batches before evaluating it.
+        calibrate: recompute each configuration's BN statistics first (on shared prefixes).
     """
     from tqdm import tqdm
 
-    device = torch.device(device)
     configs = [model.check_config(c) for c in configs]
-    # each configuration's own recalibrated BN statistics, computed on shared prefixes
-    bn_stats = (calibrate_configs(model, calibrate_loader, calibrate_batches, configs)
-                if calibrate_loader is not None and calibrate_batches > 0 else None)
-    stats = {c: [0, 0, 0.0, 0] for c in configs}  # correct1, correct5, loss sum, count
-    for images, labels in tqdm(loader, desc="eval", leave=False, disable=not progress):
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        # configurations that share their first stages share those activations (computed once)
-        with torch.no_grad(), _autocast(device, amp):
-            outputs = forward_all(model, images, configs, bn_stats=bn_stats)
-        for c, logits in outputs.items():
-            logits = logits.float()
-            s = stats[c]
-            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-            s[0] += int((top[:, 0] == labels).sum())
-            s[1] += int((top == labels[:, None]).any(dim=1).sum())
-            s[2] += float(F.cross_entropy(logits, labels, reduction="sum"))
-            s[3] += labels.numel()
-    return {c: {"top1": 100.0 * s[0] / max(1, s[3]), "top5": 100.0 * s[1] / max(1, s[3]),
-                "loss": s[2] / max(1, s[3])} for c, s in stats.items()}
+    try:
+        total: Optional[int] = len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        total = None
+    with tqdm(total=total, desc="eval", leave=False, disable=not progress) as bar:
+        counts = evaluate_configs(model, loader, configs, calibrate=calibrate, amp=amp, on_batch=lambda: bar.update(1))
+    return {c: accuracy(counts[c]) for c in configs}
 
 
 # ---------------------------------------------------------------------------- the run
@@ -253,7 +207,7 @@ class _Run:
         self.model.to(self.dist.device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.eval_configs = parse_configs(cfg.eval_configs, self.model)
+        self.eval_configs = parse_configs(cfg.eval_configs, self.model.factors, self.model.num_stages)
         target = tuple(cfg.target) if cfg.target else self.model.max_config
         self.target = self.model.check_config(target)
         if cfg.single_config:
@@ -360,7 +314,7 @@ class _Run:
                 last = j == len(configs) - 1
                 sync = self.ddp.no_sync() if (self.ddp is not None and not last) else contextlib.nullcontext()
                 with sync:
-                    with _autocast(dev, cfg.amp):
+                    with autocast(dev, cfg.amp):
                         loss = self.criterion(net(images), labels)
                     self.scaler.scale(loss).backward()
                 step_loss += float(loss.detach())
@@ -391,8 +345,8 @@ class _Run:
             if self.dist.is_main:
                 calib = (make_loader(self.calib_set, cfg.eval_batch_size, shuffle=True, seed=cfg.seed)
                          if self.calib_set is not None else None)
-                results = evaluate(self.model, test_loader, self.eval_configs, self.dist.device, cfg.amp,
-                                   calibrate_loader=calib, calibrate_batches=cfg.eval_calibrate_bn)
+                calibrate = Calibration(calib, cfg.eval_calibrate_bn) if calib is not None and cfg.eval_calibrate_bn else None
+                results = evaluate(self.model, test_loader, self.eval_configs, amp=cfg.amp, calibrate=calibrate)
                 record["eval"] = {format_config(c): r for c, r in results.items()}
                 self.history.append(record)
                 with open(self.run_dir / "metrics.jsonl", "a") as f:
@@ -456,14 +410,14 @@ def evaluate_checkpoint(
     model.to(dev)
     data = load_dataset(dataset, split, data_dir=data_dir, augment=False, input_size=train_cfg.get("input_size"))
     loader = make_loader(data, batch_size, shuffle=False)
-    chosen = parse_configs(configs, model)
+    chosen = parse_configs(configs, model.factors, model.num_stages)
     calib = None
     if calibrate_bn:
         train_set = load_dataset(dataset, "train", data_dir=data_dir, augment=False,
                                  input_size=train_cfg.get("input_size"))
         calib = make_loader(train_set, batch_size, shuffle=True, seed=0)
-    results = evaluate(model, loader, chosen, dev, progress=progress, calibrate_loader=calib,
-                       calibrate_batches=calibrate_bn)
+    results = evaluate(model, loader, chosen, progress=progress,
+                       calibrate=Calibration(calib, calibrate_bn) if calib is not None else None)
     size = input_size or dataset_info(dataset, data_dir).input_size
     costs = config_costs(model, size, chosen)
     return [{"config": format_config(c), "mflops": costs[c][0] / 1e6, "interp_mmacs": costs[c][1] / 1e6, **results[c]}

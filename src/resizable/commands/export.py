@@ -51,6 +51,7 @@ def _parse_size(text: Optional[str]):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..configs import format_config
     from ..deploy import export_checkpoint
 
     opts = ExportOptions(args.checkpoint, args.config, args.format, args.input_size, args.out,
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
                                input_size=_parse_size(opts.input_size), out=opts.out, fold_bn=opts.fold_bn,
                                onnx_exporter=opts.onnx_exporter)
     meta = result.meta
-    config = ",".join(format(f, "g") for f in meta["config"])
+    config = format_config(meta["config"])
     print(f"{meta['model_name']} config {config} at {meta['input_size'][0]}x{meta['input_size'][1]}: "
           f"{meta['macs'] / 1e6:.2f} MMACs (+{meta['interp_macs'] / 1e6:.3f} interpolation), "
           f"{meta['params'] / 1e6:.3f} M params{', BN folded' if meta['fold_bn'] else ''}")

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..config import resolve_config
     from ..latency import build_latency_table, latency_template
-    from ..nas import parse_config
+    from ..configs import parse_config
 
     opts = resolve_config(LatencyOptions, args)
     model, name, size = _model(opts)

@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import resolve_config
-    from ..nas import REQUIRED_COLUMNS, Table, pareto_front, plot_pareto, read_baselines, read_table
+    from ..nas import pareto_front, plot_pareto, read_baselines
+    from ..tables import REQUIRED_COLUMNS, Table, read_table
     from .search import _columns, format_rows
 
     opts = resolve_config(ParetoOptions, args)

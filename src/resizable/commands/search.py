@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def format_rows(records: Sequence[Dict[str, Any]], columns: Sequence[str]) -> str:
     """Records as an aligned text table (``config`` first)."""
-    from ..nas import format_config
+    from ..configs import format_config
 
     names = ["config"] + [c for c in columns if c != "config"]
     cells = [[format_config(r["config"])] + [f"{r[c]:.4g}" if isinstance(r[c], float) and not math.isnan(r[c])
@@ -50,7 +50,9 @@ def _columns(table_columns: Sequence[str]) -> List[str]:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import resolve_config
-    from ..nas import REQUIRED_COLUMNS, format_config, read_table, search
+    from ..configs import format_config
+    from ..nas import search
+    from ..tables import REQUIRED_COLUMNS, read_table
 
     opts = resolve_config(SearchOptions, args)
     if not opts.table:

@@ -70,7 +70,8 @@ def _summary(table, path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import resolve_config
-    from ..nas import merge_latency, merge_tables, read_table, table_from_checkpoint
+    from ..nas import table_from_checkpoint
+    from ..tables import merge_latency, merge_tables, read_table
 
     opts = resolve_config(TableOptions, args)
     if args.merge:

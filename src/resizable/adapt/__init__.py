@@ -1,0 +1,53 @@
+"""Resizable-Adapt (paper section 4.3): a per-image scaling configuration, chosen by a light classifier.
+
+Three steps, each a library function and a ``resizable adapt`` sub-command:
+
+1. **Label** (:func:`label_checkpoint`). Every allowed configuration of a trained ResizableNet runs
+   on a sample of training images (walking the configuration tree of :mod:`resizable.evaluate`, so
+   shared prefixes run once). For every image and configuration the file keeps whether the
+   prediction is right and the probability given to the true class, and each image's *best
+   configuration* (:func:`best_config_index`):
+
+   - rule ``cheapest`` (default): among the configurations that classify the image correctly, the
+     one with the fewest MACs (ties: higher probability on the true class, then the earlier
+     configuration in ``configs()`` order); when none does, the one with the highest probability on
+     the true class (ties: fewer MACs, then the earlier configuration).
+   - rule ``confident``: the configuration with the highest probability on the true class (same
+     tie-breaks), whatever it costs.
+
+2. **Train** (:func:`train_classifier`). A :class:`ConfigClassifier` (three 3x3 convolutions with
+   BN and ReLU, global average pooling, a linear layer; softmax over the configurations) learns
+   the label from cheap features of the same network (``source``):
+
+   - ``min``: the last stage's output of the smallest configuration (the paper's "attached at the
+     last stage"). That pass is paid for every image; its logits are reused for images routed to
+     the smallest configuration, and its activations for the stages a routed configuration shares
+     with it (same leading factors).
+   - ``stem``: the stem's output, which every configuration computes anyway and reuses.
+
+3. **Route** (:class:`Adapter`, :func:`evaluate_adapt`). Each image runs at the allowed
+   configuration its classifier scores highest; images of a batch that go to the same configuration
+   run together as one batch. Under a budget ``B`` (millions of MACs) only configurations whose
+   *per-image routed cost* is at most ``B`` are allowed, where the routed cost is everything that
+   image runs: the feature pass, the classifier, and the rest of the chosen configuration
+   (:class:`RoutingCosts`). No routed image ever exceeds ``B``.
+
+Label and classifier files record the weights' SHA-256 (:func:`resizable.tables.weights_sha256`) and
+refuse to be used with other weights (:class:`AdaptError`).
+"""
+from .classifier import (CLASSIFIER_FORMAT, SOURCES, ConfigClassifier, FeaturePass, TrainedClassifier, feature_pass,
+                         feature_shape, load_classifier, module_macs, save_classifier, train_classifier)
+from .labels import (LABELS_FORMAT, RULES, AdaptError, ConfigOutcomes, LabelSet, best_config_index, config_outcomes,
+                     label_images, load_labels, model_identity, save_labels)
+from .routing import Adapter, RoutingCosts, evaluate_adapt, outcomes_table, routing_costs
+from .runs import LARGE_SAMPLE, eval_checkpoint, label_checkpoint, train_checkpoint
+
+__all__ = [
+    "LABELS_FORMAT", "CLASSIFIER_FORMAT", "RULES", "SOURCES", "LARGE_SAMPLE", "AdaptError",
+    "ConfigOutcomes", "config_outcomes", "best_config_index", "model_identity", "LabelSet", "label_images",
+    "save_labels", "load_labels",
+    "ConfigClassifier", "module_macs", "FeaturePass", "feature_pass", "feature_shape", "TrainedClassifier",
+    "train_classifier", "save_classifier", "load_classifier",
+    "RoutingCosts", "routing_costs", "Adapter", "outcomes_table", "evaluate_adapt",
+    "label_checkpoint", "train_checkpoint", "eval_checkpoint",
+]
