@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from ..config import resolve_config
     from ..nas import pareto_front, plot_pareto, read_baselines
     from ..tables import REQUIRED_COLUMNS, Table, read_table
-    from .search import _columns, format_rows
+    from .search import format_rows, shown_columns
 
     opts = resolve_config(ParetoOptions, args)
     if not opts.table:
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     front = pareto_front(table, opts.cost)
     baselines = read_baselines(opts.baselines, opts.cost) if opts.baselines else []
     print(f"Pareto front: {len(front)} of {len(table.rows)} configurations (cost: {opts.cost})")
-    print(format_rows(front, _columns(table.columns)))
+    print(format_rows(front, shown_columns(table.columns)))
     if opts.csv:
         subset = Table(dict(table.meta, pareto_cost=opts.cost), list(table.columns),
                        {r["config"]: table.rows[r["config"]] for r in front})

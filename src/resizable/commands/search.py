@@ -44,7 +44,8 @@ def format_rows(records: Sequence[Dict[str, Any]], columns: Sequence[str]) -> st
     return "\n".join(lines)
 
 
-def _columns(table_columns: Sequence[str]) -> List[str]:
+def shown_columns(table_columns: Sequence[str]) -> List[str]:
+    """The columns worth printing: all but the configuration and the latency spreads."""
     return [c for c in table_columns if c != "config" and not c.startswith("latency_iqr")]
 
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     best = search(table, max_mmacs=opts.max_mflops, max_latency_ms=opts.max_latency_ms,
                   latency_column=opts.latency_column, max_params_m=opts.max_params_m,
                   count_interp=opts.count_interp, top=opts.top)
-    columns = _columns(table.columns)
+    columns = shown_columns(table.columns)
     if opts.json:
         print(json.dumps([{"config": format_config(r["config"]), **{c: r[c] for c in columns}} for r in best],
                          indent=1))
