@@ -80,7 +80,11 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: Type, exclude: tupl
         help_text = f.metadata.get("help", "")
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        help_text = f"{help_text} (default: {default})" if help_text else f"(default: {default})"
+        if default is not None and "default:" not in help_text:
+            # a None default is explained by the help text itself ("default: the run's"), never printed as None
+            shown = ",".join(format(v, "g") if isinstance(v, float) else str(v) for v in default) \
+                if isinstance(default, tuple) else default
+            help_text = f"{help_text} (default: {shown})" if help_text else f"(default: {shown})"
         tp = _base_type(hints[f.name])
         if tp is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
