@@ -112,13 +112,22 @@ def _coerce(cls: Type, name: str, value: Any) -> Any:
 
 
 def resolve_config(cls: Type[T], args: Optional[argparse.Namespace] = None, yaml_path: Optional[str] = None,
-                   **overrides: Any) -> T:
-    """Defaults of ``cls``, then the YAML mapping at ``yaml_path``, then command-line ``args``, then
-    ``overrides``. Unknown keys raise ``ValueError`` naming the accepted ones."""
+                   base: Optional[Dict[str, Any]] = None, **overrides: Any) -> T:
+    """Defaults of ``cls``, then ``base`` (e.g. a run's saved options), then the YAML mapping at
+    ``yaml_path``, then command-line ``args``, then ``overrides``. Unknown keys raise ``ValueError``
+    naming the accepted ones."""
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     values: Dict[str, Any] = {}
+    if base:
+        unknown = sorted(set(base) - set(names))
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown}; accepted: {names}")
+        values.update(base)
     if yaml_path:
-        data = yaml.safe_load(Path(yaml_path).read_text()) or {}
+        try:
+            data = yaml.safe_load(Path(yaml_path).read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{yaml_path}: not readable YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(data, dict):
             raise ValueError(f"{yaml_path}: a config file must be a mapping of option: value")
         data = {str(k).replace("-", "_"): v for k, v in data.items()}
