@@ -87,8 +87,8 @@ def _read(p: Path, map_location: Any) -> Any:
         raise CheckpointError(f"{p}: refused: its data is not made of tensors and plain values only "
                               f"({_first_line(text)[:120]})") from None
     except Exception as e:  # torch raises RuntimeError, EOFError, KeyError... for damaged archives
-        raise CheckpointError(f"{p}: corrupt torch checkpoint ({size} bytes; {type(e).__name__}: "
-                              f"{_first_line(str(e))[:120]})") from None
+        detail = _first_line(str(e)).split(". ")[0][:160]
+        raise CheckpointError(f"{p}: corrupt torch checkpoint ({size} bytes; {type(e).__name__}: {detail})") from None
 
 
 def _first_line(text: str) -> str:

@@ -246,7 +246,8 @@ def check_stage_sizes(model: ResizableNet, config: Config, input_size: SizeLike,
             ok = next((n for n in range(max(to_size2d(input_size)), max(th_, tw_) + 1)
                        if all(a * b > 1 for (a, b), (c, d) in zip(model.stage_sizes(n, config), trained)
                               if c * d > 1)), max(th_, tw_))
-            raise ValueError(f"--input-size {input_size} shrinks stage {i + 1} of {_config_text(config)} to 1x1 px "
+            ih, iw = to_size2d(input_size)
+            raise ValueError(f"--input-size {ih if ih == iw else f'{ih},{iw}'} shrinks stage {i + 1} of {_config_text(config)} to 1x1 px "
                              f"(it runs at {th}x{tw} at the trained size {th_}x{tw_}); give --input-size {ok} or more")
 
 

@@ -37,6 +37,9 @@ _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 _STATS_SIDE = 64  # statistics are measured on images shrunk to at most this shorter side (fast, and as exact)
 
 
+_HINT = "--bad-images skip leaves unreadable images out, --bad-images scan lists them all"
+
+
 class BadImageError(ValueError):
     """An image file that cannot be read; the message starts with its path."""
 
@@ -61,6 +64,7 @@ class FolderStats:
     input_size: int  # min(native_size, MAX_INPUT_SIZE)
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
+    unreadable: Tuple[str, ...] = ()  # sampled images that could not be read (their error messages)
 
 
 def list_classes(directory: Path) -> List[str]:
@@ -131,7 +135,15 @@ def folder_stats(root: str) -> FolderStats:
     n = len(samples)
     picks = range(n) if n <= SAMPLE_IMAGES else sorted({round(i * (n - 1) / (SAMPLE_IMAGES - 1))
                                                         for i in range(SAMPLE_IMAGES)})
-    images = [_open(samples[i][0]) for i in picks]
+    images, unreadable = [], []
+    for i in picks:
+        try:
+            images.append(_open(samples[i][0]))
+        except BadImageError as e:
+            unreadable.append(str(e))
+    if not images:
+        raise BadImageError(f"imagefolder: none of the {len(picks)} sampled images under {train_dir} can be read "
+                            f"({unreadable[0]})")
     gray = all(im.mode in _GRAY_MODES for im in images)
     in_chans = 1 if gray else 3
     native = int(np.median([min(im.size) for im in images]))
@@ -152,7 +164,7 @@ def folder_stats(root: str) -> FolderStats:
     std = np.maximum(np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0)), 1 / 255)
     return FolderStats(str(root), tuple(classes), n, len(images), in_chans, max(1, native),
                        max(1, min(native, MAX_INPUT_SIZE)), tuple(round(float(m), 4) for m in mean),
-                       tuple(round(float(s), 4) for s in std))
+                       tuple(round(float(s), 4) for s in std), tuple(unreadable))
 
 
 def describe(stats: FolderStats, input_size: Optional[int] = None) -> str:
@@ -166,7 +178,8 @@ def describe(stats: FolderStats, input_size: Optional[int] = None) -> str:
             f"{stats.in_chans} channel{'s' if stats.in_chans > 1 else ''} "
             f"({'all sampled images grayscale' if stats.in_chans == 1 else 'color'}), input {size} px{given}, "
             f"median image side {stats.native_size} px ({how}); mean ({fmt(f'{m:.3f}' for m in stats.mean)}) "
-            f"std ({fmt(f'{s:.3f}' for s in stats.std)}), all from {stats.sampled} sampled training images")
+            f"std ({fmt(f'{s:.3f}' for s in stats.std)}), all from {stats.sampled} sampled training images"
+            + (f" ({len(stats.unreadable)} more sampled ones unreadable)" if stats.unreadable else ""))
 
 
 class _Folder(Dataset):
@@ -191,7 +204,7 @@ class _Folder(Dataset):
             image = read_image(path, self.in_chans)
         except BadImageError as e:
             if self.bad_images != "skip":
-                raise
+                raise BadImageError(f"{e}; {_HINT}") from None
             print(f"warning: skipping {e}", file=sys.stderr, flush=True)
             return None
         return self.transform(image), label
@@ -245,6 +258,8 @@ def load_imagefolder(root: str, split: str, *, augment: bool, input_size: Option
     if bad_images not in BAD_IMAGES:
         raise ValueError(f"unknown bad_images {bad_images!r}; accepted: {', '.join(BAD_IMAGES)}")
     stats = folder_stats(root)
+    if stats.unreadable and bad_images != "skip":
+        raise BadImageError(f"{stats.unreadable[0]}; {_HINT}")
     size = input_size or stats.input_size
     directory = split_dir(Path(root), split)
     if split == "test":

@@ -22,7 +22,7 @@ from typing import Any, Dict, Optional, Tuple, Type
 import yaml
 
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
-from .config import config_to_dict, write_config
+from .config import config_to_dict, write_config, yaml_problem
 from .fileio import atomic_write_text
 
 __all__ = ["SAFE_ON_RESUME", "RUN_FILES", "resume_folder", "saved_options", "resume_changes", "record_resume",
@@ -60,7 +60,7 @@ def saved_options(run_dir: Path, cls: Type) -> Dict[str, Any]:
         try:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not readable YAML ({str(e).splitlines()[0]})") from None
+            raise ValueError(f"{path}: not readable YAML ({yaml_problem(e)})") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of option: value")
     else:
