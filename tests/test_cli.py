@@ -32,7 +32,7 @@ def test_train_then_eval(tiny_fmnist, tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(tmp_path / "run"), "--all", "--out", str(out_csv)]) == 0
     rows = list(csv.DictReader(out_csv.open()))
     assert len(rows) == 64
-    assert float(rows[0]["mflops"]) < float(rows[-1]["mflops"])
+    assert float(rows[0]["mmacs"]) < float(rows[-1]["mmacs"])
     assert "1,1,1" in capsys.readouterr().out
 
 

@@ -227,7 +227,9 @@ def test_imagefolder(tmp_path: Path) -> None:
                 color = (80 * k, 10 * i, 200)
                 Image.new("RGB", (20 + i, 18), color).save(folder / f"{i}.png")
     info = dataset_info("imagefolder", str(tmp_path))
-    assert info.num_classes == 3 and info.in_chans == 3 and info.input_size == 224
+    # inferred from the images: color, the median shorter side (18 px), classes in folder order
+    assert info.num_classes == 3 and info.in_chans == 3 and info.input_size == 18
+    assert info.classes == ("cat", "dog", "eel") and "9 training images" in info.note
 
     train = load_dataset("imagefolder", "train", data_dir=str(tmp_path), input_size=16)
     loader = make_loader(train, 4, shuffle=True, seed=3)
@@ -267,7 +269,10 @@ def test_unknown_name_and_split() -> None:
 
 
 def test_dataset_info_values() -> None:
-    assert dataset_info("fashion-mnist") == DatasetInfo("fashion-mnist", 10, 1, 28, (0.2860,), (0.3530,))
+    assert dataset_info("fashion-mnist") == DatasetInfo("fashion-mnist", 10, 1, 28, (0.2860,), (0.3530,),
+                                                        data.FASHION_MNIST_CLASSES)
+    assert dataset_info("cifar10").classes[:2] == ("airplane", "automobile")
+    assert len(set(dataset_info("cifar100").classes)) == 100
     assert dataset_info("cifar10").num_classes == 10 and dataset_info("cifar10").input_size == 32
     assert dataset_info("cifar100").num_classes == 100 and dataset_info("cifar100").in_chans == 3
 

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
+from torch import nn
 
 from .fileio import atomic_path
 from .net import ResizableNet
 from .registry import create_model
 
-__all__ = ["atomic_save", "save_checkpoint", "load_checkpoint", "load_model", "resolve_checkpoint", "CHECKPOINT_NAME"]
+__all__ = ["atomic_save", "save_checkpoint", "load_checkpoint", "load_model", "load_weights", "resolve_checkpoint",
+           "check_model_fits", "CHECKPOINT_NAME", "CheckpointError"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = "resizable-checkpoint"
@@ -50,13 +53,88 @@ def resolve_checkpoint(path: PathLike) -> Path:
     return p
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: unreadable, not a resizable checkpoint, or refused."""
+
+
+def _read(p: Path, map_location: Any) -> Any:
+    """``torch.load`` with ``weights_only=True``: tensors and plain values only, so a file can never
+    run code while it loads. Every failure becomes one :class:`CheckpointError` naming the file."""
+    import pickle
+    import warnings
+    import zipfile
+
+    size = p.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{p}: empty file (0 bytes), not a checkpoint")
+    with open(p, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive; files from torch < 1.6 start with a pickled magic number
+    if not zipfile.is_zipfile(p) and head[:3] != b"\x80\x02\x8a":
+        kind = "a zip archive cut short (truncated?)" if head[:2] == b"PK" else "another kind of file"
+        raise CheckpointError(f"{p}: not a torch checkpoint ({size} bytes; {kind})")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        text = str(e)
+        found = re.search(r"GLOBAL ([\w.]+)|global: ([\w.]+)", text)
+        if found:
+            what = next(g for g in found.groups() if g)
+            raise CheckpointError(f"{p}: refused: loading it would call {what}, and only tensors and plain "
+                                  f"values are loaded (resizable checkpoints never need more)") from None
+        raise CheckpointError(f"{p}: refused: its data is not made of tensors and plain values only "
+                              f"({_first_line(text)[:120]})") from None
+    except Exception as e:  # torch raises RuntimeError, EOFError, KeyError... for damaged archives
+        detail = _first_line(str(e)).split(". ")[0][:160]
+        raise CheckpointError(f"{p}: corrupt torch checkpoint ({size} bytes; {type(e).__name__}: {detail})") from None
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
 def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (file or run folder)."""
+    """Read a checkpoint written by :func:`save_checkpoint` (file or run folder).
+
+    Loads tensors and plain values only (``weights_only=True``): a crafted file cannot run code.
+    Raises :class:`CheckpointError` (a ``ValueError``) naming the file when it is empty, truncated,
+    corrupt, refused, or not a resizable checkpoint.
+    """
     p = resolve_checkpoint(path)
-    payload = torch.load(p, map_location=map_location, weights_only=False)
+    payload = _read(p, map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{p} is not a resizable checkpoint (no format={FORMAT!r} field)")
+        raise CheckpointError(f"{p} is not a resizable checkpoint (no format={FORMAT!r} field)")
+    missing = [k for k in ("model_name", "model_kwargs", "model") if k not in payload]
+    if missing or not isinstance(payload.get("model_kwargs"), dict) or not isinstance(payload.get("model"), dict):
+        raise CheckpointError(f"{p}: damaged resizable checkpoint (missing or malformed: "
+                              f"{', '.join(missing) or 'model_kwargs/model'})")
     return payload
+
+
+def load_weights(model: nn.Module, state: Dict[str, Any], source: Any) -> None:
+    """``model.load_state_dict(state)``, with a short :class:`CheckpointError` naming ``source`` and the first
+    differences instead of torch's list of every mismatched tensor."""
+    mine = model.state_dict()
+    missing = [k for k in mine if k not in state]
+    extra = [k for k in state if k not in mine]
+    shapes = [k for k in mine if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(mine[k].shape)]
+    if missing or extra or shapes:
+        parts = []
+        if shapes:
+            k = shapes[0]
+            parts.append(f"{len(shapes)} tensor(s) of another shape, e.g. {k}: file {tuple(state[k].shape)}, "
+                         f"model {tuple(mine[k].shape)}")
+        if missing:
+            parts.append(f"{len(missing)} missing, e.g. {missing[0]}")
+        if extra:
+            parts.append(f"{len(extra)} unexpected, e.g. {extra[0]}")
+        raise CheckpointError(f"{source}: the weights do not fit this model ({'; '.join(parts)})")
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError) as e:
+        raise CheckpointError(f"{source}: the weights do not load ({_first_line(str(e))})") from None
 
 
 def load_model(path: PathLike, map_location: Any = "cpu") -> Tuple[ResizableNet, Dict[str, Any]]:
@@ -67,10 +145,25 @@ def load_model(path: PathLike, map_location: Any = "cpu") -> Tuple[ResizableNet,
         map_location: where to load tensors (as in ``torch.load``).
     """
     payload = load_checkpoint(path, map_location)
-    model = create_model(payload["model_name"], **payload["model_kwargs"])
-    model.load_state_dict(payload["model"])
+    try:
+        model = create_model(payload["model_name"], **payload["model_kwargs"])
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{resolve_checkpoint(path)}: cannot rebuild its model ({_first_line(str(e))})") from None
+    load_weights(model, payload["model"], resolve_checkpoint(path))
     model.eval()
     return model, payload
+
+
+def check_model_fits(num_classes: int, in_chans: int, info: Any, source: Any) -> None:
+    """Raise ``ValueError`` when a dataset (a :class:`resizable.data.DatasetInfo`) has another number of
+    classes or channels than the model of ``source`` (a checkpoint) was built for."""
+    problems = []
+    if info.num_classes != num_classes:
+        problems.append(f"{info.num_classes} classes, the model {num_classes}")
+    if info.in_chans != in_chans:
+        problems.append(f"{info.in_chans} input channel(s), the model {in_chans}")
+    if problems:
+        raise ValueError(f"{info.name} does not fit the checkpoint {source}: the data has {' and '.join(problems)}")
 
 
 def load_model_for_data(path: PathLike, dataset: Optional[str] = None, data_dir: Optional[str] = None,
@@ -89,8 +182,6 @@ def load_model_for_data(path: PathLike, dataset: Optional[str] = None, data_dir:
         raise ValueError("the checkpoint does not name its dataset; pass --dataset")
     data_dir = data_dir or train_cfg.get("data_dir")
     info = dataset_info(dataset, data_dir)
-    if info.num_classes != model.num_classes or info.in_chans != model.in_chans:
-        raise ValueError(f"{dataset} has {info.num_classes} classes and {info.in_chans} channels, the model "
-                         f"{model.num_classes} and {model.in_chans}")
+    check_model_fits(model.num_classes, model.in_chans, info, resolve_checkpoint(path))
     size = int(input_size or payload.get("input_size") or train_cfg.get("input_size") or info.input_size)
     return model, payload, dataset, data_dir, size, info

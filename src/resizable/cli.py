@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
 # sub-command -> module under resizable.commands defining HELP, add_arguments(parser), run(args) -> int
 COMMANDS = {
@@ -23,8 +24,31 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (what is wrong, and where to read more), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# a value such as "-0.5,1" or "-1" after an option is a value, not an option
+_NUMBERS = re.compile(r"^-(\d|\.\d)[\d.,eE+-]*$")
+
+
+def _join_negative_values(argv: List[str]) -> List[str]:
+    """``--factors -0.5,1`` -> ``--factors=-0.5,1``, so argparse passes the value on (and the option's own
+    check then names what is wrong with it) instead of saying "expected one argument"."""
+    out: List[str] = []
+    for arg in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and _NUMBERS.match(arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="resizable",
         description="Resizable Neural Networks: train once, run at any per-stage scaling configuration.",
     )
@@ -39,20 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
-        # User errors: one clear line, no traceback.
-        print(f"resizable {args.command}: error: {e}", file=sys.stderr)
-        return 2
     except BrokenPipeError:
         # the reader went away (e.g. `resizable models | head`): not an error of ours
         sys.stderr = open(os.devnull, "w")
         return 0
+    except (ValueError, OSError) as e:
+        # User errors (bad options, missing or unreadable files): one clear line, no traceback.
+        print(f"resizable {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"resizable {args.command}: interrupted", file=sys.stderr)
         return 130

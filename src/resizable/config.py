@@ -11,7 +11,7 @@ import yaml
 
 from .fileio import atomic_write_text
 
-__all__ = ["add_dataclass_args", "resolve_config", "config_to_dict", "write_config", "parse_floats"]
+__all__ = ["add_dataclass_args", "resolve_config", "config_to_dict", "write_config", "parse_floats", "yaml_problem"]
 
 T = TypeVar("T")
 
@@ -31,12 +31,19 @@ def _parse_ints(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def yaml_problem(error: Exception) -> str:
+    """A YAML error in one line: what is wrong and where (PyYAML's own message spans several lines)."""
+    problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
+
+
 def _parse_mapping(text: str) -> dict:
     """``"{widths: [8, 16, 32]}"`` or ``"widths: [8, 16, 32]"`` -> a dict (YAML)."""
     try:
         value = yaml.safe_load(text) if str(text).strip() else {}
     except yaml.YAMLError as e:
-        raise argparse.ArgumentTypeError(f"expected a YAML mapping, got {text!r}: {e}") from None
+        raise argparse.ArgumentTypeError(f"expected a YAML mapping, got {text!r} ({yaml_problem(e)})") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a YAML mapping like '{{key: value}}', got {text!r}")
     return value
@@ -80,7 +87,11 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: Type, exclude: tupl
         help_text = f.metadata.get("help", "")
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        help_text = f"{help_text} (default: {default})" if help_text else f"(default: {default})"
+        if default is not None and "default:" not in help_text:
+            # a None default is explained by the help text itself ("default: the run's"), never printed as None
+            shown = ",".join(format(v, "g") if isinstance(v, float) else str(v) for v in default) \
+                if isinstance(default, tuple) else default
+            help_text = f"{help_text} (default: {shown})" if help_text else f"(default: {shown})"
         tp = _base_type(hints[f.name])
         if tp is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
@@ -108,13 +119,24 @@ def _coerce(cls: Type, name: str, value: Any) -> Any:
 
 
 def resolve_config(cls: Type[T], args: Optional[argparse.Namespace] = None, yaml_path: Optional[str] = None,
-                   **overrides: Any) -> T:
-    """Defaults of ``cls``, then the YAML mapping at ``yaml_path``, then command-line ``args``, then
-    ``overrides``. Unknown keys raise ``ValueError`` naming the accepted ones."""
+                   base: Optional[Dict[str, Any]] = None, **overrides: Any) -> T:
+    """Defaults of ``cls``, then ``base`` (e.g. a run's saved options), then the YAML mapping at
+    ``yaml_path``, then command-line ``args``, then ``overrides``. Unknown keys raise ``ValueError``
+    naming the accepted ones."""
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     values: Dict[str, Any] = {}
+    if base:
+        unknown = sorted(set(base) - set(names))
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown}; accepted: {names}")
+        values.update(base)
     if yaml_path:
-        data = yaml.safe_load(Path(yaml_path).read_text()) or {}
+        if not Path(yaml_path).is_file():
+            raise FileNotFoundError(f"no config file at {yaml_path} (--config takes a YAML file of option: value)")
+        try:
+            data = yaml.safe_load(Path(yaml_path).read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{yaml_path}: not readable YAML ({yaml_problem(e)})") from None
         if not isinstance(data, dict):
             raise ValueError(f"{yaml_path}: a config file must be a mapping of option: value")
         data = {str(k).replace("-", "_"): v for k, v in data.items()}

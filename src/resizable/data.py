@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from .imagefolder import drop_unreadable, folder_stats, load_imagefolder
+
 __all__ = [
     "DATASETS",
     "SPLITS",
@@ -42,15 +44,25 @@ SPLITS: tuple[str, ...] = ("train", "test", "val")
 
 SYSTEM_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 # Per-channel statistics of the training sets (pixel values scaled to [0, 1]).
 _STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "fashion-mnist": ((0.2860,), (0.3530,)),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
+
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR100_CLASSES = tuple("""
+apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can castle
+caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin elephant flatfish
+forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle
+mountain mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine
+possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper snail snake spider squirrel streetcar
+sunflower sweet_pepper table tank telephone television tiger tractor train trout tulip turtle wardrobe whale
+willow_tree wolf woman worm""".split())
+_CLASSES = {"fashion-mnist": FASHION_MNIST_CLASSES, "cifar10": CIFAR10_CLASSES, "cifar100": CIFAR100_CLASSES}
 
 # Random-crop padding at the native resolution; scaled if input_size differs.
 _CROP_PAD = {"fashion-mnist": 2, "cifar10": 4, "cifar100": 4}
@@ -90,6 +102,8 @@ class DatasetInfo:
     input_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    classes: tuple[str, ...] = ()  # class names, in label order
+    note: str = ""  # how the values were found, when they were inferred from the data (one line)
 
 
 # --------------------------------------------------------------------------- names
@@ -116,35 +130,29 @@ def default_data_root() -> Path:
     return Path.home() / ".cache" / "resizable" / "data"
 
 
-def _list_classes(directory: Path) -> list[str]:
-    # Same rule as torchvision's ImageFolder so the counts always agree.
-    return sorted(entry.name for entry in os.scandir(directory) if entry.is_dir())
-
-
 def dataset_info(name: str, data_dir: str | None = None) -> DatasetInfo:
     """Describe a dataset without loading its images.
 
     Args:
         name: one of ``DATASETS``.
         data_dir: dataset root; required for ``imagefolder`` (classes are the
-            folders under ``data_dir/train``), ignored otherwise.
+            folders under ``data_dir/train``; channels, input size and mean/std
+            are inferred from a sample of its images), ignored otherwise.
     """
     key = _check_name(name)
     if key == "fashion-mnist":
         mean, std = _STATS[key]
-        return DatasetInfo(key, 10, 1, 28, mean, std)
+        return DatasetInfo(key, 10, 1, 28, mean, std, _CLASSES[key])
     if key in ("cifar10", "cifar100"):
         mean, std = _STATS[key]
-        return DatasetInfo(key, _CIFAR_LAYOUT[key][4], 3, 32, mean, std)
+        return DatasetInfo(key, _CIFAR_LAYOUT[key][4], 3, 32, mean, std, _CLASSES[key])
     if data_dir is None:
         raise ValueError("dataset 'imagefolder' needs data_dir (a folder with train/<class>/ subfolders)")
-    train_dir = Path(data_dir).expanduser() / "train"
-    if not train_dir.is_dir():
-        raise FileNotFoundError(f"imagefolder: no train folder at {train_dir} (expected train/<class>/*.jpg)")
-    classes = _list_classes(train_dir)
-    if not classes:
-        raise FileNotFoundError(f"imagefolder: {train_dir} has no class subfolders")
-    return DatasetInfo(key, len(classes), 3, 224, IMAGENET_MEAN, IMAGENET_STD)
+    from .imagefolder import describe
+
+    stats = folder_stats(str(Path(data_dir).expanduser()))
+    return DatasetInfo(key, len(stats.classes), stats.in_chans, stats.input_size, stats.mean, stats.std,
+                       stats.classes, describe(stats))
 
 
 # ----------------------------------------------------------------------- idx files
@@ -439,47 +447,6 @@ def _resize_uint8(images: Tensor, size: int, chunk: int = 4096) -> Tensor:
     return out
 
 
-def _imagefolder_dir(root: Path, split: str) -> Path:
-    candidates = [root / "train"] if split == "train" else [root / "val", root / "test"]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(
-        f"imagefolder: no {split} folder under {root}; looked for {', '.join(str(c) for c in candidates)}"
-    )
-
-
-def _load_imagefolder(data_dir: str | None, split: str, augment: bool, input_size: int) -> Dataset:
-    from torchvision import datasets, transforms as T
-
-    if data_dir is None:
-        raise ValueError("dataset 'imagefolder' needs data_dir (a folder with train/ and val/ subfolders)")
-    root = Path(data_dir).expanduser()
-    directory = _imagefolder_dir(root, split)
-    normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-    if augment:
-        transform = T.Compose(
-            [T.RandomResizedCrop(input_size), T.RandomHorizontalFlip(), T.ToTensor(), normalize]
-        )
-    else:
-        transform = T.Compose(
-            [T.Resize(int(input_size / 0.875)), T.CenterCrop(input_size), T.ToTensor(), normalize]
-        )
-    dataset = datasets.ImageFolder(str(directory), transform=transform)
-    train_dir = root / "train"
-    if split == "test" and train_dir.is_dir():
-        # ImageFolder numbers classes per folder; a mismatch would silently shift labels.
-        train_classes = _list_classes(train_dir)
-        if dataset.classes != train_classes:
-            missing = sorted(set(train_classes) - set(dataset.classes))
-            extra = sorted(set(dataset.classes) - set(train_classes))
-            raise ValueError(
-                f"imagefolder: class folders of {directory} differ from {train_dir} "
-                f"(missing: {missing[:5]}, extra: {extra[:5]}); labels would not match"
-            )
-    return dataset
-
-
 def load_dataset(
     name: str,
     split: str,
@@ -488,6 +455,7 @@ def load_dataset(
     download: bool = False,
     augment: bool | None = None,
     input_size: int | None = None,
+    bad_images: str = "error",
 ) -> Dataset:
     """Load one split of a dataset.
 
@@ -500,10 +468,14 @@ def load_dataset(
         download: fetch missing files with torchvision (needs internet).
         augment: training augmentation; defaults to ``split == "train"``.
         input_size: image side length; defaults to the dataset's native size
-            (224 for imagefolder). Small datasets are resized once at load time.
+            (for imagefolder: inferred from its images, at most 224). Small
+            datasets are resized once at load time.
+        bad_images: imagefolder only: ``error`` (an unreadable image stops with
+            its path), ``skip`` (left out, with a warning naming it) or ``scan``
+            (like ``error``; the trainer reads every image first).
 
     Fashion-MNIST and CIFAR return a ``TensorImageDataset``; ``imagefolder``
-    returns a ``torchvision.datasets.ImageFolder`` with the standard transforms.
+    returns a map-style dataset of normalized tensors (see :mod:`resizable.imagefolder`).
     """
     key = _check_name(name)
     split = _check_split(split)
@@ -512,7 +484,10 @@ def load_dataset(
     if input_size is not None and (not isinstance(input_size, int) or input_size < 1):
         raise ValueError(f"input_size must be a positive integer or None, got {input_size!r}")
     if key == "imagefolder":
-        return _load_imagefolder(data_dir, split, augment, input_size or 224)
+        if data_dir is None:
+            raise ValueError("dataset 'imagefolder' needs data_dir (a folder with train/ and val/ subfolders)")
+        return load_imagefolder(str(Path(data_dir).expanduser()), split, augment=augment, input_size=input_size,
+                                bad_images=bad_images)
 
     if key == "fashion-mnist":
         images, labels = _load_fashion_mnist(split, data_dir, download)
@@ -704,6 +679,7 @@ def make_loader(
             generator=generator,
             num_workers=num_workers,
             drop_last=drop_last,
+            collate_fn=drop_unreadable,
         )
     else:
         generator_seed = _epoch_seed(seed, epoch)
@@ -714,5 +690,6 @@ def make_loader(
             generator=generator,
             num_workers=num_workers,
             drop_last=drop_last,
+            collate_fn=drop_unreadable,
         )
     return _SeededDataLoader(loader, generator, generator_seed)

@@ -49,8 +49,8 @@ def write_table(rows: List[Dict[str, Any]], path: Path) -> None:
         writer = csv.writer(f)
         writer.writerow(["config", "mflops_macs", "interp_mmacs", "top1_pct", "top5_pct", "loss"])
         for r in rows:
-            writer.writerow([r["config"], f"{r['mflops']:.4f}", f"{r['interp_mmacs']:.4f}", f"{r['top1']:.2f}",
-                             f"{r['top5']:.2f}", f"{r['loss']:.4f}"])
+            writer.writerow([r["config"], f"{r['mmacs']:.4f}", f"{r['interp_mmacs']:.4f}", f"{r['top1_pct']:.2f}",
+                             f"{r['top5_pct']:.2f}", f"{r['loss']:.4f}"])
 
 
 def plot_accuracy_vs_flops(rows: List[Dict[str, Any]], path: Path, title: str) -> None:
@@ -61,11 +61,11 @@ def plot_accuracy_vs_flops(rows: List[Dict[str, Any]], path: Path, title: str) -
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    xs = [r["mflops"] for r in rows]
-    ys = [r["top1"] for r in rows]
+    xs = [r["mmacs"] for r in rows]
+    ys = [r["top1_pct"] for r in rows]
     ax.scatter(xs, ys, s=18, alpha=0.8, label=f"{len(rows)} configurations")
-    for r in (min(rows, key=lambda r: r["mflops"]), max(rows, key=lambda r: r["mflops"])):
-        ax.annotate(r["config"], (r["mflops"], r["top1"]), textcoords="offset points", xytext=(4, -12), fontsize=7)
+    for r in (min(rows, key=lambda r: r["mmacs"]), max(rows, key=lambda r: r["mmacs"])):
+        ax.annotate(r["config"], (r["mmacs"], r["top1_pct"]), textcoords="offset points", xytext=(4, -12), fontsize=7)
     ax.set_xlabel("MFLOPs (multiply-accumulates, millions)")
     ax.set_ylabel("test top-1 (%)")
     ax.set_title(title, fontsize=9)
@@ -97,33 +97,33 @@ def run_demo(cfg: DemoConfig) -> Path:
     train_seconds = time.perf_counter() - start
     rows = evaluate_checkpoint(str(run_dir), "all", device=cfg.device, progress=cfg.progress,
                                calibrate_bn=cfg.calibrate_bn)
-    rows.sort(key=lambda r: (r["mflops"], r["config"]))
+    rows.sort(key=lambda r: (r["mmacs"], r["config"]))
     print(f"\n{'config':<24}{'MFLOPs':>9}{'top-1 %':>9}")
     for r in rows:
-        print(f"{r['config']:<24}{r['mflops']:>9.2f}{r['top1']:>9.2f}")
-    full = max(rows, key=lambda r: r["mflops"])
-    worst = min(rows, key=lambda r: r["top1"])
+        print(f"{r['config']:<24}{r['mmacs']:>9.2f}{r['top1_pct']:>9.2f}")
+    full = max(rows, key=lambda r: r["mmacs"])
+    worst = min(rows, key=lambda r: r["top1_pct"])
     write_table(rows, run_dir / "configs.csv")
     plot_accuracy_vs_flops(rows, run_dir / "accuracy_vs_flops.png",
                            f"RS-{cfg.model} on Fashion-MNIST ({len(rows)} configurations, one network)")
     total = time.perf_counter() - start
-    best = max(rows, key=lambda r: (r["top1"], -r["mflops"]))
+    best = max(rows, key=lambda r: (r["top1_pct"], -r["mmacs"]))
     summary = {
         "model": cfg.model, "model_args": dict(cfg.model_args), "factors": list(cfg.factors),
         "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
         "seed": cfg.seed,
         "calibrate_bn": cfg.calibrate_bn, "num_configs": len(rows),
-        "full": {"config": full["config"], "top1": full["top1"], "mflops": full["mflops"]},
-        "worst": {"config": worst["config"], "top1": worst["top1"], "mflops": worst["mflops"]},
-        "best": {"config": best["config"], "top1": best["top1"], "mflops": best["mflops"]},
-        "gap_points": full["top1"] - worst["top1"],
+        "full": {"config": full["config"], "top1": full["top1_pct"], "mflops": full["mmacs"]},
+        "worst": {"config": worst["config"], "top1": worst["top1_pct"], "mflops": worst["mmacs"]},
+        "best": {"config": best["config"], "top1": best["top1_pct"], "mflops": best["mmacs"]},
+        "gap_points": full["top1_pct"] - worst["top1_pct"],
         "seconds": {"total": total, "train": train_seconds, "evaluate": total - train_seconds},
         "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    print(f"\nfull configuration {full['config']}: {full['top1']:.2f}% top-1 at {full['mflops']:.2f} MFLOPs")
-    print(f"worst configuration {worst['config']}: {worst['top1']:.2f}% "
-          f"({full['top1'] - worst['top1']:.2f} points below the full one)")
+    print(f"\nfull configuration {full['config']}: {full['top1_pct']:.2f}% top-1 at {full['mmacs']:.2f} MFLOPs")
+    print(f"worst configuration {worst['config']}: {worst['top1_pct']:.2f}% "
+          f"({full['top1_pct'] - worst['top1_pct']:.2f} points below the full one)")
     print(f"wrote {run_dir / 'configs.csv'} and {run_dir / 'accuracy_vs_flops.png'}")
     print(f"time: {total:.0f} s (training {train_seconds:.0f} s, evaluating {total - train_seconds:.0f} s)")
     return run_dir

@@ -12,7 +12,8 @@ Formats:
   ``module`` field spells this out and :func:`load_static` does it.
 
 Every file ``F`` gets a sidecar ``F.json`` (model name and arguments, configuration, factor list,
-input size, format, whether BN was folded, MACs). Both are written atomically.
+input size, format, whether BN was folded, MACs; from a checkpoint also the preprocessing the
+network expects, its class names, and which BN statistics it carries). Both are written atomically.
 """
 from __future__ import annotations
 
@@ -23,13 +24,13 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from .checkpoint import load_model, resolve_checkpoint
-from .configs import format_config, parse_config
+from .configs import Config, format_config, parse_config
 from .export import export
 from .fileio import atomic_path, atomic_write_text
 from .flops import count_flops
@@ -136,6 +137,7 @@ def export_to_file(
     model_kwargs: Optional[Dict[str, Any]] = None,
     onnx_exporter: str = "dynamo",
     opset: Optional[int] = None,
+    extra_meta: Optional[Dict[str, Any]] = None,
 ) -> ExportResult:
     """Write the static sub-network of ``config`` to ``path`` (atomically) and its sidecar ``path.json``.
 
@@ -153,6 +155,7 @@ def export_to_file(
             that rebuild ``model``; recorded in the sidecar (needed to reload a ``state_dict``).
         onnx_exporter: ``"dynamo"`` (torch's default exporter) or ``"legacy"`` (faster, deprecated).
         opset: ONNX opset (default: the exporter's).
+        extra_meta: more sidecar fields (JSON values), e.g. ``preprocessing``, ``classes``, ``bn_statistics``.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; accepted: {', '.join(FORMATS)}")
@@ -185,6 +188,7 @@ def export_to_file(
         "module": f"resizable.fold_bn({module})" if fold_bn else module,
         "file": path.name,
         "torch_version": torch.__version__,
+        **_jsonable(extra_meta or {}, "extra_meta"),
     }
     if format == "onnx":
         meta["onnx_exporter"] = onnx_exporter
@@ -204,6 +208,64 @@ def export_to_file(
     return ExportResult(path, sidecar, meta)
 
 
+def check_stage_sizes(model: ResizableNet, config: Config, input_size: SizeLike, trained_size: SizeLike) -> None:
+    """Refuse an input size that shrinks a stage of ``config`` to 1x1 px when it is larger at the size
+    the network was trained at (such a network runs, but computes something it never learnt)."""
+    at = model.stage_sizes(input_size, config)
+    trained = model.stage_sizes(trained_size, config)
+    for i, ((h, w), (th, tw)) in enumerate(zip(at, trained)):
+        if h * w == 1 and th * tw > 1:
+            th_, tw_ = to_size2d(trained_size)
+            ok = next((n for n in range(max(to_size2d(input_size)), max(th_, tw_) + 1)
+                       if all(a * b > 1 for (a, b), (c, d) in zip(model.stage_sizes(n, config), trained)
+                              if c * d > 1)), max(th_, tw_))
+            ih, iw = to_size2d(input_size)
+            raise ValueError(f"--input-size {ih if ih == iw else f'{ih},{iw}'} shrinks stage {i + 1} of {format_config(config)} to 1x1 px "
+                             f"(it runs at {th}x{tw} at the trained size {th_}x{tw_}); give --input-size {ok} or more")
+
+
+def _preprocessing(payload: Dict[str, Any], hw: Tuple[int, int]) -> Dict[str, Any]:
+    """Sidecar fields that say how to feed the network: from the checkpoint's data record, else its dataset."""
+    data = dict(payload.get("data") or {})
+    if not data:
+        from .data import dataset_info
+
+        train_cfg = payload.get("train_config") or {}
+        try:
+            info = dataset_info(train_cfg["dataset"], train_cfg.get("data_dir"))
+            data = {"dataset": info.name, "in_chans": info.in_chans, "mean": list(info.mean), "std": list(info.std),
+                    "classes": list(info.classes)}
+        except (KeyError, ValueError, OSError):
+            return {"preprocessing": None, "classes": None}
+    pre = {"input_size": list(hw), "in_chans": data.get("in_chans"), "channel_order": "RGB" if
+           data.get("in_chans") == 3 else "gray", "pixel_scale": "values in [0, 1] (uint8 / 255)",
+           "mean": data.get("mean"), "std": data.get("std"), "normalize": "(x - mean) / std per channel",
+           "dataset": data.get("dataset")}
+    return {"preprocessing": pre, "classes": data.get("classes") or None}
+
+
+def _calibrate(model: ResizableNet, payload: Dict[str, Any], config: Config, batches: int, batch_size: int,
+               hw: Tuple[int, int]) -> Dict[str, Any]:
+    """Recompute ``config``'s BN statistics on the run's training images, as ``resizable table --calibrate-bn``
+    does (train split, no augmentation, shuffled with seed 0, whole batches)."""
+    from .calibrate import calibrate_bn
+    from .data import dataset_info, load_dataset, make_loader
+
+    train_cfg = payload.get("train_config") or {}
+    if not train_cfg.get("dataset"):
+        raise ValueError("--calibrate-bn needs the training data, and the checkpoint does not name its dataset")
+    info = dataset_info(train_cfg["dataset"], train_cfg.get("data_dir"))
+    size = int(payload.get("input_size") or train_cfg.get("input_size") or info.input_size)
+    data = load_dataset(info.name, "train", data_dir=train_cfg.get("data_dir"), augment=False,
+                        input_size=None if size == info.input_size else size)
+    loader = make_loader(data, batch_size, shuffle=True, seed=0, drop_last=True)
+    if len(loader) < batches:
+        raise ValueError(f"--calibrate-bn {batches}: the training set has only {len(loader)} batches of {batch_size}")
+    calibrate_bn(model, config, loader, batches)
+    return {"source": "recalibrated", "batches": batches, "batch_size": batch_size,
+            "data": f"{info.name} train split at {size} px, no augmentation, shuffled with seed 0"}
+
+
 def export_checkpoint(
     checkpoint: PathLike,
     config: Union[str, Sequence[float]],
@@ -213,6 +275,8 @@ def export_checkpoint(
     out: Optional[PathLike] = None,
     fold_bn: bool = False,
     onnx_exporter: str = "dynamo",
+    calibrate_bn: int = 0,
+    calibrate_batch_size: int = 256,
 ) -> ExportResult:
     """Export one configuration of a saved model (what ``resizable export`` runs).
 
@@ -220,18 +284,32 @@ def export_checkpoint(
         checkpoint: a run folder or a checkpoint file.
         config: one factor per stage, or ``"0.65,0.85,1,1"`` / ``"min"`` / ``"max"``.
         format: one of :data:`FORMATS`.
-        input_size: ``H`` or ``(H, W)`` (default: :func:`natural_input_size`).
+        input_size: ``H`` or ``(H, W)`` (default: the size the run trained at, else
+            :func:`natural_input_size`); a size that shrinks a stage to 1x1 px is refused.
         out: the file to write, or a folder for the default name; default: ``export/`` in the run
             folder (beside the checkpoint file).
         fold_bn: fold BN into the convolutions.
         onnx_exporter: see :func:`export_to_file`.
+        calibrate_bn: if > 0, first recompute the configuration's BN statistics on this many training
+            batches (the basis of ``resizable table --calibrate-bn``); the sidecar records it.
+        calibrate_batch_size: the batch size of those batches (``resizable table``'s default is 256).
     """
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; accepted: {', '.join(FORMATS)}")
+    if calibrate_bn < 0 or calibrate_batch_size < 1:
+        raise ValueError(f"--calibrate-bn must be >= 0 and --calibrate-batch-size >= 1, got {calibrate_bn} "
+                         f"and {calibrate_batch_size}")
     ckpt_file = resolve_checkpoint(checkpoint)
     model, payload = load_model(ckpt_file)
     config = parse_config(config, model.factors, model.num_stages)
-    hw = to_size2d(natural_input_size(model) if input_size is None else input_size)
+    trained = (payload.get("input_size") or (payload.get("data") or {}).get("input_size")
+               or (payload.get("train_config") or {}).get("input_size") or natural_input_size(model))
+    trained = int(trained)
+    hw = to_size2d(trained if input_size is None else input_size)
+    check_stage_sizes(model, config, hw, trained)
+    extra = _preprocessing(payload, hw)
+    extra["bn_statistics"] = (_calibrate(model, payload, config, calibrate_bn, calibrate_batch_size, hw)
+                              if calibrate_bn else {"source": "as trained (running averages)"})
     name = default_export_name(payload["model_name"], config, hw, format, fold_bn)
     if out is None:
         path = ckpt_file.parent / "export" / name
@@ -241,7 +319,7 @@ def export_checkpoint(
             path = path / name
     return export_to_file(model, config, path, input_size=hw, format=format, fold_bn=fold_bn,
                           model_name=payload["model_name"], model_kwargs=payload["model_kwargs"],
-                          onnx_exporter=onnx_exporter)
+                          onnx_exporter=onnx_exporter, extra_meta=extra)
 
 
 def load_static(path: PathLike) -> nn.Module:

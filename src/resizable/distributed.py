@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "launch_info", "setup", "cleanup", "resolve_device", "barrier"]
+__all__ = ["DistInfo", "launch_info", "setup", "cleanup", "resolve_device", "barrier", "is_main_process"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,11 @@ def setup(device: str = "auto") -> DistInfo:
             torch.cuda.set_device(dev)
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=world_size)
     return DistInfo(rank, world_size, local_rank, dev)
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun launch, or a plain process (works before and after :func:`setup`)."""
+    return launch_info()[0] == 0
 
 
 def barrier() -> None:

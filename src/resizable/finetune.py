@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from .checkpoint import CHECKPOINT_NAME, atomic_save, load_checkpoint, load_model, resolve_checkpoint
+from .checkpoint import (CHECKPOINT_NAME, atomic_save, check_model_fits, load_checkpoint, load_model,
+                         resolve_checkpoint)
 from .data import dataset_info, load_dataset, make_loader
 from .distributed import resolve_device
 from .configs import format_config, parse_config
+from .fileio import atomic_write_text
 from .train import TrainConfig, evaluate, train
 
 __all__ = ["FinetuneConfig", "finetune"]
@@ -104,7 +106,9 @@ def finetune(cfg: FinetuneConfig) -> Path:
         raise ValueError("the checkpoint does not name its dataset; pass --dataset")
     data_dir = cfg.data_dir or (train_cfg.get("data_dir") if dataset == train_cfg.get("dataset") else None)
     input_size = payload.get("input_size") or train_cfg.get("input_size")
-    native = dataset_info(dataset, data_dir).input_size
+    info = dataset_info(dataset, data_dir)
+    check_model_fits(model.num_classes, model.in_chans, info, resolve_checkpoint(cfg.checkpoint))
+    native = info.input_size
     input_size = None if input_size in (None, native) else int(input_size)
     tc = _train_config(cfg, payload, config, input_size)
 
@@ -119,7 +123,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
     summary = {"config": format_config(config), "from": str(resolve_checkpoint(cfg.checkpoint)),
                "epochs": cfg.epochs, "lr": tc.lr, "dataset": dataset, "split": "test",
                "before": before, "after": after}
-    (run_dir / "finetune.json").write_text(json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(run_dir / "finetune.json", json.dumps(summary, indent=1) + "\n")
     raw = load_checkpoint(run_dir)
     raw["finetune"] = summary
     atomic_save(raw, run_dir / CHECKPOINT_NAME)

@@ -21,13 +21,17 @@ import torch
 from torch import nn
 
 from . import distributed
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_NAME, check_model_fits, load_checkpoint, load_weights, save_checkpoint
 from .config import write_config
+from .console import progress_enabled
 from .data import dataset_info, load_dataset, make_loader
 from .configs import format_config, parse_configs
 from .evaluate import Calibration, accuracy, autocast, config_costs, evaluate_configs
+from .fileio import atomic_write_text
+from .imagefolder import BAD_IMAGES, scan_images
 from .net import Config, ResizableNet
 from .registry import create_model
+from .runs import check_new_run_folder, record_resume, resume_changes, resume_folder, saved_options
 from .sampling import SAMPLING_MODES, ConfigSampler
 
 __all__ = ["TrainConfig", "train", "evaluate", "build_optimizer", "lr_factor", "evaluate_checkpoint"]
@@ -57,6 +61,9 @@ class TrainConfig:
     input_size: Optional[int] = _opt(None, "input resolution (default: the dataset's)")
     augment: bool = _opt(True, "random crop and flip on training images")
     workers: int = _opt(0, "data-loading worker processes (imagefolder)")
+    bad_images: str = _opt("error", "imagefolder: an unreadable image stops the run naming it (error), is left out "
+                                    "with a warning (skip), or every image is checked before training (scan)",
+                           choices=BAD_IMAGES)
     # optimisation (units: epochs, images per step over all ranks, learning rate per step)
     epochs: int = _opt(10, "training epochs")
     batch_size: int = _opt(128, "global mini-batch size (split over ranks)")
@@ -105,6 +112,10 @@ class TrainConfig:
             (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; accepted: {', '.join(SCHEDULES)}"),
             (self.sampling in SAMPLING_MODES, f"unknown sampling {self.sampling!r}; accepted: {', '.join(SAMPLING_MODES)}"),
             (self.recipe in RECIPES, f"unknown recipe {self.recipe!r}; accepted: {', '.join(RECIPES)}"),
+            (self.bad_images in BAD_IMAGES, f"unknown bad_images {self.bad_images!r}; accepted: {', '.join(BAD_IMAGES)}"),
+            (self.input_size is None or self.input_size >= 1, f"input_size must be >= 1, got {self.input_size}"),
+            (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
+            (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
             (isinstance(self.model_args, dict), f"model_args must be a mapping, got {self.model_args!r}"),
             (self.eval_calibrate_bn >= 0, f"eval_calibrate_bn must be >= 0, got {self.eval_calibrate_bn}"),
             (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
@@ -171,7 +182,7 @@ def evaluate(
         total: Optional[int] = len(loader)  # type: ignore[arg-type]
     except TypeError:
         total = None
-    with tqdm(total=total, desc="eval", leave=False, disable=not progress) as bar:
+    with tqdm(total=total, desc="eval", leave=False, disable=not progress_enabled(progress)) as bar:
         counts = evaluate_configs(model, loader, configs, calibrate=calibrate, amp=amp, on_batch=lambda: bar.update(1))
     return {c: accuracy(counts[c]) for c in configs}
 
@@ -187,23 +198,37 @@ class _Run:
             raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {self.dist.world_size} ranks")
         if cfg.amp and self.dist.device.type == "cpu" and not hasattr(torch, "bfloat16"):
             raise ValueError("amp on CPU needs bfloat16 support")
-        self.run_dir = self._run_dir()
+        # Everything is checked before the run folder is made: a refused run leaves nothing behind.
+        self.run_dir, self.resume_changes, self.reused = self._plan_run_dir()
         info = dataset_info(cfg.dataset, cfg.data_dir)
+        self.info = info
         self.input_size = cfg.input_size or info.input_size
-        self.train_set = load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir, download=cfg.download,
-                                      augment=cfg.augment, input_size=cfg.input_size)
-        self.test_set = load_dataset(cfg.dataset, "test", data_dir=cfg.data_dir, download=cfg.download,
-                                     augment=False, input_size=cfg.input_size)
+        self._say(f"data: {info.note}" if info.note else
+                  f"data: {info.name}, {info.num_classes} classes, {info.in_chans} channel(s), {self.input_size} px")
+        if info.name == "imagefolder" and cfg.bad_images == "scan" and self.dist.is_main:
+            self._say(f"scanning every image of {cfg.data_dir} (--bad-images scan) ...")
+            self._say(f"all {scan_images(str(cfg.data_dir))} images are readable")
+        load = dict(data_dir=cfg.data_dir, input_size=cfg.input_size, bad_images=cfg.bad_images)
+        self.train_set = load_dataset(cfg.dataset, "train", download=cfg.download, augment=cfg.augment, **load)
+        self.test_set = load_dataset(cfg.dataset, "test", download=cfg.download, augment=False, **load)
+        labels = getattr(self.train_set, "labels", None)
+        if labels is not None and labels.unique().numel() < 2:
+            raise ValueError(f"every training image of {cfg.dataset} ({cfg.data_dir or 'the system copy'}) has the "
+                             f"same label; a classifier needs at least 2 classes")
         # BN recalibration before evaluation sees training images as the test will see them
-        self.calib_set = (load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir, augment=False,
-                                       input_size=cfg.input_size) if cfg.eval_calibrate_bn else None)
+        self.calib_set = (load_dataset(cfg.dataset, "train", augment=False, **load) if cfg.eval_calibrate_bn else None)
         self.model_kwargs = {"factors": tuple(cfg.factors), "num_classes": info.num_classes,
                              "in_chans": info.in_chans, **cfg.model_args}
         torch.manual_seed(cfg.seed)  # weight init only; DDP also broadcasts rank 0's weights
         self.model = create_model(cfg.model, **self.model_kwargs)
         if cfg.init_checkpoint:
             payload = load_checkpoint(cfg.init_checkpoint)
-            self.model.load_state_dict(payload["model"])
+            kw = payload["model_kwargs"]
+            check_model_fits(int(kw.get("num_classes", 0)), int(kw.get("in_chans", 0)), info, cfg.init_checkpoint)
+            if payload["model_name"] != cfg.model:
+                raise ValueError(f"--init-checkpoint {cfg.init_checkpoint} holds {payload['model_name']}, "
+                                 f"not {cfg.model}")
+            load_weights(self.model, payload["model"], cfg.init_checkpoint)
         self.model.to(self.dist.device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -231,37 +256,55 @@ class _Run:
         self.start_epoch = 0
         self.step = 0
         self.history: List[Dict[str, Any]] = []
-        if cfg.resume:
+        if cfg.resume and (self.run_dir / CHECKPOINT_NAME).is_file():
             self._load_resume()
+        elif cfg.resume:
+            self._say(f"{self.run_dir} holds no finished epoch; starting it from the beginning")
+        self._open_run_dir()
         self.ddp: Optional[nn.parallel.DistributedDataParallel] = None
         if self.dist.enabled:
             self.ddp = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None,
                 find_unused_parameters=True)
 
-    def _run_dir(self) -> Path:
+    def _say(self, line: str) -> None:
+        if self.dist.is_main:
+            print(line, flush=True)
+
+    def _plan_run_dir(self) -> Tuple[Path, Dict[str, Tuple[Any, Any]], bool]:
+        """The run folder and, on resume, the options changed from the run's; nothing is written yet."""
         cfg = self.cfg
         if cfg.resume:
-            path = Path(cfg.resume)
-            run_dir = path if path.is_dir() else path.parent
-            if not (run_dir / CHECKPOINT_NAME).is_file():
-                raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT_NAME} in {run_dir}")
-            return run_dir
+            run_dir = resume_folder(cfg.resume)
+            return run_dir, resume_changes(cfg, saved_options(run_dir, TrainConfig), run_dir), False
         name = cfg.name or f"{cfg.model}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = Path(cfg.out_dir) / name
+        return run_dir, {}, check_new_run_folder(run_dir)
+
+    def _open_run_dir(self) -> None:
+        """Make (or re-use) the run folder once every check has passed; record the options."""
         if self.dist.is_main:
-            if run_dir.exists() and any(run_dir.iterdir()):
-                raise ValueError(f"run folder {run_dir} exists and is not empty; pick another --name, "
-                                 f"or continue it with --resume {run_dir}")
-            run_dir.mkdir(parents=True, exist_ok=True)
+            if self.reused:
+                self._say(f"re-using {self.run_dir}: it holds no finished epoch")
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.run_dir.glob(".*.tmp"):  # an atomic write cut short by a kill
+                stale.unlink()
+            metrics = self.run_dir / "metrics.jsonl"
+            if not self.cfg.resume or not (self.run_dir / "config.yaml").is_file():
+                write_config(self.cfg, self.run_dir / "config.yaml")
+            else:
+                note = record_resume(self.run_dir, self.cfg, self.resume_changes, self.start_epoch)
+                if note:
+                    self._say(note)
+            # the metrics are the checkpoint's history: a kill between the two writes leaves no extra line
+            atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in self.history))
         distributed.barrier()
-        return run_dir
 
     def _load_resume(self) -> None:
         payload = load_checkpoint(self.run_dir)
         if payload["model_name"] != self.cfg.model:
             raise ValueError(f"the run {self.run_dir} trains {payload['model_name']}, not {self.cfg.model}")
-        self.model.load_state_dict(payload["model"])
+        load_weights(self.model, payload["model"], self.run_dir / CHECKPOINT_NAME)
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.scaler.load_state_dict(payload["scaler"])
@@ -282,7 +325,8 @@ class _Run:
                         optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                         scaler=self.scaler.state_dict(), sampler=self.sampler.state_dict(), rng=rng,
                         epoch=epoch, step=self.step, history=self.history,
-                        train_config=dataclasses.asdict(self.cfg), input_size=self.input_size)
+                        train_config=dataclasses.asdict(self.cfg), input_size=self.input_size,
+                        data=data_record(self.info, self.input_size))
 
     def sampler_for(self, epoch: int) -> ConfigSampler:
         return self.sampler if epoch < self.switch_epoch else self.finetune_sampler
@@ -299,7 +343,7 @@ class _Run:
         self.model.train()
         loss_sum, seen = 0.0, 0
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not (cfg.progress and self.dist.is_main))
+                   disable=not progress_enabled(cfg.progress and self.dist.is_main))
         for i, (images, labels) in enumerate(loader):
             if i >= self.steps_per_epoch:
                 break
@@ -332,8 +376,13 @@ class _Run:
 
     def run(self) -> Path:
         cfg = self.cfg
-        if self.dist.is_main:
-            write_config(cfg, self.run_dir / "config.yaml")
+        if self.start_epoch >= cfg.epochs:
+            self._say(f"{self.run_dir} has finished all {cfg.epochs} epochs; nothing to train "
+                      f"(--resume {self.run_dir} --epochs N trains it longer)")
+        elif self.dist.is_main:
+            self._say(f"training {cfg.model} ({sum(p.numel() for p in self.model.parameters()) / 1e6:.3f} M params) "
+                      f"into {self.run_dir}: epochs {self.start_epoch + 1}..{cfg.epochs}, {self.steps_per_epoch} "
+                      f"steps of {len(self.sampler.sample(0))} configuration(s) each")
         test_loader = make_loader(self.test_set, cfg.eval_batch_size, shuffle=False)
         for epoch in range(self.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
@@ -353,7 +402,11 @@ class _Run:
                     f.write(json.dumps(record) + "\n")
                 # one line per epoch, with or without progress bars
                 best = ", ".join(f"{k}: {v['top1']:.2f}" for k, v in record["eval"].items())
-                print(f"epoch {epoch + 1}/{cfg.epochs}  loss {record['train_loss']:.4f}  "
+                phase = ""
+                if cfg.recipe == "aug":  # which half of Resizable-Aug this epoch belongs to
+                    phase = ("  [fair sampling]" if epoch < self.switch_epoch
+                             else f"  [fine-tuning {format_config(self.target)}]")
+                print(f"epoch {epoch + 1}/{cfg.epochs}{phase}  loss {record['train_loss']:.4f}  "
                       f"{record['train_seconds']:.1f}s  top-1 [{best}]", flush=True)
             self._save(epoch)
             distributed.barrier()
@@ -374,6 +427,12 @@ def train(cfg: TrainConfig) -> Path:
         distributed.cleanup()
 
 
+def data_record(info: Any, input_size: int) -> Dict[str, Any]:
+    """What a deployment needs to feed the network: preprocessing and class names (stored in checkpoints)."""
+    return {"dataset": info.name, "input_size": int(input_size), "in_chans": info.in_chans,
+            "mean": list(info.mean), "std": list(info.std), "classes": list(info.classes)}
+
+
 def evaluate_checkpoint(
     checkpoint: str,
     configs: str = "default",
@@ -387,38 +446,41 @@ def evaluate_checkpoint(
     calibrate_bn: int = 0,
 ) -> List[Dict[str, Any]]:
     """Evaluate a checkpoint at ``configs`` (see :func:`parse_configs`); one row per configuration
-    with ``config``, ``mflops`` (MACs, millions), ``interp_mmacs``, ``top1``, ``top5`` and ``loss``.
+    with the lookup table's column names: ``config``, ``mmacs`` (millions of MACs, interpolation
+    excluded), ``interp_mmacs``, ``top1_pct``, ``top5_pct`` and ``loss``.
 
     Args:
         checkpoint: checkpoint file or run folder.
         configs: ``default``, ``all`` or ``"0.45,0.65,1;1,1,1"``.
-        dataset, data_dir: default to the training run's.
+        dataset, data_dir: default to the training run's; their classes and channels must fit the model.
         split: ``train`` or ``test``.
         batch_size: evaluation batch size.
         device: ``auto``, ``cpu`` or ``cuda``.
+        progress: progress bar (only on a terminal).
+        calibrate_bn: recompute each configuration's BN statistics on this many training batches first.
     """
-    from .checkpoint import load_model
+    from .checkpoint import load_model_for_data
 
-    model, payload = load_model(checkpoint)
-    train_cfg = payload.get("train_config", {})
-    dataset = dataset or train_cfg.get("dataset")
-    if not dataset:
-        raise ValueError("the checkpoint does not name its dataset; pass --dataset")
-    data_dir = data_dir or train_cfg.get("data_dir")
-    input_size = payload.get("input_size") or train_cfg.get("input_size")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if calibrate_bn < 0:
+        raise ValueError(f"calibrate_bn must be >= 0, got {calibrate_bn}")
+    model, payload, dataset, data_dir, size, info = load_model_for_data(checkpoint, dataset, data_dir)
+    chosen = parse_configs(configs, model)
     dev = distributed.resolve_device(device)
     model.to(dev)
-    data = load_dataset(dataset, split, data_dir=data_dir, augment=False, input_size=train_cfg.get("input_size"))
+    input_size = None if size == info.input_size else size
+    data = load_dataset(dataset, split, data_dir=data_dir, augment=False, input_size=input_size)
     loader = make_loader(data, batch_size, shuffle=False)
     chosen = parse_configs(configs, model.factors, model.num_stages)
     calib = None
     if calibrate_bn:
-        train_set = load_dataset(dataset, "train", data_dir=data_dir, augment=False,
-                                 input_size=train_cfg.get("input_size"))
+        train_set = load_dataset(dataset, "train", data_dir=data_dir, augment=False, input_size=input_size)
         calib = make_loader(train_set, batch_size, shuffle=True, seed=0)
     results = evaluate(model, loader, chosen, progress=progress,
                        calibrate=Calibration(calib, calibrate_bn) if calib is not None else None)
     size = input_size or dataset_info(dataset, data_dir).input_size
     costs = config_costs(model, size, chosen)
-    return [{"config": format_config(c), "mflops": costs[c][0] / 1e6, "interp_mmacs": costs[c][1] / 1e6, **results[c]}
+    return [{"config": format_config(c), "mmacs": costs[c][0] / 1e6, "interp_mmacs": costs[c][1] / 1e6,
+             "top1_pct": results[c]["top1"], "top5_pct": results[c]["top5"], "loss": results[c]["loss"]}
             for c in chosen]

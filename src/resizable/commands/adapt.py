@@ -30,7 +30,7 @@ class LabelOptions:
     batch_size: int = _opt(256, "evaluation batch size")
     input_size: Optional[int] = _opt(None, "input resolution (default: the run's)")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
-    progress: bool = _opt(True, "progress bar")
+    progress: bool = _opt(True, "progress bar (shown only on a terminal)")
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class EvalOptions:
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
     out: Optional[str] = _opt(None, "also write the results as JSON here")
     json: bool = _opt(False, "print JSON instead of text")
-    progress: bool = _opt(True, "progress bar")
+    progress: bool = _opt(True, "progress bar (shown only on a terminal)")
 
 
 _SUB = {"label": (LabelOptions, "label a sample of training images with their best configuration"),
@@ -94,13 +94,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _label(opts: LabelOptions) -> int:
     from ..adapt import label_checkpoint
+    from ..console import progress_enabled
 
     if not opts.checkpoint:
         raise ValueError("--checkpoint is required")
     labels, path = label_checkpoint(opts.checkpoint, opts.out, dataset=opts.dataset, data_dir=opts.data_dir,
                                     split=opts.split, num_images=opts.num_images, seed=opts.seed,
                                     configs=opts.configs, rule=opts.rule, batch_size=opts.batch_size,
-                                    device=opts.device, input_size=opts.input_size, progress=opts.progress)
+                                    device=opts.device, input_size=opts.input_size,
+                                    progress=progress_enabled(opts.progress))
     s = labels.summary()
     common = ", ".join(f"{c} ({n})" for c, n in s["most_frequent"])
     print(f"labelled {s['images']} {labels.split} images over {s['configs']} configurations (rule: {s['rule']}); "
@@ -163,6 +165,7 @@ def format_result(r: Dict[str, Any]) -> List[str]:
 
 def _eval(opts: EvalOptions) -> int:
     from ..adapt import eval_checkpoint
+    from ..console import progress_enabled
 
     if not opts.checkpoint or not opts.classifier:
         raise ValueError("--checkpoint and --classifier are required")
@@ -170,7 +173,7 @@ def _eval(opts: EvalOptions) -> int:
     results = eval_checkpoint(opts.checkpoint, opts.classifier, budgets, dataset=opts.dataset,
                               data_dir=opts.data_dir, split=opts.split, batch_size=opts.batch_size, table=opts.table,
                               oracle=opts.oracle, count_interp=opts.count_interp, rule=opts.rule, device=opts.device,
-                              progress=opts.progress)
+                              progress=progress_enabled(opts.progress))
     if opts.out:
         _write_json(opts.out, results)
     if opts.json:

@@ -32,7 +32,7 @@ class LatencyOptions:
                                                             "taken elsewhere (needs --tag), instead of measuring"})
     export_dir: Optional[str] = field(default=None, metadata={"help": "with --template: also save each "
                                                                       "configuration as TorchScript here"})
-    progress: bool = field(default=True, metadata={"help": "progress bar"})
+    progress: bool = field(default=True, metadata={"help": "progress bar (shown only on a terminal)"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..config import resolve_config
+    from ..console import progress_enabled
     from ..latency import build_latency_table, latency_template
     from ..configs import parse_config
 
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(opts.threads)
     table = build_latency_table(model, opts.out, input_size=size, configs=configs, device=opts.device,
                                 batch_sizes=opts.batch, warmup=opts.warmup, repeats=opts.repeats, tag=opts.tag,
-                                model_name=name, progress=opts.progress)
+                                model_name=name, progress=progress_enabled(opts.progress))
     cols = [c for c in table.columns if c.startswith("latency_ms")]
     for col in cols:
         values = [table.value(c, col) for c in table.rows]

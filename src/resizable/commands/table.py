@@ -33,7 +33,7 @@ class TableOptions:
                                                          "form one resumable work unit"})
     shard: Optional[str] = field(default=None, metadata={"help": "i/n: build shard i (0-based) of n; "
                                                                 "default from torchrun's RANK/WORLD_SIZE"})
-    progress: bool = field(default=True, metadata={"help": "progress bar with time left"})
+    progress: bool = field(default=True, metadata={"help": "progress bar with time left (shown only on a terminal)"})
 
 
 def _parse_shard(text: Optional[str]) -> Optional[Tuple[int, int]]:
@@ -70,6 +70,7 @@ def _summary(table, path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import resolve_config
+    from ..console import progress_enabled
     from ..nas import table_from_checkpoint
     from ..tables import merge_latency, merge_tables, read_table
 
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             calibrate_bn=opts.calibrate_bn, calibrate_batch_size=opts.calibrate_batch_size,
             latency_device=opts.latency, latency_batch=opts.latency_batch, latency_warmup=opts.latency_warmup,
             latency_repeats=opts.latency_repeats, latency_tag=opts.latency_tag, unit_depth=opts.unit_depth,
-            shard=_parse_shard(opts.shard), progress=opts.progress)
+            shard=_parse_shard(opts.shard), progress=progress_enabled(opts.progress))
         print(_summary(table, path))
         if table.missing() and "shard" in table.meta:
             print(f"shard {table.meta['shard']} is done; the last shard to finish writes {opts.out} "

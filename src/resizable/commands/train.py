@@ -17,9 +17,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import resolve_config
+    from ..distributed import is_main_process
+    from ..runs import resume_folder, saved_options
     from ..train import TrainConfig, train
 
     cfg = resolve_config(TrainConfig, args, args.config_file)
+    if cfg.resume:
+        # a resumed run keeps its own options; only what is given here may differ (and is checked)
+        saved = saved_options(resume_folder(cfg.resume), TrainConfig)
+        saved.pop("resume", None)
+        cfg = resolve_config(TrainConfig, args, args.config_file, base=saved)
     run_dir = train(cfg)
-    print(f"run folder: {run_dir}")
+    if is_main_process():
+        print(f"run folder: {run_dir}")
     return 0
