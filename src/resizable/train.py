@@ -466,21 +466,19 @@ def evaluate_checkpoint(
     if calibrate_bn < 0:
         raise ValueError(f"calibrate_bn must be >= 0, got {calibrate_bn}")
     model, payload, dataset, data_dir, size, info = load_model_for_data(checkpoint, dataset, data_dir)
-    chosen = parse_configs(configs, model)
+    chosen = parse_configs(configs, model.factors, model.num_stages)
     dev = distributed.resolve_device(device)
     model.to(dev)
     input_size = None if size == info.input_size else size
     data = load_dataset(dataset, split, data_dir=data_dir, augment=False, input_size=input_size)
     loader = make_loader(data, batch_size, shuffle=False)
-    chosen = parse_configs(configs, model.factors, model.num_stages)
     calib = None
     if calibrate_bn:
         train_set = load_dataset(dataset, "train", data_dir=data_dir, augment=False, input_size=input_size)
         calib = make_loader(train_set, batch_size, shuffle=True, seed=0)
     results = evaluate(model, loader, chosen, progress=progress,
                        calibrate=Calibration(calib, calibrate_bn) if calib is not None else None)
-    size = input_size or dataset_info(dataset, data_dir).input_size
     costs = config_costs(model, size, chosen)
     return [{"config": format_config(c), "mmacs": costs[c][0] / 1e6, "interp_mmacs": costs[c][1] / 1e6,
-             "top1_pct": results[c]["top1"], "top5_pct": results[c]["top5"], "loss": results[c]["loss"]}
+             **{f"{k}_pct": results[c][k] for k in ("top1", "top5") if k in results[c]}, "loss": results[c]["loss"]}
             for c in chosen]
