@@ -50,8 +50,9 @@ def test_gray_folder_run_export_and_calibrated_export_matches_the_table(gray_run
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     # said before training: what was inferred from the images
-    assert lines[0].startswith("data: imagefolder") and "1 channel (all sampled images grayscale)" in lines[0]
-    assert "input 28 px" in lines[0] and "48 training images" in lines[0]
+    assert lines[0].startswith("reading the image folder")
+    assert lines[1].startswith("data: imagefolder") and "1 channel (all sampled images grayscale)" in lines[1]
+    assert "input 28 px" in lines[1] and "48 training images" in lines[1]
     assert "\r" not in captured.err  # no progress-bar frames when nobody watches
     epochs = [line for line in lines if line.startswith("epoch ")]
     assert "[fair sampling]" in epochs[0] and "[fine-tuning 1,1,1]" in epochs[1]

@@ -155,6 +155,8 @@ class _Run:
             raise ValueError("amp on CPU needs bfloat16 support")
         # Everything is checked before the run folder is made: a refused run leaves nothing behind.
         self.run_dir, self.resume_changes, self.reused = self._plan_run_dir()
+        if cfg.dataset == "imagefolder":  # listing a large folder takes a while: say what is happening
+            self._say(f"reading the image folder {cfg.data_dir} (classes, channels, size, statistics) ...")
         info = dataset_info(cfg.dataset, cfg.data_dir)
         self.info = info
         self.input_size = cfg.input_size or info.input_size
