@@ -70,3 +70,53 @@ def test_demo_writes_table_and_plot(tiny_fmnist, tmp_path, capsys):
     assert 0 < summary["seconds"]["train"] <= summary["seconds"]["total"]
     png = (tmp_path / "d" / "accuracy_vs_flops.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_help_never_prints_a_none_default(capsys):
+    from resizable.cli import COMMANDS
+
+    pages = [[name, "--help"] for name in COMMANDS if name != "adapt"]
+    pages += [["adapt", step, "--help"] for step in ("label", "train", "eval")]
+    for argv in pages:
+        with pytest.raises(SystemExit):
+            main(argv)
+        text = " ".join(capsys.readouterr().out.split())
+        assert "(default: None)" not in text, argv
+        assert text.count("(default:") <= text.count("--") and "usage:" in text
+
+
+def test_option_errors_are_one_line_and_negative_values_reach_the_checks(capsys):
+    from resizable.cli import _join_negative_values
+
+    assert _join_negative_values(["train", "--factors", "-0.5,1", "--lr", "-1", "--name", "x"]) == \
+        ["train", "--factors=-0.5,1", "--lr=-1", "--name", "x"]
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--epochs", "many"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "resizable train: error: argument --epochs: invalid int value: 'many' (see resizable train --help)"
+
+
+def test_progress_bars_only_on_a_terminal(monkeypatch):
+    import io
+
+    from resizable.console import progress_enabled
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    assert not progress_enabled(True)
+    monkeypatch.setattr("sys.stderr", Terminal())
+    assert progress_enabled(True) and not progress_enabled(False)
+
+
+def test_only_rank_0_prints_the_run_folder(monkeypatch, capsys, tmp_path):
+    import resizable.train
+
+    monkeypatch.setattr(resizable.train, "train", lambda cfg: tmp_path / "run")
+    for rank, printed in (("1", False), ("0", True)):
+        monkeypatch.setenv("RANK", rank)
+        assert main(["train", "--out-dir", str(tmp_path)]) == 0
+        assert ("run folder:" in capsys.readouterr().out) == printed

@@ -383,3 +383,35 @@ def test_works_with_torch_dataloader() -> None:
 def test_module_constants() -> None:
     assert DATASETS == ("fashion-mnist", "cifar10", "cifar100", "imagefolder")
     assert data.default_data_root().parts[-3:] == (".cache", "resizable", "data")
+
+
+def test_imagefolder_infers_channels_size_and_statistics(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from resizable import imagefolder
+
+    rng = np.random.default_rng(1)
+    gray = tmp_path / "gray"
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (gray / split / c).mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(rng.integers(0, 255, (12, 12)).astype(np.uint8), "L").save(gray / split / c / f"{i}.png")
+    info = dataset_info("imagefolder", str(gray))
+    assert (info.in_chans, info.input_size, info.classes) == (1, 12, ("a", "b"))
+    x, _ = next(iter(make_loader(load_dataset("imagefolder", "train", data_dir=str(gray), augment=False), 6,
+                                 shuffle=False)))
+    assert x.shape == (6, 1, 12, 12)
+    # normalised with the folder's own statistics: the training images come out with mean 0 and std 1
+    assert float(x.mean()) == pytest.approx(0.0, abs=1e-3) and float(x.std(unbiased=False)) == pytest.approx(1, abs=1e-3)
+
+    photos = tmp_path / "photos"
+    for c in ("a", "b"):
+        (photos / "train" / c).mkdir(parents=True)
+        Image.new("RGB", (400, 300), (10, 200, 30)).save(photos / "train" / c / "0.jpg")
+        Image.new("L", (400, 300), 90).save(photos / "train" / c / "1.jpg")  # one grayscale photo among color
+    stats = imagefolder.folder_stats(str(photos))
+    assert (stats.in_chans, stats.native_size, stats.input_size) == (3, 300, 224)
+    assert "larger images are random-resized-cropped" in imagefolder.describe(stats)
+    x, _ = load_dataset("imagefolder", "train", data_dir=str(photos), augment=False)[0]
+    assert x.shape == (3, 224, 224)

@@ -119,7 +119,8 @@ def load_weights(model: nn.Module, state: Dict[str, Any], source: Any) -> None:
     mine = model.state_dict()
     missing = [k for k in mine if k not in state]
     extra = [k for k in state if k not in mine]
-    shapes = [k for k in mine if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(mine[k].shape)]
+    shapes = [k for k in mine
+              if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(mine[k].shape)]
     if missing or extra or shapes:
         parts = []
         if shapes:

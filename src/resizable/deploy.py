@@ -24,7 +24,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -211,17 +211,20 @@ def export_to_file(
 def check_stage_sizes(model: ResizableNet, config: Config, input_size: SizeLike, trained_size: SizeLike) -> None:
     """Refuse an input size that shrinks a stage of ``config`` to 1x1 px when it is larger at the size
     the network was trained at (such a network runs, but computes something it never learnt)."""
-    at = model.stage_sizes(input_size, config)
     trained = model.stage_sizes(trained_size, config)
-    for i, ((h, w), (th, tw)) in enumerate(zip(at, trained)):
-        if h * w == 1 and th * tw > 1:
-            th_, tw_ = to_size2d(trained_size)
-            ok = next((n for n in range(max(to_size2d(input_size)), max(th_, tw_) + 1)
-                       if all(a * b > 1 for (a, b), (c, d) in zip(model.stage_sizes(n, config), trained)
-                              if c * d > 1)), max(th_, tw_))
-            ih, iw = to_size2d(input_size)
-            raise ValueError(f"--input-size {ih if ih == iw else f'{ih},{iw}'} shrinks stage {i + 1} of {format_config(config)} to 1x1 px "
-                             f"(it runs at {th}x{tw} at the trained size {th_}x{tw_}); give --input-size {ok} or more")
+
+    def collapsed(size: SizeLike) -> List[int]:  # stages at 1x1 px that are larger at the trained size
+        return [i for i, ((h, w), (th, tw)) in enumerate(zip(model.stage_sizes(size, config), trained))
+                if h * w == 1 and th * tw > 1]
+
+    stages = collapsed(input_size)
+    if stages:
+        i, (ih, iw), top = stages[0], to_size2d(input_size), max(to_size2d(trained_size))
+        ok = next((n for n in range(max(ih, iw), top + 1) if not collapsed(n)), top)
+        given = ih if ih == iw else f"{ih},{iw}"
+        th, tw = trained[i]
+        raise ValueError(f"--input-size {given} shrinks stage {i + 1} of {format_config(config)} to 1x1 px (it runs "
+                         f"at {th}x{tw} at the trained size {top}); give --input-size {ok} or more")
 
 
 def _preprocessing(payload: Dict[str, Any], hw: Tuple[int, int]) -> Dict[str, Any]:

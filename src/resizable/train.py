@@ -13,7 +13,6 @@ import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -28,104 +27,14 @@ from .data import dataset_info, load_dataset, make_loader
 from .configs import format_config, parse_configs
 from .evaluate import Calibration, accuracy, autocast, config_costs, evaluate_configs
 from .fileio import atomic_write_text
-from .imagefolder import BAD_IMAGES, scan_images
+from .imagefolder import scan_images
 from .net import Config, ResizableNet
 from .registry import create_model
 from .runs import check_new_run_folder, record_resume, resume_changes, resume_folder, saved_options
-from .sampling import SAMPLING_MODES, ConfigSampler
+from .sampling import ConfigSampler
+from .train_config import TrainConfig
 
 __all__ = ["TrainConfig", "train", "evaluate", "build_optimizer", "lr_factor", "evaluate_checkpoint"]
-
-SCHEDULES = ("cosine", "step", "linear", "constant")
-RECIPES = ("standard", "aug")
-
-
-def _opt(default: Any, help: str, **meta: Any) -> Any:
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **meta})
-    return field(default=default, metadata={"help": help, **meta})
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run needs; written to ``RUN/config.yaml``."""
-
-    # what to train
-    model: str = _opt("resnet20", "registered model name (see `resizable models`)")
-    model_args: Dict[str, Any] = _opt({}, "architecture arguments, YAML mapping, e.g. '{widths: [8, 16, 32]}'")
-    factors: Tuple[float, ...] = _opt((0.45, 0.65, 0.85, 1.0), "scaling factor list L, comma-separated")
-    # data
-    dataset: str = _opt("fashion-mnist", "fashion-mnist, cifar10, cifar100 or imagefolder")
-    data_dir: Optional[str] = _opt(None, "dataset folder (default: the system location)")
-    download: bool = _opt(False, "download the dataset if missing (needs internet)")
-    input_size: Optional[int] = _opt(None, "input resolution (default: the dataset's)")
-    augment: bool = _opt(True, "random crop and flip on training images")
-    workers: int = _opt(0, "data-loading worker processes (imagefolder)")
-    bad_images: str = _opt("error", "imagefolder: an unreadable image stops the run naming it (error), is left out "
-                                    "with a warning (skip), or every image is checked before training (scan)",
-                           choices=BAD_IMAGES)
-    # optimisation (units: epochs, images per step over all ranks, learning rate per step)
-    epochs: int = _opt(10, "training epochs")
-    batch_size: int = _opt(128, "global mini-batch size (split over ranks)")
-    lr: float = _opt(0.1, "peak learning rate")
-    momentum: float = _opt(0.9, "SGD momentum")
-    nesterov: bool = _opt(False, "Nesterov momentum")
-    weight_decay: float = _opt(5e-4, "weight decay (not on BN parameters and biases)")
-    schedule: str = _opt("cosine", "learning-rate schedule", choices=SCHEDULES)
-    milestones: Tuple[int, ...] = _opt((), "epochs where the step schedule multiplies the rate by gamma")
-    gamma: float = _opt(0.1, "step schedule factor")
-    warmup_epochs: float = _opt(0.0, "linear warm-up length in epochs")
-    label_smoothing: float = _opt(0.0, "label smoothing of the cross-entropy")
-    # Algorithm 1
-    sampling: str = _opt("fair", "how each step picks its configurations", choices=SAMPLING_MODES)
-    num_configs: Optional[int] = _opt(None, "configurations per step for random/single (default: k / 1)")
-    single_config: Optional[Tuple[float, ...]] = _opt(None, "the configuration of --sampling single (default all max)")
-    recipe: str = _opt("standard", "standard, or aug: fair sampling then fine-tune --target", choices=RECIPES)
-    target: Optional[Tuple[float, ...]] = _opt(None, "Resizable-Aug target configuration (default all max)")
-    aug_fraction: float = _opt(2 / 3, "Resizable-Aug: fraction of epochs with fair sampling")
-    # evaluation and bookkeeping
-    eval_configs: str = _opt("default", "configs evaluated each epoch: default (each factor at every stage), "
-                                        "minmax, all, or a list like '0.45,0.45,0.45;1,1,1'")
-    eval_batch_size: int = _opt(512, "evaluation batch size")
-    eval_calibrate_bn: int = _opt(10, "training batches to recompute each evaluated configuration's BN "
-                                      "statistics on (0: use the running statistics)")
-    seed: int = _opt(0, "seed of weights init, data order, augmentation and configuration sampling")
-    out_dir: str = _opt("runs", "parent folder of run folders")
-    name: Optional[str] = _opt(None, "run folder name (default: model-dataset-time)")
-    resume: Optional[str] = _opt(None, "run folder (or checkpoint) to continue")
-    init_checkpoint: Optional[str] = _opt(None, "start from these weights (a checkpoint or run folder)")
-    device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
-    amp: bool = _opt(False, "mixed precision (float16 on CUDA, bfloat16 on CPU)")
-    channels_last: bool = _opt(False, "channels-last memory format")
-    max_steps_per_epoch: Optional[int] = _opt(None, "cut every epoch after this many steps (quick runs)")
-    progress: bool = _opt(True, "show progress bars (the line per epoch is printed either way)")
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
-            (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
-            (0 < self.aug_fraction <= 1, f"aug_fraction must be in (0, 1], got {self.aug_fraction}"),
-            (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; accepted: {', '.join(SCHEDULES)}"),
-            (self.sampling in SAMPLING_MODES, f"unknown sampling {self.sampling!r}; accepted: {', '.join(SAMPLING_MODES)}"),
-            (self.recipe in RECIPES, f"unknown recipe {self.recipe!r}; accepted: {', '.join(RECIPES)}"),
-            (self.bad_images in BAD_IMAGES, f"unknown bad_images {self.bad_images!r}; accepted: {', '.join(BAD_IMAGES)}"),
-            (self.input_size is None or self.input_size >= 1, f"input_size must be >= 1, got {self.input_size}"),
-            (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
-            (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
-            (isinstance(self.model_args, dict), f"model_args must be a mapping, got {self.model_args!r}"),
-            (self.eval_calibrate_bn >= 0, f"eval_calibrate_bn must be >= 0, got {self.eval_calibrate_bn}"),
-            (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
-             f"max_steps_per_epoch must be >= 1, got {self.max_steps_per_epoch}"),
-            (self.schedule != "step" or bool(self.milestones), "the step schedule needs --milestones, e.g. 30,60,80"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-
 
 # ---------------------------------------------------------------------------- small helpers
 def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
@@ -200,6 +109,8 @@ class _Run:
             raise ValueError("amp on CPU needs bfloat16 support")
         # Everything is checked before the run folder is made: a refused run leaves nothing behind.
         self.run_dir, self.resume_changes, self.reused = self._plan_run_dir()
+        if cfg.dataset == "imagefolder":  # listing a large folder takes a while: say what is happening
+            self._say(f"reading the image folder {cfg.data_dir} (classes, channels, size, statistics) ...")
         info = dataset_info(cfg.dataset, cfg.data_dir)
         self.info = info
         self.input_size = cfg.input_size or info.input_size
