@@ -25,10 +25,10 @@ import torch
 from resizable import adapt, nas
 from resizable.configs import format_config
 from resizable.tables import Table
-from resizable.checkpoint import load_checkpoint, load_model
+from resizable.checkpoint import load_checkpoint, load_model, run_options
 from resizable.data import load_dataset, make_loader
 from resizable.latency import device_description
-from resizable.train import TrainConfig, train
+from resizable.train import TrainOptions, train
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -63,10 +63,10 @@ def train_network(args: argparse.Namespace, work: Path) -> tuple:
     run = work / "rs"
     if (run / "checkpoint.pt").is_file():
         payload = load_checkpoint(run)
-        if payload["epoch"] + 1 == payload["train_config"]["epochs"]:
+        if payload["epoch"] + 1 == payload["train_options"]["epochs"]:
             print(f"reusing the finished run {run}", flush=True)
             return run, None, True
-    cfg = TrainConfig(model=args.model, model_args={"widths": [int(w) for w in args.widths.split(",")]},
+    cfg = TrainOptions(model=args.model, model_args={"widths": [int(w) for w in args.widths.split(",")]},
                       dataset="fashion-mnist", data_dir=args.data_dir, epochs=args.epochs, batch_size=args.batch_size,
                       lr=args.lr, seed=args.seed, out_dir=str(work), name="rs", progress=False,
                       max_steps_per_epoch=args.max_steps_per_epoch or None, eval_configs="default",
@@ -184,7 +184,7 @@ def main() -> None:
     else:
         run, seconds["train_network"], reused = train_network(args, work)
     model, payload = load_model(run)
-    data_dir = args.data_dir or (payload.get("train_config") or {}).get("data_dir")
+    data_dir = args.data_dir or run_options(payload).get("data_dir")
 
     t0 = time.perf_counter()
     labels, labels_path = adapt.label_checkpoint(run, work / "labels.pt", num_images=args.label_images,

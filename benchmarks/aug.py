@@ -33,7 +33,7 @@ from resizable.checkpoint import load_model
 from resizable.data import load_dataset, make_loader
 from resizable.latency import device_description
 from resizable.configs import format_config
-from resizable.train import TrainConfig, train
+from resizable.train import TrainOptions, train
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -98,7 +98,7 @@ def main() -> None:
         for method, extra in methods.items():
             name = f"{method}-seed{seed}"
             shutil.rmtree(work / name, ignore_errors=True)
-            cfg = TrainConfig(name=name, seed=seed, **common, **extra)
+            cfg = TrainOptions(name=name, seed=seed, **common, **extra)
             t0 = time.perf_counter()
             run = train(cfg)
             seconds = time.perf_counter() - t0

@@ -10,7 +10,7 @@ from resizable.configs import format_config, parse_config
 from resizable.evaluate import evaluate_configs
 from resizable.adapt import Adapter, AdaptError, ConfigClassifier, best_config_index, module_macs
 from resizable.cli import main
-from resizable.train import TrainConfig, train
+from resizable.train import TrainOptions, train
 
 
 def tiny_model(seed=0):
@@ -187,7 +187,7 @@ def test_evaluation_compares_with_static_and_oracle():
 @pytest.fixture(scope="module")
 def tiny_run(tiny_fmnist, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    cfg = TrainConfig(model="resnet20", model_args={"widths": [4, 8, 8]}, dataset="fashion-mnist",
+    cfg = TrainOptions(model="resnet20", model_args={"widths": [4, 8, 8]}, dataset="fashion-mnist",
                       data_dir=tiny_fmnist, epochs=1, batch_size=32, max_steps_per_epoch=3, out_dir=str(out),
                       name="rs", progress=False, eval_configs="1,1,1", seed=0)
     return train(cfg)

@@ -9,10 +9,10 @@ from torch import nn
 import resizable
 from resizable.checkpoint import load_model
 from resizable.cli import build_parser, main
-from resizable.config import resolve_config
+from resizable.options import resolve_options
 from resizable.data import load_dataset, make_loader
 from resizable.layers import Resize2d, ScaleBatchNorm2d
-from resizable.train import TrainConfig, train
+from resizable.train import TrainOptions, train
 
 TARGET = (0.65, 1.0, 1.0)
 
@@ -22,13 +22,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: a second thre
 
 def test_aug_options_from_the_command_line():
     args = build_parser().parse_args(["train", "--recipe", "aug", "--target", "0.65,1,1", "--aug-fraction", "0.5"])
-    cfg = resolve_config(TrainConfig, args)
+    cfg = resolve_options(TrainOptions, args)
     assert (cfg.recipe, cfg.target, cfg.aug_fraction) == ("aug", TARGET, 0.5)
-    assert TrainConfig(recipe="aug").aug_fraction == pytest.approx(2 / 3)
+    assert TrainOptions(recipe="aug").aug_fraction == pytest.approx(2 / 3)
 
 
 def test_aug_run_exports_as_an_ordinary_network(tiny_fmnist, tmp_path):
-    cfg = TrainConfig(model="resnet20", model_args={"widths": [4, 8, 8]}, dataset="fashion-mnist",
+    cfg = TrainOptions(model="resnet20", model_args={"widths": [4, 8, 8]}, dataset="fashion-mnist",
                       data_dir=tiny_fmnist, epochs=3, batch_size=32, max_steps_per_epoch=2, recipe="aug",
                       target=TARGET, eval_configs="0.65,1,1", out_dir=str(tmp_path), name="aug", progress=False)
     run = train(cfg)
@@ -36,7 +36,7 @@ def test_aug_run_exports_as_an_ordinary_network(tiny_fmnist, tmp_path):
     assert phases == ["train", "train", "finetune"]
 
     model, payload = load_model(run)
-    target = tuple(payload["train_config"]["target"])
+    target = tuple(payload["train_options"]["target"])
     assert target == TARGET
     x, _ = next(iter(make_loader(load_dataset("fashion-mnist", "test", data_dir=tiny_fmnist), 16, shuffle=False)))
     with torch.no_grad(), model.using(target):

@@ -16,7 +16,7 @@ import torch
 
 import resizable
 from resizable.checkpoint import save_checkpoint
-from resizable.train import TrainConfig, train
+from resizable.train import TrainOptions, train
 
 SRC = str(Path(resizable.__file__).resolve().parents[1])
 
@@ -87,7 +87,7 @@ def world(tiny_fmnist, tmp_path_factory):
     """A trained run, data folders good and bad, and checkpoint files damaged in every way."""
     root = tmp_path_factory.mktemp("bad")
     runs = root / "runs"
-    run = train(TrainConfig(model="resnet20", model_args={"widths": [4, 8, 8]}, data_dir=tiny_fmnist, epochs=1,
+    run = train(TrainOptions(model="resnet20", model_args={"widths": [4, 8, 8]}, data_dir=tiny_fmnist, epochs=1,
                             batch_size=64, max_steps_per_epoch=1, out_dir=str(runs), name="run", progress=False,
                             eval_configs="minmax", eval_calibrate_bn=0, lr=0.05))
     files = root / "files"

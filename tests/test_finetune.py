@@ -36,7 +36,7 @@ def fake_fashion(monkeypatch):
 def test_finetune_trains_only_the_chosen_configuration(tmp_path, fake_fashion, capsys):
     model = resizable.create_model("resnet20", **KWARGS)
     save_checkpoint(tmp_path / "ckpt.pt", model, "resnet20", KWARGS, input_size=28,
-                    train_config={"dataset": "fashion-mnist", "lr": 0.1, "batch_size": 16, "weight_decay": 5e-4})
+                    train_options={"dataset": "fashion-mnist", "lr": 0.1, "batch_size": 16, "weight_decay": 5e-4})
     assert cli.main(["finetune", "--checkpoint", str(tmp_path / "ckpt.pt"), "--config", "0.45,0.65,1",
                      "--epochs", "1", "--max-steps-per-epoch", "2", "--out-dir", str(tmp_path / "runs"),
                      "--device", "cpu", "--eval-batch-size", "32", "--no-progress"]) == 0
@@ -49,7 +49,7 @@ def test_finetune_trains_only_the_chosen_configuration(tmp_path, fake_fashion, c
 
     tuned, payload = load_model(run_dir)
     assert payload["finetune"]["config"] == "0.45,0.65,1"
-    assert payload["train_config"]["sampling"] == "single"
+    assert payload["train_options"]["sampling"] == "single"
     old, new = model.state_dict(), tuned.state_dict()
     # stage 1 runs at 0.45: its branch 0 trained, its other branches untouched
     assert not torch.equal(old["layer1.0.bn1.0.weight"], new["layer1.0.bn1.0.weight"])
@@ -71,7 +71,7 @@ def test_finetune_trains_only_the_chosen_configuration(tmp_path, fake_fashion, c
 
 def test_finetune_rejects_bad_input(tmp_path):
     model = resizable.create_model("resnet20", **KWARGS)
-    save_checkpoint(tmp_path / "ckpt.pt", model, "resnet20", KWARGS, train_config={"dataset": "fashion-mnist"})
+    save_checkpoint(tmp_path / "ckpt.pt", model, "resnet20", KWARGS, train_options={"dataset": "fashion-mnist"})
     assert cli.main(["finetune", "--checkpoint", str(tmp_path / "ckpt.pt"), "--config", "0.5-1-1"]) == 2
     assert cli.main(["finetune", "--checkpoint", str(tmp_path / "ckpt.pt")]) == 2
     assert cli.main(["finetune", "--checkpoint", str(tmp_path / "nope.pt"), "--config", "1-1-1"]) == 2

@@ -224,7 +224,7 @@ def test_table_from_checkpoint_shards_merge_when_the_last_one_finishes(tmp_path,
     import resizable.data as data
 
     model, loader = tiny_model(), fake_data()
-    save_checkpoint(tmp_path / "ckpt.pt", model, "resnet20", KWARGS, train_config={"dataset": "fashion-mnist"})
+    save_checkpoint(tmp_path / "ckpt.pt", model, "resnet20", KWARGS, train_options={"dataset": "fashion-mnist"})
     x = torch.cat([b[0] for b in loader])
     y = torch.cat([b[1] for b in loader])
 

@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 
 import resizable
 from resizable.checkpoint import load_checkpoint, load_model
-from resizable.train import TrainConfig, _Run, lr_factor, train
+from resizable.train import TrainOptions, _Run, lr_factor, train
 from resizable.configs import parse_configs
 
 FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -21,17 +21,17 @@ def tiny_cfg(data_dir, out_dir, **kw):
                 epochs=3, batch_size=32, lr=0.05, out_dir=str(out_dir), progress=False, eval_batch_size=256,
                 max_steps_per_epoch=4, seed=1)
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainOptions(**base)
 
 
 def test_schedules():
-    cfg = TrainConfig(epochs=10, schedule="cosine", warmup_epochs=1)
+    cfg = TrainOptions(epochs=10, schedule="cosine", warmup_epochs=1)
     assert lr_factor(0, 100, cfg) == pytest.approx(0.01)
     assert lr_factor(99, 100, cfg) == pytest.approx(1.0)
     assert lr_factor(999, 100, cfg) == pytest.approx(0.0, abs=1e-4)
-    step = TrainConfig(epochs=10, schedule="step", milestones=(3, 6), gamma=0.1)
+    step = TrainOptions(epochs=10, schedule="step", milestones=(3, 6), gamma=0.1)
     assert [round(lr_factor(e * 100, 100, step), 6) for e in (0, 3, 6, 9)] == [1, 0.1, 0.01, 0.01]
-    lin = TrainConfig(epochs=4, schedule="linear")
+    lin = TrainOptions(epochs=4, schedule="linear")
     assert lr_factor(200, 100, lin) == pytest.approx(0.5)
 
 
@@ -44,7 +44,7 @@ def test_schedules():
 ])
 def test_bad_train_options(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
-        TrainConfig(**kwargs)
+        TrainOptions(**kwargs)
 
 
 def test_parse_configs():
@@ -143,7 +143,7 @@ def test_ddp_two_processes_end_with_identical_weights(tiny_fmnist, tmp_path):
 # ---------------------------------------------------------------- real data
 @pytest.mark.skipif(not os.path.isdir(FMNIST_DIR), reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 def test_short_real_training_beats_chance_by_far(tmp_path):
-    cfg = TrainConfig(model="resnet20", model_args={"widths": [8, 16, 16]}, dataset="fashion-mnist", epochs=1,
+    cfg = TrainOptions(model="resnet20", model_args={"widths": [8, 16, 16]}, dataset="fashion-mnist", epochs=1,
                       batch_size=64, lr=0.1, max_steps_per_epoch=120, out_dir=str(tmp_path), name="real",
                       progress=False, eval_configs="0.45,0.45,0.45;1,1,1", seed=0)
     run = train(cfg)

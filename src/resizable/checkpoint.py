@@ -155,6 +155,11 @@ def load_model(path: PathLike, map_location: Any = "cpu") -> Tuple[ResizableNet,
     return model, payload
 
 
+def run_options(payload: Dict[str, Any]) -> Dict[str, Any]:
+    """The training options a checkpoint records (``train_options``; ``train_config`` in older files)."""
+    return dict(payload.get("train_options") or payload.get("train_config") or {})
+
+
 def check_model_fits(num_classes: int, in_chans: int, info: Any, source: Any) -> None:
     """Raise ``ValueError`` when a dataset (a :class:`resizable.data.DatasetInfo`) has another number of
     classes or channels than the model of ``source`` (a checkpoint) was built for."""
@@ -177,7 +182,7 @@ def load_model_for_data(path: PathLike, dataset: Optional[str] = None, data_dir:
     from .data import dataset_info
 
     model, payload = load_model(path)
-    train_cfg = payload.get("train_config") or {}
+    train_cfg = run_options(payload)
     dataset = dataset or train_cfg.get("dataset")
     if not dataset:
         raise ValueError("the checkpoint does not name its dataset; pass --dataset")

@@ -12,13 +12,13 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from .fileio import atomic_path, atomic_write_text
-from .train import TrainConfig, evaluate_checkpoint, train
+from .train import TrainOptions, evaluate_checkpoint, train
 
-__all__ = ["DemoConfig", "run_demo", "write_table", "plot_accuracy_vs_flops"]
+__all__ = ["DemoOptions", "run_demo", "write_table", "plot_accuracy_vs_flops"]
 
 
 @dataclass(frozen=True)
-class DemoConfig:
+class DemoOptions:
     """Options of ``resizable demo`` (the defaults are the documented demo)."""
 
     model: str = field(default="resnet14", metadata={"help": "registered model"})
@@ -77,13 +77,13 @@ def plot_accuracy_vs_flops(rows: List[Dict[str, Any]], path: Path, title: str) -
     plt.close(fig)
 
 
-def run_demo(cfg: DemoConfig) -> Path:
+def run_demo(cfg: DemoOptions) -> Path:
     """Train, evaluate every configuration, print the table, write ``configs.csv``,
     ``accuracy_vs_flops.png`` and ``summary.json`` (full, worst and best configuration, times)
     into the run folder; returns the run folder."""
     start = time.perf_counter()
     name = cfg.name or f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    train_cfg = TrainConfig(model=cfg.model, model_args=dict(cfg.model_args), factors=tuple(cfg.factors),
+    train_cfg = TrainOptions(model=cfg.model, model_args=dict(cfg.model_args), factors=tuple(cfg.factors),
                             dataset="fashion-mnist", data_dir=cfg.data_dir, epochs=cfg.epochs,
                             batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             schedule="cosine", sampling="fair",

@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from .checkpoint import load_model, resolve_checkpoint
+from .checkpoint import load_model, resolve_checkpoint, run_options
 from .configs import Config, format_config, parse_config
 from .export import export
 from .fileio import atomic_path, atomic_write_text
@@ -233,7 +233,7 @@ def _preprocessing(payload: Dict[str, Any], hw: Tuple[int, int]) -> Dict[str, An
     if not data:
         from .data import dataset_info
 
-        train_cfg = payload.get("train_config") or {}
+        train_cfg = run_options(payload)
         try:
             info = dataset_info(train_cfg["dataset"], train_cfg.get("data_dir"))
             data = {"dataset": info.name, "in_chans": info.in_chans, "mean": list(info.mean), "std": list(info.std),
@@ -254,7 +254,7 @@ def _calibrate(model: ResizableNet, payload: Dict[str, Any], config: Config, bat
     from .calibrate import calibrate_bn
     from .data import dataset_info, load_dataset, make_loader
 
-    train_cfg = payload.get("train_config") or {}
+    train_cfg = run_options(payload)
     if not train_cfg.get("dataset"):
         raise ValueError("--calibrate-bn needs the training data, and the checkpoint does not name its dataset")
     info = dataset_info(train_cfg["dataset"], train_cfg.get("data_dir"))
@@ -306,7 +306,7 @@ def export_checkpoint(
     model, payload = load_model(ckpt_file)
     config = parse_config(config, model.factors, model.num_stages)
     trained = (payload.get("input_size") or (payload.get("data") or {}).get("input_size")
-               or (payload.get("train_config") or {}).get("input_size") or natural_input_size(model))
+               or run_options(payload).get("input_size") or natural_input_size(model))
     trained = int(trained)
     hw = to_size2d(trained if input_size is None else input_size)
     check_stage_sizes(model, config, hw, trained)

@@ -14,21 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from .checkpoint import (CHECKPOINT_NAME, atomic_save, check_model_fits, load_checkpoint, load_model,
+from .checkpoint import (CHECKPOINT_NAME, run_options, atomic_save, check_model_fits, load_checkpoint, load_model,
                          resolve_checkpoint)
 from .data import dataset_info, load_dataset, make_loader
 from .distributed import resolve_device
 from .configs import format_config, parse_config
 from .fileio import atomic_write_text
-from .train import TrainConfig, evaluate, train
+from .train import TrainOptions, evaluate, train
 
-__all__ = ["FinetuneConfig", "finetune"]
+__all__ = ["FinetuneOptions", "finetune"]
 
 _ARCH_KEYS = ("factors", "num_classes", "in_chans")
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneOptions:
     """What ``resizable finetune`` needs; the rest of the recipe comes from the checkpoint's run."""
 
     checkpoint: str = field(default="", metadata={"help": "the trained ResizableNet (file or run folder)"})
@@ -54,9 +54,9 @@ class FinetuneConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
-def _train_config(cfg: FinetuneConfig, payload: Dict[str, Any], config: tuple, input_size: Optional[int]) -> TrainConfig:
-    base = dict(payload.get("train_config") or {})
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
+def _train_options(cfg: FinetuneOptions, payload: Dict[str, Any], config: tuple, input_size: Optional[int]) -> TrainOptions:
+    base = run_options(payload)
+    known = {f.name for f in dataclasses.fields(TrainOptions)}
     base = {k: v for k, v in base.items() if k in known}
     kwargs = dict(payload["model_kwargs"])
     dataset = cfg.dataset or base.get("dataset")
@@ -64,17 +64,17 @@ def _train_config(cfg: FinetuneConfig, payload: Dict[str, Any], config: tuple, i
         raise ValueError("the checkpoint does not name its dataset; pass --dataset")
     source = resolve_checkpoint(cfg.checkpoint)
     run_name = source.parent.name if source.name == CHECKPOINT_NAME else source.stem
-    lr = cfg.lr if cfg.lr is not None else 0.1 * float(base.get("lr", TrainConfig.lr))
+    lr = cfg.lr if cfg.lr is not None else 0.1 * float(base.get("lr", TrainOptions.lr))
     base.update(
         model=payload["model_name"],
         model_args={k: v for k, v in kwargs.items() if k not in _ARCH_KEYS},
-        factors=tuple(kwargs.get("factors") or base.get("factors") or TrainConfig.factors),
+        factors=tuple(kwargs.get("factors") or base.get("factors") or TrainOptions.factors),
         dataset=dataset,
         data_dir=cfg.data_dir or (base.get("data_dir") if dataset == base.get("dataset") else None),
         input_size=input_size,
         epochs=cfg.epochs,
         lr=lr,
-        batch_size=cfg.batch_size or base.get("batch_size", TrainConfig.batch_size),
+        batch_size=cfg.batch_size or base.get("batch_size", TrainOptions.batch_size),
         schedule="cosine", milestones=(), warmup_epochs=0.0,
         sampling="single", single_config=config, num_configs=None,
         recipe="standard", target=None,
@@ -85,10 +85,10 @@ def _train_config(cfg: FinetuneConfig, payload: Dict[str, Any], config: tuple, i
         resume=None, init_checkpoint=str(source),
         device=cfg.device, max_steps_per_epoch=cfg.max_steps_per_epoch, progress=cfg.progress,
     )
-    return TrainConfig(**base)
+    return TrainOptions(**base)
 
 
-def finetune(cfg: FinetuneConfig) -> Path:
+def finetune(cfg: FinetuneOptions) -> Path:
     """Fine-tune the sub-network ``cfg.config`` of a trained checkpoint; returns the new run folder.
 
     The folder holds the trainer's files plus ``finetune.json`` (the configuration, top-1/top-5
@@ -100,7 +100,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
         raise ValueError("--config is required (the sub-network, e.g. 0.45,0.65,1; see resizable search)")
     model, payload = load_model(cfg.checkpoint)
     config = model.check_config(parse_config(cfg.config, model.factors, model.num_stages))
-    train_cfg = payload.get("train_config") or {}
+    train_cfg = run_options(payload)
     dataset = cfg.dataset or train_cfg.get("dataset")
     if not dataset:
         raise ValueError("the checkpoint does not name its dataset; pass --dataset")
@@ -110,7 +110,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
     check_model_fits(model.num_classes, model.in_chans, info, resolve_checkpoint(cfg.checkpoint))
     native = info.input_size
     input_size = None if input_size in (None, native) else int(input_size)
-    tc = _train_config(cfg, payload, config, input_size)
+    tc = _train_options(cfg, payload, config, input_size)
 
     device = resolve_device(cfg.device)
     test_set = load_dataset(dataset, "test", data_dir=data_dir, augment=False, input_size=input_size)

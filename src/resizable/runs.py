@@ -21,8 +21,8 @@ from typing import Any, Dict, Optional, Tuple, Type
 
 import yaml
 
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint
-from .config import config_to_dict, write_config, yaml_problem
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, run_options
+from .options import options_to_dict, write_options, yaml_problem
 from .fileio import atomic_write_text
 
 __all__ = ["SAFE_ON_RESUME", "RUN_FILES", "resume_folder", "saved_options", "resume_changes", "record_resume",
@@ -53,7 +53,7 @@ def resume_folder(path: str) -> Path:
 
 
 def saved_options(run_dir: Path, cls: Type) -> Dict[str, Any]:
-    """The options a run was started with: ``config.yaml``, else the checkpoint's ``train_config``."""
+    """The options a run was started with: ``config.yaml``, else the checkpoint's ``train_options``."""
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     path = run_dir / "config.yaml"
     if path.is_file():
@@ -64,7 +64,7 @@ def saved_options(run_dir: Path, cls: Type) -> Dict[str, Any]:
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of option: value")
     else:
-        data = load_checkpoint(run_dir).get("train_config") or {}
+        data = run_options(load_checkpoint(run_dir))
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(f"{path}: unknown option(s) {unknown}; this version accepts {sorted(names)}")
@@ -72,7 +72,7 @@ def saved_options(run_dir: Path, cls: Type) -> Dict[str, Any]:
 
 
 def _comparable(cls: Type, values: Dict[str, Any]) -> Dict[str, Any]:
-    return config_to_dict(cls(**values)) if not dataclasses.is_dataclass(values) else config_to_dict(values)
+    return options_to_dict(cls(**values)) if not dataclasses.is_dataclass(values) else options_to_dict(values)
 
 
 def resume_changes(cfg: Any, saved: Dict[str, Any], run_dir: Path) -> Dict[str, Tuple[Any, Any]]:
@@ -80,7 +80,7 @@ def resume_changes(cfg: Any, saved: Dict[str, Any], run_dir: Path) -> Dict[str, 
     naming every changed option that is not in :data:`SAFE_ON_RESUME`."""
     cls = type(cfg)
     old = _comparable(cls, {**saved, "resume": None})
-    new = config_to_dict(cfg)
+    new = options_to_dict(cfg)
     changed = {k: (old[k], new[k]) for k in new if k not in _IGNORED and old.get(k) != new[k]}
     refused = {k: v for k, v in changed.items() if k not in SAFE_ON_RESUME}
     if refused:
@@ -106,7 +106,7 @@ def record_resume(run_dir: Path, cfg: Any, changes: Dict[str, Tuple[Any, Any]], 
     path = run_dir / "resumes.jsonl"
     previous = path.read_text() if path.is_file() else ""
     atomic_write_text(path, previous + json.dumps(entry) + "\n")
-    write_config(dataclasses.replace(cfg, resume=None), run_dir / "config.yaml")
+    write_options(dataclasses.replace(cfg, resume=None), run_dir / "config.yaml")
     listed = ", ".join(f"{flag(k)} {_show(o)} -> {_show(n)}" for k, (o, n) in changes.items())
     return f"resume changes {listed} (recorded in {path} and config.yaml)"
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from . import distributed
 from .checkpoint import CHECKPOINT_NAME, check_model_fits, load_checkpoint, load_weights, save_checkpoint
-from .config import write_config
+from .options import write_options
 from .console import progress_enabled
 from .data import dataset_info, load_dataset, make_loader
 from .configs import format_config, parse_configs
@@ -32,12 +32,12 @@ from .net import Config, ResizableNet
 from .registry import create_model
 from .runs import check_new_run_folder, record_resume, resume_changes, resume_folder, saved_options
 from .sampling import ConfigSampler
-from .train_config import TrainConfig
+from .train_options import TrainOptions
 
-__all__ = ["TrainConfig", "train", "evaluate", "build_optimizer", "lr_factor", "evaluate_checkpoint"]
+__all__ = ["TrainOptions", "train", "evaluate", "build_optimizer", "lr_factor", "evaluate_checkpoint"]
 
 # ---------------------------------------------------------------------------- small helpers
-def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
+def lr_factor(step: int, steps_per_epoch: int, cfg: TrainOptions) -> float:
     """Multiplier of the peak rate at optimizer step ``step`` (warm-up, then the schedule)."""
     total = cfg.epochs * steps_per_epoch
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
@@ -54,7 +54,7 @@ def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: TrainOptions) -> torch.optim.Optimizer:
     """SGD; weight decay on convolution and linear weights only (not BN parameters, not biases)."""
     decay, no_decay = [], []
     for p in model.parameters():
@@ -100,7 +100,7 @@ def evaluate(
 class _Run:
     """State of one training run (kept off the model: models hold no training logic)."""
 
-    def __init__(self, cfg: TrainConfig) -> None:
+    def __init__(self, cfg: TrainOptions) -> None:
         self.cfg = cfg
         self.dist = distributed.setup(cfg.device)
         if cfg.batch_size % self.dist.world_size:
@@ -187,7 +187,7 @@ class _Run:
         cfg = self.cfg
         if cfg.resume:
             run_dir = resume_folder(cfg.resume)
-            return run_dir, resume_changes(cfg, saved_options(run_dir, TrainConfig), run_dir), False
+            return run_dir, resume_changes(cfg, saved_options(run_dir, TrainOptions), run_dir), False
         name = cfg.name or f"{cfg.model}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = Path(cfg.out_dir) / name
         return run_dir, {}, check_new_run_folder(run_dir)
@@ -202,7 +202,7 @@ class _Run:
                 stale.unlink()
             metrics = self.run_dir / "metrics.jsonl"
             if not self.cfg.resume or not (self.run_dir / "config.yaml").is_file():
-                write_config(self.cfg, self.run_dir / "config.yaml")
+                write_options(self.cfg, self.run_dir / "config.yaml")
             else:
                 note = record_resume(self.run_dir, self.cfg, self.resume_changes, self.start_epoch)
                 if note:
@@ -236,7 +236,7 @@ class _Run:
                         optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                         scaler=self.scaler.state_dict(), sampler=self.sampler.state_dict(), rng=rng,
                         epoch=epoch, step=self.step, history=self.history,
-                        train_config=dataclasses.asdict(self.cfg), input_size=self.input_size,
+                        train_options=dataclasses.asdict(self.cfg), input_size=self.input_size,
                         data=data_record(self.info, self.input_size))
 
     def sampler_for(self, epoch: int) -> ConfigSampler:
@@ -324,7 +324,7 @@ class _Run:
         return self.run_dir
 
 
-def train(cfg: TrainConfig) -> Path:
+def train(cfg: TrainOptions) -> Path:
     """Train (or continue, with ``cfg.resume``) and return the run folder.
 
     The folder holds ``config.yaml`` (resolved options), ``metrics.jsonl`` (one JSON record per

@@ -83,7 +83,7 @@ _SUB = {"label": (LabelOptions, "label a sample of training images with their be
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..config import add_dataclass_args
+    from ..options import add_dataclass_args
 
     sub = parser.add_subparsers(dest="adapt_command", metavar="STEP")
     for name, (cls, help_text) in _SUB.items():
@@ -193,12 +193,12 @@ def _write_json(path: str, obj: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import resolve_config
+    from ..options import resolve_options
 
     step = getattr(args, "adapt_command", None)
     if step is None:
         args._adapt_parser.print_help()
         return 2
     cls = _SUB[step][0]
-    opts = resolve_config(cls, args)
+    opts = resolve_options(cls, args)
     return {"label": _label, "train": _train, "eval": _eval}[step](opts)

@@ -7,15 +7,15 @@ HELP = "train a small RS-ResNet on Fashion-MNIST and report every configuration 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..config import add_dataclass_args
-    from ..demo import DemoConfig
+    from ..options import add_dataclass_args
+    from ..demo import DemoOptions
 
-    add_dataclass_args(parser, DemoConfig)
+    add_dataclass_args(parser, DemoOptions)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import resolve_config
-    from ..demo import DemoConfig, run_demo
+    from ..options import resolve_options
+    from ..demo import DemoOptions, run_demo
 
-    run_demo(resolve_config(DemoConfig, args))
+    run_demo(resolve_options(DemoOptions, args))
     return 0

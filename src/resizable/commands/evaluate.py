@@ -30,17 +30,17 @@ class EvalOptions:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..config import add_dataclass_args
+    from ..options import add_dataclass_args
 
     add_dataclass_args(parser, EvalOptions)
     parser.add_argument("--all", action="store_true", help="evaluate all k^N configurations")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import resolve_config
+    from ..options import resolve_options
     from ..train import evaluate_checkpoint
 
-    opts = resolve_config(EvalOptions, args)
+    opts = resolve_options(EvalOptions, args)
     if not opts.checkpoint:
         raise ValueError("--checkpoint is required (a checkpoint file or a run folder)")
     configs = "all" if args.all else opts.configs

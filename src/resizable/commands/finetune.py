@@ -7,17 +7,17 @@ HELP = "fine-tune one configuration (its BN branches and the shared weights); ev
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..config import add_dataclass_args
-    from ..finetune import FinetuneConfig
+    from ..options import add_dataclass_args
+    from ..finetune import FinetuneOptions
 
-    add_dataclass_args(parser, FinetuneConfig)
+    add_dataclass_args(parser, FinetuneOptions)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import resolve_config
-    from ..finetune import FinetuneConfig, finetune
+    from ..options import resolve_options
+    from ..finetune import FinetuneOptions, finetune
 
-    cfg = resolve_config(FinetuneConfig, args)
+    cfg = resolve_options(FinetuneOptions, args)
     run_dir = finetune(cfg)
     import json
 

@@ -36,20 +36,20 @@ class LatencyOptions:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..config import add_dataclass_args
+    from ..options import add_dataclass_args
 
     add_dataclass_args(parser, LatencyOptions)
 
 
 def _model(opts: LatencyOptions):
     from .. import create_model
-    from ..checkpoint import load_model
+    from ..checkpoint import load_model, run_options
 
     if bool(opts.checkpoint) == bool(opts.model):
         raise ValueError("give exactly one of --checkpoint (a trained run) or --model (an architecture)")
     if opts.checkpoint:
         model, payload = load_model(opts.checkpoint)
-        train_cfg = payload.get("train_config") or {}
+        train_cfg = run_options(payload)
         size = opts.input_size or payload.get("input_size") or train_cfg.get("input_size")
         if not size and train_cfg.get("dataset"):
             from ..data import dataset_info
@@ -63,12 +63,12 @@ def _model(opts: LatencyOptions):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..config import resolve_config
+    from ..options import resolve_options
     from ..console import progress_enabled
     from ..latency import build_latency_table, latency_template
     from ..configs import parse_config
 
-    opts = resolve_config(LatencyOptions, args)
+    opts = resolve_options(LatencyOptions, args)
     model, name, size = _model(opts)
     configs = None
     if opts.configs.strip() != "all":

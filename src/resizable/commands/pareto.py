@@ -22,18 +22,18 @@ class ParetoOptions:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..config import add_dataclass_args
+    from ..options import add_dataclass_args
 
     add_dataclass_args(parser, ParetoOptions)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import resolve_config
+    from ..options import resolve_options
     from ..nas import pareto_front, plot_pareto, read_baselines
     from ..tables import REQUIRED_COLUMNS, Table, read_table
     from .search import format_rows, shown_columns
 
-    opts = resolve_config(ParetoOptions, args)
+    opts = resolve_options(ParetoOptions, args)
     if not opts.table:
         raise ValueError("--table is required (a CSV written by resizable table)")
     table = read_table(opts.table, required=REQUIRED_COLUMNS)

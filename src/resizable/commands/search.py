@@ -25,7 +25,7 @@ class SearchOptions:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..config import add_dataclass_args
+    from ..options import add_dataclass_args
 
     add_dataclass_args(parser, SearchOptions)
 
@@ -50,12 +50,12 @@ def shown_columns(table_columns: Sequence[str]) -> List[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import resolve_config
+    from ..options import resolve_options
     from ..configs import format_config
     from ..nas import search
     from ..tables import REQUIRED_COLUMNS, read_table
 
-    opts = resolve_config(SearchOptions, args)
+    opts = resolve_options(SearchOptions, args)
     if not opts.table:
         raise ValueError("--table is required (a CSV written by resizable table)")
     table = read_table(opts.table, required=REQUIRED_COLUMNS)

@@ -47,7 +47,7 @@ def _parse_shard(text: Optional[str]) -> Optional[Tuple[int, int]]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..config import add_dataclass_args
+    from ..options import add_dataclass_args
 
     add_dataclass_args(parser, TableOptions)
     parser.add_argument("--merge", nargs="+", metavar="CSV",
@@ -69,12 +69,12 @@ def _summary(table, path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import resolve_config
+    from ..options import resolve_options
     from ..console import progress_enabled
     from ..nas import table_from_checkpoint
     from ..tables import merge_latency, merge_tables, read_table
 
-    opts = resolve_config(TableOptions, args)
+    opts = resolve_options(TableOptions, args)
     if args.merge:
         if opts.checkpoint:
             raise ValueError("--merge joins existing tables; do not give --checkpoint with it")

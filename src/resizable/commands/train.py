@@ -7,26 +7,26 @@ HELP = "train a resizable network (fair/random/single sampling; --recipe aug for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..config import add_dataclass_args
-    from ..train import TrainConfig
+    from ..options import add_dataclass_args
+    from ..train import TrainOptions
 
     parser.add_argument("--config", dest="config_file", metavar="YAML",
                         help="YAML file of options (flags given here override it)")
-    add_dataclass_args(parser, TrainConfig)
+    add_dataclass_args(parser, TrainOptions)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import resolve_config
+    from ..options import resolve_options
     from ..distributed import is_main_process
     from ..runs import resume_folder, saved_options
-    from ..train import TrainConfig, train
+    from ..train import TrainOptions, train
 
-    cfg = resolve_config(TrainConfig, args, args.config_file)
+    cfg = resolve_options(TrainOptions, args, args.config_file)
     if cfg.resume:
         # a resumed run keeps its own options; only what is given here may differ (and is checked)
-        saved = saved_options(resume_folder(cfg.resume), TrainConfig)
+        saved = saved_options(resume_folder(cfg.resume), TrainOptions)
         saved.pop("resume", None)
-        cfg = resolve_config(TrainConfig, args, args.config_file, base=saved)
+        cfg = resolve_options(TrainOptions, args, args.config_file, base=saved)
     run_dir = train(cfg)
     if is_main_process():
         print(f"run folder: {run_dir}")

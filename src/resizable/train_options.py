@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional, Tuple
 from .imagefolder import BAD_IMAGES
 from .sampling import SAMPLING_MODES
 
-__all__ = ["TrainConfig", "SCHEDULES", "RECIPES"]
+__all__ = ["TrainOptions", "SCHEDULES", "RECIPES"]
 
 SCHEDULES = ("cosine", "step", "linear", "constant")
 RECIPES = ("standard", "aug")
@@ -20,7 +20,7 @@ def _opt(default: Any, help: str, **meta: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainOptions:
     """Everything a training run needs; written to ``RUN/config.yaml``."""
 
     # what to train

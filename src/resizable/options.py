@@ -11,7 +11,7 @@ import yaml
 
 from .fileio import atomic_write_text
 
-__all__ = ["add_dataclass_args", "resolve_config", "config_to_dict", "write_config", "parse_floats", "yaml_problem"]
+__all__ = ["add_dataclass_args", "resolve_options", "options_to_dict", "write_options", "parse_floats", "yaml_problem"]
 
 T = TypeVar("T")
 
@@ -78,7 +78,7 @@ def _converter(tp: Any):
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: Type, exclude: tuple = ()) -> None:
     """Add one ``--flag`` per field of ``cls`` (underscores become dashes). Defaults stay unset,
-    so :func:`resolve_config` can tell what the command line gave."""
+    so :func:`resolve_options` can tell what the command line gave."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in exclude or not f.init:
@@ -118,7 +118,7 @@ def _coerce(cls: Type, name: str, value: Any) -> Any:
     return value
 
 
-def resolve_config(cls: Type[T], args: Optional[argparse.Namespace] = None, yaml_path: Optional[str] = None,
+def resolve_options(cls: Type[T], args: Optional[argparse.Namespace] = None, yaml_path: Optional[str] = None,
                    base: Optional[Dict[str, Any]] = None, **overrides: Any) -> T:
     """Defaults of ``cls``, then ``base`` (e.g. a run's saved options), then the YAML mapping at
     ``yaml_path``, then command-line ``args``, then ``overrides``. Unknown keys raise ``ValueError``
@@ -153,13 +153,13 @@ def resolve_config(cls: Type[T], args: Optional[argparse.Namespace] = None, yaml
     return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
 
 
-def config_to_dict(cfg: Any) -> Dict[str, Any]:
+def options_to_dict(cfg: Any) -> Dict[str, Any]:
     out = {}
     for k, v in dataclasses.asdict(cfg).items():
         out[k] = list(v) if isinstance(v, tuple) else v
     return out
 
 
-def write_config(cfg: Any, path: Path) -> None:
+def write_options(cfg: Any, path: Path) -> None:
     """Write the resolved configuration as YAML (atomically)."""
-    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(options_to_dict(cfg), sort_keys=False))
