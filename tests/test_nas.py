@@ -15,7 +15,8 @@ from resizable.checkpoint import save_checkpoint
 from resizable.configs import format_config, parse_config
 from resizable.evaluate import (Calibration, calibrate_configs, config_costs, evaluate_configs, evaluate_naive,
                                 forward_all)
-from resizable.nas import NoFeasibleConfig, build_table, pareto_front, plot_pareto, search, table_from_checkpoint
+from resizable.nas import (NoFeasibleConfig, TableOptions, build_table, pareto_front, plot_pareto, search,
+                           table_from_checkpoint)
 from resizable.tables import Table, TableError, merge_latency, merge_tables, read_table, shard_path, weights_sha256
 
 KWARGS = dict(num_classes=10, in_chans=1, widths=(4, 8, 16))
@@ -237,7 +238,8 @@ def test_table_from_checkpoint_shards_merge_when_the_last_one_finishes(tmp_path,
     for i in range(2):
         monkeypatch.setenv("RANK", str(i))  # as torchrun would start them
         monkeypatch.setenv("WORLD_SIZE", "2")
-        table, path = table_from_checkpoint(tmp_path / "ckpt.pt", out, batch_size=8, device="cpu", progress=False)
+        table, path = table_from_checkpoint(TableOptions(checkpoint=str(tmp_path / "ckpt.pt"), out=str(out), batch_size=8,
+                                                         device="cpu", progress=False))
         assert path == (out if i == 1 else shard_path(out, 0, 2))
     assert not read_table(out).missing()
     assert read_table(out).rows == build(model, loader, tmp_path / "ref.csv").rows

@@ -15,14 +15,16 @@ from __future__ import annotations
 import csv
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .configs import Config, format_config, parse_config
+from .options import option
 from .evaluate import Calibration, config_costs, evaluate_configs, topk_for
 from .net import ResizableNet, SizeLike
 from .tables import (LATENCY_COLUMN_RE, REQUIRED_COLUMNS, TABLE_IDENTITY, TABLE_MAGIC, PathLike, Table, TableError,
-                     append_rows, check_shard, format_millions, latency_columns, merge_tables, model_meta, open_table,
+                     append_rows, check_shard, format_millions, parse_shard, latency_columns, merge_tables, model_meta, open_table,
                      read_table, shard_path, weights_sha256)
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "pareto_front",
     "read_baselines",
     "plot_pareto",
+    "TableOptions",
     "table_from_checkpoint",
 ]
 
@@ -349,85 +352,78 @@ def plot_pareto(table: Union[Table, PathLike], out: PathLike, *, cost: str = "mm
 
 
 # ---------------------------------------------------------------------------- from a checkpoint
-def table_from_checkpoint(
-    checkpoint: PathLike,
-    out: PathLike,
-    *,
-    dataset: Optional[str] = None,
-    data_dir: Optional[str] = None,
-    split: str = "test",
-    batch_size: int = 256,
-    device: str = "auto",
-    input_size: Optional[int] = None,
-    calibrate_bn: int = 0,
-    calibrate_batch_size: Optional[int] = None,
-    latency_device: Optional[str] = None,
-    latency_batch: Sequence[int] = (1,),
-    latency_warmup: int = 10,
-    latency_repeats: int = 50,
-    latency_tag: Optional[str] = None,
-    unit_depth: int = 1,
-    shard: Optional[Tuple[int, int]] = None,
-    progress: bool = True,
-) -> Tuple[Table, Path]:
+@dataclass(frozen=True)
+class TableOptions:
+    """What ``resizable table`` builds from a checkpoint; each field is also its ``--flag``."""
+
+    checkpoint: Optional[str] = option(None, "checkpoint file or run folder")
+    out: str = option("table.csv", "the table CSV (resumed if it exists)")
+    dataset: Optional[str] = option(None, "dataset (default: the training run's)")
+    data_dir: Optional[str] = option(None, "dataset folder (default: the training run's)")
+    split: str = option("test", "split to evaluate", choices=("train", "test", "val"))
+    batch_size: int = option(256, "evaluation batch size")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    input_size: Optional[int] = option(None, "input resolution (default: the run's)")
+    calibrate_bn: int = option(0, "recompute BN statistics per configuration on this many training batches "
+                                  "(0: keep the trained ones)")
+    calibrate_batch_size: Optional[int] = option(None, "batch size for --calibrate-bn (default: --batch-size)")
+    latency: Optional[str] = option(None, "also time each exported configuration here", choices=("cpu", "cuda"))
+    latency_batch: Tuple[int, ...] = option((1,), "batch sizes to time, e.g. 1,32")
+    latency_warmup: int = option(10, "untimed runs before timing")
+    latency_repeats: int = option(50, "timed runs (the median is kept)")
+    latency_tag: Optional[str] = option(None, "latency column suffix (default: the device)")
+    unit_depth: int = option(1, "configurations sharing this many leading factors form one resumable work unit")
+    shard: Optional[str] = option(None, "i/n: build shard i (0-based) of n; default from torchrun's RANK/WORLD_SIZE")
+    progress: bool = option(True, "progress bar with time left (shown only on a terminal)")
+
+
+def table_from_checkpoint(opts: TableOptions) -> Tuple[Table, Path]:
     """Build (or resume) the lookup table of a trained checkpoint; what ``resizable table`` runs.
 
-    Dataset, data folder and input size default to the training run's. With ``shard=(i, n)`` (or
+    Dataset, data folder and input size default to the training run's. With ``shard`` ``i/n`` (or
     under torchrun, one shard per rank) this process writes ``shard_path(out, i, n)``; whichever
     shard finishes last merges all of them into ``out``. Returns the table written and its path.
-
-    Args:
-        checkpoint: a checkpoint file or run folder.
-        out: the table CSV.
-        dataset, data_dir, split: the data to evaluate on.
-        batch_size: evaluation batch size.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        input_size: input resolution (default: the training run's, else the dataset's).
-        calibrate_bn: if > 0, recompute BN statistics per configuration on this many training batches.
-        calibrate_batch_size: batch size of those batches (default ``batch_size``).
-        latency_device: also time each exported configuration on ``cpu`` or ``cuda``.
-        latency_batch, latency_warmup, latency_repeats, latency_tag: see :class:`resizable.latency.LatencyProbe`.
-        unit_depth: prefix length of a resumable work unit.
-        shard: ``(i, n)``, 0-based; default from torchrun's ``RANK``/``WORLD_SIZE``, else ``(0, 1)``.
-        progress: progress bar.
     """
     from .checkpoint import load_model_for_data, resolve_checkpoint
     from .data import load_dataset, make_loader
     from .distributed import launch_info, resolve_device
 
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if calibrate_bn < 0:
-        raise ValueError(f"calibrate_bn must be >= 0, got {calibrate_bn}")
-    shard = check_shard(shard if shard is not None else launch_info()[:2])
-    model, payload, dataset, data_dir, size, info = load_model_for_data(checkpoint, dataset, data_dir, input_size)
-    dev = resolve_device(device, launch_info()[2])
+    if not opts.checkpoint:
+        raise ValueError("table_from_checkpoint needs a checkpoint (--checkpoint)")
+    if opts.batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {opts.batch_size}")
+    if opts.calibrate_bn < 0:
+        raise ValueError(f"calibrate_bn must be >= 0, got {opts.calibrate_bn}")
+    shard = check_shard(parse_shard(opts.shard) if opts.shard is not None else launch_info()[:2])
+    model, payload, dataset, data_dir, size, info = load_model_for_data(opts.checkpoint, opts.dataset, opts.data_dir,
+                                                                        opts.input_size)
+    dev = resolve_device(opts.device, launch_info()[2])
     model.to(dev)
-    data = load_dataset(dataset, split, data_dir=data_dir, augment=False,
+    data = load_dataset(dataset, opts.split, data_dir=data_dir, augment=False,
                         input_size=None if size == info.input_size else size)
-    loader = make_loader(data, batch_size, shuffle=False)
+    loader = make_loader(data, opts.batch_size, shuffle=False)
     calibration = None
-    if calibrate_bn:
-        cbs = calibrate_batch_size or batch_size
+    if opts.calibrate_bn:
+        cbs = opts.calibrate_batch_size or opts.batch_size
         train_set = load_dataset(dataset, "train", data_dir=data_dir, augment=False,
                                  input_size=None if size == info.input_size else size)
-        calibration = Calibration(make_loader(train_set, cbs, shuffle=True, seed=0, drop_last=True), calibrate_bn,
+        calibration = Calibration(make_loader(train_set, cbs, shuffle=True, seed=0, drop_last=True), opts.calibrate_bn,
                                   f"train split, batch {cbs}, shuffled with seed 0, no augmentation")
     probe, probe_columns, extra = None, (), {}
-    if latency_device:
+    if opts.latency:
         from .latency import LatencyProbe
 
-        probe = LatencyProbe(model, size, device=latency_device, batch_sizes=latency_batch, warmup=latency_warmup,
-                             repeats=latency_repeats, tag=latency_tag)
+        probe = LatencyProbe(model, size, device=opts.latency, batch_sizes=opts.latency_batch,
+                             warmup=opts.latency_warmup, repeats=opts.latency_repeats, tag=opts.latency_tag)
         probe_columns = probe.columns
         extra = {f"latency_{probe.tag}_{k}": v for k, v in probe.meta().items() if k != "tag"}
-    out = Path(out)
+    out = Path(opts.out)
     target = shard_path(out, *shard) if shard[1] > 1 else out
     table = build_table(
-        model, loader, target, input_size=size, num_samples=len(data), dataset=info.name, split=split,
-        model_name=payload.get("model_name"), checkpoint=str(resolve_checkpoint(checkpoint)),
-        unit_depth=unit_depth, shard=shard, calibrate=calibration, latency=probe, latency_columns=probe_columns,
-        extra_meta=extra, progress=progress)
+        model, loader, target, input_size=size, num_samples=len(data), dataset=info.name, split=opts.split,
+        model_name=payload.get("model_name"), checkpoint=str(resolve_checkpoint(opts.checkpoint)),
+        unit_depth=opts.unit_depth, shard=shard, calibrate=calibration, latency=probe, latency_columns=probe_columns,
+        extra_meta=extra, progress=opts.progress)
     if shard[1] > 1:
         paths = [shard_path(out, i, shard[1]) for i in range(shard[1])]
         if all(p.is_file() for p in paths):

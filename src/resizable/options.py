@@ -1,4 +1,4 @@
-"""Command configuration: a frozen dataclass resolved from defaults, then a YAML file, then flags."""
+"""Command options: a frozen dataclass resolved from defaults, then a YAML file, then flags."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +11,7 @@ import yaml
 
 from .fileio import atomic_write_text
 
-__all__ = ["add_dataclass_args", "resolve_options", "options_to_dict", "write_options", "parse_floats", "yaml_problem"]
+__all__ = ["add_dataclass_args", "resolve_options", "option", "required", "options_to_dict", "write_options", "parse_floats", "yaml_problem"]
 
 T = TypeVar("T")
 
@@ -78,13 +78,14 @@ def _converter(tp: Any):
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: Type, exclude: tuple = ()) -> None:
     """Add one ``--flag`` per field of ``cls`` (underscores become dashes). Defaults stay unset,
-    so :func:`resolve_options` can tell what the command line gave."""
+    so :func:`resolve_options` can tell what the command line gave. A field whose metadata says
+    ``required`` must be given (on the command line or in the YAML file)."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in exclude or not f.init:
             continue
         flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
+        help_text = f.metadata.get("help", "") + (" (required)" if f.metadata.get("required") else "")
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         if default is not None and "default:" not in help_text:
@@ -150,10 +151,26 @@ def resolve_options(cls: Type[T], args: Optional[argparse.Namespace] = None, yam
     if unknown:
         raise ValueError(f"unknown option(s) {unknown}; accepted: {names}")
     values.update(overrides)
+    missing = [f.name for f in dataclasses.fields(cls) if f.metadata.get("required") and values.get(f.name) is None]
+    if missing:
+        raise ValueError(f"missing required option(s): {', '.join('--' + m.replace('_', '-') for m in missing)}")
     return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
 
 
+def required(help: str, **meta: Any) -> Any:
+    """A dataclass field that the user must give (``None`` until resolved; see :func:`resolve_options`)."""
+    return dataclasses.field(default=None, metadata={"help": help, "required": True, **meta})
+
+
+def option(default: Any, help: str, **meta: Any) -> Any:
+    """A dataclass field with a default and its ``--help`` text (mutable defaults are copied)."""
+    if isinstance(default, (dict, list)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help, **meta})
+    return dataclasses.field(default=default, metadata={"help": help, **meta})
+
+
 def options_to_dict(cfg: Any) -> Dict[str, Any]:
+    """The options as plain YAML-friendly values (tuples as lists)."""
     out = {}
     for k, v in dataclasses.asdict(cfg).items():
         out[k] = list(v) if isinstance(v, tuple) else v
@@ -161,5 +178,5 @@ def options_to_dict(cfg: Any) -> Dict[str, Any]:
 
 
 def write_options(cfg: Any, path: Path) -> None:
-    """Write the resolved configuration as YAML (atomically)."""
+    """Write the resolved options as YAML (atomically)."""
     atomic_write_text(path, yaml.safe_dump(options_to_dict(cfg), sort_keys=False))

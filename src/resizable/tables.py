@@ -46,6 +46,7 @@ __all__ = [
     "append_rows",
     "shard_path",
     "check_shard",
+    "parse_shard",
     "merge_tables",
     "latency_columns",
     "merge_latency",
@@ -303,6 +304,15 @@ def shard_path(out: PathLike, index: int, count: int) -> Path:
     """Where shard ``index`` of ``count`` writes: ``table.csv`` -> ``table.shard1of4.csv``."""
     out = Path(out)
     return out.with_name(f"{out.stem}.shard{index}of{count}{out.suffix}")
+
+
+def parse_shard(text: str) -> Tuple[int, int]:
+    """``"1/4"`` -> ``(1, 4)``: shard 1 (0-based) of 4."""
+    try:
+        i, n = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"--shard takes i/n (e.g. 0/4), got {text!r}") from None
+    return check_shard((i, n))
 
 
 def check_shard(shard: Tuple[int, int]) -> Tuple[int, int]:

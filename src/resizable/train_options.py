@@ -1,10 +1,11 @@
 """The options of a training run: one frozen dataclass, checked when built, written to ``RUN/config.yaml``."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 from .imagefolder import BAD_IMAGES
+from .options import option
 from .sampling import SAMPLING_MODES
 
 __all__ = ["TrainOptions", "SCHEDULES", "RECIPES"]
@@ -13,65 +14,59 @@ SCHEDULES = ("cosine", "step", "linear", "constant")
 RECIPES = ("standard", "aug")
 
 
-def _opt(default: Any, help: str, **meta: Any) -> Any:
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **meta})
-    return field(default=default, metadata={"help": help, **meta})
-
-
 @dataclass(frozen=True)
 class TrainOptions:
     """Everything a training run needs; written to ``RUN/config.yaml``."""
 
     # what to train
-    model: str = _opt("resnet20", "registered model name (see `resizable models`)")
-    model_args: Dict[str, Any] = _opt({}, "architecture arguments, YAML mapping, e.g. '{widths: [8, 16, 32]}'")
-    factors: Tuple[float, ...] = _opt((0.45, 0.65, 0.85, 1.0), "scaling factor list L, comma-separated")
+    model: str = option("resnet20", "registered model name (see `resizable models`)")
+    model_args: Dict[str, Any] = option({}, "architecture arguments, YAML mapping, e.g. '{widths: [8, 16, 32]}'")
+    factors: Tuple[float, ...] = option((0.45, 0.65, 0.85, 1.0), "scaling factor list L, comma-separated")
     # data
-    dataset: str = _opt("fashion-mnist", "fashion-mnist, cifar10, cifar100 or imagefolder")
-    data_dir: Optional[str] = _opt(None, "dataset folder (default: the system location)")
-    download: bool = _opt(False, "download the dataset if missing (needs internet)")
-    input_size: Optional[int] = _opt(None, "input resolution (default: the dataset's)")
-    augment: bool = _opt(True, "random crop and flip on training images")
-    workers: int = _opt(0, "data-loading worker processes (imagefolder)")
-    bad_images: str = _opt("error", "imagefolder: an unreadable image stops the run naming it (error), is left out "
+    dataset: str = option("fashion-mnist", "fashion-mnist, cifar10, cifar100 or imagefolder")
+    data_dir: Optional[str] = option(None, "dataset folder (default: the system location)")
+    download: bool = option(False, "download the dataset if missing (needs internet)")
+    input_size: Optional[int] = option(None, "input resolution (default: the dataset's)")
+    augment: bool = option(True, "random crop and flip on training images")
+    workers: int = option(0, "data-loading worker processes (imagefolder)")
+    bad_images: str = option("error", "imagefolder: an unreadable image stops the run naming it (error), is left out "
                                     "with a warning (skip), or every image is checked before training (scan)",
                            choices=BAD_IMAGES)
     # optimisation (units: epochs, images per step over all ranks, learning rate per step)
-    epochs: int = _opt(10, "training epochs")
-    batch_size: int = _opt(128, "global mini-batch size (split over ranks)")
-    lr: float = _opt(0.1, "peak learning rate")
-    momentum: float = _opt(0.9, "SGD momentum")
-    nesterov: bool = _opt(False, "Nesterov momentum")
-    weight_decay: float = _opt(5e-4, "weight decay (not on BN parameters and biases)")
-    schedule: str = _opt("cosine", "learning-rate schedule", choices=SCHEDULES)
-    milestones: Tuple[int, ...] = _opt((), "epochs where the step schedule multiplies the rate by gamma")
-    gamma: float = _opt(0.1, "step schedule factor")
-    warmup_epochs: float = _opt(0.0, "linear warm-up length in epochs")
-    label_smoothing: float = _opt(0.0, "label smoothing of the cross-entropy")
+    epochs: int = option(10, "training epochs")
+    batch_size: int = option(128, "global mini-batch size (split over ranks)")
+    lr: float = option(0.1, "peak learning rate")
+    momentum: float = option(0.9, "SGD momentum")
+    nesterov: bool = option(False, "Nesterov momentum")
+    weight_decay: float = option(5e-4, "weight decay (not on BN parameters and biases)")
+    schedule: str = option("cosine", "learning-rate schedule", choices=SCHEDULES)
+    milestones: Tuple[int, ...] = option((), "epochs where the step schedule multiplies the rate by gamma")
+    gamma: float = option(0.1, "step schedule factor")
+    warmup_epochs: float = option(0.0, "linear warm-up length in epochs")
+    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy")
     # Algorithm 1
-    sampling: str = _opt("fair", "how each step picks its configurations", choices=SAMPLING_MODES)
-    num_configs: Optional[int] = _opt(None, "configurations per step for random/single (default: k / 1)")
-    single_config: Optional[Tuple[float, ...]] = _opt(None, "the configuration of --sampling single (default all max)")
-    recipe: str = _opt("standard", "standard, or aug: fair sampling then fine-tune --target", choices=RECIPES)
-    target: Optional[Tuple[float, ...]] = _opt(None, "Resizable-Aug target configuration (default all max)")
-    aug_fraction: float = _opt(2 / 3, "Resizable-Aug: fraction of epochs with fair sampling")
+    sampling: str = option("fair", "how each step picks its configurations", choices=SAMPLING_MODES)
+    num_configs: Optional[int] = option(None, "configurations per step for random/single (default: k / 1)")
+    single_config: Optional[Tuple[float, ...]] = option(None, "the configuration of --sampling single (default all max)")
+    recipe: str = option("standard", "standard, or aug: fair sampling then fine-tune --target", choices=RECIPES)
+    target: Optional[Tuple[float, ...]] = option(None, "Resizable-Aug target configuration (default all max)")
+    aug_fraction: float = option(2 / 3, "Resizable-Aug: fraction of epochs with fair sampling")
     # evaluation and bookkeeping
-    eval_configs: str = _opt("default", "configs evaluated each epoch: default (each factor at every stage), "
+    eval_configs: str = option("default", "configs evaluated each epoch: default (each factor at every stage), "
                                         "minmax, all, or a list like '0.45,0.45,0.45;1,1,1'")
-    eval_batch_size: int = _opt(512, "evaluation batch size")
-    eval_calibrate_bn: int = _opt(10, "training batches to recompute each evaluated configuration's BN "
+    eval_batch_size: int = option(512, "evaluation batch size")
+    eval_calibrate_bn: int = option(10, "training batches to recompute each evaluated configuration's BN "
                                       "statistics on (0: use the running statistics)")
-    seed: int = _opt(0, "seed of weights init, data order, augmentation and configuration sampling")
-    out_dir: str = _opt("runs", "parent folder of run folders")
-    name: Optional[str] = _opt(None, "run folder name (default: model-dataset-time)")
-    resume: Optional[str] = _opt(None, "run folder (or checkpoint) to continue")
-    init_checkpoint: Optional[str] = _opt(None, "start from these weights (a checkpoint or run folder)")
-    device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
-    amp: bool = _opt(False, "mixed precision (float16 on CUDA, bfloat16 on CPU)")
-    channels_last: bool = _opt(False, "channels-last memory format")
-    max_steps_per_epoch: Optional[int] = _opt(None, "cut every epoch after this many steps (quick runs)")
-    progress: bool = _opt(True, "show progress bars (the line per epoch is printed either way)")
+    seed: int = option(0, "seed of weights init, data order, augmentation and configuration sampling")
+    out_dir: str = option("runs", "parent folder of run folders")
+    name: Optional[str] = option(None, "run folder name (default: model-dataset-time)")
+    resume: Optional[str] = option(None, "run folder (or checkpoint) to continue")
+    init_checkpoint: Optional[str] = option(None, "start from these weights (a checkpoint or run folder)")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    amp: bool = option(False, "mixed precision (float16 on CUDA, bfloat16 on CPU)")
+    channels_last: bool = option(False, "channels-last memory format")
+    max_steps_per_epoch: Optional[int] = option(None, "cut every epoch after this many steps (quick runs)")
+    progress: bool = option(True, "show progress bars (the line per epoch is printed either way)")
 
     def __post_init__(self) -> None:
         checks = [
