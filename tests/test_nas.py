@@ -13,7 +13,8 @@ from resizable import cli, count_flops
 from resizable.calibrate import calibrate_bn
 from resizable.checkpoint import save_checkpoint
 from resizable.configs import format_config, parse_config
-from resizable.evaluate import (Calibration, calibrate_configs, config_costs, evaluate_configs, evaluate_naive,
+from resizable.costs import config_costs
+from resizable.evaluate import (Calibration, calibrate_configs, evaluate_configs, evaluate_naive,
                                 forward_all)
 from resizable.nas import (NoFeasibleConfig, TableOptions, build_table, pareto_front, plot_pareto, search,
                            table_from_checkpoint)

@@ -3,7 +3,6 @@ modules, no module much over 500 lines, and evaluation that works under ``torch.
 import ast
 from pathlib import Path
 
-import pytest
 import torch
 
 import resizable

@@ -154,7 +154,7 @@ def test_short_real_training_beats_chance_by_far(tmp_path):
 
 def test_evaluate_with_bn_calibration_leaves_the_model_unchanged():
     from resizable.evaluate import Calibration
-    from resizable.train import evaluate
+    from resizable.evaluate import evaluate
 
     model = resizable.create_model("resnet20", widths=(4, 8, 8), num_classes=10, in_chans=1)
     data = [(torch.randn(16, 1, 28, 28) + 3.0, torch.randint(0, 10, (16,))) for _ in range(2)]

@@ -12,7 +12,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from .fileio import atomic_path, atomic_write_text
-from .train import TrainOptions, evaluate_checkpoint, train
+from .evaluate_run import EvalOptions, evaluate_checkpoint
+from .train import TrainOptions, train
 
 __all__ = ["DemoOptions", "run_demo", "write_table", "plot_accuracy_vs_flops"]
 
@@ -95,8 +96,8 @@ def run_demo(cfg: DemoOptions) -> Path:
           f"fair sampling, {cfg.epochs} epochs", flush=True)
     run_dir = train(train_cfg)
     train_seconds = time.perf_counter() - start
-    rows = evaluate_checkpoint(str(run_dir), "all", device=cfg.device, progress=cfg.progress,
-                               calibrate_bn=cfg.calibrate_bn)
+    rows = evaluate_checkpoint(EvalOptions(checkpoint=str(run_dir), configs="all", device=cfg.device,
+                                           progress=cfg.progress, calibrate_bn=cfg.calibrate_bn))
     rows.sort(key=lambda r: (r["mmacs"], r["config"]))
     print(f"\n{'config':<24}{'MFLOPs':>9}{'top-1 %':>9}")
     for r in rows:

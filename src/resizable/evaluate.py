@@ -11,7 +11,6 @@ depends only on the earlier factors and is shared by all of a node's children.
 from __future__ import annotations
 
 import contextlib
-import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -21,8 +20,7 @@ from torch import nn
 
 from .calibrate import active_batchnorms
 from .configs import Config, format_config
-from .flops import count_flops
-from .net import ResizableNet, SizeLike
+from .net import ResizableNet
 
 __all__ = [
     "check_configs",
@@ -38,8 +36,7 @@ __all__ = [
     "evaluate_configs",
     "evaluate_naive",
     "accuracy",
-    "part_costs",
-    "config_costs",
+    "evaluate",
 ]
 
 
@@ -444,54 +441,35 @@ def accuracy(counts: Dict[str, Any]) -> Dict[str, float]:
     return out
 
 
-# ---------------------------------------------------------------------------- costs
-def part_costs(model: ResizableNet, input_size: SizeLike, configs: Optional[Iterable[Sequence[float]]] = None
-               ) -> Dict[Config, List[Tuple[int, int]]]:
-    """``{config: [(macs, interp_macs) of the stem, stage 1, ..., stage N, the head]}``.
+def evaluate(
+    model: ResizableNet,
+    loader: Iterable,
+    configs: Sequence[Sequence[float]],
+    *,
+    amp: bool = False,
+    progress: bool = False,
+    calibrate: Optional[Calibration] = None,
+) -> Dict[Config, Dict[str, float]]:
+    """Top-1, top-5 (percent) and mean loss of each configuration on ``loader``: the counts of
+    :func:`evaluate_configs` as percentages (see :func:`accuracy`).
 
-    A stage's cost depends on its own factor and the
-    previous one, so ``k^2`` counted forwards give every part of every configuration; a model whose
-    parts do not decompose that way is counted configuration by configuration.
+    Args:
+        model: the ResizableNet, on the device to evaluate on (mode, configuration, weights restored).
+        loader: yields ``(images, labels)``.
+        configs: the configurations to evaluate.
+        amp: autocast while evaluating.
+        progress: show a progress bar.
+        calibrate: recompute each configuration's BN statistics first (on shared prefixes).
     """
-    configs = check_configs(model, configs)
-    n = model.num_stages
-    names = ["stem"] + [f"stage{i + 1}" for i in range(n)] + ["head"]
-    parts: Dict[tuple, Tuple[int, int]] = {}
-    ends = set()
-    for a, b in itertools.product(model.factors, repeat=2):
-        probe = tuple(a if i % 2 == 0 else b for i in range(n))
-        stages = count_flops(model, probe, input_size).stages
-        ends.add((stages["stem"], stages["head"]))
-        for i in range(n):
-            key = (i, probe[i - 1] if i else None, probe[i])
-            if parts.setdefault(key, stages[names[i + 1]]) != stages[names[i + 1]]:
-                ends.add(None)  # not decomposable
-    out: Dict[Config, List[Tuple[int, int]]] = {}
-    if len(ends) == 1 and None not in ends:
-        stem, head = ends.pop()
-        for c in configs:
-            out[c] = [stem] + [parts[(i, c[i - 1] if i else None, c[i])] for i in range(n)] + [head]
-        check = configs[-1]
-        report = count_flops(model, check, input_size)
-        if (sum(m for m, _ in out[check]), sum(r for _, r in out[check])) == (report.macs, report.interp_macs):
-            return out
-    for c in configs:
-        stages = count_flops(model, c, input_size).stages
-        out[c] = [stages[name] for name in names]
-    return out
+    from tqdm import tqdm
 
+    from .console import progress_enabled
 
-def config_costs(model: ResizableNet, input_size: SizeLike, configs: Optional[Iterable[Sequence[float]]] = None
-                 ) -> Dict[Config, Tuple[int, int, int]]:
-    """``{config: (macs, interp_macs, params)}``, exactly as :func:`resizable.count_flops` gives them.
-
-    Many configurations are summed from their parts (:func:`part_costs`); a sub-network's
-    parameters are the same for every configuration (the convolutions are shared, one BN per layer).
-    """
-    configs = check_configs(model, configs)
-    if len(configs) <= len(model.factors) ** 2:
-        reports = {c: count_flops(model, c, input_size) for c in configs}
-        return {c: (r.macs, r.interp_macs, r.params) for c, r in reports.items()}
-    parts = part_costs(model, input_size, configs)
-    params = count_flops(model, configs[0], input_size).params
-    return {c: (sum(m for m, _ in parts[c]), sum(r for _, r in parts[c]), params) for c in configs}
+    configs = [model.check_config(c) for c in configs]
+    try:
+        total: Optional[int] = len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        total = None
+    with tqdm(total=total, desc="eval", leave=False, disable=not progress_enabled(progress)) as bar:
+        counts = evaluate_configs(model, loader, configs, calibrate=calibrate, amp=amp, on_batch=lambda: bar.update(1))
+    return {c: accuracy(counts[c]) for c in configs}

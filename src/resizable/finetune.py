@@ -20,7 +20,8 @@ from .data import dataset_info, load_dataset, make_loader
 from .distributed import resolve_device
 from .configs import format_config, parse_config
 from .fileio import atomic_write_text
-from .train import TrainOptions, evaluate, train
+from .evaluate import evaluate
+from .train import TrainOptions, train
 
 __all__ = ["FinetuneOptions", "finetune"]
 

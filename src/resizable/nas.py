@@ -21,7 +21,8 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 from .configs import Config, format_config, parse_config
 from .options import option
-from .evaluate import Calibration, config_costs, evaluate_configs, topk_for
+from .costs import config_costs
+from .evaluate import Calibration, evaluate_configs, topk_for
 from .net import ResizableNet, SizeLike
 from .tables import (LATENCY_COLUMN_RE, REQUIRED_COLUMNS, TABLE_IDENTITY, TABLE_MAGIC, PathLike, Table, TableError,
                      append_rows, check_shard, format_millions, parse_shard, latency_columns, merge_tables, model_meta, open_table,

@@ -153,7 +153,8 @@ def resolve_options(cls: Type[T], args: Optional[argparse.Namespace] = None, yam
     values.update(overrides)
     missing = [f.name for f in dataclasses.fields(cls) if f.metadata.get("required") and values.get(f.name) is None]
     if missing:
-        raise ValueError(f"missing required option(s): {', '.join('--' + m.replace('_', '-') for m in missing)}")
+        flags = ", ".join("--" + m.replace("_", "-") for m in missing)
+        raise ValueError(f"{flags} {'is' if len(missing) == 1 else 'are'} required")
     return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
 
 

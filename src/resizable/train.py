@@ -14,7 +14,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -25,16 +25,15 @@ from .options import write_options
 from .console import progress_enabled
 from .data import dataset_info, load_dataset, make_loader
 from .configs import format_config, parse_configs
-from .evaluate import Calibration, accuracy, autocast, config_costs, evaluate_configs
+from .evaluate import Calibration, autocast, evaluate
 from .fileio import atomic_write_text
 from .imagefolder import scan_images
-from .net import Config, ResizableNet
 from .registry import create_model
 from .runs import check_new_run_folder, record_resume, resume_changes, resume_folder, saved_options
 from .sampling import ConfigSampler
 from .train_options import TrainOptions
 
-__all__ = ["TrainOptions", "train", "evaluate", "build_optimizer", "lr_factor", "evaluate_checkpoint"]
+__all__ = ["TrainOptions", "train", "build_optimizer", "lr_factor"]
 
 # ---------------------------------------------------------------------------- small helpers
 def lr_factor(step: int, steps_per_epoch: int, cfg: TrainOptions) -> float:
@@ -62,38 +61,6 @@ def build_optimizer(model: nn.Module, cfg: TrainOptions) -> torch.optim.Optimize
             (decay if p.ndim > 1 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
-
-
-def evaluate(
-    model: ResizableNet,
-    loader: Iterable,
-    configs: Sequence[Sequence[float]],
-    *,
-    amp: bool = False,
-    progress: bool = False,
-    calibrate: Optional[Calibration] = None,
-) -> Dict[Config, Dict[str, float]]:
-    """Top-1, top-5 (percent) and mean loss of each configuration on ``loader``: the counts of
-    :func:`resizable.evaluate.evaluate_configs` as percentages (see :func:`resizable.evaluate.accuracy`).
-
-    Args:
-        model: the ResizableNet, on the device to evaluate on (mode, configuration, weights restored).
-        loader: yields ``(images, labels)``.
-        configs: the configurations to evaluate.
-        amp: autocast while evaluating.
-        progress: show a progress bar.
-        calibrate: recompute each configuration's BN statistics first (on shared prefixes).
-    """
-    from tqdm import tqdm
-
-    configs = [model.check_config(c) for c in configs]
-    try:
-        total: Optional[int] = len(loader)  # type: ignore[arg-type]
-    except TypeError:
-        total = None
-    with tqdm(total=total, desc="eval", leave=False, disable=not progress_enabled(progress)) as bar:
-        counts = evaluate_configs(model, loader, configs, calibrate=calibrate, amp=amp, on_batch=lambda: bar.update(1))
-    return {c: accuracy(counts[c]) for c in configs}
 
 
 # ---------------------------------------------------------------------------- the run
@@ -342,54 +309,3 @@ def data_record(info: Any, input_size: int) -> Dict[str, Any]:
     """What a deployment needs to feed the network: preprocessing and class names (stored in checkpoints)."""
     return {"dataset": info.name, "input_size": int(input_size), "in_chans": info.in_chans,
             "mean": list(info.mean), "std": list(info.std), "classes": list(info.classes)}
-
-
-def evaluate_checkpoint(
-    checkpoint: str,
-    configs: str = "default",
-    *,
-    dataset: Optional[str] = None,
-    data_dir: Optional[str] = None,
-    split: str = "test",
-    batch_size: int = 512,
-    device: str = "auto",
-    progress: bool = True,
-    calibrate_bn: int = 0,
-) -> List[Dict[str, Any]]:
-    """Evaluate a checkpoint at ``configs`` (see :func:`parse_configs`); one row per configuration
-    with the lookup table's column names: ``config``, ``mmacs`` (millions of MACs, interpolation
-    excluded), ``interp_mmacs``, ``top1_pct``, ``top5_pct`` and ``loss``.
-
-    Args:
-        checkpoint: checkpoint file or run folder.
-        configs: ``default``, ``all`` or ``"0.45,0.65,1;1,1,1"``.
-        dataset, data_dir: default to the training run's; their classes and channels must fit the model.
-        split: ``train`` or ``test``.
-        batch_size: evaluation batch size.
-        device: ``auto``, ``cpu`` or ``cuda``.
-        progress: progress bar (only on a terminal).
-        calibrate_bn: recompute each configuration's BN statistics on this many training batches first.
-    """
-    from .checkpoint import load_model_for_data
-
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if calibrate_bn < 0:
-        raise ValueError(f"calibrate_bn must be >= 0, got {calibrate_bn}")
-    model, payload, dataset, data_dir, size, info = load_model_for_data(checkpoint, dataset, data_dir)
-    chosen = parse_configs(configs, model.factors, model.num_stages)
-    dev = distributed.resolve_device(device)
-    model.to(dev)
-    input_size = None if size == info.input_size else size
-    data = load_dataset(dataset, split, data_dir=data_dir, augment=False, input_size=input_size)
-    loader = make_loader(data, batch_size, shuffle=False)
-    calib = None
-    if calibrate_bn:
-        train_set = load_dataset(dataset, "train", data_dir=data_dir, augment=False, input_size=input_size)
-        calib = make_loader(train_set, batch_size, shuffle=True, seed=0)
-    results = evaluate(model, loader, chosen, progress=progress,
-                       calibrate=Calibration(calib, calibrate_bn) if calib is not None else None)
-    costs = config_costs(model, size, chosen)
-    return [{"config": format_config(c), "mmacs": costs[c][0] / 1e6, "interp_mmacs": costs[c][1] / 1e6,
-             **{f"{k}_pct": results[c][k] for k in ("top1", "top5") if k in results[c]}, "loss": results[c]["loss"]}
-            for c in chosen]

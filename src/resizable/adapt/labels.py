@@ -17,7 +17,8 @@ import torch
 
 from ..checkpoint import atomic_save
 from ..configs import Config, format_config, format_factor, parse_config
-from ..evaluate import ConfigTreeWalker, batches, check_configs, config_costs, evaluating
+from ..costs import config_costs
+from ..evaluate import ConfigTreeWalker, batches, check_configs, evaluating
 from ..net import ResizableNet, SizeLike, to_size2d
 from ..tables import arch_sha256, weights_sha256
 

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from ..configs import Config, format_config, parse_config
-from ..evaluate import batches, config_costs, evaluating, part_costs
+from ..costs import config_costs, part_costs
+from ..evaluate import batches, evaluating
 from ..nas import NoFeasibleConfig, search
 from ..net import ResizableNet, SizeLike, to_size2d
 from ..tables import Table, format_millions, model_meta, weights_sha256

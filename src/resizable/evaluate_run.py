@@ -1,0 +1,64 @@
+"""``resizable eval``: one checkpoint evaluated at listed configurations (or all of them)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+from .checkpoint import load_model_for_data
+from .configs import CONFIG_SETS, format_config, parse_configs
+from .costs import config_costs
+from .data import load_dataset, make_loader
+from .distributed import resolve_device
+from .evaluate import Calibration, evaluate
+from .options import option, required
+
+__all__ = ["EvalOptions", "evaluate_checkpoint"]
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What ``resizable eval`` evaluates; each field is also its ``--flag``."""
+
+    checkpoint: Optional[str] = required("checkpoint file or run folder")
+    configs: str = option("default", f"{', '.join(CONFIG_SETS)}, or '0.45,0.65,1;1,1,1'")
+    dataset: Optional[str] = option(None, "dataset (default: the training one)")
+    data_dir: Optional[str] = option(None, "dataset folder (default: the training one)")
+    split: str = option("test", "split to evaluate", choices=("train", "test", "val"))
+    batch_size: int = option(512, "evaluation batch size")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    calibrate_bn: int = option(0, "recompute BN statistics per configuration on N training batches first "
+                                  "(0: the saved statistics)")
+    out: Optional[str] = option(None, "also write the results to this CSV (columns as in resizable table: "
+                                      "mmacs, top1_pct, ...)")
+    progress: bool = option(True, "progress bar (shown only on a terminal)")
+
+
+def evaluate_checkpoint(opts: EvalOptions) -> List[Dict[str, Any]]:
+    """Evaluate a checkpoint at ``opts.configs``; one row per configuration with the lookup table's
+    column names: ``config``, ``mmacs`` (millions of MACs, interpolation excluded),
+    ``interp_mmacs``, ``top1_pct``, ``top5_pct`` (more than 5 classes) and ``loss``.
+
+    The dataset and its folder default to the training run's; their classes and channels must fit
+    the model.
+    """
+    if opts.batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {opts.batch_size}")
+    if opts.calibrate_bn < 0:
+        raise ValueError(f"calibrate_bn must be >= 0, got {opts.calibrate_bn}")
+    model, payload, dataset, data_dir, size, info = load_model_for_data(opts.checkpoint, opts.dataset, opts.data_dir)
+    chosen = parse_configs(opts.configs, model.factors, model.num_stages)
+    dev = resolve_device(opts.device)
+    model.to(dev)
+    input_size = None if size == info.input_size else size
+    data = load_dataset(dataset, opts.split, data_dir=data_dir, augment=False, input_size=input_size)
+    loader = make_loader(data, opts.batch_size, shuffle=False)
+    calib = None
+    if opts.calibrate_bn:
+        train_set = load_dataset(dataset, "train", data_dir=data_dir, augment=False, input_size=input_size)
+        calib = make_loader(train_set, opts.batch_size, shuffle=True, seed=0)
+    results = evaluate(model, loader, chosen, progress=opts.progress,
+                       calibrate=Calibration(calib, opts.calibrate_bn) if calib is not None else None)
+    costs = config_costs(model, size, chosen)
+    return [{"config": format_config(c), "mmacs": costs[c][0] / 1e6, "interp_mmacs": costs[c][1] / 1e6,
+             **{f"{k}_pct": results[c][k] for k in ("top1", "top5") if k in results[c]}, "loss": results[c]["loss"]}
+            for c in chosen]
