@@ -35,6 +35,7 @@ from .export import export
 from .fileio import atomic_path, atomic_write_text
 from .flops import count_flops
 from .fold import fold_bn as fold_batchnorm
+from .options import option, required
 from .net import ResizableNet, SizeLike, to_size2d
 from .registry import create_model
 
@@ -43,7 +44,9 @@ __all__ = [
     "ONNX_EXPORTERS",
     "ExportResult",
     "export_to_file",
+    "ExportOptions",
     "export_checkpoint",
+    "parse_input_size",
     "load_static",
     "natural_input_size",
     "default_export_name",
@@ -269,34 +272,52 @@ def _calibrate(model: ResizableNet, payload: Dict[str, Any], config: Config, bat
             "data": f"{info.name} train split at {size} px, no augmentation, shuffled with seed 0"}
 
 
-def export_checkpoint(
-    checkpoint: PathLike,
-    config: Union[str, Sequence[float]],
-    *,
-    format: str = "torchscript",
-    input_size: Optional[SizeLike] = None,
-    out: Optional[PathLike] = None,
-    fold_bn: bool = False,
-    onnx_exporter: str = "dynamo",
-    calibrate_bn: int = 0,
-    calibrate_batch_size: int = 256,
-) -> ExportResult:
+@dataclass(frozen=True)
+class ExportOptions:
+    """What ``resizable export`` writes; each field is also its ``--flag``."""
+
+    checkpoint: Optional[str] = required("run folder or checkpoint file", metavar="RUN")
+    config: Optional[str] = required("one factor per stage, comma-separated (e.g. 0.65,0.85,1,1), or 'min' / 'max'")
+    format: str = option("torchscript", "file format", choices=FORMATS)
+    input_size: Optional[str] = option(None, "input size the network is fixed to, H or H,W (default: the size the "
+                                             "run trained at)", metavar="H[,W]")
+    out: Optional[str] = option(None, "file to write, or a folder for the default name (default: RUN/export/)",
+                                metavar="PATH")
+    fold_bn: bool = option(False, "fold batch norm into the preceding convolutions")
+    calibrate_bn: int = option(0, "recompute the configuration's BN statistics on N training batches first, as "
+                                  "resizable table --calibrate-bn does (0: the statistics as trained)", metavar="N")
+    calibrate_batch_size: int = option(256, "batch size of those batches; use the table's --calibrate-batch-size "
+                                            "(or its --batch-size) to export the network whose accuracy the table "
+                                            "shows", metavar="B")
+    onnx_exporter: str = option("dynamo", "torch.export-based ONNX exporter, or the older, faster TorchScript-based "
+                                          "one", choices=ONNX_EXPORTERS)
+
+
+def parse_input_size(text: Optional[str]) -> Optional[SizeLike]:
+    """``"224"`` -> 224, ``"224,192"`` (or ``"224x192"``) -> (224, 192), ``None`` -> ``None``."""
+    if text is None:
+        return None
+    parts = [p for p in str(text).replace("x", ",").split(",") if p.strip()]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"--input-size takes H or H,W in pixels, got {text!r}") from None
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise ValueError(f"--input-size takes H or H,W in pixels, got {text!r}")
+    return values[0] if len(values) == 1 else (values[0], values[1])
+
+
+def export_checkpoint(opts: ExportOptions) -> ExportResult:
     """Export one configuration of a saved model (what ``resizable export`` runs).
 
-    Args:
-        checkpoint: a run folder or a checkpoint file.
-        config: one factor per stage, or ``"0.65,0.85,1,1"`` / ``"min"`` / ``"max"``.
-        format: one of :data:`FORMATS`.
-        input_size: ``H`` or ``(H, W)`` (default: the size the run trained at, else
-            :func:`natural_input_size`); a size that shrinks a stage to 1x1 px is refused.
-        out: the file to write, or a folder for the default name; default: ``export/`` in the run
-            folder (beside the checkpoint file).
-        fold_bn: fold BN into the convolutions.
-        onnx_exporter: see :func:`export_to_file`.
-        calibrate_bn: if > 0, first recompute the configuration's BN statistics on this many training
-            batches (the basis of ``resizable table --calibrate-bn``); the sidecar records it.
-        calibrate_batch_size: the batch size of those batches (``resizable table``'s default is 256).
+    The input size defaults to the size the run trained at (else :func:`natural_input_size`); a size
+    that shrinks a stage to 1x1 px is refused. ``out`` defaults to ``export/`` in the run folder.
+    With ``calibrate_bn`` > 0 the configuration's BN statistics are first recomputed on that many
+    training batches (the basis of ``resizable table --calibrate-bn``), and the sidecar says so.
     """
+    checkpoint, config, format, out, fold_bn = opts.checkpoint, opts.config, opts.format, opts.out, opts.fold_bn
+    calibrate_bn, calibrate_batch_size = opts.calibrate_bn, opts.calibrate_batch_size
+    input_size = parse_input_size(opts.input_size)
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; accepted: {', '.join(FORMATS)}")
     if calibrate_bn < 0 or calibrate_batch_size < 1:
@@ -322,7 +343,7 @@ def export_checkpoint(
             path = path / name
     return export_to_file(model, config, path, input_size=hw, format=format, fold_bn=fold_bn,
                           model_name=payload["model_name"], model_kwargs=payload["model_kwargs"],
-                          onnx_exporter=onnx_exporter, extra_meta=extra)
+                          onnx_exporter=opts.onnx_exporter, extra_meta=extra)
 
 
 def load_static(path: PathLike) -> nn.Module:
