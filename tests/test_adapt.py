@@ -215,11 +215,14 @@ def test_label_train_eval_commands(tiny_run, tmp_path, capsys):
 
 def test_files_refuse_other_weights(tiny_run, tmp_path, capsys):
     model, payload = resizable.checkpoint.load_model(tiny_run)
-    _, path = adapt.label_checkpoint(tiny_run, tmp_path / "l.pt", num_images=32, progress=False)
+    _, path = adapt.label_checkpoint(adapt.LabelOptions(checkpoint=str(tiny_run), out=str(tmp_path / "l.pt"),
+                                                        num_images=32, progress=False))
     other = tiny_model(seed=5)
     with pytest.raises(AdaptError, match="other weights"):
         adapt.load_labels(path, other)
-    trained, cpath = adapt.train_checkpoint(path, tiny_run, tmp_path / "c.pt", epochs=1, width=4, progress=False)
+    trained, cpath = adapt.train_checkpoint(adapt.ClassifierOptions(labels=str(path), checkpoint=str(tiny_run),
+                                                                    out=str(tmp_path / "c.pt"), epochs=1, width=4,
+                                                                    progress=False))
     with pytest.raises(AdaptError, match="other weights"):
         adapt.load_classifier(cpath, other)
     with pytest.raises(AdaptError, match="another architecture"):

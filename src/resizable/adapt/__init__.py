@@ -40,7 +40,8 @@ from .classifier import (CLASSIFIER_FORMAT, SOURCES, ConfigClassifier, FeaturePa
 from .labels import (LABELS_FORMAT, RULES, AdaptError, ConfigOutcomes, LabelSet, best_config_index, config_outcomes,
                      label_images, load_labels, model_identity, save_labels)
 from .routing import Adapter, RoutingCosts, evaluate_adapt, outcomes_table, routing_costs
-from .runs import LARGE_SAMPLE, eval_checkpoint, label_checkpoint, train_checkpoint
+from .runs import (LARGE_SAMPLE, ClassifierOptions, LabelOptions, RoutingOptions, eval_checkpoint, label_checkpoint,
+                   train_checkpoint)
 
 __all__ = [
     "LABELS_FORMAT", "CLASSIFIER_FORMAT", "RULES", "SOURCES", "LARGE_SAMPLE", "AdaptError",
@@ -49,5 +50,5 @@ __all__ = [
     "ConfigClassifier", "module_macs", "FeaturePass", "feature_pass", "feature_shape", "TrainedClassifier",
     "train_classifier", "save_classifier", "load_classifier",
     "RoutingCosts", "routing_costs", "Adapter", "outcomes_table", "evaluate_adapt",
-    "label_checkpoint", "train_checkpoint", "eval_checkpoint",
+    "LabelOptions", "ClassifierOptions", "RoutingOptions", "label_checkpoint", "train_checkpoint", "eval_checkpoint",
 ]

@@ -2,21 +2,87 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from ..options import option, required
 from ..checkpoint import load_model, load_model_for_data, resolve_checkpoint
 from ..configs import parse_configs
 from ..tables import REQUIRED_COLUMNS, read_table
-from .classifier import TrainedClassifier, load_classifier, save_classifier, train_classifier
+from .classifier import SOURCES, TrainedClassifier, load_classifier, save_classifier, train_classifier
 from .labels import RULES, AdaptError, LabelSet, PathLike, check_choice, config_outcomes, label_images, load_labels, save_labels
 from .routing import Adapter, evaluate_adapt, outcomes_table
 
-__all__ = ["LARGE_SAMPLE", "label_checkpoint", "train_checkpoint", "eval_checkpoint"]
+__all__ = ["LARGE_SAMPLE", "LabelOptions", "ClassifierOptions", "RoutingOptions", "label_checkpoint",
+           "train_checkpoint", "eval_checkpoint"]
 
 LARGE_SAMPLE = 50_000  # paper: 50k training images; the default sample on datasets larger than memory
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """What ``resizable adapt label`` labels; each field is also its ``--flag``."""
+
+    checkpoint: Optional[str] = required("the trained ResizableNet (checkpoint file or run folder)")
+    out: Optional[str] = option(None, "label file (default: RUN/adapt-labels.pt)")
+    dataset: Optional[str] = option(None, "dataset (default: the training run's)")
+    data_dir: Optional[str] = option(None, "dataset folder (default: the training run's)")
+    split: str = option("train", "split to sample the images from", choices=("train", "test", "val"))
+    num_images: Optional[int] = option(None, "images to label (default: all of Fashion-MNIST/CIFAR, 50000 of a folder)")
+    seed: int = option(0, "seed of the image sample")
+    configs: str = option("all", "allowed configurations: all, default, or '0.45,0.65,1;1,1,1'")
+    rule: str = option("cheapest", "best configuration: cheapest correct (else most confident), or most confident",
+                       choices=RULES)
+    batch_size: int = option(256, "evaluation batch size")
+    input_size: Optional[int] = option(None, "input resolution (default: the run's)")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    progress: bool = option(True, "progress bar (shown only on a terminal)")
+
+
+@dataclass(frozen=True)
+class ClassifierOptions:
+    """How ``resizable adapt train`` trains the configuration classifier; each field is also its ``--flag``."""
+
+    labels: Optional[str] = required("label file (resizable adapt label)")
+    checkpoint: Optional[str] = required("the checkpoint the labels were made with")
+    out: Optional[str] = option(None, "classifier file (default: adapt-classifier-<source>.pt beside the labels)")
+    source: str = option("min", "classifier input: the last stage at the smallest configuration, or the stem output",
+                         choices=SOURCES)
+    width: int = option(32, "channels of the classifier's three convolutions")
+    epochs: int = option(15, "training epochs")
+    batch_size: int = option(256, "batch size")
+    lr: float = option(2e-3, "AdamW learning rate (cosine-decayed)")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    val_fraction: float = option(0.1, "share of labelled images held out for the report")
+    rule: Optional[str] = option(None, "relabel with this rule first (default: the label file's)", choices=RULES)
+    seed: int = option(0, "seed of initialisation, hold-out draw and batch order")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    progress: bool = option(True, "one line per epoch")
+
+
+@dataclass(frozen=True)
+class RoutingOptions:
+    """What ``resizable adapt eval`` routes and compares; each field is also its ``--flag``."""
+
+    checkpoint: Optional[str] = required("the trained ResizableNet")
+    classifier: Optional[str] = required("classifier file (resizable adapt train)")
+    max_mmacs: Tuple[float, ...] = option((), "per-image budget(s) in millions of MACs, comma-separated "
+                                              "(default: no budget; --max-mflops is an alias)")
+    count_interp: bool = option(False, "the budget also counts the resizes' interpolation MACs")
+    table: Optional[str] = option(None, "lookup table of the same weights and split (default: from the oracle pass)")
+    oracle: bool = option(True, "also run every configuration on the split (oracle, and the table if none is given)")
+    rule: str = option("cheapest", "the oracle's rule", choices=RULES)
+    dataset: Optional[str] = option(None, "dataset (default: the training run's)")
+    data_dir: Optional[str] = option(None, "dataset folder (default: the training run's)")
+    split: str = option("test", "split to evaluate", choices=("train", "test", "val"))
+    batch_size: int = option(256, "evaluation batch size (images of a batch are grouped by configuration)")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    out: Optional[str] = option(None, "also write the results as JSON here")
+    json: bool = option(False, "print JSON instead of text")
+    progress: bool = option(True, "progress bar (shown only on a terminal)")
 
 
 def _subset(data, indices: torch.Tensor):
@@ -48,26 +114,13 @@ def _bar(total: int, desc: str, enabled: bool):
 
     return tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, dynamic_ncols=True, leave=False)
 
-def label_checkpoint(checkpoint: PathLike, out: Optional[PathLike] = None, *, dataset: Optional[str] = None,
-                     data_dir: Optional[str] = None, split: str = "train", num_images: Optional[int] = None,
-                     seed: int = 0, configs: str = "all", rule: str = "cheapest", batch_size: int = 256,
-                     device: str = "auto", input_size: Optional[int] = None, progress: bool = True
-                     ) -> Tuple[LabelSet, Path]:
-    """Label a sample of a checkpoint's training images; what ``resizable adapt label`` runs.
-
-    Args:
-        checkpoint: checkpoint file or run folder.
-        out: the label file (default: ``adapt-labels.pt`` beside the checkpoint).
-        dataset, data_dir, input_size: default to the training run's.
-        split: which split to sample (paper: training images).
-        num_images: how many images (drawn with ``seed``); default all of an in-memory dataset
-            (Fashion-MNIST, CIFAR), 50 000 of an image folder.
-        configs: ``all``, ``default`` or ``"0.45,0.65,1;1,1,1"``: the allowed configurations.
-        rule: ``cheapest`` or ``confident``.
-        batch_size: evaluation batch size.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        progress: progress bar.
-    """
+def label_checkpoint(opts: "LabelOptions") -> Tuple[LabelSet, Path]:
+    """Label a sample of a checkpoint's images with their best configuration; what ``resizable adapt
+    label`` runs. The label file defaults to ``adapt-labels.pt`` beside the checkpoint."""
+    (checkpoint, out, dataset, data_dir, split, num_images, seed, configs, rule, batch_size, device,
+     input_size, progress) = (
+        opts.checkpoint, opts.out, opts.dataset, opts.data_dir, opts.split, opts.num_images, opts.seed,
+        opts.configs, opts.rule, opts.batch_size, opts.device, opts.input_size, opts.progress)
     from ..data import make_loader
 
     check_choice(rule, RULES, "rule")
@@ -96,19 +149,16 @@ def label_checkpoint(checkpoint: PathLike, out: Optional[PathLike] = None, *, da
     out = Path(out) if out else resolve_checkpoint(checkpoint).parent / "adapt-labels.pt"
     return labels, save_labels(labels, out)
 
-def train_checkpoint(labels: PathLike, checkpoint: PathLike, out: Optional[PathLike] = None, *,
-                     source: str = "min", width: int = 32, epochs: int = 15, batch_size: int = 256, lr: float = 2e-3,
-                     weight_decay: float = 1e-4, val_fraction: float = 0.1, rule: Optional[str] = None,
-                     seed: int = 0, device: str = "auto", progress: bool = True) -> Tuple[TrainedClassifier, Path]:
+def train_checkpoint(opts: "ClassifierOptions") -> Tuple[TrainedClassifier, Path]:
     """Train the configuration classifier from a label file; what ``resizable adapt train`` runs.
 
-    Args:
-        labels: the label file (``resizable adapt label``).
-        checkpoint: the checkpoint it was made with (the weight hash must match).
-        out: the classifier file (default: ``adapt-classifier-<source>.pt`` beside the labels).
-        rule: relabel with this rule first (default: the label file's).
-        Others: see :func:`train_classifier`.
+    The checkpoint must be the one the labels were made with (the weight hash is checked); the
+    classifier file defaults to ``adapt-classifier-<source>.pt`` beside the labels.
     """
+    (labels, checkpoint, out, source, width, epochs, batch_size, lr, weight_decay, val_fraction,
+     rule, seed, device, progress) = (
+        opts.labels, opts.checkpoint, opts.out, opts.source, opts.width, opts.epochs, opts.batch_size, opts.lr,
+        opts.weight_decay, opts.val_fraction, opts.rule, opts.seed, opts.device, opts.progress)
     from ..data import dataset_info, make_loader
     from ..distributed import resolve_device
 
@@ -131,26 +181,19 @@ def train_checkpoint(labels: PathLike, checkpoint: PathLike, out: Optional[PathL
     out = Path(out) if out else Path(labels).parent / f"adapt-classifier-{source}.pt"
     return trained, save_classifier(trained, out, labels_path=labels)
 
-def eval_checkpoint(checkpoint: PathLike, classifier: PathLike, budgets: Sequence[Optional[float]], *,
-                    dataset: Optional[str] = None, data_dir: Optional[str] = None, split: str = "test",
-                    batch_size: int = 256, table: Optional[PathLike] = None, oracle: bool = True,
-                    count_interp: bool = False, rule: str = "cheapest", device: str = "auto",
-                    progress: bool = True) -> List[Dict[str, Any]]:
-    """Routed inference of a checkpoint at each budget; what ``resizable adapt eval`` runs.
+def eval_checkpoint(opts: "RoutingOptions") -> List[Dict[str, Any]]:
+    """Routed inference of a checkpoint at each budget (``max_mmacs``); what ``resizable adapt eval`` runs.
 
     The static comparison comes from ``table`` (a ``resizable table`` file of the same weights and
     split) or, without one, from the oracle's pass over every configuration (the same numbers).
-
-    Args:
-        checkpoint: checkpoint file or run folder.
-        classifier: the classifier file (``resizable adapt train``).
-        budgets: per-image budgets in millions of MACs (``None``: no budget).
-        table: lookup table to compare with.
-        oracle: run every configuration on the split too (for the oracle, and the table when none is given).
-        Others: as in :func:`evaluate_adapt` and :func:`label_checkpoint`.
     """
+    (checkpoint, classifier, dataset, data_dir, split, batch_size, table, oracle, count_interp, rule,
+     device, progress) = (
+        opts.checkpoint, opts.classifier, opts.dataset, opts.data_dir, opts.split, opts.batch_size, opts.table,
+        opts.oracle, opts.count_interp, opts.rule, opts.device, opts.progress)
     from ..data import make_loader
 
+    budgets: List[Optional[float]] = list(opts.max_mmacs) or [None]
     model, payload, info, dataset, data_dir, _ = _open_run(checkpoint, device, dataset, data_dir, None)
     trained = load_classifier(classifier, model)
     size = trained.input_size[0]

@@ -2,107 +2,42 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List
 
 HELP = "Resizable-Adapt: label images with their best configuration, train the classifier, route each image"
 
 
-def _opt(default: Any, help: str, **meta: Any) -> Any:
-    return field(default=default, metadata={"help": help, **meta})
+_SUB = {"label": ("LabelOptions", "label a sample of images with their best configuration"),
+        "train": ("ClassifierOptions", "train the scaling-configuration classifier on a label file"),
+        "eval": ("RoutingOptions", "route each test image to its predicted configuration under a budget")}
 
 
-@dataclass(frozen=True)
-class LabelOptions:
-    """Options of ``resizable adapt label``."""
+def _options_class(step: str):
+    from ..adapt import runs
 
-    checkpoint: str = _opt("", "the trained ResizableNet (checkpoint file or run folder)")
-    out: Optional[str] = _opt(None, "label file (default: RUN/adapt-labels.pt)")
-    dataset: Optional[str] = _opt(None, "dataset (default: the training run's)")
-    data_dir: Optional[str] = _opt(None, "dataset folder (default: the training run's)")
-    split: str = _opt("train", "split to sample the images from", choices=("train", "test", "val"))
-    num_images: Optional[int] = _opt(None, "images to label (default: all of Fashion-MNIST/CIFAR, 50000 of a folder)")
-    seed: int = _opt(0, "seed of the image sample")
-    configs: str = _opt("all", "allowed configurations: all, default, or '0.45,0.65,1;1,1,1'")
-    rule: str = _opt("cheapest", "best configuration: cheapest correct (else most confident), or most confident",
-                     choices=("cheapest", "confident"))
-    batch_size: int = _opt(256, "evaluation batch size")
-    input_size: Optional[int] = _opt(None, "input resolution (default: the run's)")
-    device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
-    progress: bool = _opt(True, "progress bar (shown only on a terminal)")
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """Options of ``resizable adapt train``."""
-
-    labels: str = _opt("", "label file (resizable adapt label)")
-    checkpoint: str = _opt("", "the checkpoint the labels were made with")
-    out: Optional[str] = _opt(None, "classifier file (default: adapt-classifier-<source>.pt beside the labels)")
-    source: str = _opt("min", "classifier input: the last stage at the smallest configuration, or the stem output",
-                       choices=("min", "stem"))
-    width: int = _opt(32, "channels of the classifier's three convolutions")
-    epochs: int = _opt(15, "training epochs")
-    batch_size: int = _opt(256, "batch size")
-    lr: float = _opt(2e-3, "AdamW learning rate (cosine-decayed)")
-    weight_decay: float = _opt(1e-4, "AdamW weight decay")
-    val_fraction: float = _opt(0.1, "share of labelled images held out for the report")
-    rule: Optional[str] = _opt(None, "relabel with this rule first (default: the label file's)",
-                               choices=("cheapest", "confident"))
-    seed: int = _opt(0, "seed of initialisation, hold-out draw and batch order")
-    device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
-    progress: bool = _opt(True, "one line per epoch")
-
-
-@dataclass(frozen=True)
-class EvalOptions:
-    """Options of ``resizable adapt eval``."""
-
-    checkpoint: str = _opt("", "the trained ResizableNet")
-    classifier: str = _opt("", "classifier file (resizable adapt train)")
-    max_mflops: Tuple[float, ...] = _opt((), "per-image budget(s) in millions of MACs, comma-separated "
-                                             "(default: no budget)")
-    count_interp: bool = _opt(False, "the budget also counts the resizes' interpolation MACs")
-    table: Optional[str] = _opt(None, "lookup table of the same weights and split (default: from the oracle pass)")
-    oracle: bool = _opt(True, "also run every configuration on the split (oracle, and the table if none is given)")
-    rule: str = _opt("cheapest", "the oracle's rule", choices=("cheapest", "confident"))
-    dataset: Optional[str] = _opt(None, "dataset (default: the training run's)")
-    data_dir: Optional[str] = _opt(None, "dataset folder (default: the training run's)")
-    split: str = _opt("test", "split to evaluate", choices=("train", "test", "val"))
-    batch_size: int = _opt(256, "evaluation batch size (images of a batch are grouped by configuration)")
-    device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
-    out: Optional[str] = _opt(None, "also write the results as JSON here")
-    json: bool = _opt(False, "print JSON instead of text")
-    progress: bool = _opt(True, "progress bar (shown only on a terminal)")
-
-
-_SUB = {"label": (LabelOptions, "label a sample of training images with their best configuration"),
-        "train": (TrainOptions, "train the scaling-configuration classifier on a label file"),
-        "eval": (EvalOptions, "route each test image to its predicted configuration under a budget")}
+    return getattr(runs, _SUB[step][0])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..options import add_dataclass_args
+    from ..options import add_dataclass_args, parse_floats
 
     sub = parser.add_subparsers(dest="adapt_command", metavar="STEP")
-    for name, (cls, help_text) in _SUB.items():
+    for name, (_, help_text) in _SUB.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        add_dataclass_args(p, cls)
+        add_dataclass_args(p, _options_class(name))
+        if name == "eval":  # the flag's earlier name
+            p.add_argument("--max-mflops", dest="max_mmacs", type=parse_floats, default=argparse.SUPPRESS,
+                           help=argparse.SUPPRESS)
     parser.set_defaults(_adapt_parser=parser)
 
 
-def _label(opts: LabelOptions) -> int:
+def _label(opts) -> int:
     from ..adapt import label_checkpoint
     from ..console import progress_enabled
 
-    if not opts.checkpoint:
-        raise ValueError("--checkpoint is required")
-    labels, path = label_checkpoint(opts.checkpoint, opts.out, dataset=opts.dataset, data_dir=opts.data_dir,
-                                    split=opts.split, num_images=opts.num_images, seed=opts.seed,
-                                    configs=opts.configs, rule=opts.rule, batch_size=opts.batch_size,
-                                    device=opts.device, input_size=opts.input_size,
-                                    progress=progress_enabled(opts.progress))
+    labels, path = label_checkpoint(dataclasses.replace(opts, progress=progress_enabled(opts.progress)))
     s = labels.summary()
     common = ", ".join(f"{c} ({n})" for c, n in s["most_frequent"])
     print(f"labelled {s['images']} {labels.split} images over {s['configs']} configurations (rule: {s['rule']}); "
@@ -112,15 +47,10 @@ def _label(opts: LabelOptions) -> int:
     return 0
 
 
-def _train(opts: TrainOptions) -> int:
+def _train(opts) -> int:
     from ..adapt import train_checkpoint
 
-    if not opts.labels or not opts.checkpoint:
-        raise ValueError("--labels and --checkpoint are required")
-    trained, path = train_checkpoint(opts.labels, opts.checkpoint, opts.out, source=opts.source, width=opts.width,
-                                     epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr,
-                                     weight_decay=opts.weight_decay, val_fraction=opts.val_fraction, rule=opts.rule,
-                                     seed=opts.seed, device=opts.device, progress=opts.progress)
+    trained, path = train_checkpoint(opts)
     from ..adapt import module_macs
 
     clf = trained.classifier
@@ -163,17 +93,11 @@ def format_result(r: Dict[str, Any]) -> List[str]:
     return lines
 
 
-def _eval(opts: EvalOptions) -> int:
+def _eval(opts) -> int:
     from ..adapt import eval_checkpoint
     from ..console import progress_enabled
 
-    if not opts.checkpoint or not opts.classifier:
-        raise ValueError("--checkpoint and --classifier are required")
-    budgets = list(opts.max_mflops) or [None]
-    results = eval_checkpoint(opts.checkpoint, opts.classifier, budgets, dataset=opts.dataset,
-                              data_dir=opts.data_dir, split=opts.split, batch_size=opts.batch_size, table=opts.table,
-                              oracle=opts.oracle, count_interp=opts.count_interp, rule=opts.rule, device=opts.device,
-                              progress=progress_enabled(opts.progress))
+    results = eval_checkpoint(dataclasses.replace(opts, progress=progress_enabled(opts.progress)))
     if opts.out:
         _write_json(opts.out, results)
     if opts.json:
@@ -199,6 +123,5 @@ def run(args: argparse.Namespace) -> int:
     if step is None:
         args._adapt_parser.print_help()
         return 2
-    cls = _SUB[step][0]
-    opts = resolve_options(cls, args)
+    opts = resolve_options(_options_class(step), args)
     return {"label": _label, "train": _train, "eval": _eval}[step](opts)

@@ -5,14 +5,16 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Optional
 
-HELP = "the accuracy-vs-FLOPs (or latency) Pareto front of a table: printed, and plotted with --out"
+from ..options import required
+
+HELP = "the accuracy-vs-MACs (or latency) Pareto front of a table: printed, and plotted with --out"
 
 
 @dataclass(frozen=True)
 class ParetoOptions:
     """Options of ``resizable pareto``."""
 
-    table: str = field(default="", metadata={"help": "the table CSV (resizable table)"})
+    table: Optional[str] = required("the table CSV (resizable table)")
     cost: str = field(default="mmacs", metadata={"help": "cost column: mmacs, params_m or a latency column"})
     out: Optional[str] = field(default=None, metadata={"help": "save the plot here (.png, .pdf, .svg)"})
     csv: Optional[str] = field(default=None, metadata={"help": "also write the front as CSV"})
@@ -34,8 +36,6 @@ def run(args: argparse.Namespace) -> int:
     from .search import format_rows, shown_columns
 
     opts = resolve_options(ParetoOptions, args)
-    if not opts.table:
-        raise ValueError("--table is required (a CSV written by resizable table)")
     table = read_table(opts.table, required=REQUIRED_COLUMNS)
     front = pareto_front(table, opts.cost)
     baselines = read_baselines(opts.baselines, opts.cost) if opts.baselines else []

@@ -7,19 +7,22 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
-HELP = "the most accurate configurations of a table that meet every constraint (MFLOPs, latency, params)"
+from ..options import required
+
+HELP = "the most accurate configurations of a table that meet every constraint (MACs, latency, params)"
 
 
 @dataclass(frozen=True)
 class SearchOptions:
     """Options of ``resizable search``."""
 
-    table: str = field(default="", metadata={"help": "the table CSV (resizable table)"})
-    max_mflops: Optional[float] = field(default=None, metadata={"help": "budget in millions of multiply-accumulates"})
+    table: Optional[str] = required("the table CSV (resizable table; build it on the val split)")
+    max_mmacs: Optional[float] = field(default=None, metadata={"help": "budget in millions of multiply-accumulates "
+                                                                       "(--max-mflops is an alias)"})
     max_latency_ms: Optional[float] = field(default=None, metadata={"help": "latency budget (needs a latency column)"})
     latency_column: Optional[str] = field(default=None, metadata={"help": "which latency column, when several"})
     max_params_m: Optional[float] = field(default=None, metadata={"help": "parameter budget in millions"})
-    count_interp: bool = field(default=False, metadata={"help": "count the interpolation MACs in --max-mflops"})
+    count_interp: bool = field(default=False, metadata={"help": "count the interpolation MACs in --max-mmacs"})
     top: int = field(default=5, metadata={"help": "how many configurations to list"})
     json: bool = field(default=False, metadata={"help": "print JSON instead of a table"})
 
@@ -28,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..options import add_dataclass_args
 
     add_dataclass_args(parser, SearchOptions)
+    parser.add_argument("--max-mflops", dest="max_mmacs", type=float, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)  # the flag's earlier name
 
 
 def format_rows(records: Sequence[Dict[str, Any]], columns: Sequence[str]) -> str:
@@ -56,10 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from ..tables import REQUIRED_COLUMNS, read_table
 
     opts = resolve_options(SearchOptions, args)
-    if not opts.table:
-        raise ValueError("--table is required (a CSV written by resizable table)")
     table = read_table(opts.table, required=REQUIRED_COLUMNS)
-    best = search(table, max_mmacs=opts.max_mflops, max_latency_ms=opts.max_latency_ms,
+    best = search(table, max_mmacs=opts.max_mmacs, max_latency_ms=opts.max_latency_ms,
                   latency_column=opts.latency_column, max_params_m=opts.max_params_m,
                   count_interp=opts.count_interp, top=opts.top)
     columns = shown_columns(table.columns)
