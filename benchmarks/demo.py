@@ -83,7 +83,7 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run / "configs.csv", out.with_name(out.stem + "_configs.csv"))
-    shutil.copyfile(run / "accuracy_vs_flops.png", out.with_name(out.stem + ".png"))
+    shutil.copyfile(run / "accuracy_vs_macs.png", out.with_name(out.stem + ".png"))
     out.write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(render(result))
     print(f"wrote {out} and {out.with_suffix('.md')}")
@@ -106,9 +106,9 @@ def render(r: dict) -> str:
         "",
         "| | configuration | MFLOPs | test top-1 % |",
         "|---|---|---|---|",
-        f"| full | {s['full']['config']} | {s['full']['mflops']:.2f} | {s['full']['top1']:.2f} |",
-        f"| worst | {s['worst']['config']} | {s['worst']['mflops']:.2f} | {s['worst']['top1']:.2f} |",
-        f"| best | {s['best']['config']} | {s['best']['mflops']:.2f} | {s['best']['top1']:.2f} |",
+        f"| full | {s['full']['config']} | {s['full']['mmacs']:.2f} | {s['full']['top1']:.2f} |",
+        f"| worst | {s['worst']['config']} | {s['worst']['mmacs']:.2f} | {s['worst']['top1']:.2f} |",
+        f"| best | {s['best']['config']} | {s['best']['mmacs']:.2f} | {s['best']['top1']:.2f} |",
         "",
         f"Wall time {r['wall_seconds']:.0f} s (the demo's own count: {s['seconds']['total']:.0f} s, "
         f"training {s['seconds']['train']:.0f} s, evaluating {s['seconds']['evaluate']:.0f} s).",

@@ -3,7 +3,7 @@
 For each model: parameters (all-max sub-network), stages, factor list, number of configurations,
 MFLOPs (multiply-accumulates of convolutions and linear layers, the paper's convention) at the
 smallest and the largest configuration, and the interpolation cost of the stage resizes at the
-smallest configuration (counted apart, see resizable.flops). Natural input size: 224 for
+smallest configuration (counted apart, see resizable.macs). Natural input size: 224 for
 ImageNet-style models, 32 for small-input ones (a stem that does not downsample).
 
     PYTHONPATH=src python benchmarks/flops_table.py [--out docs/flops.md]
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from resizable import count_flops, create_model, list_models
+from resizable import count_macs, create_model, list_models
 from resizable.deploy import natural_input_size
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,8 +27,8 @@ def rows():
     for name in list_models():
         model = create_model(name).eval()
         size = natural_input_size(model)
-        small = count_flops(model, model.min_config, size)
-        large = count_flops(model, model.max_config, size)
+        small = count_macs(model, model.min_config, size)
+        large = count_macs(model, model.max_config, size)
         yield (
             name, f"{size}", f"{large.params / 1e6:.2f}", f"{model.num_stages}", str(model.factors),
             f"{len(model.factors) ** model.num_stages}", f"{small.macs / 1e6:.1f}", f"{large.macs / 1e6:.1f}",

@@ -144,19 +144,19 @@ def test_classifier_cost_is_counted():
     c = stem.costs
     assert c.classifier_macs == module_macs(stem.classifier, (4, 28, 28)) > 0
     for j, config in enumerate(stem.configs):  # the stem is shared: a routed image costs its config + classifier
-        assert c.routed_macs[j] == resizable.count_flops(model, config, 28).macs + c.classifier_macs
+        assert c.routed_macs[j] == resizable.count_macs(model, config, 28).macs + c.classifier_macs
 
     mini = scrambled_adapter(model, "min")
     c = mini.costs
-    small = resizable.count_flops(model, model.min_config, 28)
+    small = resizable.count_macs(model, model.min_config, 28)
     assert c.feature_macs == small.macs and c.classifier_macs > 0
     j_min = mini.configs.index(model.min_config)
     assert c.routed_macs[j_min] == small.macs + c.classifier_macs  # its logits are reused
     j_max = mini.configs.index(model.max_config)
-    full = resizable.count_flops(model, model.max_config, 28)
+    full = resizable.count_macs(model, model.max_config, 28)
     assert c.routed_macs[j_max] == small.macs + c.classifier_macs + full.macs - full.stages["stem"][0]
     j = mini.configs.index((0.45, 0.45, 1.0))  # shares stages 1-2 with the feature pass
-    part = resizable.count_flops(model, (0.45, 0.45, 1.0), 28).stages
+    part = resizable.count_macs(model, (0.45, 0.45, 1.0), 28).stages
     assert c.routed_macs[j] == small.macs + c.classifier_macs + part["stage3"][0] + part["head"][0]
 
     # the mean per-image cost that evaluation reports includes the classifier

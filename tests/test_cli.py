@@ -61,14 +61,14 @@ def test_demo_writes_table_and_plot(tiny_fmnist, tmp_path, capsys):
                  "--model-args", "{widths: [4, 8, 8], stem_stride: 2, stem_pool: true}", "--batch-size", "64",
                  "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "MFLOPs" in out and "time:" in out
+    assert "MMACs" in out and "time:" in out
     rows = list(csv.DictReader((tmp_path / "d" / "configs.csv").open()))
-    assert len(rows) == 64 and {"config", "mflops_macs", "top1_pct"} <= set(rows[0])
+    assert len(rows) == 64 and {"config", "mmacs", "top1_pct"} <= set(rows[0])
     summary = json.loads((tmp_path / "d" / "summary.json").read_text())
     assert summary["num_configs"] == 64 and summary["full"]["config"] == "1,1,1"
     assert summary["gap_points"] == pytest.approx(summary["full"]["top1"] - min(float(r["top1_pct"]) for r in rows), abs=0.01)
     assert 0 < summary["seconds"]["train"] <= summary["seconds"]["total"]
-    png = (tmp_path / "d" / "accuracy_vs_flops.png").read_bytes()
+    png = (tmp_path / "d" / "accuracy_vs_macs.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -202,7 +202,7 @@ def test_export_rejects_bad_input():
 # ---------------------------------------------------------------- FLOPs
 def test_flops_resnet50_matches_torchvision_and_paper():
     m = resizable.create_model("resnet50")
-    report = resizable.count_flops(m, m.max_config, 224)
+    report = resizable.count_macs(m, m.max_config, 224)
     assert abs(report.macs / 1e9 - 4.09) < 0.01  # torchvision: 4.09 GFLOPS (MACs); paper: 4.1 G
     assert report.params == sum(p.numel() for p in torchvision.models.resnet50().parameters())
     assert report.interp_macs == 0
@@ -214,7 +214,7 @@ def test_flops_resnet50_matches_torchvision_and_paper():
 def test_flops_of_a_small_config_by_hand():
     m = tiny(widths=(2, 2, 2))
     config = (0.45, 0.65, 1.0)
-    r = resizable.count_flops(m, config, 28)
+    r = resizable.count_macs(m, config, 28)
     # stem conv 1->2 at 28x28, then stage sizes 13, 9, 7
     stem = 28 * 28 * 2 * 1 * 9
     s1 = 6 * 13 * 13 * 2 * 2 * 9
@@ -242,7 +242,7 @@ def test_flops_agree_with_torch_flop_counter():
             counter = FlopCounterMode(display=False)
             with counter, torch.no_grad():
                 static(torch.zeros(1, 3, size, size))
-            ours = resizable.count_flops(m, config, size).macs
+            ours = resizable.count_macs(m, config, size).macs
             assert math.isclose(counter.get_total_flops() / 2, ours, rel_tol=0.01)
 
 
@@ -250,7 +250,7 @@ def test_count_flops_restores_state():
     m = tiny()
     m.train()
     m.set_config((0.45, 0.45, 0.45))
-    resizable.count_flops(m, m.max_config, 28)
+    resizable.count_macs(m, m.max_config, 28)
     assert m.training and m.config == (0.45, 0.45, 0.45)
 
 
@@ -302,3 +302,7 @@ def test_calibrate_bn_recomputes_active_statistics():
     assert torch.equal(bank[3].running_mean, torch.zeros(4))
     with pytest.raises(ValueError, match="num_batches"):
         resizable.calibrate_bn(m, config, data, 0)
+
+
+def test_the_papers_word_flops_is_an_alias_of_macs():
+    assert resizable.count_flops is resizable.count_macs and resizable.FlopsReport is resizable.MacsReport

@@ -158,7 +158,7 @@ def test_sidecar_records_everything(tmp_path):
     result = export_to_file(model, config, tmp_path / "sub" / "net.pt", format="torchscript", fold_bn=True,
                             model_name="shufflenet_v2_x1_0_cifar", model_kwargs={"num_classes": 10})
     meta = json.loads((tmp_path / "sub" / "net.pt.json").read_text())
-    report = resizable.count_flops(model, config, SIZE)
+    report = resizable.count_macs(model, config, SIZE)
     assert meta["model_name"] == "shufflenet_v2_x1_0_cifar"
     assert meta["model_kwargs"] == {"num_classes": 10}
     assert meta["config"] == list(config)

@@ -59,8 +59,8 @@ def test_cost_and_api(name):
     model = resizable.create_model(name)
     assert model.num_stages >= 1 and len(model.configs()) == len(model.factors) ** model.num_stages
     x = _small_input(model, batch=1)
-    small = resizable.count_flops(model, model.min_config, x.shape[-2:])
-    large = resizable.count_flops(model, model.max_config, x.shape[-2:])
+    small = resizable.count_macs(model, model.min_config, x.shape[-2:])
+    large = resizable.count_macs(model, model.max_config, x.shape[-2:])
     assert 0 < small.macs < large.macs
     assert large.interp_macs == 0  # the all-max network has no resize to run
     assert small.params == large.params == resizable.count_params(model)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import resizable
-from resizable import cli, count_flops
+from resizable import cli, count_macs
 from resizable.calibrate import calibrate_bn
 from resizable.checkpoint import save_checkpoint
 from resizable.configs import format_config, parse_config
@@ -119,7 +119,7 @@ def test_config_costs_match_count_flops_exactly():
     model = tiny_model()
     costs = config_costs(model, 28)
     for config in model.configs():
-        r = count_flops(model, config, 28)
+        r = count_macs(model, config, 28)
         assert costs[config] == (r.macs, r.interp_macs, r.params), config
 
 
@@ -148,7 +148,7 @@ def test_table_contents(tmp_path):
     recs = read_table(tmp_path / "t.csv").records()
     assert [r["config"] for r in recs] == model.configs()
     for r in recs:
-        report = count_flops(model, r["config"], 28)
+        report = count_macs(model, r["config"], 28)
         assert r["top1_pct"] == pytest.approx(100 * counts[r["config"]]["top1"] / 24, abs=1e-4)
         assert r["top5_pct"] == pytest.approx(100 * counts[r["config"]]["top5"] / 24, abs=1e-4)
         assert round(r["mmacs"] * 1e6) == report.macs and round(r["interp_mmacs"] * 1e6) == report.interp_macs

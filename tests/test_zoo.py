@@ -10,7 +10,7 @@ import torchvision
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from resizable import ScaleBatchNorm2d, count_flops, create_model, export, from_torchvision, list_models
+from resizable import ScaleBatchNorm2d, count_macs, create_model, export, from_torchvision, list_models
 from resizable.cli import main as cli_main
 from resizable.deploy import natural_input_size
 
@@ -238,8 +238,8 @@ def test_pinned_flops(name):
     model = create_model(name)
     size, min_macs, min_interp, max_macs, params = PINNED[name]
     assert natural_input_size(model) == size
-    small = count_flops(model, model.min_config, size)
-    large = count_flops(model, model.max_config, size)
+    small = count_macs(model, model.min_config, size)
+    large = count_macs(model, model.max_config, size)
     assert (small.macs, small.interp_macs) == (min_macs, min_interp)
     assert (large.macs, large.interp_macs, large.params) == (max_macs, 0, params)
 
@@ -267,7 +267,7 @@ def test_all_max_costs_equal_torchvision_and_the_papers():
 def test_flops_agree_with_torch_flop_counter(name, pick, size):
     model = create_model(name).eval()
     config = model.min_config if pick == "min" else mixed_config(model)
-    report = count_flops(model, config, size)
+    report = count_macs(model, config, size)
     static = export(model, config, size)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():

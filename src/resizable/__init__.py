@@ -8,7 +8,7 @@ from .calibrate import calibrate_bn
 from .convert import from_torchvision
 from .deploy import export_to_file, load_static
 from .export import export
-from .flops import FlopsReport, count_flops, count_params
+from .macs import FlopsReport, MacsReport, count_flops, count_macs, count_params
 from .fold import fold_bn
 from .layers import FixedResize2d, ResizableStage, Resize2d, ScaleBatchNorm2d
 from .net import DEFAULT_FACTORS, ResizableNet
@@ -23,12 +23,14 @@ __all__ = [
     "DEFAULT_FACTORS",
     "FixedResize2d",
     "FlopsReport",
+    "MacsReport",
     "ResizableNet",
     "ResizableStage",
     "Resize2d",
     "ScaleBatchNorm2d",
     "calibrate_bn",
     "count_flops",
+    "count_macs",
     "count_params",
     "calibrate_configs",
     "evaluate_configs",

@@ -15,7 +15,7 @@ from .fileio import atomic_path, atomic_write_text
 from .evaluate_run import EvalOptions, evaluate_checkpoint
 from .train import TrainOptions, train
 
-__all__ = ["DemoOptions", "run_demo", "write_table", "plot_accuracy_vs_flops"]
+__all__ = ["DemoOptions", "run_demo", "write_table", "plot_accuracy_vs_macs"]
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,14 @@ def write_table(rows: List[Dict[str, Any]], path: Path) -> None:
     """Write rows as CSV (atomically); column names carry their units."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["config", "mflops_macs", "interp_mmacs", "top1_pct", "top5_pct", "loss"])
+        writer.writerow(["config", "mmacs", "interp_mmacs", "top1_pct", "top5_pct", "loss"])
         for r in rows:
             writer.writerow([r["config"], f"{r['mmacs']:.4f}", f"{r['interp_mmacs']:.4f}", f"{r['top1_pct']:.2f}",
                              f"{r['top5_pct']:.2f}", f"{r['loss']:.4f}"])
 
 
-def plot_accuracy_vs_flops(rows: List[Dict[str, Any]], path: Path, title: str) -> None:
-    """Scatter of top-1 against MFLOPs for every configuration, the extremes labelled."""
+def plot_accuracy_vs_macs(rows: List[Dict[str, Any]], path: Path, title: str) -> None:
+    """Scatter of top-1 against MMACs for every configuration, the extremes labelled."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,7 +67,7 @@ def plot_accuracy_vs_flops(rows: List[Dict[str, Any]], path: Path, title: str) -
     ax.scatter(xs, ys, s=18, alpha=0.8, label=f"{len(rows)} configurations")
     for r in (min(rows, key=lambda r: r["mmacs"]), max(rows, key=lambda r: r["mmacs"])):
         ax.annotate(r["config"], (r["mmacs"], r["top1_pct"]), textcoords="offset points", xytext=(4, -12), fontsize=7)
-    ax.set_xlabel("MFLOPs (multiply-accumulates, millions)")
+    ax.set_xlabel("MMACs (multiply-accumulates, millions; the paper's MFLOPs)")
     ax.set_ylabel("test top-1 (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
@@ -80,7 +80,7 @@ def plot_accuracy_vs_flops(rows: List[Dict[str, Any]], path: Path, title: str) -
 
 def run_demo(cfg: DemoOptions) -> Path:
     """Train, evaluate every configuration, print the table, write ``configs.csv``,
-    ``accuracy_vs_flops.png`` and ``summary.json`` (full, worst and best configuration, times)
+    ``accuracy_vs_macs.png`` and ``summary.json`` (full, worst and best configuration, times)
     into the run folder; returns the run folder."""
     start = time.perf_counter()
     name = cfg.name or f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -99,13 +99,13 @@ def run_demo(cfg: DemoOptions) -> Path:
     rows = evaluate_checkpoint(EvalOptions(checkpoint=str(run_dir), configs="all", device=cfg.device,
                                            progress=cfg.progress, calibrate_bn=cfg.calibrate_bn))
     rows.sort(key=lambda r: (r["mmacs"], r["config"]))
-    print(f"\n{'config':<24}{'MFLOPs':>9}{'top-1 %':>9}")
+    print(f"\n{'config':<24}{'MMACs':>9}{'top-1 %':>9}")
     for r in rows:
         print(f"{r['config']:<24}{r['mmacs']:>9.2f}{r['top1_pct']:>9.2f}")
     full = max(rows, key=lambda r: r["mmacs"])
     worst = min(rows, key=lambda r: r["top1_pct"])
     write_table(rows, run_dir / "configs.csv")
-    plot_accuracy_vs_flops(rows, run_dir / "accuracy_vs_flops.png",
+    plot_accuracy_vs_macs(rows, run_dir / "accuracy_vs_macs.png",
                            f"RS-{cfg.model} on Fashion-MNIST ({len(rows)} configurations, one network)")
     total = time.perf_counter() - start
     best = max(rows, key=lambda r: (r["top1_pct"], -r["mmacs"]))
@@ -114,17 +114,17 @@ def run_demo(cfg: DemoOptions) -> Path:
         "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
         "seed": cfg.seed,
         "calibrate_bn": cfg.calibrate_bn, "num_configs": len(rows),
-        "full": {"config": full["config"], "top1": full["top1_pct"], "mflops": full["mmacs"]},
-        "worst": {"config": worst["config"], "top1": worst["top1_pct"], "mflops": worst["mmacs"]},
-        "best": {"config": best["config"], "top1": best["top1_pct"], "mflops": best["mmacs"]},
+        "full": {"config": full["config"], "top1": full["top1_pct"], "mmacs": full["mmacs"]},
+        "worst": {"config": worst["config"], "top1": worst["top1_pct"], "mmacs": worst["mmacs"]},
+        "best": {"config": best["config"], "top1": best["top1_pct"], "mmacs": best["mmacs"]},
         "gap_points": full["top1_pct"] - worst["top1_pct"],
         "seconds": {"total": total, "train": train_seconds, "evaluate": total - train_seconds},
         "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    print(f"\nfull configuration {full['config']}: {full['top1_pct']:.2f}% top-1 at {full['mmacs']:.2f} MFLOPs")
+    print(f"\nfull configuration {full['config']}: {full['top1_pct']:.2f}% top-1 at {full['mmacs']:.2f} MMACs")
     print(f"worst configuration {worst['config']}: {worst['top1_pct']:.2f}% "
           f"({full['top1_pct'] - worst['top1_pct']:.2f} points below the full one)")
-    print(f"wrote {run_dir / 'configs.csv'} and {run_dir / 'accuracy_vs_flops.png'}")
+    print(f"wrote {run_dir / 'configs.csv'} and {run_dir / 'accuracy_vs_macs.png'}")
     print(f"time: {total:.0f} s (training {train_seconds:.0f} s, evaluating {total - train_seconds:.0f} s)")
     return run_dir

@@ -33,7 +33,7 @@ from .checkpoint import load_model, resolve_checkpoint, run_options
 from .configs import Config, format_config, parse_config
 from .export import export
 from .fileio import atomic_path, atomic_write_text
-from .flops import count_flops
+from .macs import count_macs
 from .fold import fold_bn as fold_batchnorm
 from .options import option, required
 from .net import ResizableNet, SizeLike, to_size2d
@@ -173,7 +173,7 @@ def export_to_file(
     static = export(model, config, hw).eval().cpu()
     if fold_bn:
         static = fold_batchnorm(static)
-    report = count_flops(model, config, hw)
+    report = count_macs(model, config, hw)
     module = "resizable.export(resizable.create_model(model_name, **model_kwargs), config, input_size)"
     meta: Dict[str, Any] = {
         "format": format,

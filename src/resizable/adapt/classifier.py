@@ -66,7 +66,7 @@ class ConfigClassifier(nn.Module):
 
 @torch.no_grad()
 def module_macs(module: nn.Module, example_shape: Sequence[int]) -> int:
-    """MACs of one sample through ``module``, counted like :func:`resizable.count_flops` (convolutions
+    """MACs of one sample through ``module``, counted like :func:`resizable.count_macs` (convolutions
     and linear layers; BN, activations and pooling free).
 
     Args:
