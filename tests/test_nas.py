@@ -483,3 +483,21 @@ def test_latency_measured_while_building(tmp_path):
     found = search(tmp_path / "t.csv", max_latency_ms=15, top=64)
     assert found and all(10 * sum(r["config"]) <= 15 for r in found)
     assert len(found) == sum(1 for c in model.configs() if 10 * sum(c) <= 15 + 1e-9)
+
+
+@pytest.mark.parametrize("value, message", [("150", r"outside \[0, 100\]"), ("abc", "not a number"), ("-3", "outside")])
+def test_a_hand_edited_table_value_is_refused_naming_file_line_and_column(tmp_path, value, message):
+    rows = {c: {"config": format_config(c), "top1_pct": "50.0000", "mmacs": "1.000000"}
+            for c in [(0.5, 0.5), (0.5, 1.0), (1.0, 0.5), (1.0, 1.0)]}
+    path = Table({"factors": "0.5,1", "num_stages": "2"}, ["config", "top1_pct", "mmacs"], rows).write(tmp_path / "t.csv")
+    good = read_table(path)
+    assert search(good, top=1)[0]["top1_pct"] == 50.0
+    column = "mmacs" if value == "-3" else "top1_pct"
+    edited = '"0.5,1",50.0000,-3' if value == "-3" else f'"0.5,1",{value},1.000000'
+    text = path.read_text().replace('"0.5,1",50.0000,1.000000', edited)
+    assert text != path.read_text()
+    path.write_text(text)
+    with pytest.raises(TableError, match=message) as info:
+        read_table(path)
+    assert str(path) in str(info.value) and "line" in str(info.value) and column in str(info.value)
+    assert cli.main(["search", "--table", str(path)]) == 2

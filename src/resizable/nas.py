@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .configs import Config, format_config, parse_config
+from .console import progress_enabled
 from .options import option
 from .costs import config_costs
 from .evaluate import Calibration, evaluate_configs, topk_for
@@ -167,7 +168,7 @@ def build_table(
 
 
 def _progress(total: int, done: int, enabled: bool):
-    if not enabled or total == 0:
+    if not progress_enabled(enabled) or total == 0:
         return None
     from tqdm import tqdm
 

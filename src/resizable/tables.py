@@ -41,6 +41,7 @@ __all__ = [
     "model_meta",
     "format_millions",
     "read_table",
+    "check_row",
     "check_same",
     "open_table",
     "append_rows",
@@ -233,10 +234,42 @@ def _parse_table_text(text: str, source: str, magic: Optional[str]) -> Tuple[Tab
         except ValueError as e:
             raise TableError(f"{source}, line {lineno}: {e}") from None
         row = dict(zip(columns, values))
+        problem = check_row(row)
+        if problem:
+            raise TableError(f"{source}, line {lineno} ({values[0]}): {problem}")
         if config in table.rows and table.rows[config] != row:
             raise TableError(f"{source}, line {lineno}: configuration {values[0]} appears twice with different values")
         table.rows[config] = row
     return table, len(complete)
+
+
+# What a value of each known column may be: (low, high); every other column is free text.
+_PERCENT, _COUNT = (0.0, 100.0), (0.0, math.inf)
+
+
+def _column_range(column: str) -> Optional[Tuple[float, float]]:
+    if column in ("top1_pct", "top5_pct"):
+        return _PERCENT
+    if column in ("mmacs", "interp_mmacs", "params_m") or column.startswith("latency_"):
+        return _COUNT
+    return None
+
+
+def check_row(row: Mapping[str, str]) -> Optional[str]:
+    """What is wrong with a table row's values (``None`` when nothing is): a known column that is not
+    a number, or outside its range (accuracies in [0, 100], costs and latencies >= 0). Empty cells
+    are allowed (a latency not measured yet)."""
+    for column, text in row.items():
+        span = _column_range(column)
+        if span is None or text == "":
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            return f"column {column} holds {text!r}, not a number"
+        if not (span[0] <= value <= span[1]):
+            return f"column {column} holds {text}, outside [{span[0]:g}, {span[1]:g}]"
+    return None
 
 
 def read_table(path: PathLike, *, magic: Optional[str] = TABLE_MAGIC, required: Sequence[str] = ()) -> Table:

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from ..console import progress_enabled
 from ..options import option, required
 from ..checkpoint import load_model, load_model_for_data, resolve_checkpoint
 from ..configs import parse_configs
@@ -108,11 +109,12 @@ def _load_split(info, dataset: str, split: str, data_dir: Optional[str], size: i
                         input_size=None if size == info.input_size else size)
 
 def _bar(total: int, desc: str, enabled: bool):
-    if not enabled:
+    if not progress_enabled(enabled):
         return None
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, dynamic_ncols=True, leave=False)
+
 
 def label_checkpoint(opts: "LabelOptions") -> Tuple[LabelSet, Path]:
     """Label a sample of a checkpoint's images with their best configuration; what ``resizable adapt
