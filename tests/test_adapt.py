@@ -211,6 +211,15 @@ def test_label_train_eval_commands(tiny_run, tmp_path, capsys):
     assert [r["budget_mmacs"] for r in results] == [0.6, 2.0]
     assert all(r["adapt"]["max_image_mmacs"] <= r["budget_mmacs"] for r in results)
     assert results[0]["images"] == 256
+    assert all(r["bn_statistics"].startswith("as trained") for r in results)
+    # a table on another BN basis would compare routed images with differently normalised static ones
+    table = tmp_path / "cal.csv"
+    assert main(["table", "--checkpoint", str(tiny_run), "--out", str(table), "--calibrate-bn", "1",
+                 "--batch-size", "128", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["adapt", "eval", "--checkpoint", str(tiny_run), "--classifier", str(clf), "--table", str(table),
+                 "--no-progress"]) == 2
+    assert "recalibrated" in capsys.readouterr().err
 
 
 def test_files_refuse_other_weights(tiny_run, tmp_path, capsys):

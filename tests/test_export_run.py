@@ -70,7 +70,7 @@ def test_gray_folder_run_export_and_calibrated_export_matches_the_table(gray_run
     header = next(csv.reader(out_csv.open()))
     # top-5 only with more than 5 classes, as in the table (this folder has {len(CLASSES)})
     assert header == ["config", "mmacs", "interp_mmacs", "top1_pct"] + (["top5_pct"] if len(CLASSES) > 5 else []) \
-        + ["loss"]
+        + ["loss", "bn_statistics"]
 
     # export: the run's input size, its preprocessing and class names; BN statistics as trained
     assert main(["export", "--checkpoint", str(run), "--config", "0.5,0.5,1", "--out", str(root / "plain.pt")]) == 0

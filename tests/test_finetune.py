@@ -46,6 +46,7 @@ def test_finetune_trains_only_the_chosen_configuration(tmp_path, fake_fashion, c
     summary = json.loads((run_dir / "finetune.json").read_text())
     assert summary["config"] == "0.45,0.65,1" and summary["lr"] == pytest.approx(0.01)
     assert set(summary["before"]) >= {"top1", "top5"} and set(summary["after"]) >= {"top1", "top5"}
+    assert summary["bn_statistics"].startswith("as trained")
 
     tuned, payload = load_model(run_dir)
     assert payload["finetune"]["config"] == "0.45,0.65,1"
@@ -75,3 +76,16 @@ def test_finetune_rejects_bad_input(tmp_path):
     assert cli.main(["finetune", "--checkpoint", str(tmp_path / "ckpt.pt"), "--config", "0.5-1-1"]) == 2
     assert cli.main(["finetune", "--checkpoint", str(tmp_path / "ckpt.pt")]) == 2
     assert cli.main(["finetune", "--checkpoint", str(tmp_path / "nope.pt"), "--config", "1-1-1"]) == 2
+
+
+def test_finetune_scores_before_and_after_on_the_tables_basis(tmp_path, fake_fashion, capsys):
+    model = resizable.create_model("resnet20", **KWARGS)
+    save_checkpoint(tmp_path / "ckpt.pt", model, "resnet20", KWARGS, input_size=28,
+                    train_options={"dataset": "fashion-mnist", "lr": 0.1, "batch_size": 16, "weight_decay": 5e-4})
+    args = ["finetune", "--checkpoint", str(tmp_path / "ckpt.pt"), "--config", "0.45,0.65,1", "--epochs", "1",
+            "--max-steps-per-epoch", "1", "--out-dir", str(tmp_path / "runs"), "--device", "cpu",
+            "--eval-batch-size", "32", "--no-progress", "--calibrate-bn", "2", "--calibrate-batch-size", "16"]
+    assert cli.main(args) == 0
+    assert "recalibrated on 2 training batches of 16" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "runs" / "ckpt-ft-0.45-0.65-1" / "finetune.json").read_text())
+    assert summary["bn_statistics"].startswith("recalibrated on 2 training batches of 16")

@@ -48,10 +48,10 @@ def write_table(rows: List[Dict[str, Any]], path: Path) -> None:
     """Write rows as CSV (atomically); column names carry their units."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["config", "mmacs", "interp_mmacs", "top1_pct", "top5_pct", "loss"])
+        writer.writerow(["config", "mmacs", "interp_mmacs", "top1_pct", "top5_pct", "loss", "bn_statistics"])
         for r in rows:
             writer.writerow([r["config"], f"{r['mmacs']:.4f}", f"{r['interp_mmacs']:.4f}", f"{r['top1_pct']:.2f}",
-                             f"{r['top5_pct']:.2f}", f"{r['loss']:.4f}"])
+                             f"{r['top5_pct']:.2f}", f"{r['loss']:.4f}", r["bn_statistics"]])
 
 
 def plot_accuracy_vs_macs(rows: List[Dict[str, Any]], path: Path, title: str) -> None:

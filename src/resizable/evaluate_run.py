@@ -36,7 +36,8 @@ class EvalOptions:
 def evaluate_checkpoint(opts: EvalOptions) -> List[Dict[str, Any]]:
     """Evaluate a checkpoint at ``opts.configs``; one row per configuration with the lookup table's
     column names: ``config``, ``mmacs`` (millions of MACs, interpolation excluded),
-    ``interp_mmacs``, ``top1_pct``, ``top5_pct`` (more than 5 classes) and ``loss``.
+    ``interp_mmacs``, ``top1_pct``, ``top5_pct`` (more than 5 classes), ``loss``, and
+    ``bn_statistics``: the basis of the numbers (``as trained``, or recalibrated per configuration).
 
     The dataset and its folder default to the training run's; their classes and channels must fit
     the model.
@@ -59,6 +60,9 @@ def evaluate_checkpoint(opts: EvalOptions) -> List[Dict[str, Any]]:
     results = evaluate(model, loader, chosen, progress=opts.progress,
                        calibrate=Calibration(calib, opts.calibrate_bn) if calib is not None else None)
     costs = config_costs(model, size, chosen)
+    basis = (f"recalibrated on {opts.calibrate_bn} training batches of {opts.batch_size}" if opts.calibrate_bn
+             else "as trained")
     return [{"config": format_config(c), "mmacs": costs[c][0] / 1e6, "interp_mmacs": costs[c][1] / 1e6,
-             **{f"{k}_pct": results[c][k] for k in ("top1", "top5") if k in results[c]}, "loss": results[c]["loss"]}
+             **{f"{k}_pct": results[c][k] for k in ("top1", "top5") if k in results[c]}, "loss": results[c]["loss"],
+             "bn_statistics": basis}
             for c in chosen]

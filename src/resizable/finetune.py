@@ -20,7 +20,8 @@ from .data import dataset_info, load_dataset, make_loader
 from .distributed import resolve_device
 from .configs import format_config, parse_config
 from .fileio import atomic_write_text
-from .evaluate import evaluate
+from .evaluate import Calibration, evaluate
+from .options import required
 from .train import TrainOptions, train
 
 __all__ = ["FinetuneOptions", "finetune"]
@@ -32,8 +33,8 @@ _ARCH_KEYS = ("factors", "num_classes", "in_chans")
 class FinetuneOptions:
     """What ``resizable finetune`` needs; the rest of the recipe comes from the checkpoint's run."""
 
-    checkpoint: str = field(default="", metadata={"help": "the trained ResizableNet (file or run folder)"})
-    config: str = field(default="", metadata={"help": "the sub-network to fine-tune, e.g. 0.45,0.65,1"})
+    checkpoint: Optional[str] = required("the trained ResizableNet (file or run folder)")
+    config: Optional[str] = required("the sub-network to fine-tune, e.g. 0.45,0.65,1 (see resizable search)")
     epochs: int = field(default=1, metadata={"help": "fine-tuning epochs (paper: 1 helps, 15 is best)"})
     lr: Optional[float] = field(default=None, metadata={"help": "peak learning rate, cosine-decayed "
                                                                 "(default: a tenth of the run's)"})
@@ -45,6 +46,11 @@ class FinetuneOptions:
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
     seed: int = field(default=0, metadata={"help": "seed of data order and augmentation"})
     eval_batch_size: int = field(default=512, metadata={"help": "evaluation batch size"})
+    calibrate_bn: int = field(default=0, metadata={"help": "score before and after with BN statistics recomputed on "
+                                                          "this many training batches, as resizable table "
+                                                          "--calibrate-bn does (0: the statistics as trained)"})
+    calibrate_batch_size: int = field(default=256, metadata={"help": "batch size of those batches (use the "
+                                                                    "table's, to compare with it)"})
     max_steps_per_epoch: Optional[int] = field(default=None, metadata={"help": "cut epochs short (quick runs)"})
     progress: bool = field(default=True, metadata={"help": "progress bars"})
 
@@ -95,10 +101,6 @@ def finetune(cfg: FinetuneOptions) -> Path:
     The folder holds the trainer's files plus ``finetune.json`` (the configuration, top-1/top-5
     before and after); its ``checkpoint.pt`` also records them under ``"finetune"``.
     """
-    if not cfg.checkpoint:
-        raise ValueError("--checkpoint is required (the trained run or checkpoint file)")
-    if not cfg.config:
-        raise ValueError("--config is required (the sub-network, e.g. 0.45,0.65,1; see resizable search)")
     model, payload = load_model(cfg.checkpoint)
     config = model.check_config(parse_config(cfg.config, model.factors, model.num_stages))
     train_cfg = run_options(payload)
@@ -116,13 +118,21 @@ def finetune(cfg: FinetuneOptions) -> Path:
     device = resolve_device(cfg.device)
     test_set = load_dataset(dataset, "test", data_dir=data_dir, augment=False, input_size=input_size)
     loader = make_loader(test_set, cfg.eval_batch_size, shuffle=False)
-    before = evaluate(model.to(device), loader, [config], progress=cfg.progress)[config]
+    calibrate, basis = None, "as trained (running averages)"
+    if cfg.calibrate_bn:
+        train_set = load_dataset(dataset, "train", data_dir=data_dir, augment=False, input_size=input_size)
+        calibrate = Calibration(make_loader(train_set, cfg.calibrate_batch_size, shuffle=True, seed=0, drop_last=True),
+                                cfg.calibrate_bn)
+        basis = (f"recalibrated on {cfg.calibrate_bn} training batches of {cfg.calibrate_batch_size} "
+                 f"(shuffled with seed 0), as resizable table --calibrate-bn")
+    # before and after on one basis, the one the lookup table used when it was built the same way
+    before = evaluate(model.to(device), loader, [config], progress=cfg.progress, calibrate=calibrate)[config]
 
     run_dir = train(tc)
     tuned, tuned_payload = load_model(run_dir)
-    after = evaluate(tuned.to(device), loader, [config], progress=cfg.progress)[config]
+    after = evaluate(tuned.to(device), loader, [config], progress=cfg.progress, calibrate=calibrate)[config]
     summary = {"config": format_config(config), "from": str(resolve_checkpoint(cfg.checkpoint)),
-               "epochs": cfg.epochs, "lr": tc.lr, "dataset": dataset, "split": "test",
+               "epochs": cfg.epochs, "lr": tc.lr, "dataset": dataset, "split": "test", "bn_statistics": basis,
                "before": before, "after": after}
     atomic_write_text(run_dir / "finetune.json", json.dumps(summary, indent=1) + "\n")
     raw = load_checkpoint(run_dir)

@@ -213,6 +213,11 @@ def eval_checkpoint(opts: "RoutingOptions") -> List[Dict[str, Any]]:
         if meta.get("split") != split or meta.get("num_samples") != str(len(data)):
             raise AdaptError(f"the table {table} is for split {meta.get('split')} ({meta.get('num_samples')} images), "
                              f"this evaluation uses {split} ({len(data)} images)")
+        if meta.get("calibrate_bn", "none") != "none":
+            # routed images, the oracle and the static rows must all use the same BN statistics
+            raise AdaptError(f"the table {table} has BN statistics recalibrated per configuration "
+                             f"({meta['calibrate_bn']}), but Adapt routes with the statistics as trained; "
+                             f"give a table built without --calibrate-bn, or leave --table out")
     outcomes = None
     if oracle:
         bar = _bar(len(loader), f"oracle ({len(adapter.configs)} configs)", progress)
@@ -231,6 +236,8 @@ def eval_checkpoint(opts: "RoutingOptions") -> List[Dict[str, Any]]:
         r = evaluate_adapt(adapter, loader, budget, count_interp=count_interp, table=lookup, outcomes=outcomes,
                            rule=rule)
         r.update({"split": split, "dataset": info.name, "batch_size": batch_size, "classifier": str(classifier),
+                  "bn_statistics": "as trained (running averages), for the routed images, the oracle and the "
+                                   "static configurations alike",
                   "checkpoint": str(resolve_checkpoint(checkpoint)),
                   "table": str(table) if table else "derived from a pass of every configuration"})
         results.append(r)

@@ -23,8 +23,9 @@ def run(args: argparse.Namespace) -> int:
 
     summary = json.loads((run_dir / "finetune.json").read_text())
     b, a = summary["before"], summary["after"]
-    print(f"{summary['config']}: top-1 {b['top1']:.2f} -> {a['top1']:.2f} %, top-5 {b['top5']:.2f} -> "
-          f"{a['top5']:.2f} % after {summary['epochs']} epoch(s)")
+    top5 = f", top-5 {b['top5']:.2f} -> {a['top5']:.2f} %" if "top5" in b else ""
+    print(f"{summary['config']}: top-1 {b['top1']:.2f} -> {a['top1']:.2f} %{top5} after {summary['epochs']} "
+          f"epoch(s); BN statistics {summary['bn_statistics']}")
     print(f"run folder: {run_dir}  (export it with: resizable export --checkpoint {run_dir} "
           f"--config {summary['config']})")
     return 0
