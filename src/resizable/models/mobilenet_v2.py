@@ -53,6 +53,11 @@ DEFAULT_SETTING = (
 )
 
 
+def _relu6() -> nn.Module:
+    # In place, as in torchvision: it always follows a BN whose output nothing else reads.
+    return nn.ReLU6(inplace=True)
+
+
 class InvertedResidual(nn.Module):
     """1x1 expansion -> 3x3 depthwise -> linear 1x1 projection, residual when shapes allow."""
 
@@ -65,9 +70,9 @@ class InvertedResidual(nn.Module):
         self.use_res_connect = stride == 1 and inp == oup
         layers: List[nn.Module] = []
         if expand_ratio != 1:
-            layers.append(conv_norm_act(inp, hidden, 1, 1, norm_layer, nn.ReLU6))
+            layers.append(conv_norm_act(inp, hidden, 1, 1, norm_layer, _relu6))
         layers += [
-            conv_norm_act(hidden, hidden, 3, stride, norm_layer, nn.ReLU6, groups=hidden),
+            conv_norm_act(hidden, hidden, 3, stride, norm_layer, _relu6, groups=hidden),
             nn.Conv2d(hidden, oup, 1, bias=False),
             norm_layer(oup),
         ]
@@ -75,9 +80,10 @@ class InvertedResidual(nn.Module):
         self.out_channels = oup
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
         if self.use_res_connect:
-            return x + self.conv(x)
-        return self.conv(x)
+            out += x  # into the block's own BN output; x (the stage input, maybe shared) stays untouched
+        return out
 
 
 class ResizableMobileNetV2(ResizableNet):
@@ -143,7 +149,7 @@ class ResizableMobileNetV2(ResizableNet):
                 stride = int(s) if i == 0 else 1
                 blocks.append((stride, lambda norm, a=inp, b=oup, st=stride, e=t: InvertedResidual(a, b, st, e, norm)))
                 inp = oup
-        blocks.append((1, lambda norm, a=inp: conv_norm_act(a, last, 1, 1, norm, nn.ReLU6)))
+        blocks.append((1, lambda norm, a=inp: conv_norm_act(a, last, 1, 1, norm, _relu6)))
 
         strides = [s for s, _ in blocks]
         stage_strides = [strides[start] for start, _ in split_stages(strides)]
@@ -159,7 +165,7 @@ class ResizableMobileNetV2(ResizableNet):
         )
         norm_factory = norm_layer or (scale_norm if scale_bn else plain_norm)
         k = len(self.factors)
-        stem_block = conv_norm_act(in_chans, width, 3, stem_stride, norm_factory(k, -1), nn.ReLU6)
+        stem_block = conv_norm_act(in_chans, width, 3, stem_stride, norm_factory(k, -1), _relu6)
         built = build_staged_features([stem_block], blocks, lambda stage: norm_factory(k, stage), resize_layer)
         self.features = built.features
         self.attach_stages(built.stem, built.stages)

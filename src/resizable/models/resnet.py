@@ -56,7 +56,8 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        out += identity  # into the block's own BN output, never into its input x
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -91,7 +92,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        out += identity  # into the block's own BN output, never into its input x
+        return self.relu(out)
 
 
 _BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
