@@ -163,6 +163,25 @@ def test_only_active_bn_branch_changes_in_training():
     assert banked and all(".0.running_mean" in n for n in banked)
 
 
+def test_hooks_on_a_bn_branch_still_run():
+    # the bank calls its active branch's forward directly unless the branch has hooks
+    m = tiny()
+    m.eval()
+    bank = m.layer1[0].bn1
+    seen = []
+    handle = bank[1].register_forward_hook(lambda mod, args, out: seen.append(out.shape))
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        m(x)
+        assert not seen  # branch 1 is not active under the max configuration
+        with m.using((0.65, 0.65, 0.65)):
+            expected = m(x)
+        assert len(seen) == 1
+        handle.remove()
+        with m.using((0.65, 0.65, 0.65)):
+            assert torch.equal(m(x), expected)
+
+
 def test_scale_bn_off_gives_plain_bns():
     m = tiny(scale_bn=False)
     assert not any(isinstance(b, ScaleBatchNorm2d) for b in m.modules())
