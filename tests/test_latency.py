@@ -111,3 +111,98 @@ class _MatMul(nn.Module):
 
     def forward(self, x):
         return x @ self.a
+
+
+# ---------------------------------------------------------------------------- runtimes
+def _runtime_param(name):
+    if name != "onnxruntime":
+        return name
+    try:
+        import onnxruntime  # noqa: F401
+        reason = ""
+    except ImportError:
+        reason = "onnxruntime is not installed (pip install 'resizable[onnx]'; CI installs it with [test])"
+    return pytest.param(name, marks=pytest.mark.skipif(bool(reason), reason=reason or "installed"))
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning", "ignore::UserWarning")
+@pytest.mark.parametrize("runtime", [_runtime_param(r) for r in ("torch", "torchscript", "onnxruntime")])
+def test_each_runtime_runs_the_exported_network(runtime):
+    from resizable.runtimes import load_in_runtime
+
+    model = resizable.create_model("resnet20", **KWARGS).eval()
+    config = (0.45, 1.0, 0.65)
+    net = load_in_runtime(model, config, 28, runtime)
+    x = torch.randn(3, 1, 28, 28)  # a batch other than the export's
+    with torch.no_grad(), model.using(config):
+        torch.testing.assert_close(net(x), model(x), rtol=1e-4, atol=1e-4)
+    probe = LatencyProbe(model, 28, batch_sizes=(2,), warmup=1, repeats=2, runtime=runtime)
+    tag = "cpu" if runtime == "torch" else f"cpu-{runtime}"
+    assert probe.columns == [f"latency_ms_b2_{tag}", f"latency_iqr_ms_b2_{tag}"]
+    assert probe.meta()["runtime"] == runtime and probe.meta()["runtime_version"].startswith(runtime)
+    assert probe(config)[f"latency_ms_b2_{tag}"] > 0
+    assert model.config == model.max_config
+
+
+def test_bad_runtime_names_the_accepted_ones(capsys):
+    model = resizable.create_model("resnet20", **KWARGS).eval()
+    with pytest.raises(ValueError, match="accepted: torch, torchscript, onnxruntime"):
+        LatencyProbe(model, 28, runtime="tensorrt")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["latency", "--model", "resnet20", "--runtime", "tensorrt"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'tensorrt' (choose from 'torch', 'torchscript', 'onnxruntime')" in err
+    from resizable.commands.latency import LatencyOptions
+    from resizable.commands.table import TableOptions
+    from resizable.runtimes import RUNTIMES
+
+    for options, name in ((LatencyOptions, "runtime"), (TableOptions, "latency_runtime")):
+        assert options.__dataclass_fields__[name].metadata["choices"] == RUNTIMES
+
+
+def test_missing_onnxruntime_is_one_clear_line(monkeypatch, tmp_path, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    model = resizable.create_model("resnet20", **KWARGS).eval()
+    with pytest.raises(ValueError, match=r"pip install 'resizable\[onnx\]'"):
+        LatencyProbe(model, 28, runtime="onnxruntime")
+    assert cli.main(["latency", "--model", "resnet20", "--num-classes", "10", "--input-size", "32",
+                     "--configs", "1,1,1", "--runtime", "onnxruntime", "--out", str(tmp_path / "l.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "resizable[onnx]" in err[0]
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
+def test_cli_latency_in_torchscript_records_the_runtime(tmp_path, capsys):
+    out = tmp_path / "lat.csv"
+    assert cli.main(["latency", "--model", "resnet20", "--num-classes", "10", "--input-size", "32",
+                     "--configs", "0.45,0.45,0.45;1,1,1", "--warmup", "0", "--repeats", "2", "--runtime",
+                     "torchscript", "--out", str(out), "--no-progress"]) == 0
+    assert "torchscript (torch" in capsys.readouterr().out
+    table = read_table(out, magic=LATENCY_MAGIC)
+    assert table.meta["runtime"] == "torchscript" and "latency_ms_b1_cpu-torchscript" in table.columns
+    # resuming with another runtime is refused: the numbers would not be comparable
+    with pytest.raises(TableError, match="runtime"):
+        build_latency_table(resizable.create_model("resnet20", num_classes=10), out, input_size=32,
+                            configs=[(1.0, 1.0, 1.0)], warmup=0, repeats=2, tag="cpu-torchscript", progress=False)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
+def test_cli_table_latency_in_another_runtime(tiny_fmnist, tmp_path, capsys):
+    from resizable.checkpoint import save_checkpoint
+
+    kwargs = dict(KWARGS, factors=(0.5, 1.0))
+    model = resizable.create_model("resnet20", **kwargs)
+    save_checkpoint(tmp_path / "ckpt.pt", model, "resnet20", kwargs,
+                    train_config={"dataset": "fashion-mnist", "data_dir": tiny_fmnist})
+    out = tmp_path / "t.csv"
+    assert cli.main(["table", "--checkpoint", str(tmp_path / "ckpt.pt"), "--out", str(out), "--device", "cpu",
+                     "--latency", "cpu", "--latency-runtime", "torchscript", "--latency-warmup", "0",
+                     "--latency-repeats", "1", "--no-progress"]) == 0
+    assert "8/8 configurations" in capsys.readouterr().out
+    table = read_table(out)
+    assert "latency_ms_b1_cpu-torchscript" in table.columns
+    assert table.meta["latency_cpu-torchscript_runtime"] == "torchscript"
+    assert all(table.value(c, "latency_ms_b1_cpu-torchscript") > 0 for c in table.rows)

@@ -19,7 +19,7 @@ FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
 def tiny_cfg(data_dir, out_dir, **kw):
     base = dict(model="resnet20", model_args={"widths": [4, 8, 8]}, dataset="fashion-mnist", data_dir=data_dir,
                 epochs=3, batch_size=32, lr=0.05, out_dir=str(out_dir), progress=False, eval_batch_size=256,
-                max_steps_per_epoch=4, seed=1)
+                max_steps_per_epoch=4, seed=1, channels_last=False)
     base.update(kw)
     return TrainOptions(**base)
 
@@ -166,3 +166,53 @@ def test_evaluate_with_bn_calibration_leaves_the_model_unchanged():
     assert set(calibrated) == set(configs)
     # the inputs are far from the initial statistics, so recalibrating changes the losses
     assert any(abs(plain[c]["loss"] - calibrated[c]["loss"]) > 1e-6 for c in configs)
+
+
+# ---------------------------------------------------------------------------- memory format
+def test_memory_format_auto_is_printed_recorded_and_kept_on_resume(tiny_fmnist, tmp_path, capsys):
+    quick = dict(channels_last=None, max_steps_per_epoch=2, eval_calibrate_bn=0, eval_configs="minmax")
+    run = train(tiny_cfg(tiny_fmnist, tmp_path, name="auto", epochs=1, **quick))
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("memory format:")]
+    assert len(lines) == 1 and "(auto: one forward/backward took" in lines[0]
+    chosen = load_checkpoint(run)["memory_format"]
+    assert chosen in ("channels-last", "contiguous") and lines[0].startswith(f"memory format: {chosen} (")
+    train(tiny_cfg(tiny_fmnist, tmp_path, name="auto", epochs=2, resume=str(run), **quick))
+    assert f"memory format: {chosen} (chosen when the run started)" in capsys.readouterr().out
+    pinned = _Run(tiny_cfg(tiny_fmnist, tmp_path, name="pinned", channels_last=True))
+    assert "memory format: channels-last (set by --channels-last)" in capsys.readouterr().out
+    weight = pinned.model.layer1[0].conv1.weight  # (4, 4, 3, 3): the two layouts differ
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+
+
+@pytest.mark.parametrize("seconds, channels_last, passes", [
+    ((0.2, 0.1), True, 6),     # channels-last faster: two untimed passes, two timed rounds
+    ((0.1, 0.35), False, 4),   # more than twice as slow: the second round is skipped
+    ((0.1, 0.15), False, 6),
+])
+def test_pick_memory_format_keeps_the_faster(monkeypatch, seconds, channels_last, passes):
+    from resizable import accel
+
+    calls = []
+
+    def fake_pass(model, images, labels, loss_fn, amp):
+        fmt = "channels-last" if len(calls) % 2 else "contiguous"  # contiguous first, then alternating
+        calls.append(fmt)
+        return seconds[len(calls) % 2 == 0]
+
+    monkeypatch.setattr(accel, "_pass_seconds", fake_pass)
+    model = resizable.create_model("resnet20", num_classes=10, in_chans=1, widths=(4, 8, 8))
+    choice = accel.pick_memory_format(model, torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long))
+    assert choice.channels_last is channels_last and len(calls) == passes
+    assert choice.line().startswith(f"memory format: {'channels-last' if channels_last else 'contiguous'} (auto:")
+
+
+def test_pick_memory_format_leaves_the_model_alone():
+    from resizable.accel import pick_memory_format
+
+    model = resizable.create_model("resnet20", num_classes=10, in_chans=1, widths=(4, 8, 8)).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    choice = pick_memory_format(model, torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,)))
+    assert set(choice.ms) == {"contiguous", "channels-last"} and all(v > 0 for v in choice.ms.values())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.is_contiguous() for p in model.parameters())

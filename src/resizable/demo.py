@@ -39,8 +39,10 @@ class DemoOptions:
     out_dir: str = field(default="runs", metadata={"help": "parent of the run folder"})
     name: Optional[str] = field(default=None, metadata={"help": "run folder name (default: demo-TIME)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
-    channels_last: bool = field(default=True, metadata={"help": "channels-last memory format (faster convolutions "
-                                                                "here; on CPU it can be far slower for 4-channel layers)"})
+    channels_last: Optional[bool] = field(default=None, metadata={
+        "help": "channels-last memory format (--no-channels-last: contiguous); default: time one forward/backward "
+                "of each on the first batch and keep the faster (on a CPU channels-last can be far slower for "
+                "layers with few channels)"})
     progress: bool = field(default=True, metadata={"help": "progress bars"})
 
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "launch_info", "setup", "cleanup", "resolve_device", "barrier", "is_main_process"]
+__all__ = ["DistInfo", "launch_info", "setup", "cleanup", "resolve_device", "barrier", "is_main_process",
+           "broadcast_object"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,15 @@ def is_main_process() -> bool:
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def broadcast_object(obj):
+    """Rank 0's ``obj`` on every rank (a picklable value); the value itself in a single process."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def cleanup() -> None:

@@ -1,9 +1,12 @@
 """Latency of sub-networks on the hardware at hand, measured on what a deployment runs.
 
-Each configuration is exported to its static network (:func:`resizable.export`), warmed up, then
-timed over many repeats; the table keeps the median and the spread (inter-quartile range) per
-batch size. On CUDA the runs are timed with CUDA events and synchronized before reading them, so
-the numbers are GPU execution time, not the time to queue the kernels.
+Each configuration is exported to its static network (:func:`resizable.export`), loaded into the
+runtime the user deploys with (``torch`` eager, ``torchscript`` or ``onnxruntime``, see
+:mod:`resizable.runtimes`), warmed up, then timed over many repeats; the table keeps the median and
+the spread (inter-quartile range) per batch size, and records the runtime in its metadata. On CUDA
+the torch and TorchScript runs are timed with CUDA events and synchronized before reading them, so
+the numbers are GPU execution time, not the time to queue the kernels; ONNX Runtime is timed by the
+wall clock around each (synchronous) call, host-device copies included.
 
 The latency table is a versioned CSV like the NAS table (``# resizable-latency v1``); its columns
 ``latency_ms_b{batch}_{tag}`` merge into a NAS table with :func:`resizable.tables.merge_latency`.
@@ -16,7 +19,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -26,10 +29,11 @@ from .export import export
 from .configs import format_config
 from .evaluate import check_configs
 from .tables import ARCH_IDENTITY, LATENCY_MAGIC, PathLike, Table, append_rows, model_meta, open_table
+from .runtimes import RUNTIMES, check_runtime, load_in_runtime, runtime_meta
 from .net import ResizableNet, SizeLike, to_size2d
 
 __all__ = ["LatencyStats", "time_module", "latency_column", "LatencyProbe", "build_latency_table",
-           "latency_template", "device_description"]
+           "latency_template", "device_description", "RUNTIMES"]
 
 
 @dataclass(frozen=True)
@@ -48,11 +52,13 @@ class LatencyStats:
         return self.p75_ms - self.p25_ms
 
 
-def time_module(module: nn.Module, example: torch.Tensor, *, warmup: int = 10, repeats: int = 50) -> LatencyStats:
+def time_module(module: Callable[[torch.Tensor], Any], example: torch.Tensor, *, warmup: int = 10,
+                repeats: int = 50) -> LatencyStats:
     """Time ``module(example)``: ``warmup`` untimed runs, then ``repeats`` timed ones.
 
     Args:
-        module: the network, already on ``example``'s device and in eval mode.
+        module: the network, already on ``example``'s device and in eval mode (or any callable
+            of the batch, e.g. a :class:`resizable.runtimes.OnnxRuntimeModule`).
         example: an input batch.
         warmup: runs before timing (allocator, cuDNN algorithm choice, caches).
         repeats: timed runs (>= 1).
@@ -119,12 +125,15 @@ class LatencyProbe:
         device: where to run (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
         batch_sizes: batch sizes to time.
         warmup, repeats: see :func:`time_module`.
-        tag: column suffix naming the hardware (default: the device type).
+        tag: column suffix naming the hardware (default: the device type, and the runtime when it
+            is not ``torch``: ``cpu``, ``cpu-onnxruntime``, ``cuda-torchscript``).
+        runtime: where the exported network runs: one of ``torch``, ``torchscript``, ``onnxruntime``.
     """
 
     def __init__(self, model: ResizableNet, input_size: SizeLike, *, device: str = "cpu",
                  batch_sizes: Sequence[int] = (1,), warmup: int = 10, repeats: int = 50,
-                 tag: Optional[str] = None) -> None:
+                 tag: Optional[str] = None, runtime: str = "torch") -> None:
+        self.runtime = check_runtime(runtime)
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("latency on cuda was asked for, but no CUDA device is available")
@@ -134,7 +143,8 @@ class LatencyProbe:
         self.input_size = to_size2d(input_size)
         self.batch_sizes = tuple(int(b) for b in batch_sizes)
         self.warmup, self.repeats = int(warmup), int(repeats)
-        self.tag = _check_tag(tag or self.device.type)
+        self.tag = _check_tag(tag or (self.device.type if runtime == "torch" else f"{self.device.type}-{runtime}"))
+        self._runtime_meta = runtime_meta(runtime, self.device)  # fails early when the runtime is missing
 
     @property
     def columns(self) -> List[str]:
@@ -149,13 +159,16 @@ class LatencyProbe:
             "warmup": str(self.warmup),
             "repeats": str(self.repeats),
             "tag": self.tag,
+            **self._runtime_meta,
         }
 
     def __call__(self, config: Sequence[float]) -> Dict[str, float]:
-        static = export(self.model, config, self.input_size).eval().to(self.device)
+        static = load_in_runtime(self.model, config, self.input_size, self.runtime, self.device)
+        # ONNX Runtime takes host tensors (and copies them itself); the others run on the device
+        where = torch.device("cpu") if self.runtime == "onnxruntime" else self.device
         out: Dict[str, float] = {}
         for b in self.batch_sizes:
-            x = torch.randn(b, self.model.in_chans, *self.input_size, device=self.device)
+            x = torch.randn(b, self.model.in_chans, *self.input_size, device=where)
             stats = time_module(static, x, warmup=self.warmup, repeats=self.repeats)
             out[latency_column(b, self.tag)] = stats.median_ms
             out[latency_column(b, self.tag, spread=True)] = stats.iqr_ms
@@ -166,7 +179,7 @@ def build_latency_table(model: ResizableNet, out: PathLike, *, input_size: SizeL
                         configs: Optional[Iterable[Sequence[float]]] = None, device: str = "cpu",
                         batch_sizes: Sequence[int] = (1,), warmup: int = 10, repeats: int = 50,
                         tag: Optional[str] = None, model_name: Optional[str] = None,
-                        progress: bool = True) -> Table:
+                        progress: bool = True, runtime: str = "torch") -> Table:
     """Time the exported network of every configuration into a latency table; resume it if it exists.
 
     Rows are appended as each configuration finishes; a restarted run skips the ones done.
@@ -176,16 +189,16 @@ def build_latency_table(model: ResizableNet, out: PathLike, *, input_size: SizeL
         out: the CSV to write.
         input_size: the inputs' ``H`` or ``(H, W)``.
         configs: which configurations (default: all).
-        device, batch_sizes, warmup, repeats, tag: see :class:`LatencyProbe`.
+        device, batch_sizes, warmup, repeats, tag, runtime: see :class:`LatencyProbe`.
         model_name: the registered name, recorded.
         progress: show a progress bar.
     """
     probe = LatencyProbe(model, input_size, device=device, batch_sizes=batch_sizes, warmup=warmup,
-                         repeats=repeats, tag=tag)
+                         repeats=repeats, tag=tag, runtime=runtime)
     configs = check_configs(model, configs)
     meta = {**model_meta(model, input_size, model_name), **probe.meta()}
     columns = ["config"] + probe.columns
-    identity = tuple(ARCH_IDENTITY) + ("device", "tag", "warmup", "repeats")
+    identity = tuple(ARCH_IDENTITY) + ("device", "tag", "warmup", "repeats", "runtime")
     out = Path(out)
     table = open_table(out, LATENCY_MAGIC, meta, columns, identity)
     todo = [c for c in configs if c not in table.rows]

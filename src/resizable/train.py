@@ -8,7 +8,6 @@ earlier configurations used (hence ``find_unused_parameters=True``).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -20,12 +19,13 @@ import torch
 from torch import nn
 
 from . import distributed
+from .accel import MemoryFormatChoice, pick_memory_format, train_step
 from .checkpoint import CHECKPOINT_NAME, check_model_fits, load_checkpoint, load_weights, save_checkpoint
 from .options import write_options
 from .console import progress_enabled
 from .data import dataset_info, load_dataset, make_loader
 from .configs import format_config, parse_configs
-from .evaluate import Calibration, autocast, evaluate
+from .evaluate import Calibration, evaluate
 from .fileio import atomic_write_text
 from .imagefolder import scan_images
 from .registry import create_model
@@ -108,8 +108,10 @@ class _Run:
                                  f"not {cfg.model}")
             load_weights(self.model, payload["model"], cfg.init_checkpoint)
         self.model.to(self.dist.device)
-        if cfg.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+        self.memory_format: Optional[MemoryFormatChoice] = None
+        if cfg.channels_last is not None:
+            self._use_memory_format(MemoryFormatChoice(cfg.channels_last, "set by --channels-last"
+                                                       if cfg.channels_last else "set by --no-channels-last", {}))
         self.eval_configs = parse_configs(cfg.eval_configs, self.model.factors, self.model.num_stages)
         target = tuple(cfg.target) if cfg.target else self.model.max_config
         self.target = self.model.check_config(target)
@@ -139,11 +141,7 @@ class _Run:
         elif cfg.resume:
             self._say(f"{self.run_dir} holds no finished epoch; starting it from the beginning")
         self._open_run_dir()
-        self.ddp: Optional[nn.parallel.DistributedDataParallel] = None
-        if self.dist.enabled:
-            self.ddp = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None,
-                find_unused_parameters=True)
+        self.ddp: Optional[nn.parallel.DistributedDataParallel] = None  # made once the memory format is set
 
     def _say(self, line: str) -> None:
         if self.dist.is_main:
@@ -193,6 +191,30 @@ class _Run:
         self.start_epoch = payload["epoch"] + 1
         self.step = payload["step"]
         self.history = list(payload.get("history", []))
+        if self.memory_format is None and payload.get("memory_format"):
+            # the automatic choice is made once per run: a resumed run keeps its numerics
+            self._use_memory_format(MemoryFormatChoice(payload["memory_format"] == "channels-last",
+                                                       "chosen when the run started", {}))
+
+    def _use_memory_format(self, choice: MemoryFormatChoice) -> None:
+        self.memory_format = choice
+        self.model.to(memory_format=torch.channels_last if choice.channels_last else torch.contiguous_format)
+        if self.dist.is_main:
+            print(choice.line(), flush=True)
+
+    def _pick_memory_format(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        choice = None
+        if self.dist.is_main:
+            with self.model.using(self.model.max_config):
+                choice = pick_memory_format(self.model, images, labels, amp=self.cfg.amp, loss_fn=self.criterion)
+        self._use_memory_format(distributed.broadcast_object(choice))
+
+    def _wrap_ddp(self) -> None:
+        # after the memory format is final: DDP lays out its gradient buckets by the parameters' strides
+        if self.dist.enabled and self.ddp is None:
+            self.ddp = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None,
+                find_unused_parameters=True)
 
     def _save(self, epoch: int) -> None:
         if not self.dist.is_main:
@@ -204,7 +226,8 @@ class _Run:
                         scaler=self.scaler.state_dict(), sampler=self.sampler.state_dict(), rng=rng,
                         epoch=epoch, step=self.step, history=self.history,
                         train_options=dataclasses.asdict(self.cfg), input_size=self.input_size,
-                        data=data_record(self.info, self.input_size))
+                        data=data_record(self.info, self.input_size),
+                        memory_format=self.memory_format.name if self.memory_format else None)
 
     def sampler_for(self, epoch: int) -> ConfigSampler:
         return self.sampler if epoch < self.switch_epoch else self.finetune_sampler
@@ -213,7 +236,6 @@ class _Run:
         from tqdm import tqdm
 
         cfg, dev = self.cfg, self.dist.device
-        net = self.ddp or self.model
         sampler = self.sampler_for(epoch)
         loader = make_loader(self.train_set, cfg.batch_size // self.dist.world_size, shuffle=True, seed=cfg.seed,
                              epoch=epoch, rank=self.dist.rank, world_size=self.dist.world_size, drop_last=True,
@@ -226,27 +248,19 @@ class _Run:
             if i >= self.steps_per_epoch:
                 break
             images, labels = images.to(dev, non_blocking=True), labels.to(dev, non_blocking=True)
-            if cfg.channels_last:
+            if self.memory_format is None:
+                self._pick_memory_format(images, labels)
+            self._wrap_ddp()
+            if self.memory_format.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             configs = sampler.sample(self.step)
-            self.optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
-            for j, config in enumerate(configs):
-                self.model.set_config(config)
-                last = j == len(configs) - 1
-                sync = self.ddp.no_sync() if (self.ddp is not None and not last) else contextlib.nullcontext()
-                with sync:
-                    with autocast(dev, cfg.amp):
-                        loss = self.criterion(net(images), labels)
-                    self.scaler.scale(loss).backward()
-                step_loss += float(loss.detach())
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            step_loss = train_step(self.model, images, labels, configs, self.optimizer, self.criterion, amp=cfg.amp,
+                                   scaler=self.scaler if self.scaler.is_enabled() else None, ddp=self.ddp)
             self.scheduler.step()
             self.step += 1
-            loss_sum += step_loss / len(configs)
+            loss_sum += step_loss
             seen += 1
-            bar.set_postfix(loss=f"{step_loss / len(configs):.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.4f}")
+            bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.4f}")
             bar.update(1)
         bar.close()
         self.model.set_config(self.model.max_config)

@@ -21,12 +21,15 @@ class LatencyOptions:
                                                                       "224 with --model)"})
     configs: str = field(default="all", metadata={"help": "all, or a list like '0.45,0.65,1;1,1,1'"})
     device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})
+    runtime: str = field(default="torch", metadata={"help": "run the exported network in torch (eager), torchscript "
+                                                            "or onnxruntime (pip install 'resizable[onnx]')",
+                                                    "choices": ("torch", "torchscript", "onnxruntime")})
     batch: Tuple[int, ...] = field(default=(1,), metadata={"help": "batch sizes, e.g. 1,32"})
     warmup: int = field(default=10, metadata={"help": "untimed runs before timing"})
     repeats: int = field(default=50, metadata={"help": "timed runs"})
     threads: Optional[int] = field(default=None, metadata={"help": "CPU threads (torch.set_num_threads)"})
-    tag: Optional[str] = field(default=None, metadata={"help": "column suffix naming the hardware "
-                                                               "(default: cpu or cuda)"})
+    tag: Optional[str] = field(default=None, metadata={"help": "column suffix naming the hardware (default: cpu or "
+                                                               "cuda, plus -RUNTIME when not torch)"})
     out: str = field(default="latency.csv", metadata={"help": "the latency table (resumed if it exists)"})
     template: bool = field(default=False, metadata={"help": "write an empty table to fill in with timings "
                                                             "taken elsewhere (needs --tag), instead of measuring"})
@@ -85,10 +88,11 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(opts.threads)
     table = build_latency_table(model, opts.out, input_size=size, configs=configs, device=opts.device,
                                 batch_sizes=opts.batch, warmup=opts.warmup, repeats=opts.repeats, tag=opts.tag,
-                                model_name=name, progress=progress_enabled(opts.progress))
+                                model_name=name, progress=progress_enabled(opts.progress), runtime=opts.runtime)
     cols = [c for c in table.columns if c.startswith("latency_ms")]
     for col in cols:
         values = [table.value(c, col) for c in table.rows]
         print(f"{col}: {min(values):.3f}..{max(values):.3f} ms over {len(values)} configurations")
-    print(f"wrote {opts.out} ({table.meta['device_name']}, {table.meta['threads']} threads)")
+    print(f"wrote {opts.out} ({table.meta['runtime_version']} on {table.meta['device_name']}, "
+          f"{table.meta['threads']} threads)")
     return 0

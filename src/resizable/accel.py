@@ -1,0 +1,141 @@
+"""One training step of Algorithm 1, and the memory format that makes it fast on the device.
+
+Channels-last (NHWC) is what cuDNN's tensor-core kernels want, and often what oneDNN wants on a
+CPU, but not always: on a CPU, a convolution with few channels at a high resolution can be
+hundreds of times slower in channels-last than in the default contiguous (NCHW) layout. So the
+format is not a fixed rule; :func:`pick_memory_format` times one forward/backward pass of the
+model in each format on a real batch and keeps the faster one.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .evaluate import autocast
+from .net import Config, ResizableNet
+
+__all__ = ["train_step", "MemoryFormatChoice", "pick_memory_format", "memory_format_name"]
+
+
+def train_step(model: ResizableNet, images: torch.Tensor, labels: torch.Tensor, configs: Sequence[Config],
+               optimizer: torch.optim.Optimizer, criterion: Callable, *, amp: bool = False,
+               scaler: Optional[torch.amp.GradScaler] = None,
+               ddp: Optional[nn.parallel.DistributedDataParallel] = None) -> float:
+    """One update of Algorithm 1: the batch through every configuration, gradients summed, one step.
+
+    Each configuration's loss is back-propagated on its own (only one configuration's activations
+    are alive at a time). Under DDP the first ``k - 1`` backward passes run in ``no_sync``. Returns
+    the mean loss over the configurations (one device sync per step, at the end).
+
+    Args:
+        model: the (unwrapped) ResizableNet, in training mode; left at the last configuration.
+        images, labels: the mini-batch, on the model's device.
+        configs: the step's configurations (from :class:`resizable.sampling.ConfigSampler`).
+        optimizer, criterion: as built by the trainer.
+        amp: autocast the forward passes.
+        scaler: a GradScaler (float16 on CUDA), or None.
+        ddp: the DDP wrapper of ``model``, or None.
+    """
+    net = ddp or model
+    optimizer.zero_grad(set_to_none=True)
+    total = torch.zeros((), dtype=torch.float64, device=images.device)
+    for j, config in enumerate(configs):
+        model.set_config(config)
+        last = j == len(configs) - 1
+        sync = ddp.no_sync() if (ddp is not None and not last) else contextlib.nullcontext()
+        with sync:
+            with autocast(images.device, amp):
+                loss = criterion(net(images), labels)
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+        total += loss.detach().double()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    return float(total) / len(configs)
+
+
+def memory_format_name(channels_last: bool) -> str:
+    return "channels-last" if channels_last else "contiguous"
+
+
+@dataclass(frozen=True)
+class MemoryFormatChoice:
+    """The memory format a run uses, and why (one line for the log)."""
+
+    channels_last: bool
+    reason: str
+    ms: Dict[str, float]  # timed forward/backward per format, when timed
+
+    @property
+    def name(self) -> str:
+        return memory_format_name(self.channels_last)
+
+    def line(self) -> str:
+        return f"memory format: {self.name} ({self.reason})"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _pass_seconds(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss_fn: Callable,
+                  amp: bool) -> float:
+    _sync(images.device)
+    t0 = time.perf_counter()
+    with autocast(images.device, amp):
+        loss = loss_fn(model(images), labels)
+    loss.backward()
+    _sync(images.device)
+    return time.perf_counter() - t0
+
+
+def pick_memory_format(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, amp: bool = False,
+                       loss_fn: Optional[Callable] = None, rounds: int = 2) -> MemoryFormatChoice:
+    """Time one training forward/backward in both memory formats on ``images`` and pick the faster.
+
+    The timing runs on a private copy of the model (its weights, BN statistics and gradients stay
+    untouched), under the model's active configuration. Each format gets one untimed pass first
+    (kernel selection, allocator); then ``rounds`` timed passes per format alternate and the best of
+    each counts. When channels-last is more than twice as slow in its first timed pass, the second
+    round is skipped (the pathological case costs two passes, not four).
+
+    Args:
+        model: the network, on ``images``' device.
+        images, labels: one training batch.
+        amp: time under autocast, as the run will train.
+        loss_fn: ``loss_fn(logits, labels)`` (default: cross-entropy).
+        rounds: timed passes per format (>= 1).
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    loss_fn = loss_fn or nn.functional.cross_entropy
+    probe = copy.deepcopy(model).train()
+    formats = {"contiguous": torch.contiguous_format, "channels-last": torch.channels_last}
+    inputs = {name: images.contiguous(memory_format=fmt) for name, fmt in formats.items()}
+    best: Dict[str, float] = {}
+    for name, fmt in formats.items():  # untimed first pass of each format
+        probe.to(memory_format=fmt)
+        _pass_seconds(probe, inputs[name], labels, loss_fn, amp)
+    for r in range(rounds):
+        for name, fmt in formats.items():
+            probe.to(memory_format=fmt)
+            probe.zero_grad(set_to_none=True)
+            t = _pass_seconds(probe, inputs[name], labels, loss_fn, amp)
+            best[name] = min(best.get(name, t), t)
+        if best["channels-last"] > 2 * best["contiguous"]:
+            break
+    del probe
+    ms = {k: round(v * 1e3, 3) for k, v in best.items()}
+    channels_last = best["channels-last"] < best["contiguous"]
+    reason = (f"auto: one forward/backward took {ms['channels-last']:.1f} ms channels-last, "
+              f"{ms['contiguous']:.1f} ms contiguous on {images.device.type}, batch {images.shape[0]}")
+    return MemoryFormatChoice(channels_last, reason, ms)
