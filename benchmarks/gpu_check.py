@@ -6,10 +6,11 @@ and channels-last), each on its own copy of the same initial weights. Steps are 
 the variants interleaved, after warm-up steps; throughput is images per second (each image goes
 through the k configurations of the step). The goal is AMP + channels-last >= 2x the fp32 step.
 The automatic memory-format choice of the trainer (:func:`resizable.accel.pick_memory_format`) is
-run once as well. "fp32" is PyTorch's default precision: cuDNN convolutions may use TF32 (the flags
-are recorded).
+run once as well. Every variant runs with cuDNN autotuning (``cudnn.benchmark``) off and on.
+"fp32" is PyTorch's default precision: cuDNN convolutions may use TF32 (the flags are recorded).
 
-Latency: ``python -m resizable latency --device cuda`` as a user runs it, for three configurations
+Latency: the static networks of three configurations in process (contiguous and channels-last,
+cuDNN autotuning off and on), then ``python -m resizable latency --device cuda`` as a user runs it, for three configurations
 at batch 1 and 64, in each runtime (torch, torchscript, onnxruntime; a runtime that cannot run on
 CUDA here is recorded with its one-line error).
 
@@ -52,7 +53,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train_throughput(spec: dict, device: torch.device) -> dict:
+def train_throughput(spec: dict, device: torch.device, cudnn_benchmark: bool) -> dict:
+    torch.backends.cudnn.benchmark = cudnn_benchmark
     torch.manual_seed(0)
     base = resizable.create_model(spec["model"], **spec["kwargs"]).to(device).train()
     fmt = {False: torch.contiguous_format, True: torch.channels_last}
@@ -101,12 +103,35 @@ def train_throughput(spec: dict, device: torch.device) -> dict:
         out[name]["speedup_vs_fp32"] = round(out[name]["images_per_second"] / fp32, 3)
     with base.using(base.max_config):
         choice = pick_memory_format(base, images, labels, amp=True)
-    return {"variants": out, "goal_speedup": 2.0,
+    return {"cudnn_benchmark": cudnn_benchmark, "variants": out, "goal_speedup": 2.0,
             "speedup_amp_channels_last": out["amp_channels_last"]["speedup_vs_fp32"],
             "goal_met": out["amp_channels_last"]["speedup_vs_fp32"] >= 2.0,
             "auto_memory_format_with_amp": {"choice": choice.name, "ms": choice.ms},
-            "tf32": {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32},
-            "cudnn_benchmark": torch.backends.cudnn.benchmark}
+            "tf32": {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32}}
+
+
+def latency_matrix(spec: dict, device: torch.device) -> list:
+    """Static-network latency in process: cuDNN autotuning off/on x memory format x configuration."""
+    from resizable.latency import time_module
+
+    torch.manual_seed(0)
+    model = resizable.create_model(spec["model"], **spec["kwargs"]).eval()
+    rows = []
+    for text in spec["latency_configs"].split(";"):
+        config = tuple(float(v) for v in text.split(","))
+        static = resizable.export(model, config, spec["size"]).eval().to(device)
+        for channels_last in (False, True):
+            fmt = torch.channels_last if channels_last else torch.contiguous_format
+            net = static.to(memory_format=fmt)
+            for benchmark in (False, True):
+                torch.backends.cudnn.benchmark = benchmark
+                for b in (int(v) for v in spec["latency_batch"].split(",")):
+                    x = torch.randn(b, 3, spec["size"], spec["size"], device=device).contiguous(memory_format=fmt)
+                    stats = time_module(net, x, warmup=5, repeats=20)
+                    rows.append({"config": text, "channels_last": channels_last, "cudnn_benchmark": benchmark,
+                                 "batch": b, "median_ms": round(stats.median_ms, 4), "iqr_ms": round(stats.iqr_ms, 4)})
+    torch.backends.cudnn.benchmark = False
+    return rows
 
 
 def cuda_latency(spec: dict, device: torch.device, out_dir: Path) -> dict:
@@ -165,10 +190,15 @@ def main() -> int:
                   "steps_per_block": spec["steps"]},
     }
     t0 = time.perf_counter()
-    record["train"].update(train_throughput(spec, device))
-    print("train:", {k: round(v["images_per_second"], 1) for k, v in record["train"]["variants"].items()},
-          "speed-up", record["train"]["speedup_amp_channels_last"], flush=True)
+    record["train"]["runs"] = [train_throughput(spec, device, benchmark) for benchmark in (False, True)]
+    for run in record["train"]["runs"]:
+        print(f"train (cudnn.benchmark={run['cudnn_benchmark']}):",
+              {k: round(v["images_per_second"], 1) for k, v in run["variants"].items()},
+              "speed-up", run["speedup_amp_channels_last"], flush=True)
     if not args.skip_latency:
+        record["latency_matrix"] = latency_matrix(spec, device)
+        for row in record["latency_matrix"]:
+            print("latency", row, flush=True)
         record["latency"] = cuda_latency(spec, device, out_dir)
     record["seconds"] = round(time.perf_counter() - t0, 1)
     path = out_dir / "overhead_gpu.json"

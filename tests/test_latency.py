@@ -142,12 +142,19 @@ def test_each_runtime_runs_the_exported_network(runtime):
     assert probe.meta()["runtime"] == runtime and probe.meta()["runtime_version"].startswith(runtime)
     assert probe(config)[f"latency_ms_b2_{tag}"] > 0
     assert model.config == model.max_config
+    if runtime != "onnxruntime":  # channels-last weights and input give the same network
+        assert probe.meta()["memory_format"] == "contiguous"  # auto: contiguous on the CPU
+        cl = LatencyProbe(model, 28, batch_sizes=(2,), warmup=0, repeats=1, runtime=runtime,
+                          memory_format="channels-last")
+        assert cl.meta()["memory_format"] == "channels-last" and cl(config)[f"latency_ms_b2_{tag}"] > 0
 
 
 def test_bad_runtime_names_the_accepted_ones(capsys):
     model = resizable.create_model("resnet20", **KWARGS).eval()
     with pytest.raises(ValueError, match="accepted: torch, torchscript, onnxruntime"):
         LatencyProbe(model, 28, runtime="tensorrt")
+    with pytest.raises(ValueError, match="accepted: auto, contiguous, channels-last"):
+        LatencyProbe(model, 28, memory_format="nhwc")
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["latency", "--model", "resnet20", "--runtime", "tensorrt"])
     assert exit_info.value.code == 2

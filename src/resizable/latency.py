@@ -32,8 +32,10 @@ from .tables import ARCH_IDENTITY, LATENCY_MAGIC, PathLike, Table, append_rows, 
 from .runtimes import RUNTIMES, check_runtime, load_in_runtime, runtime_meta
 from .net import ResizableNet, SizeLike, to_size2d
 
+MEMORY_FORMATS = ("auto", "contiguous", "channels-last")
+
 __all__ = ["LatencyStats", "time_module", "latency_column", "LatencyProbe", "build_latency_table",
-           "latency_template", "device_description", "RUNTIMES"]
+           "latency_template", "device_description", "RUNTIMES", "MEMORY_FORMATS"]
 
 
 @dataclass(frozen=True)
@@ -128,12 +130,19 @@ class LatencyProbe:
         tag: column suffix naming the hardware (default: the device type, and the runtime when it
             is not ``torch``: ``cpu``, ``cpu-onnxruntime``, ``cuda-torchscript``).
         runtime: where the exported network runs: one of ``torch``, ``torchscript``, ``onnxruntime``.
+        memory_format: ``auto`` (channels-last on CUDA, contiguous on the CPU), ``contiguous`` or
+            ``channels-last``; the weights and the input take it (ONNX Runtime picks its own layout).
+            On CUDA, contiguous sub-networks at odd sizes ran up to 12x slower than channels-last
+            ones (RS-ResNet-50 on an H100, ``benchmarks/results/overhead_gpu.json``), which would
+            rank configurations by cuDNN's layout, not by their cost.
     """
 
     def __init__(self, model: ResizableNet, input_size: SizeLike, *, device: str = "cpu",
                  batch_sizes: Sequence[int] = (1,), warmup: int = 10, repeats: int = 50,
-                 tag: Optional[str] = None, runtime: str = "torch") -> None:
+                 tag: Optional[str] = None, runtime: str = "torch", memory_format: str = "auto") -> None:
         self.runtime = check_runtime(runtime)
+        if memory_format not in MEMORY_FORMATS:
+            raise ValueError(f"unknown memory format {memory_format!r}; accepted: {', '.join(MEMORY_FORMATS)}")
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("latency on cuda was asked for, but no CUDA device is available")
@@ -145,6 +154,8 @@ class LatencyProbe:
         self.warmup, self.repeats = int(warmup), int(repeats)
         self.tag = _check_tag(tag or (self.device.type if runtime == "torch" else f"{self.device.type}-{runtime}"))
         self._runtime_meta = runtime_meta(runtime, self.device)  # fails early when the runtime is missing
+        wants = memory_format == "channels-last" or (memory_format == "auto" and self.device.type == "cuda")
+        self.channels_last = wants and runtime != "onnxruntime"
 
     @property
     def columns(self) -> List[str]:
@@ -159,6 +170,7 @@ class LatencyProbe:
             "warmup": str(self.warmup),
             "repeats": str(self.repeats),
             "tag": self.tag,
+            "memory_format": "channels-last" if self.channels_last else "contiguous",
             **self._runtime_meta,
         }
 
@@ -167,8 +179,11 @@ class LatencyProbe:
         # ONNX Runtime takes host tensors (and copies them itself); the others run on the device
         where = torch.device("cpu") if self.runtime == "onnxruntime" else self.device
         out: Dict[str, float] = {}
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        if self.runtime != "onnxruntime":
+            static = static.to(memory_format=fmt)
         for b in self.batch_sizes:
-            x = torch.randn(b, self.model.in_chans, *self.input_size, device=where)
+            x = torch.randn(b, self.model.in_chans, *self.input_size, device=where).contiguous(memory_format=fmt)
             stats = time_module(static, x, warmup=self.warmup, repeats=self.repeats)
             out[latency_column(b, self.tag)] = stats.median_ms
             out[latency_column(b, self.tag, spread=True)] = stats.iqr_ms
@@ -179,7 +194,7 @@ def build_latency_table(model: ResizableNet, out: PathLike, *, input_size: SizeL
                         configs: Optional[Iterable[Sequence[float]]] = None, device: str = "cpu",
                         batch_sizes: Sequence[int] = (1,), warmup: int = 10, repeats: int = 50,
                         tag: Optional[str] = None, model_name: Optional[str] = None,
-                        progress: bool = True, runtime: str = "torch") -> Table:
+                        progress: bool = True, runtime: str = "torch", memory_format: str = "auto") -> Table:
     """Time the exported network of every configuration into a latency table; resume it if it exists.
 
     Rows are appended as each configuration finishes; a restarted run skips the ones done.
@@ -189,16 +204,16 @@ def build_latency_table(model: ResizableNet, out: PathLike, *, input_size: SizeL
         out: the CSV to write.
         input_size: the inputs' ``H`` or ``(H, W)``.
         configs: which configurations (default: all).
-        device, batch_sizes, warmup, repeats, tag, runtime: see :class:`LatencyProbe`.
+        device, batch_sizes, warmup, repeats, tag, runtime, memory_format: see :class:`LatencyProbe`.
         model_name: the registered name, recorded.
         progress: show a progress bar.
     """
     probe = LatencyProbe(model, input_size, device=device, batch_sizes=batch_sizes, warmup=warmup,
-                         repeats=repeats, tag=tag, runtime=runtime)
+                         repeats=repeats, tag=tag, runtime=runtime, memory_format=memory_format)
     configs = check_configs(model, configs)
     meta = {**model_meta(model, input_size, model_name), **probe.meta()}
     columns = ["config"] + probe.columns
-    identity = tuple(ARCH_IDENTITY) + ("device", "tag", "warmup", "repeats", "runtime")
+    identity = tuple(ARCH_IDENTITY) + ("device", "tag", "warmup", "repeats", "runtime", "memory_format")
     out = Path(out)
     table = open_table(out, LATENCY_MAGIC, meta, columns, identity)
     todo = [c for c in configs if c not in table.rows]

@@ -24,6 +24,9 @@ class LatencyOptions:
     runtime: str = field(default="torch", metadata={"help": "run the exported network in torch (eager), torchscript "
                                                             "or onnxruntime (pip install 'resizable[onnx]')",
                                                     "choices": ("torch", "torchscript", "onnxruntime")})
+    memory_format: str = field(default="auto", metadata={"help": "layout of weights and input: auto (channels-last on "
+                                                                 "cuda, contiguous on cpu), contiguous, channels-last",
+                                                         "choices": ("auto", "contiguous", "channels-last")})
     batch: Tuple[int, ...] = field(default=(1,), metadata={"help": "batch sizes, e.g. 1,32"})
     warmup: int = field(default=10, metadata={"help": "untimed runs before timing"})
     repeats: int = field(default=50, metadata={"help": "timed runs"})
@@ -88,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(opts.threads)
     table = build_latency_table(model, opts.out, input_size=size, configs=configs, device=opts.device,
                                 batch_sizes=opts.batch, warmup=opts.warmup, repeats=opts.repeats, tag=opts.tag,
-                                model_name=name, progress=progress_enabled(opts.progress), runtime=opts.runtime)
+                                model_name=name, progress=progress_enabled(opts.progress), runtime=opts.runtime,
+                                memory_format=opts.memory_format)
     cols = [c for c in table.columns if c.startswith("latency_ms")]
     for col in cols:
         values = [table.value(c, col) for c in table.rows]
