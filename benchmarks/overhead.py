@@ -1,0 +1,318 @@
+"""Benchmark: what being resizable costs at inference and in training, side by side in one process.
+
+Four ratios, each from medians of interleaved repeats (the variants alternate within every round,
+the order flipping each round, so a slow spell of the machine hits all of them):
+
+1. the RS network at all-1.0 over torchvision's same network (same weights, eval, no grad);
+2. the dynamic sub-network (the RS model set to a configuration) over its exported static network;
+3. that static network with BN folded into the convolutions over the unfolded one;
+4. a fair training step (k configurations, the trainer's own ``train_step``) over a step of the full
+   configuration alone, divided by the MAC ratio of the two steps: the cost per MAC of training all
+   scales, against training the full network.
+
+Models: resnet50, mobilenet_v2 and shufflenet_v2_x1_0 at 224 px (batch 1 and 8), resnet20 at 32 px
+(batch 1 and 128; no torchvision counterpart, so ratio 1 is left out). The training ratio runs at
+the larger batch only (a training step at batch 1 is not a meaningful BN step). One more line
+compares the runtimes (torch eager, TorchScript, ONNX Runtime) on the same configuration.
+``benchmarks/results/overhead_gpu.json`` (from ``benchmarks/gpu_check.py``) is rendered as well.
+
+    PYTHONPATH=src python benchmarks/overhead.py            # ~10 minutes on 2 CPU cores
+    PYTHONPATH=src python benchmarks/overhead.py --render   # rewrite overhead.md from the JSON files
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+import resizable
+from resizable.accel import train_step
+from resizable.latency import device_description
+from resizable.runtimes import load_in_runtime, runtime_description
+from resizable.sampling import ConfigSampler
+
+RESULTS = Path(__file__).parent / "results"
+GOALS = {  # ratio -> (goal, "<=" or ">=")
+    "all_max_vs_torchvision": (1.02, "<="),
+    "dynamic_vs_static": (1.03, "<="),
+    "folded_vs_unfolded": (0.95, "<="),
+    "train_step_per_mac": (1.05, "<="),
+}
+LABELS = {
+    "all_max_vs_torchvision": "RS network at all-1.0 / torchvision's same network",
+    "dynamic_vs_static": "dynamic sub-network / its exported static network",
+    "folded_vs_unfolded": "exported static with BN folded / unfolded",
+    "train_step_per_mac": "fair training step / full-configuration step, over the MAC ratio",
+}
+# name -> (torchvision builder or None, builder kwargs, input size, batch sizes)
+CASES = {
+    "resnet50": ("resnet50", {}, 224, (1, 8)),
+    "mobilenet_v2": ("mobilenet_v2", {}, 224, (1, 8)),
+    "shufflenet_v2_x1_0": ("shufflenet_v2_x1_0", {}, 224, (1, 8)),
+    "resnet20": (None, {"num_classes": 10}, 32, (1, 128)),
+}
+
+
+def interleaved(fns: dict, rounds: int, min_seconds: float = 0.05) -> dict:
+    """Median seconds per call of each function: ``rounds`` rounds, the order flipping every round.
+
+    Each function first runs twice (untimed); each measurement repeats a call enough times to last
+    about ``min_seconds``.
+    """
+    inner = {}
+    for name, fn in fns.items():
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        inner[name] = max(1, int(min_seconds / max(time.perf_counter() - t0, 1e-6)))
+    times = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            fn, n = fns[name], inner[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            times[name].append((time.perf_counter() - t0) / n)
+    return {name: {"median_s": statistics.median(t), "seconds": t, "calls_per_measurement": inner[name]}
+            for name, t in times.items()}
+
+
+def mid_config(model) -> tuple:
+    """A mixed configuration with a resize at every stage: stages alternate L[1] and L[-2]."""
+    f = model.factors
+    return tuple(f[1] if i % 2 == 0 else f[-2] for i in range(model.num_stages))
+
+
+def build(name: str):
+    tv_name, kwargs, size, batches = CASES[name]
+    torch.manual_seed(0)
+    if tv_name:
+        tv = getattr(torchvision.models, tv_name)(**kwargs).eval()
+        return tv, resizable.from_torchvision(tv).eval(), size, batches
+    return None, resizable.create_model(name, **kwargs).eval(), size, batches
+
+
+def inference_case(name: str, rounds: int) -> list:
+    tv, model, size, batches = build(name)
+    config = mid_config(model)
+    dynamic = copy.deepcopy(model)
+    dynamic.set_config(config)
+    static = resizable.export(model, config, size).eval()
+    folded = resizable.fold_bn(static)
+    rows = []
+    for b in batches:
+        x = torch.randn(b, model.in_chans, size, size)
+        fns = {"rs_all_max": lambda: model(x), "dynamic": lambda: dynamic(x), "static": lambda: static(x),
+               "folded": lambda: folded(x)}
+        if tv is not None:
+            fns["torchvision"] = lambda: tv(x)
+        with torch.inference_mode():
+            t = interleaved(fns, rounds)
+            if tv is not None:  # same outputs, or the comparison means nothing
+                assert torch.allclose(model(x), tv(x), atol=1e-4), f"{name}: all-1.0 differs from torchvision"
+            assert torch.allclose(dynamic(x), static(x), atol=1e-4), f"{name}: dynamic differs from static"
+        med = {k: v["median_s"] for k, v in t.items()}
+        row = {"model": name, "batch": b, "input_size": size, "config": list(config),
+               "median_ms": {k: round(v * 1e3, 4) for k, v in med.items()}, "raw": t,
+               "dynamic_vs_static": med["dynamic"] / med["static"],
+               "folded_vs_unfolded": med["folded"] / med["static"]}
+        if tv is not None:
+            row["all_max_vs_torchvision"] = med["rs_all_max"] / med["torchvision"]
+        rows.append(row)
+        print(f"{name} b{b}: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in med.items()), flush=True)
+    return rows
+
+
+def training_case(name: str, rounds: int) -> dict:
+    _, model, size, batches = build(name)
+    b = batches[-1]
+    model.train()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(b, model.in_chans, size, size, generator=g)
+    y = torch.randint(0, model.num_classes, (b,), generator=g)
+    fair = ConfigSampler(model.factors, model.num_stages, "fair", seed=0).sample(0)
+    full = [model.max_config]
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    criterion = nn.CrossEntropyLoss()
+    t = interleaved({"fair": lambda: train_step(model, x, y, fair, optimizer, criterion),
+                     "full": lambda: train_step(model, x, y, full, optimizer, criterion)}, rounds, min_seconds=0)
+    macs = {c: resizable.count_flops(model, c, size).macs for c in set(fair) | set(full)}
+    mac_ratio = sum(macs[c] for c in fair) / macs[model.max_config]
+    time_ratio = t["fair"]["median_s"] / t["full"]["median_s"]
+    print(f"{name} train b{b}: fair {t['fair']['median_s']:.3f} s, full {t['full']['median_s']:.3f} s, "
+          f"MAC ratio {mac_ratio:.3f}, per MAC {time_ratio / mac_ratio:.3f}", flush=True)
+    return {"model": name, "batch": b, "input_size": size, "configs": [list(c) for c in fair],
+            "mac_ratio": mac_ratio, "time_ratio": time_ratio, "train_step_per_mac": time_ratio / mac_ratio,
+            "median_s": {k: v["median_s"] for k, v in t.items()}, "raw": t}
+
+
+def runtimes_case(rounds: int) -> dict:
+    """torch eager, TorchScript and ONNX Runtime on one configuration of RS-ResNet-50, batch 1."""
+    _, model, size, _ = build("resnet50")
+    config = mid_config(model)
+    x = torch.randn(1, 3, size, size)
+    nets, versions = {}, {}
+    for runtime in ("torch", "torchscript", "onnxruntime"):
+        try:
+            nets[runtime] = load_in_runtime(model, config, size, runtime)
+            versions[runtime] = runtime_description(runtime)
+        except ValueError as e:  # onnxruntime not installed
+            versions[runtime] = f"not measured: {e}"
+    with torch.inference_mode():
+        ref = nets["torch"](x)
+        diffs = {r: float((n(x) - ref).abs().max()) for r, n in nets.items()}
+        t = interleaved({r: (lambda n=n: n(x)) for r, n in nets.items()}, rounds)
+    med = {r: v["median_s"] * 1e3 for r, v in t.items()}
+    print("runtimes: " + ", ".join(f"{r} {v:.2f} ms" for r, v in med.items()), flush=True)
+    return {"model": "resnet50", "config": list(config), "batch": 1, "input_size": size, "median_ms": med,
+            "versions": versions, "max_abs_diff_vs_torch": diffs, "raw": t}
+
+
+def _met(key: str, value: float) -> bool:
+    goal, op = GOALS[key]
+    return value <= goal if op == "<=" else value >= goal
+
+
+def render(data: dict, gpu: dict | None) -> str:
+    lines = ["# Overhead of resizability, measured side by side",
+             "",
+             f"Written by `benchmarks/overhead.py` on {data['date']}. Command: `{data['command']}`.",
+             f"Machine: {data['machine']} ({data['cpu']}, {data['cores']} cores); torch {data['torch']}, "
+             f"torchvision {data['torchvision']}, {data['threads']} threads. Load average before / after: "
+             f"{data['load_before']} / {data['load_after']}. Medians of {data['rounds']} interleaved rounds "
+             f"(training: {data['train_rounds']}); every variant of a row ran in the same rounds.",
+             "",
+             "| ratio | goal | model | batch | measured | met |",
+             "|---|---|---|---|---|---|"]
+    for key in GOALS:
+        goal, op = GOALS[key]
+        rows = data["training"] if key == "train_step_per_mac" else data["inference"]
+        for row in rows:
+            if key in row:
+                lines.append(f"| {LABELS[key]} | {op} {goal} | {row['model']} | {row['batch']} | "
+                             f"{row[key]:.3f} | {'yes' if _met(key, row[key]) else 'NO'} |")
+    lines += ["", f"All goals met: **{'yes' if data['all_met'] else 'no'}**.", ""]
+    lines += ["Milliseconds per forward pass (medians; `rs_all_max` is the RS model at all-1.0, `dynamic` "
+              "the RS model at the configuration, `static`/`folded` its exported network):", "",
+              "| model | batch | configuration | " + " | ".join(data["variant_order"]) + " |",
+              "|---|---|---|" + "---|" * len(data["variant_order"])]
+    for row in data["inference"]:
+        cells = [f"{row['median_ms'][v]:.2f}" if v in row["median_ms"] else "-" for v in data["variant_order"]]
+        lines.append(f"| {row['model']} | {row['batch']} | {','.join(f'{f:g}' for f in row['config'])} | "
+                     + " | ".join(cells) + " |")
+    lines += ["", "Training steps (seconds, medians; the fair step runs the k configurations listed):", "",
+              "| model | batch | fair step | full step | time ratio | MAC ratio | per MAC |", "|---|---|---|---|---|---|---|"]
+    for row in data["training"]:
+        lines.append(f"| {row['model']} | {row['batch']} | {row['median_s']['fair']:.3f} | {row['median_s']['full']:.3f}"
+                     f" | {row['time_ratio']:.3f} | {row['mac_ratio']:.3f} | {row['train_step_per_mac']:.3f} |")
+    rt = data["runtimes"]
+    lines += ["", f"Runtimes, same configuration ({rt['model']} {','.join(f'{f:g}' for f in rt['config'])}, batch "
+              f"{rt['batch']}, {rt['input_size']} px, `load_in_runtime`): "
+              + "; ".join(f"{r} {ms:.2f} ms" for r, ms in rt["median_ms"].items())
+              + ". Versions: " + "; ".join(rt["versions"].values()) + ".", ""]
+    lines += render_gpu(gpu)
+    return "\n".join(lines) + "\n"
+
+
+def render_gpu(gpu: dict | None) -> list:
+    if not gpu:
+        return ["## GPU", "", "Not measured: no GPU run is recorded in `benchmarks/results/overhead_gpu.json`."]
+    tr = gpu["train"]
+    out = ["## GPU", "",
+           f"From `benchmarks/results/overhead_gpu.json`, written by `{gpu['command']}` on {gpu['date']}: "
+           f"{gpu['device']}, torch {gpu['torch']} (CUDA {gpu['cuda']}, cuDNN {gpu['cudnn']}).", "",
+           f"Training step, {tr['model']} at {tr['input_size']} px, batch {tr['batch']}, fair sampling "
+           f"({tr['configs_per_step']} configurations per step), best of {tr['blocks']} blocks of "
+           f"{tr['steps_per_block']} steps after {tr['warmup_steps']} warm-up steps (images per second):", "",
+           "| cudnn.benchmark | fp32 | fp32 channels-last | AMP | AMP + channels-last | AMP + channels-last / fp32 "
+           "(goal >= 2) | / fp32 channels-last |", "|---|---|---|---|---|---|---|"]
+    for run in tr["runs"]:
+        v = run["variants"]
+        ips = {k: v[k]["images_per_second"] for k in v}
+        out.append(f"| {run['cudnn_benchmark']} | {ips['fp32']:.0f} | {ips['fp32_channels_last']:.0f} | {ips['amp']:.0f} "
+                   f"| {ips['amp_channels_last']:.0f} | {run['speedup_amp_channels_last']:.2f} "
+                   f"({'met' if run['goal_met'] else 'NOT met'}) | "
+                   f"{ips['amp_channels_last'] / ips['fp32_channels_last']:.2f} |")
+    auto = tr["runs"][0]["auto_memory_format_with_amp"]
+    out += ["", f"The trainer's automatic choice on this GPU (AMP, full configuration): {auto['choice']} "
+            f"({auto['ms']['channels-last']:.1f} ms channels-last vs {auto['ms']['contiguous']:.1f} ms contiguous "
+            f"per forward/backward).", ""]
+    if gpu.get("latency_matrix"):
+        out += ["Static-network latency on the GPU (ms, medians of 20 after 5 warm-up runs):", "",
+                "| configuration | batch | contiguous | channels-last | contiguous, cudnn.benchmark | "
+                "channels-last, cudnn.benchmark |", "|---|---|---|---|---|---|"]
+        cell = {(r["config"], r["batch"], r["channels_last"], r["cudnn_benchmark"]): r["median_ms"]
+                for r in gpu["latency_matrix"]}
+        for config, batch in dict.fromkeys((r["config"], r["batch"]) for r in gpu["latency_matrix"]):
+            vals = [cell[(config, batch, cl, bm)] for bm in (False, True) for cl in (False, True)]
+            out.append(f"| {config} | {batch} | " + " | ".join(f"{v:.2f}" for v in vals) + " |")
+        out += ["", "Contiguous (NCHW) sub-networks at odd sizes are far slower than channels-last ones, and "
+                "slower than the full network: `resizable latency` therefore runs channels-last on CUDA by "
+                "default (`--memory-format`).", ""]
+    for runtime, entry in gpu.get("latency", {}).items():
+        status = (f"{entry.get('runtime_version')}, {len(entry.get('rows', {}))} configurations timed"
+                  if entry["exit_code"] == 0 else f"exit {entry['exit_code']}: {entry['output'][-1]}")
+        out.append(f"- `resizable latency --device cuda --runtime {runtime}`: {status}.")
+    if gpu.get("latency"):
+        out.append("  (These command-line runs used the contiguous layout: they predate the channels-last default.)")
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=15, help="interleaved rounds for inference timings")
+    p.add_argument("--train-rounds", type=int, default=5, help="interleaved rounds for training steps")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--models", default=",".join(CASES), help=f"comma-separated: {', '.join(CASES)}")
+    p.add_argument("--out", default=str(RESULTS / "overhead.json"))
+    p.add_argument("--render", action="store_true", help="only rewrite the .md from the JSON files")
+    args = p.parse_args()
+    out = Path(args.out)
+    gpu_path = out.with_name("overhead_gpu.json")
+    gpu = json.loads(gpu_path.read_text()) if gpu_path.is_file() else None
+    if args.render:
+        out.with_suffix(".md").write_text(render(json.loads(out.read_text()), gpu))
+        return 0
+    torch.set_num_threads(args.threads)
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        print(f"unknown model(s) {unknown}; accepted: {', '.join(CASES)}", file=sys.stderr)
+        return 2
+    load_before = [round(v, 2) for v in os.getloadavg()]
+    start = time.perf_counter()
+    inference = [row for n in names for row in inference_case(n, args.rounds)]
+    training = [training_case(n, args.train_rounds) for n in names]
+    runtimes = runtimes_case(args.rounds)
+    all_met = all(_met(k, row[k]) for k in GOALS for row in inference + training if k in row)
+    data = {
+        "benchmark": "benchmarks/overhead.py", "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "command": "PYTHONPATH=src python benchmarks/overhead.py" + "".join(f" {a}" for a in sys.argv[1:]),
+        "machine": platform.node(), "cpu": device_description(torch.device("cpu")), "cores": os.cpu_count(),
+        "torch": torch.__version__, "torchvision": torchvision.__version__, "threads": torch.get_num_threads(),
+        "rounds": args.rounds, "train_rounds": args.train_rounds, "load_before": load_before,
+        "load_after": [round(v, 2) for v in os.getloadavg()], "seconds": round(time.perf_counter() - start, 1),
+        "goals": {k: list(v) for k, v in GOALS.items()}, "all_met": all_met,
+        "variant_order": ["torchvision", "rs_all_max", "dynamic", "static", "folded"],
+        "inference": inference, "training": training, "runtimes": runtimes,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    out.with_suffix(".md").write_text(render(data, gpu))
+    print(f"wrote {out} and {out.with_suffix('.md')}; all goals met: {all_met}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
