@@ -173,13 +173,14 @@ def test_memory_format_auto_is_printed_recorded_and_kept_on_resume(tiny_fmnist, 
     quick = dict(channels_last=None, max_steps_per_epoch=2, eval_calibrate_bn=0, eval_configs="minmax")
     run = train(tiny_cfg(tiny_fmnist, tmp_path, name="auto", epochs=1, **quick))
     lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("memory format:")]
-    assert len(lines) == 1 and "(auto: one forward/backward took" in lines[0]
+    assert lines == ["memory format: contiguous (auto: contiguous on the CPU, where channels-last can be far "
+                     "slower and can crash; --channels-last to try it)"]
     chosen = load_checkpoint(run)["memory_format"]
-    assert chosen in ("channels-last", "contiguous") and lines[0].startswith(f"memory format: {chosen} (")
+    assert chosen == "contiguous"
     train(tiny_cfg(tiny_fmnist, tmp_path, name="auto", epochs=2, resume=str(run), **quick))
     assert f"memory format: {chosen} (chosen when the run started)" in capsys.readouterr().out
     pinned = _Run(tiny_cfg(tiny_fmnist, tmp_path, name="pinned", channels_last=True))
-    assert "memory format: channels-last (set by --channels-last)" in capsys.readouterr().out
+    assert "memory format: channels-last (set: channels_last=True)" in capsys.readouterr().out
     weight = pinned.model.layer1[0].conv1.weight  # (4, 4, 3, 3): the two layouts differ
     assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
 
@@ -209,9 +210,10 @@ def test_pick_memory_format_keeps_the_faster(monkeypatch, seconds, channels_last
 def test_pick_memory_format_leaves_the_model_alone():
     from resizable.accel import pick_memory_format
 
-    model = resizable.create_model("resnet20", num_classes=10, in_chans=1, widths=(4, 8, 8)).train()
+    # 16 channels, batch 2: clear of the channels-last crash of torch's CPU 1x1 stride-2 convolution
+    model = resizable.create_model("resnet20", num_classes=10, in_chans=1, widths=(16, 16, 16)).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    choice = pick_memory_format(model, torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,)))
+    choice = pick_memory_format(model, torch.randn(2, 1, 28, 28), torch.randint(0, 10, (2,)))
     assert set(choice.ms) == {"contiguous", "channels-last"} and all(v > 0 for v in choice.ms.values())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())

@@ -39,10 +39,9 @@ class DemoOptions:
     out_dir: str = field(default="runs", metadata={"help": "parent of the run folder"})
     name: Optional[str] = field(default=None, metadata={"help": "run folder name (default: demo-TIME)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
-    channels_last: Optional[bool] = field(default=None, metadata={
-        "help": "channels-last memory format (--no-channels-last: contiguous); default: time one forward/backward "
-                "of each on the first batch and keep the faster (on a CPU channels-last can be far slower for "
-                "layers with few channels)"})
+    channels_last: Optional[bool] = field(default=True, metadata={
+        "help": "channels-last memory format (faster for this model on a CPU; --no-channels-last: contiguous; on "
+                "a CPU channels-last can be far slower for other models, with few channels per layer)"})
     progress: bool = field(default=True, metadata={"help": "progress bars"})
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from . import distributed
-from .accel import MemoryFormatChoice, pick_memory_format, train_step
+from .accel import MemoryFormatChoice, auto_memory_format, train_step
 from .checkpoint import CHECKPOINT_NAME, check_model_fits, load_checkpoint, load_weights, save_checkpoint
 from .options import write_options
 from .console import progress_enabled
@@ -110,8 +110,8 @@ class _Run:
         self.model.to(self.dist.device)
         self.memory_format: Optional[MemoryFormatChoice] = None
         if cfg.channels_last is not None:
-            self._use_memory_format(MemoryFormatChoice(cfg.channels_last, "set by --channels-last"
-                                                       if cfg.channels_last else "set by --no-channels-last", {}))
+            self._use_memory_format(MemoryFormatChoice(cfg.channels_last, f"set: channels_last={cfg.channels_last}",
+                                                       {}))
         self.eval_configs = parse_configs(cfg.eval_configs, self.model.factors, self.model.num_stages)
         target = tuple(cfg.target) if cfg.target else self.model.max_config
         self.target = self.model.check_config(target)
@@ -206,7 +206,7 @@ class _Run:
         choice = None
         if self.dist.is_main:
             with self.model.using(self.model.max_config):
-                choice = pick_memory_format(self.model, images, labels, amp=self.cfg.amp, loss_fn=self.criterion)
+                choice = auto_memory_format(self.model, images, labels, amp=self.cfg.amp, loss_fn=self.criterion)
         self._use_memory_format(distributed.broadcast_object(choice))
 
     def _wrap_ddp(self) -> None:

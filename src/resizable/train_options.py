@@ -65,8 +65,8 @@ class TrainOptions:
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     amp: bool = option(False, "mixed precision (float16 on CUDA, bfloat16 on CPU)")
     channels_last: Optional[bool] = option(None, "channels-last memory format (--no-channels-last: contiguous); "
-                                                 "default: time one forward/backward of each on the first batch "
-                                                 "and keep the faster")
+                                                 "default: contiguous on a CPU, on CUDA the faster of the two in "
+                                                 "one forward/backward on the first batch")
     max_steps_per_epoch: Optional[int] = option(None, "cut every epoch after this many steps (quick runs)")
     progress: bool = option(True, "show progress bars (the line per epoch is printed either way)")
 
