@@ -160,12 +160,17 @@ def test_bad_runtime_names_the_accepted_ones(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'tensorrt' (choose from 'torch', 'torchscript', 'onnxruntime')" in err
+    import argparse
+
+    from resizable.commands import table as table_command
     from resizable.commands.latency import LatencyOptions
-    from resizable.commands.table import TableOptions
     from resizable.runtimes import RUNTIMES
 
-    for options, name in ((LatencyOptions, "runtime"), (TableOptions, "latency_runtime")):
-        assert options.__dataclass_fields__[name].metadata["choices"] == RUNTIMES
+    assert LatencyOptions.__dataclass_fields__["runtime"].metadata["choices"] == RUNTIMES
+    parser = argparse.ArgumentParser()
+    table_command.add_arguments(parser)
+    action = next(a for a in parser._actions if a.dest == "latency_runtime")
+    assert tuple(action.choices) == RUNTIMES
 
 
 def test_missing_onnxruntime_is_one_clear_line(monkeypatch, tmp_path, capsys):
