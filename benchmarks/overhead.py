@@ -18,6 +18,9 @@ compares the runtimes (torch eager, TorchScript, ONNX Runtime) on the same confi
 
     PYTHONPATH=src python benchmarks/overhead.py            # ~10 minutes on 2 CPU cores
     PYTHONPATH=src python benchmarks/overhead.py --render   # rewrite overhead.md from the JSON files
+
+A run into ``benchmarks/results/`` (and ``--render``) also rewrites the README's performance line,
+between its ``<!-- overhead:start -->`` and ``<!-- overhead:end -->`` marks.
 """
 from __future__ import annotations
 
@@ -269,6 +272,38 @@ def render_gpu(gpu: dict | None) -> list:
     return out
 
 
+def summary_line(data: dict, gpu: dict | None) -> str:
+    """The README's performance line: the range of each ratio, where it came from, GPU speed-up."""
+    parts = []
+    for key in GOALS:
+        rows = data["training"] if key == "train_step_per_mac" else data["inference"]
+        vals = [row[key] for row in rows if key in row]
+        if not vals:
+            continue
+        goal, op = GOALS[key]
+        met = all(_met(key, v) for v in vals)
+        parts.append(f"{LABELS[key]}: {min(vals):.3f}-{max(vals):.3f} (goal {op} {goal}{'' if met else ', NOT met'})")
+    line = (f"Measured by `benchmarks/overhead.py` on {data['date']} ({data['cpu']}, {data['threads']} threads, torch "
+            f"{data['torch']}, load average {data['load_before'][0]} before): " + "; ".join(parts) + ".")
+    if gpu:
+        run = gpu["train"]["runs"][0]
+        line += (f" On an {gpu['device']} (`benchmarks/gpu_check.py`, {gpu['date']}), a fair training step with AMP "
+                 f"and channels-last ran {run['speedup_amp_channels_last']:.1f}x the fp32 step "
+                 f"({gpu['train']['model']}, batch {gpu['train']['batch']}).")
+    return line + " Details: [benchmarks/results/overhead.md](benchmarks/results/overhead.md)."
+
+
+def write_readme_line(readme: Path, line: str) -> None:
+    """Replace the text between the README's ``<!-- overhead:start -->`` / ``<!-- overhead:end -->`` marks."""
+    start, end = "<!-- overhead:start -->", "<!-- overhead:end -->"
+    text = readme.read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme} has no {start} ... {end} section to write into")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{line}\n{end}{tail}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=15, help="interleaved rounds for inference timings")
@@ -281,8 +316,11 @@ def main() -> int:
     out = Path(args.out)
     gpu_path = out.with_name("overhead_gpu.json")
     gpu = json.loads(gpu_path.read_text()) if gpu_path.is_file() else None
+    readme = Path(__file__).resolve().parent.parent / "README.md"
     if args.render:
-        out.with_suffix(".md").write_text(render(json.loads(out.read_text()), gpu))
+        data = json.loads(out.read_text())
+        out.with_suffix(".md").write_text(render(data, gpu))
+        write_readme_line(readme, summary_line(data, gpu))
         return 0
     torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
@@ -310,6 +348,8 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=1) + "\n")
     out.with_suffix(".md").write_text(render(data, gpu))
+    if out.resolve().parent == RESULTS.resolve():  # the committed results: the README quotes them
+        write_readme_line(readme, summary_line(data, gpu))
     print(f"wrote {out} and {out.with_suffix('.md')}; all goals met: {all_met}")
     return 0
 
