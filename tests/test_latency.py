@@ -163,7 +163,7 @@ def test_bad_runtime_names_the_accepted_ones(capsys):
     import argparse
 
     from resizable.commands import table as table_command
-    from resizable.commands.latency import LatencyOptions
+    from resizable.latency import LatencyOptions
     from resizable.runtimes import RUNTIMES
 
     assert LatencyOptions.__dataclass_fields__["runtime"].metadata["choices"] == RUNTIMES

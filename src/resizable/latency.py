@@ -17,16 +17,15 @@ import platform
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from torch import nn
 
 from .export import export
-from .configs import format_config
+from .configs import format_config, parse_config
 from .evaluate import check_configs
 from .tables import ARCH_IDENTITY, LATENCY_MAGIC, PathLike, Table, append_rows, model_meta, open_table
 from .runtimes import RUNTIMES, check_runtime, load_in_runtime, runtime_meta
@@ -34,7 +33,7 @@ from .net import ResizableNet, SizeLike, to_size2d
 
 MEMORY_FORMATS = ("auto", "contiguous", "channels-last")
 
-__all__ = ["LatencyStats", "time_module", "latency_column", "LatencyProbe", "build_latency_table",
+__all__ = ["LatencyOptions", "latency_from_options", "LatencyStats", "time_module", "latency_column", "LatencyProbe", "build_latency_table",
            "latency_template", "device_description", "RUNTIMES", "MEMORY_FORMATS"]
 
 
@@ -279,3 +278,76 @@ def latency_template(model: ResizableNet, out: PathLike, *, input_size: SizeLike
         table.rows[c] = row
     table.write(out)
     return table
+
+
+# ---------------------------------------------------------------------------- the command
+@dataclass(frozen=True)
+class LatencyOptions:
+    """What ``resizable latency`` measures; each field is also its ``--flag``."""
+
+    checkpoint: Optional[str] = field(default=None, metadata={"help": "checkpoint file or run folder"})
+    model: Optional[str] = field(default=None, metadata={"help": "or a registered model name (random weights)"})
+    num_classes: int = field(default=1000, metadata={"help": "with --model: classifier outputs"})
+    in_chans: int = field(default=3, metadata={"help": "with --model: input channels"})
+    factors: Optional[Tuple[float, ...]] = field(default=None, metadata={"help": "with --model: factor list"})
+    input_size: Optional[int] = field(default=None, metadata={"help": "input resolution (default: the run's; "
+                                                                      "224 with --model)"})
+    configs: str = field(default="all", metadata={"help": "all, or a list like '0.45,0.65,1;1,1,1'"})
+    device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})
+    runtime: str = field(default="torch", metadata={"help": "run the exported network in torch (eager), torchscript "
+                                                            "or onnxruntime (pip install 'resizable[onnx]')",
+                                                    "choices": ("torch", "torchscript", "onnxruntime")})
+    memory_format: str = field(default="auto", metadata={"help": "layout of weights and input: auto (channels-last on "
+                                                                 "cuda, contiguous on cpu), contiguous, channels-last",
+                                                         "choices": ("auto", "contiguous", "channels-last")})
+    batch: Tuple[int, ...] = field(default=(1,), metadata={"help": "batch sizes, e.g. 1,32"})
+    warmup: int = field(default=10, metadata={"help": "untimed runs before timing"})
+    repeats: int = field(default=50, metadata={"help": "timed runs"})
+    threads: Optional[int] = field(default=None, metadata={"help": "CPU threads (torch.set_num_threads)"})
+    tag: Optional[str] = field(default=None, metadata={"help": "column suffix naming the hardware (default: cpu or "
+                                                               "cuda, plus -RUNTIME when not torch)"})
+    out: str = field(default="latency.csv", metadata={"help": "the latency table (resumed if it exists)"})
+    template: bool = field(default=False, metadata={"help": "write an empty table to fill in with timings "
+                                                            "taken elsewhere (needs --tag), instead of measuring"})
+    export_dir: Optional[str] = field(default=None, metadata={"help": "with --template: also save each "
+                                                                      "configuration as TorchScript here"})
+    progress: bool = field(default=True, metadata={"help": "progress bar (shown only on a terminal)"})
+
+
+def _model(opts: LatencyOptions):
+    from .checkpoint import load_model, run_options
+    from .registry import create_model
+
+    if bool(opts.checkpoint) == bool(opts.model):
+        raise ValueError("give exactly one of --checkpoint (a trained run) or --model (an architecture)")
+    if opts.checkpoint:
+        model, payload = load_model(opts.checkpoint)
+        train_cfg = run_options(payload)
+        size = opts.input_size or payload.get("input_size") or train_cfg.get("input_size")
+        if not size and train_cfg.get("dataset"):
+            from .data import dataset_info
+
+            size = dataset_info(train_cfg["dataset"], train_cfg.get("data_dir")).input_size
+        return model, payload.get("model_name"), int(size or 224)
+    model = create_model(opts.model, num_classes=opts.num_classes, in_chans=opts.in_chans, factors=opts.factors)
+    return model.eval(), opts.model, int(opts.input_size or 224)
+
+
+def latency_from_options(opts: LatencyOptions) -> Table:
+    """What ``resizable latency`` runs: the latency table of a checkpoint's (or an architecture's)
+    configurations, measured here, or with ``template`` an empty table to fill in elsewhere."""
+    model, name, size = _model(opts)
+    configs = None
+    if opts.configs.strip() != "all":
+        configs = [parse_config(p, model.factors, model.num_stages) for p in opts.configs.split(";") if p.strip()]
+    if opts.template:
+        if not opts.tag:
+            raise ValueError("--template needs --tag naming the hardware (e.g. --tag pixel7)")
+        return latency_template(model, opts.out, input_size=size, tag=opts.tag, batch_sizes=opts.batch,
+                                configs=configs, export_dir=opts.export_dir, model_name=name)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    return build_latency_table(model, opts.out, input_size=size, configs=configs, device=opts.device,
+                               batch_sizes=opts.batch, warmup=opts.warmup, repeats=opts.repeats, tag=opts.tag,
+                               model_name=name, progress=opts.progress, runtime=opts.runtime,
+                               memory_format=opts.memory_format)

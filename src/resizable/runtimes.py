@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Callable, Dict, Sequence
 
 import torch
-from torch import nn
 
 from .deploy import export_to_file
 from .export import export
