@@ -220,6 +220,10 @@ def search(
     Ties are broken deterministically: higher top-1, then fewer MACs, then lower latency (when a
     latency column is in use), then the earlier configuration in ``configs()`` order.
 
+    Searching is selecting: build the table on the ``val`` split (``train --val-size N``, then
+    ``resizable table``, which defaults to ``val`` for such a run) and report the chosen
+    configuration's accuracy on ``test``. A table built on ``test`` makes the test number optimistic.
+
     Args:
         table: a complete NAS table (or its path).
         max_mmacs: MACs budget in millions (the paper's MFLOPs).
@@ -275,7 +279,8 @@ def pareto_front(table: Union[Table, PathLike], cost: str = "mmacs") -> List[Dic
     """Configurations no other one beats on both accuracy and ``cost`` (a column), cheapest first.
 
     Among equal costs the most accurate stays (then the earlier configuration); a configuration
-    joins the front only if it is strictly more accurate than every cheaper one.
+    joins the front only if it is strictly more accurate than every cheaper one. Picking front members
+    is selecting: use a table built on ``val`` and report the picked configurations on ``test``.
     """
     if not isinstance(table, Table):
         table = read_table(table, required=REQUIRED_COLUMNS)
@@ -355,7 +360,7 @@ def table_from_checkpoint(
     *,
     dataset: Optional[str] = None,
     data_dir: Optional[str] = None,
-    split: str = "test",
+    split: Optional[str] = None,
     batch_size: int = 256,
     device: str = "auto",
     input_size: Optional[int] = None,
@@ -379,7 +384,8 @@ def table_from_checkpoint(
     Args:
         checkpoint: a checkpoint file or run folder.
         out: the table CSV.
-        dataset, data_dir, split: the data to evaluate on.
+        dataset, data_dir, split: the data to evaluate on; ``split`` defaults to ``val`` when the run holds
+            images out (``train --val-size``), else ``test``. Build tables that select on ``val``.
         batch_size: evaluation batch size.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         input_size: input resolution (default: the training run's, else the dataset's).
@@ -392,8 +398,9 @@ def table_from_checkpoint(
         progress: progress bar.
     """
     from .checkpoint import load_model_for_data, resolve_checkpoint
-    from .data import load_dataset, make_loader
+    from .data import make_loader
     from .distributed import launch_info, resolve_device
+    from .splits import default_split, load_split, val_split_of
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -401,18 +408,21 @@ def table_from_checkpoint(
         raise ValueError(f"calibrate_bn must be >= 0, got {calibrate_bn}")
     shard = check_shard(shard if shard is not None else launch_info()[:2])
     model, payload, dataset, data_dir, size, info = load_model_for_data(checkpoint, dataset, data_dir, input_size)
+    held_out = val_split_of(payload)
+    split = split or default_split(payload)
     dev = resolve_device(device, launch_info()[2])
     model.to(dev)
-    data = load_dataset(dataset, split, data_dir=data_dir, augment=False,
-                        input_size=None if size == info.input_size else size)
+    data = load_split(dataset, split, val_split=held_out, data_dir=data_dir, augment=False,
+                      input_size=None if size == info.input_size else size)
     loader = make_loader(data, batch_size, shuffle=False)
     calibration = None
-    if calibrate_bn:
+    if calibrate_bn:  # on the images the run trained on, never its held-out ones
         cbs = calibrate_batch_size or batch_size
-        train_set = load_dataset(dataset, "train", data_dir=data_dir, augment=False,
-                                 input_size=None if size == info.input_size else size)
+        train_set = load_split(dataset, "train", val_split=held_out, data_dir=data_dir, augment=False,
+                               input_size=None if size == info.input_size else size)
+        held = f" minus the {held_out.size} held-out images" if held_out is not None else ""
         calibration = Calibration(make_loader(train_set, cbs, shuffle=True, seed=0, drop_last=True), calibrate_bn,
-                                  f"train split, batch {cbs}, shuffled with seed 0, no augmentation")
+                                  f"train split{held}, batch {cbs}, shuffled with seed 0, no augmentation")
     probe, probe_columns, extra = None, (), {}
     if latency_device:
         from .latency import LatencyProbe

@@ -32,6 +32,7 @@ from .net import Config, ResizableNet
 from .registry import create_model
 from .runs import check_new_run_folder, record_resume, resume_changes, resume_folder, saved_options
 from .sampling import ConfigSampler
+from .splits import ValSplit, check_val_size, load_split, val_split_of
 from .train_options import TrainOptions
 
 __all__ = ["TrainOptions", "train", "evaluate", "build_optimizer", "lr_factor", "evaluate_checkpoint"]
@@ -96,6 +97,18 @@ def evaluate(
     return {c: accuracy(counts[c]) for c in configs}
 
 
+def largest_config(configs: Sequence[Sequence[float]]) -> int:
+    """Index of the step's largest configuration: the highest sum of factors (the first one on a tie)."""
+    sums = [sum(c) for c in configs]
+    return sums.index(max(sums))
+
+
+def soft_label_loss(logits: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against a teacher's probabilities (KL divergence plus the teacher's constant entropy),
+    averaged over the batch: the in-place distillation loss of slimmable networks and once-for-all."""
+    return -(teacher_probs * torch.log_softmax(logits.float(), dim=1)).sum(1).mean()
+
+
 # ---------------------------------------------------------------------------- the run
 class _Run:
     """State of one training run (kept off the model: models hold no training logic)."""
@@ -120,14 +133,20 @@ class _Run:
             self._say(f"scanning every image of {cfg.data_dir} (--bad-images scan) ...")
             self._say(f"all {scan_images(str(cfg.data_dir))} images are readable")
         load = dict(data_dir=cfg.data_dir, input_size=cfg.input_size, bad_images=cfg.bad_images)
-        self.train_set = load_dataset(cfg.dataset, "train", download=cfg.download, augment=cfg.augment, **load)
-        self.test_set = load_dataset(cfg.dataset, "test", download=cfg.download, augment=False, **load)
+        self.val_split = self._val_split(load)
+        self.train_set = load_split(cfg.dataset, "train", val_split=self.val_split, download=cfg.download,
+                                    augment=cfg.augment, **load)
+        # with a held-out split, the per-epoch evaluation (what a user picks epochs by) never sees the test set
+        self.eval_split = "val" if self.val_split is not None else "test"
+        self.eval_set = load_split(cfg.dataset, self.eval_split, val_split=self.val_split, download=cfg.download,
+                                   augment=False, **load)
         labels = getattr(self.train_set, "labels", None)
         if labels is not None and labels.unique().numel() < 2:
             raise ValueError(f"every training image of {cfg.dataset} ({cfg.data_dir or 'the system copy'}) has the "
                              f"same label; a classifier needs at least 2 classes")
         # BN recalibration before evaluation sees training images as the test will see them
-        self.calib_set = (load_dataset(cfg.dataset, "train", augment=False, **load) if cfg.eval_calibrate_bn else None)
+        self.calib_set = (load_split(cfg.dataset, "train", val_split=self.val_split, augment=False, **load)
+                          if cfg.eval_calibrate_bn else None)
         self.model_kwargs = {"factors": tuple(cfg.factors), "num_classes": info.num_classes,
                              "in_chans": info.in_chans, **cfg.model_args}
         torch.manual_seed(cfg.seed)  # weight init only; DDP also broadcasts rank 0's weights
@@ -140,6 +159,12 @@ class _Run:
                 raise ValueError(f"--init-checkpoint {cfg.init_checkpoint} holds {payload['model_name']}, "
                                  f"not {cfg.model}")
             load_weights(self.model, payload["model"], cfg.init_checkpoint)
+            before = val_split_of(payload)
+            if before is not None and (self.val_split is None or before.seed != self.val_split.seed
+                                       or before.size != self.val_split.size):
+                self._say(f"warning: {cfg.init_checkpoint} was trained with the held-out split {before.to_dict()}; "
+                          f"this run holds out {self.val_split.to_dict() if self.val_split else 'nothing'}, so its "
+                          f"training images may include images the initial weights were selected on")
         self.model.to(self.dist.device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -177,6 +202,15 @@ class _Run:
             self.ddp = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None,
                 find_unused_parameters=True)
+
+    def _val_split(self, load: Dict[str, Any]) -> Optional[ValSplit]:
+        """The held-out split of ``--val-size`` (checked against the training set's size), or None."""
+        cfg = self.cfg
+        if not cfg.val_size:
+            return None
+        total = len(load_dataset(cfg.dataset, "train", download=cfg.download, augment=False, **load))
+        check_val_size(cfg.val_size, total)
+        return ValSplit(cfg.val_size, cfg.val_seed, total, self.info.name)
 
     def _say(self, line: str) -> None:
         if self.dist.is_main:
@@ -237,6 +271,7 @@ class _Run:
                         scaler=self.scaler.state_dict(), sampler=self.sampler.state_dict(), rng=rng,
                         epoch=epoch, step=self.step, history=self.history,
                         train_options=dataclasses.asdict(self.cfg), input_size=self.input_size,
+                        val_split=self.val_split.to_dict() if self.val_split is not None else None,
                         data=data_record(self.info, self.input_size))
 
     def sampler_for(self, epoch: int) -> ConfigSampler:
@@ -252,7 +287,7 @@ class _Run:
                              epoch=epoch, rank=self.dist.rank, world_size=self.dist.world_size, drop_last=True,
                              num_workers=cfg.workers)
         self.model.train()
-        loss_sum, seen = 0.0, 0
+        loss_sum, seen, correct, counted = 0.0, 0, 0, 0
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not progress_enabled(cfg.progress and self.dist.is_main))
         for i, (images, labels) in enumerate(loader):
@@ -262,16 +297,29 @@ class _Run:
             if cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             configs = sampler.sample(self.step)
+            largest = largest_config(configs)
+            if cfg.distill:  # the teacher runs first, so its predictions exist when the others run
+                configs = [configs[largest]] + [c for j, c in enumerate(configs) if j != largest]
+                largest = 0
+            scale = 1.0 / len(configs) if cfg.loss_reduction == "mean" else 1.0
             self.optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
+            step_loss, teacher = 0.0, None
             for j, config in enumerate(configs):
                 self.model.set_config(config)
                 last = j == len(configs) - 1
                 sync = self.ddp.no_sync() if (self.ddp is not None and not last) else contextlib.nullcontext()
                 with sync:
                     with autocast(dev, cfg.amp):
-                        loss = self.criterion(net(images), labels)
-                    self.scaler.scale(loss).backward()
+                        logits = net(images)
+                        loss = self.criterion(logits, labels)
+                        if teacher is not None:
+                            loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * soft_label_loss(logits, teacher)
+                    self.scaler.scale(loss * scale).backward()
+                if j == largest:
+                    correct += int((logits.detach().argmax(1) == labels).sum())
+                    counted += int(labels.numel())
+                    if cfg.distill:
+                        teacher = logits.detach().float().softmax(1)
                 step_loss += float(loss.detach())
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -283,7 +331,9 @@ class _Run:
             bar.update(1)
         bar.close()
         self.model.set_config(self.model.max_config)
-        return {"train_loss": loss_sum / max(1, seen), "lr": self.optimizer.param_groups[0]["lr"]}
+        # top-1 of the predictions the step made anyway (augmented images, weights changing within the epoch)
+        return {"train_loss": loss_sum / max(1, seen), "lr": self.optimizer.param_groups[0]["lr"],
+                "train_top1": 100.0 * correct / max(1, counted), "train_top1_of": "the largest configuration of each step"}
 
     def run(self) -> Path:
         cfg = self.cfg
@@ -294,7 +344,7 @@ class _Run:
             self._say(f"training {cfg.model} ({sum(p.numel() for p in self.model.parameters()) / 1e6:.3f} M params) "
                       f"into {self.run_dir}: epochs {self.start_epoch + 1}..{cfg.epochs}, {self.steps_per_epoch} "
                       f"steps of {len(self.sampler.sample(0))} configuration(s) each")
-        test_loader = make_loader(self.test_set, cfg.eval_batch_size, shuffle=False)
+        eval_loader = make_loader(self.eval_set, cfg.eval_batch_size, shuffle=False)
         for epoch in range(self.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             record: Dict[str, Any] = {"epoch": epoch + 1, "step": 0,
@@ -306,7 +356,8 @@ class _Run:
                 calib = (make_loader(self.calib_set, cfg.eval_batch_size, shuffle=True, seed=cfg.seed)
                          if self.calib_set is not None else None)
                 calibrate = Calibration(calib, cfg.eval_calibrate_bn) if calib is not None and cfg.eval_calibrate_bn else None
-                results = evaluate(self.model, test_loader, self.eval_configs, amp=cfg.amp, calibrate=calibrate)
+                results = evaluate(self.model, eval_loader, self.eval_configs, amp=cfg.amp, calibrate=calibrate)
+                record["eval_split"] = self.eval_split
                 record["eval"] = {format_config(c): r for c, r in results.items()}
                 self.history.append(record)
                 with open(self.run_dir / "metrics.jsonl", "a") as f:
@@ -317,8 +368,9 @@ class _Run:
                 if cfg.recipe == "aug":  # which half of Resizable-Aug this epoch belongs to
                     phase = ("  [fair sampling]" if epoch < self.switch_epoch
                              else f"  [fine-tuning {format_config(self.target)}]")
-                print(f"epoch {epoch + 1}/{cfg.epochs}{phase}  loss {record['train_loss']:.4f}  "
-                      f"{record['train_seconds']:.1f}s  top-1 [{best}]", flush=True)
+                print(f"epoch {epoch + 1}/{cfg.epochs}{phase}  loss {record['train_loss']:.4f}  train top-1 "
+                      f"{record['train_top1']:.2f}  {record['train_seconds']:.1f}s  {self.eval_split} top-1 [{best}]",
+                      flush=True)
             self._save(epoch)
             distributed.barrier()
         return self.run_dir
@@ -364,7 +416,7 @@ def evaluate_checkpoint(
         checkpoint: checkpoint file or run folder.
         configs: ``default``, ``all`` or ``"0.45,0.65,1;1,1,1"``.
         dataset, data_dir: default to the training run's; their classes and channels must fit the model.
-        split: ``train`` or ``test``.
+        split: ``train``, ``val`` (the run's held-out images; an error without them) or ``test``.
         batch_size: evaluation batch size.
         device: ``auto``, ``cpu`` or ``cuda``.
         progress: progress bar (only on a terminal).
@@ -381,11 +433,13 @@ def evaluate_checkpoint(
     dev = distributed.resolve_device(device)
     model.to(dev)
     input_size = None if size == info.input_size else size
-    data = load_dataset(dataset, split, data_dir=data_dir, augment=False, input_size=input_size)
+    held_out = val_split_of(payload)
+    data = load_split(dataset, split, val_split=held_out, data_dir=data_dir, augment=False, input_size=input_size)
     loader = make_loader(data, batch_size, shuffle=False)
     calib = None
-    if calibrate_bn:
-        train_set = load_dataset(dataset, "train", data_dir=data_dir, augment=False, input_size=input_size)
+    if calibrate_bn:  # the training images the run trained on (never its held-out ones)
+        train_set = load_split(dataset, "train", val_split=held_out, data_dir=data_dir, augment=False,
+                               input_size=input_size)
         calib = make_loader(train_set, batch_size, shuffle=True, seed=0)
     results = evaluate(model, loader, chosen, progress=progress,
                        calibrate=Calibration(calib, calibrate_bn) if calib is not None else None)

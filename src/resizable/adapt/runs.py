@@ -35,11 +35,11 @@ def _open_run(checkpoint: PathLike, device: str, dataset: Optional[str], data_di
     model.to(resolve_device(device))
     return model, payload, info, dataset, data_dir, size
 
-def _load_split(info, dataset: str, split: str, data_dir: Optional[str], size: int):
-    from ..data import load_dataset
+def _load_split(info, dataset: str, split: str, data_dir: Optional[str], size: int, payload: Dict[str, Any]):
+    from ..splits import load_split, val_split_of
 
-    return load_dataset(dataset, split, data_dir=data_dir, augment=False,
-                        input_size=None if size == info.input_size else size)
+    return load_split(dataset, split, val_split=val_split_of(payload), data_dir=data_dir, augment=False,
+                      input_size=None if size == info.input_size else size)
 
 def _bar(total: int, desc: str, enabled: bool):
     if not enabled:
@@ -49,7 +49,7 @@ def _bar(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, dynamic_ncols=True, leave=False)
 
 def label_checkpoint(checkpoint: PathLike, out: Optional[PathLike] = None, *, dataset: Optional[str] = None,
-                     data_dir: Optional[str] = None, split: str = "train", num_images: Optional[int] = None,
+                     data_dir: Optional[str] = None, split: Optional[str] = None, num_images: Optional[int] = None,
                      seed: int = 0, configs: str = "all", rule: str = "cheapest", batch_size: int = 256,
                      device: str = "auto", input_size: Optional[int] = None, progress: bool = True
                      ) -> Tuple[LabelSet, Path]:
@@ -59,7 +59,9 @@ def label_checkpoint(checkpoint: PathLike, out: Optional[PathLike] = None, *, da
         checkpoint: checkpoint file or run folder.
         out: the label file (default: ``adapt-labels.pt`` beside the checkpoint).
         dataset, data_dir, input_size: default to the training run's.
-        split: which split to sample (paper: training images).
+        split: which split to sample; default ``val`` when the run holds images out (``train --val-size``:
+            images the network never trained on, so its mistakes there are the test set's), else ``train``
+            (the paper's choice).
         num_images: how many images (drawn with ``seed``); default all of an in-memory dataset
             (Fashion-MNIST, CIFAR), 50 000 of an image folder.
         configs: ``all``, ``default`` or ``"0.45,0.65,1;1,1,1"``: the allowed configurations.
@@ -71,8 +73,11 @@ def label_checkpoint(checkpoint: PathLike, out: Optional[PathLike] = None, *, da
     from ..data import make_loader
 
     check_choice(rule, RULES, "rule")
+    from ..splits import default_split
+
     model, payload, info, dataset, data_dir, size = _open_run(checkpoint, device, dataset, data_dir, input_size)
-    data = _load_split(info, dataset, split, data_dir, size)
+    split = split or default_split(payload, "train")
+    data = _load_split(info, dataset, split, data_dir, size, payload)
     total = len(data)
     if num_images is None:
         num_images = total if info.name != "imagefolder" else min(total, LARGE_SAMPLE)
@@ -118,7 +123,7 @@ def train_checkpoint(labels: PathLike, checkpoint: PathLike, out: Optional[PathL
     if rule is not None and rule != labelset.rule:
         labelset = labelset.relabel(rule)
     info = dataset_info(labelset.dataset, labelset.data_dir)
-    data = _load_split(info, labelset.dataset, labelset.split, labelset.data_dir, labelset.input_size[0])
+    data = _load_split(info, labelset.dataset, labelset.split, labelset.data_dir, labelset.input_size[0], payload)
     subset = _subset(data, labelset.indices)
     loader = make_loader(subset, batch_size, shuffle=False)
     targets = torch.cat([y for _, y in make_loader(subset, 4096, shuffle=False)]) if hasattr(subset, "images") else None
@@ -157,7 +162,7 @@ def eval_checkpoint(checkpoint: PathLike, classifier: PathLike, budgets: Sequenc
     adapter = Adapter.from_trained(model, trained)
     for budget in budgets:  # refuse an impossible budget before the long passes
         adapter.allowed(budget, count_interp)
-    data = _load_split(info, dataset, split, data_dir, size)
+    data = _load_split(info, dataset, split, data_dir, size, payload)
     loader = make_loader(data, batch_size, shuffle=False)
     lookup = None
     if table is not None:

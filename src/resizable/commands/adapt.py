@@ -21,7 +21,8 @@ class LabelOptions:
     out: Optional[str] = _opt(None, "label file (default: RUN/adapt-labels.pt)")
     dataset: Optional[str] = _opt(None, "dataset (default: the training run's)")
     data_dir: Optional[str] = _opt(None, "dataset folder (default: the training run's)")
-    split: str = _opt("train", "split to sample the images from", choices=("train", "test", "val"))
+    split: Optional[str] = _opt(None, "split to sample the images from (default: val when the run holds images "
+                                      "out with --val-size, else train)", choices=("train", "test", "val"))
     num_images: Optional[int] = _opt(None, "images to label (default: all of Fashion-MNIST/CIFAR, 50000 of a folder)")
     seed: int = _opt(0, "seed of the image sample")
     configs: str = _opt("all", "allowed configurations: all, default, or '0.45,0.65,1;1,1,1'")

@@ -16,7 +16,9 @@ class TableOptions:
     out: str = field(default="table.csv", metadata={"help": "the table CSV (resumed if it exists)"})
     dataset: Optional[str] = field(default=None, metadata={"help": "dataset (default: the training run's)"})
     data_dir: Optional[str] = field(default=None, metadata={"help": "dataset folder"})
-    split: str = field(default="test", metadata={"help": "split to evaluate", "choices": ("train", "test", "val")})
+    split: Optional[str] = field(default=None, metadata={"help": "split to evaluate (default: val when the run holds "
+                                                                "images out with --val-size, else test)",
+                                                        "choices": ("train", "test", "val")})
     batch_size: int = field(default=256, metadata={"help": "evaluation batch size"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
     input_size: Optional[int] = field(default=None, metadata={"help": "input resolution (default: the run's)"})
