@@ -22,7 +22,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .data import NO_VAL_SPLIT, TensorImageDataset, load_dataset
+from . import data as datasets
+from .data import NO_VAL_SPLIT, TensorImageDataset
 
 __all__ = ["ValSplit", "NO_VAL_SPLIT", "val_split_of", "load_split", "default_split", "check_val_size"]
 
@@ -99,10 +100,10 @@ def load_split(name: str, split: str, *, val_split: Optional[ValSplit] = None, *
     if imagefolder or val_split is None or key not in ("train", "val"):
         if key == "val" and not imagefolder and val_split is None:
             raise ValueError(NO_VAL_SPLIT)
-        return load_dataset(name, split, **kwargs)
+        return datasets.load_dataset(name, split, **kwargs)
     augment = kwargs.pop("augment", None)
     augment = (key == "train") if augment is None else bool(augment)
-    full = load_dataset(name, "train", augment=False, **kwargs)
+    full = datasets.load_dataset(name, "train", augment=False, **kwargs)
     if not isinstance(full, TensorImageDataset):  # pragma: no cover - every non-folder dataset is in memory
         raise ValueError(f"--val-size needs an in-memory dataset, not {name}")
     train_idx, val_idx = val_split.indices(len(full))
