@@ -116,7 +116,9 @@ def test_read_idx_corrupt_gzip(tmp_path: Path) -> None:
 def test_fashion_mnist_from_data_dir(tmp_path: Path, compress: bool) -> None:
     write_fake_fashion(tmp_path, compress=compress)
     train = load_dataset("fashion-mnist", "train", data_dir=str(tmp_path))
-    test = load_dataset("fashion-mnist", "val", data_dir=str(tmp_path))
+    test = load_dataset("fashion-mnist", "test", data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="--val-size"):  # no longer an alias of test
+        load_dataset("fashion-mnist", "val", data_dir=str(tmp_path))
     assert isinstance(train, TensorImageDataset)
     assert train.images.shape == (12, 1, 28, 28) and train.images.dtype == torch.uint8
     assert test.images.shape == (6, 1, 28, 28)
@@ -197,7 +199,7 @@ def test_cifar100_pickles(tmp_path: Path) -> None:
     train = load_dataset("cifar100", "train", data_dir=str(tmp_path))
     assert train.images.shape == (8, 3, 32, 32)
     assert train.labels.tolist() == [(95 + i) % 100 for i in range(8)]
-    assert len(load_dataset("cifar100", "val", data_dir=str(tmp_path))) == 2
+    assert len(load_dataset("cifar100", "test", data_dir=str(tmp_path))) == 2
     x, y = next(iter(make_loader(train, 8, shuffle=False)))
     assert x.shape == (8, 3, 32, 32) and y.dtype == torch.int64
 

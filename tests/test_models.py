@@ -64,3 +64,23 @@ def test_cost_and_api(name):
     assert 0 < small.macs < large.macs
     assert large.interp_macs == 0  # the all-max network has no resize to run
     assert small.params == large.params == resizable.count_params(model)
+
+
+def test_resnet_per_stage_strides():
+    """strides=(1, 2, 1) after a pooled stem: 14/7/7 px stages on 28 px inputs, every configuration with
+    resolutions of its own (the default (1, 2, 2) gives 4 px last stages, where 0.65 and 0.85 both give 3 px)."""
+    model = resizable.create_model("resnet14", num_classes=10, in_chans=1, widths=(4, 8, 8), stem_stride=2,
+                                   stem_pool=True, strides=(1, 2, 1))
+    assert model.baseline_sizes(28) == [(14, 14), (7, 7), (7, 7)]
+    assert len({tuple(model.stage_sizes(28, c)) for c in model.configs()}) == 64
+    default = resizable.create_model("resnet14", num_classes=10, in_chans=1, stem_stride=2, stem_pool=True)
+    assert len({tuple(default.stage_sizes(28, c)) for c in default.configs()}) < 64
+    x = torch.randn(2, 1, 28, 28)
+    model.eval()
+    for config in _configs(model):
+        model.set_config(config)
+        assert torch.allclose(resizable.export(model, config, 28)(x), model(x), atol=1e-5)
+    with pytest.raises(ValueError, match="one stride per stage"):
+        resizable.create_model("resnet14", strides=(1, 2))
+    with pytest.raises(ValueError, match="each 1 or 2"):
+        resizable.create_model("resnet14", strides=(1, 3, 2))

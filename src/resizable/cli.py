@@ -21,6 +21,7 @@ COMMANDS = {
     "pareto": "pareto",
     "finetune": "finetune",
     "adapt": "adapt",
+    "convert": "convert",
 }
 
 

@@ -24,6 +24,7 @@ from .readers import CIFAR_NUM_CLASSES, default_data_root, load_cifar, load_fash
 
 __all__ = [
     "DATASETS",
+    "NO_VAL_SPLIT",
     "SPLITS",
     "DatasetInfo",
     "TensorBatchLoader",
@@ -90,13 +91,17 @@ def _check_name(name: str) -> str:
     return key
 
 
+NO_VAL_SPLIT = ("split 'val' needs a held-out validation split and this run has none: train with --val-size N "
+                "(the last N images of a seeded permutation of the training set are held out), or use --split test")
+
+
 def _check_split(split: str) -> str:
     key = str(split).strip().lower()
     if key not in SPLITS:
         raise ValueError(
-            f"unknown split {split!r}; accepted values: {', '.join(SPLITS)} ('val' is an alias of 'test')"
+            f"unknown split {split!r}; accepted values: {', '.join(SPLITS)} ('val': the run's held-out images)"
         )
-    return "test" if key == "val" else key
+    return key
 
 
 def dataset_info(name: str, data_dir: str | None = None) -> DatasetInfo:
@@ -241,7 +246,8 @@ def load_dataset(
 
     Args:
         name: one of ``DATASETS``.
-        split: ``"train"`` or ``"test"`` (``"val"`` is an alias of ``"test"``).
+        split: ``"train"`` or ``"test"``; ``"val"`` only for ``imagefolder`` (its ``val/`` folder): the
+            held-out split of the in-memory datasets comes from :func:`resizable.splits.load_split`.
         data_dir: where to look for the files (required for ``imagefolder``).
             Fashion-MNIST otherwise comes from /usr/share/datasets/fashion-mnist
             or ~/.cache/resizable/data; CIFAR from ~/.cache/resizable/data.
@@ -266,9 +272,11 @@ def load_dataset(
     if key == "imagefolder":
         if data_dir is None:
             raise ValueError("dataset 'imagefolder' needs data_dir (a folder with train/ and val/ subfolders)")
-        return load_imagefolder(str(Path(data_dir).expanduser()), split, augment=augment, input_size=input_size,
-                                bad_images=bad_images)
+        return load_imagefolder(str(Path(data_dir).expanduser()), "test" if split == "val" else split,
+                                augment=augment, input_size=input_size, bad_images=bad_images)
 
+    if split == "val":
+        raise ValueError(NO_VAL_SPLIT)
     if key == "fashion-mnist":
         images, labels = load_fashion_mnist(split, data_dir, download)
     else:

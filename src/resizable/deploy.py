@@ -255,15 +255,16 @@ def _calibrate(model: ResizableNet, payload: Dict[str, Any], config: Config, bat
     """Recompute ``config``'s BN statistics on the run's training images, as ``resizable table --calibrate-bn``
     does (train split, no augmentation, shuffled with seed 0, whole batches)."""
     from .calibrate import calibrate_bn
-    from .data import dataset_info, load_dataset, make_loader
+    from .data import dataset_info, make_loader
+    from .splits import load_split, val_split_of
 
     train_cfg = run_options(payload)
     if not train_cfg.get("dataset"):
         raise ValueError("--calibrate-bn needs the training data, and the checkpoint does not name its dataset")
     info = dataset_info(train_cfg["dataset"], train_cfg.get("data_dir"))
     size = int(payload.get("input_size") or train_cfg.get("input_size") or info.input_size)
-    data = load_dataset(info.name, "train", data_dir=train_cfg.get("data_dir"), augment=False,
-                        input_size=None if size == info.input_size else size)
+    data = load_split(info.name, "train", val_split=val_split_of(payload), data_dir=train_cfg.get("data_dir"),
+                      augment=False, input_size=None if size == info.input_size else size)
     loader = make_loader(data, batch_size, shuffle=True, seed=0, drop_last=True)
     if len(loader) < batches:
         raise ValueError(f"--calibrate-bn {batches}: the training set has only {len(loader)} batches of {batch_size}")

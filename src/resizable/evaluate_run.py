@@ -7,10 +7,11 @@ from typing import Any, Dict, List, Optional
 from .checkpoint import load_model_for_data
 from .configs import CONFIG_SETS, format_config, parse_configs
 from .costs import config_costs
-from .data import load_dataset, make_loader
+from .data import make_loader
 from .distributed import resolve_device
 from .evaluate import Calibration, evaluate
 from .options import option, required
+from .splits import load_split, val_split_of
 
 __all__ = ["EvalOptions", "evaluate_checkpoint"]
 
@@ -23,7 +24,8 @@ class EvalOptions:
     configs: str = option("default", f"{', '.join(CONFIG_SETS)}, or '0.45,0.65,1;1,1,1'")
     dataset: Optional[str] = option(None, "dataset (default: the training one)")
     data_dir: Optional[str] = option(None, "dataset folder (default: the training one)")
-    split: str = option("test", "split to evaluate", choices=("train", "test", "val"))
+    split: str = option("test", "split to evaluate: val is the run's held-out images (train --val-size)",
+                        choices=("train", "test", "val"))
     batch_size: int = option(512, "evaluation batch size")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     calibrate_bn: int = option(0, "recompute BN statistics per configuration on N training batches first "
@@ -51,11 +53,13 @@ def evaluate_checkpoint(opts: EvalOptions) -> List[Dict[str, Any]]:
     dev = resolve_device(opts.device)
     model.to(dev)
     input_size = None if size == info.input_size else size
-    data = load_dataset(dataset, opts.split, data_dir=data_dir, augment=False, input_size=input_size)
+    held_out = val_split_of(payload)
+    data = load_split(dataset, opts.split, val_split=held_out, data_dir=data_dir, augment=False, input_size=input_size)
     loader = make_loader(data, opts.batch_size, shuffle=False)
     calib = None
-    if opts.calibrate_bn:
-        train_set = load_dataset(dataset, "train", data_dir=data_dir, augment=False, input_size=input_size)
+    if opts.calibrate_bn:  # the training images the run trained on (never its held-out ones)
+        train_set = load_split(dataset, "train", val_split=held_out, data_dir=data_dir, augment=False,
+                               input_size=input_size)
         calib = make_loader(train_set, opts.batch_size, shuffle=True, seed=0)
     results = evaluate(model, loader, chosen, progress=opts.progress,
                        calibrate=Calibration(calib, opts.calibrate_bn) if calib is not None else None)

@@ -225,6 +225,10 @@ def search(
     Ties are broken deterministically: higher top-1, then fewer MACs, then lower latency (when a
     latency column is in use), then the earlier configuration in ``configs()`` order.
 
+    Searching is selecting: build the table on the ``val`` split (``train --val-size N``, then
+    ``resizable table``, which defaults to ``val`` for such a run) and report the chosen
+    configuration's accuracy on ``test``. A table built on ``test`` makes the test number optimistic.
+
     Args:
         table: a complete NAS table (or its path).
         max_mmacs: MACs budget in millions (the paper's MFLOPs).
@@ -280,7 +284,8 @@ def pareto_front(table: Union[Table, PathLike], cost: str = "mmacs") -> List[Dic
     """Configurations no other one beats on both accuracy and ``cost`` (a column), cheapest first.
 
     Among equal costs the most accurate stays (then the earlier configuration); a configuration
-    joins the front only if it is strictly more accurate than every cheaper one.
+    joins the front only if it is strictly more accurate than every cheaper one. Picking front members
+    is selecting: use a table built on ``val`` and report the picked configurations on ``test``.
     """
     if not isinstance(table, Table):
         table = read_table(table, required=REQUIRED_COLUMNS)
@@ -362,7 +367,9 @@ class TableOptions:
     out: str = option("table.csv", "the table CSV (resumed if it exists)")
     dataset: Optional[str] = option(None, "dataset (default: the training run's)")
     data_dir: Optional[str] = option(None, "dataset folder (default: the training run's)")
-    split: str = option("test", "split to evaluate", choices=("train", "test", "val"))
+    split: Optional[str] = option(None, "split to evaluate (default: val when the run holds images out with "
+                                        "--val-size, else test); build tables that select on val",
+                                  choices=("train", "test", "val"))
     batch_size: int = option(256, "evaluation batch size")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     input_size: Optional[int] = option(None, "input resolution (default: the run's)")
@@ -387,8 +394,9 @@ def table_from_checkpoint(opts: TableOptions) -> Tuple[Table, Path]:
     shard finishes last merges all of them into ``out``. Returns the table written and its path.
     """
     from .checkpoint import load_model_for_data, resolve_checkpoint
-    from .data import load_dataset, make_loader
+    from .data import make_loader
     from .distributed import launch_info, resolve_device
+    from .splits import default_split, load_split, val_split_of
 
     if not opts.checkpoint:
         raise ValueError("table_from_checkpoint needs a checkpoint (--checkpoint)")
@@ -399,18 +407,21 @@ def table_from_checkpoint(opts: TableOptions) -> Tuple[Table, Path]:
     shard = check_shard(parse_shard(opts.shard) if opts.shard is not None else launch_info()[:2])
     model, payload, dataset, data_dir, size, info = load_model_for_data(opts.checkpoint, opts.dataset, opts.data_dir,
                                                                         opts.input_size)
+    held_out = val_split_of(payload)
+    split = opts.split or default_split(payload)
     dev = resolve_device(opts.device, launch_info()[2])
     model.to(dev)
-    data = load_dataset(dataset, opts.split, data_dir=data_dir, augment=False,
-                        input_size=None if size == info.input_size else size)
+    data = load_split(dataset, split, val_split=held_out, data_dir=data_dir, augment=False,
+                      input_size=None if size == info.input_size else size)
     loader = make_loader(data, opts.batch_size, shuffle=False)
     calibration = None
-    if opts.calibrate_bn:
+    if opts.calibrate_bn:  # on the images the run trained on, never its held-out ones
         cbs = opts.calibrate_batch_size or opts.batch_size
-        train_set = load_dataset(dataset, "train", data_dir=data_dir, augment=False,
-                                 input_size=None if size == info.input_size else size)
+        train_set = load_split(dataset, "train", val_split=held_out, data_dir=data_dir, augment=False,
+                               input_size=None if size == info.input_size else size)
+        held = f" minus the {held_out.size} held-out images" if held_out is not None else ""
         calibration = Calibration(make_loader(train_set, cbs, shuffle=True, seed=0, drop_last=True), opts.calibrate_bn,
-                                  f"train split, batch {cbs}, shuffled with seed 0, no augmentation")
+                                  f"train split{held}, batch {cbs}, shuffled with seed 0, no augmentation")
     probe, probe_columns, extra = None, (), {}
     if opts.latency:
         from .latency import LatencyProbe
@@ -422,7 +433,7 @@ def table_from_checkpoint(opts: TableOptions) -> Tuple[Table, Path]:
     out = Path(opts.out)
     target = shard_path(out, *shard) if shard[1] > 1 else out
     table = build_table(
-        model, loader, target, input_size=size, num_samples=len(data), dataset=info.name, split=opts.split,
+        model, loader, target, input_size=size, num_samples=len(data), dataset=info.name, split=split,
         model_name=payload.get("model_name"), checkpoint=str(resolve_checkpoint(opts.checkpoint)),
         unit_depth=opts.unit_depth, shard=shard, calibrate=calibration, latency=probe, latency_columns=probe_columns,
         extra_meta=extra, progress=opts.progress)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from . import distributed
-from .accel import MemoryFormatChoice, auto_memory_format, train_step
+from .accel import MemoryFormatChoice, StepTally, auto_memory_format, train_step
 from .checkpoint import CHECKPOINT_NAME, check_model_fits, load_checkpoint, load_weights, save_checkpoint
 from .options import write_options
 from .console import progress_enabled
@@ -31,6 +31,7 @@ from .imagefolder import scan_images
 from .registry import create_model
 from .runs import check_new_run_folder, record_resume, resume_changes, resume_folder, saved_options
 from .sampling import ConfigSampler
+from .splits import ValSplit, check_val_size, load_split, val_split_of
 from .train_options import TrainOptions
 
 __all__ = ["TrainOptions", "train", "build_optimizer", "lr_factor"]
@@ -87,14 +88,20 @@ class _Run:
             self._say(f"scanning every image of {cfg.data_dir} (--bad-images scan) ...")
             self._say(f"all {scan_images(str(cfg.data_dir))} images are readable")
         load = dict(data_dir=cfg.data_dir, input_size=cfg.input_size, bad_images=cfg.bad_images)
-        self.train_set = load_dataset(cfg.dataset, "train", download=cfg.download, augment=cfg.augment, **load)
-        self.test_set = load_dataset(cfg.dataset, "test", download=cfg.download, augment=False, **load)
+        self.val_split = self._val_split(load)
+        self.train_set = load_split(cfg.dataset, "train", val_split=self.val_split, download=cfg.download,
+                                    augment=cfg.augment, **load)
+        # with a held-out split, the per-epoch evaluation (what a user picks epochs by) never sees the test set
+        self.eval_split = "val" if self.val_split is not None else "test"
+        self.eval_set = load_split(cfg.dataset, self.eval_split, val_split=self.val_split, download=cfg.download,
+                                   augment=False, **load)
         labels = getattr(self.train_set, "labels", None)
         if labels is not None and labels.unique().numel() < 2:
             raise ValueError(f"every training image of {cfg.dataset} ({cfg.data_dir or 'the system copy'}) has the "
                              f"same label; a classifier needs at least 2 classes")
         # BN recalibration before evaluation sees training images as the test will see them
-        self.calib_set = (load_dataset(cfg.dataset, "train", augment=False, **load) if cfg.eval_calibrate_bn else None)
+        self.calib_set = (load_split(cfg.dataset, "train", val_split=self.val_split, augment=False, **load)
+                          if cfg.eval_calibrate_bn else None)
         self.model_kwargs = {"factors": tuple(cfg.factors), "num_classes": info.num_classes,
                              "in_chans": info.in_chans, **cfg.model_args}
         torch.manual_seed(cfg.seed)  # weight init only; DDP also broadcasts rank 0's weights
@@ -107,6 +114,12 @@ class _Run:
                 raise ValueError(f"--init-checkpoint {cfg.init_checkpoint} holds {payload['model_name']}, "
                                  f"not {cfg.model}")
             load_weights(self.model, payload["model"], cfg.init_checkpoint)
+            before = val_split_of(payload)
+            if before is not None and (self.val_split is None or before.seed != self.val_split.seed
+                                       or before.size != self.val_split.size):
+                self._say(f"warning: {cfg.init_checkpoint} was trained with the held-out split {before.to_dict()}; "
+                          f"this run holds out {self.val_split.to_dict() if self.val_split else 'nothing'}, so its "
+                          f"training images may include images the initial weights were selected on")
         self.model.to(self.dist.device)
         self.memory_format: Optional[MemoryFormatChoice] = None
         if cfg.channels_last is not None:
@@ -142,6 +155,15 @@ class _Run:
             self._say(f"{self.run_dir} holds no finished epoch; starting it from the beginning")
         self._open_run_dir()
         self.ddp: Optional[nn.parallel.DistributedDataParallel] = None  # made once the memory format is set
+
+    def _val_split(self, load: Dict[str, Any]) -> Optional[ValSplit]:
+        """The held-out split of ``--val-size`` (checked against the training set's size), or None."""
+        cfg = self.cfg
+        if not cfg.val_size:
+            return None
+        total = len(load_dataset(cfg.dataset, "train", download=cfg.download, augment=False, **load))
+        check_val_size(cfg.val_size, total)
+        return ValSplit(cfg.val_size, cfg.val_seed, total, self.info.name)
 
     def _say(self, line: str) -> None:
         if self.dist.is_main:
@@ -226,6 +248,7 @@ class _Run:
                         scaler=self.scaler.state_dict(), sampler=self.sampler.state_dict(), rng=rng,
                         epoch=epoch, step=self.step, history=self.history,
                         train_options=dataclasses.asdict(self.cfg), input_size=self.input_size,
+                        val_split=self.val_split.to_dict() if self.val_split is not None else None,
                         data=data_record(self.info, self.input_size),
                         memory_format=self.memory_format.name if self.memory_format else None)
 
@@ -241,7 +264,7 @@ class _Run:
                              epoch=epoch, rank=self.dist.rank, world_size=self.dist.world_size, drop_last=True,
                              num_workers=cfg.workers)
         self.model.train()
-        loss_sum, seen = 0.0, 0
+        loss_sum, seen, tally = 0.0, 0, StepTally()
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not progress_enabled(cfg.progress and self.dist.is_main))
         for i, (images, labels) in enumerate(loader):
@@ -255,7 +278,9 @@ class _Run:
                 images = images.contiguous(memory_format=torch.channels_last)
             configs = sampler.sample(self.step)
             step_loss = train_step(self.model, images, labels, configs, self.optimizer, self.criterion, amp=cfg.amp,
-                                   scaler=self.scaler if self.scaler.is_enabled() else None, ddp=self.ddp)
+                                   scaler=self.scaler if self.scaler.is_enabled() else None, ddp=self.ddp,
+                                   loss_reduction=cfg.loss_reduction,
+                                   distill_weight=cfg.distill_weight if cfg.distill else None, tally=tally)
             self.scheduler.step()
             self.step += 1
             loss_sum += step_loss
@@ -264,7 +289,9 @@ class _Run:
             bar.update(1)
         bar.close()
         self.model.set_config(self.model.max_config)
-        return {"train_loss": loss_sum / max(1, seen), "lr": self.optimizer.param_groups[0]["lr"]}
+        # top-1 of the predictions the step made anyway (augmented images, weights changing within the epoch)
+        return {"train_loss": loss_sum / max(1, seen), "lr": self.optimizer.param_groups[0]["lr"],
+                "train_top1": tally.top1(), "train_top1_of": "the largest configuration of each step"}
 
     def run(self) -> Path:
         cfg = self.cfg
@@ -275,7 +302,7 @@ class _Run:
             self._say(f"training {cfg.model} ({sum(p.numel() for p in self.model.parameters()) / 1e6:.3f} M params) "
                       f"into {self.run_dir}: epochs {self.start_epoch + 1}..{cfg.epochs}, {self.steps_per_epoch} "
                       f"steps of {len(self.sampler.sample(0))} configuration(s) each")
-        test_loader = make_loader(self.test_set, cfg.eval_batch_size, shuffle=False)
+        eval_loader = make_loader(self.eval_set, cfg.eval_batch_size, shuffle=False)
         for epoch in range(self.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             record: Dict[str, Any] = {"epoch": epoch + 1, "step": 0,
@@ -287,7 +314,8 @@ class _Run:
                 calib = (make_loader(self.calib_set, cfg.eval_batch_size, shuffle=True, seed=cfg.seed)
                          if self.calib_set is not None else None)
                 calibrate = Calibration(calib, cfg.eval_calibrate_bn) if calib is not None and cfg.eval_calibrate_bn else None
-                results = evaluate(self.model, test_loader, self.eval_configs, amp=cfg.amp, calibrate=calibrate)
+                results = evaluate(self.model, eval_loader, self.eval_configs, amp=cfg.amp, calibrate=calibrate)
+                record["eval_split"] = self.eval_split
                 record["eval"] = {format_config(c): r for c, r in results.items()}
                 self.history.append(record)
                 with open(self.run_dir / "metrics.jsonl", "a") as f:
@@ -298,8 +326,9 @@ class _Run:
                 if cfg.recipe == "aug":  # which half of Resizable-Aug this epoch belongs to
                     phase = ("  [fair sampling]" if epoch < self.switch_epoch
                              else f"  [fine-tuning {format_config(self.target)}]")
-                print(f"epoch {epoch + 1}/{cfg.epochs}{phase}  loss {record['train_loss']:.4f}  "
-                      f"{record['train_seconds']:.1f}s  top-1 [{best}]", flush=True)
+                print(f"epoch {epoch + 1}/{cfg.epochs}{phase}  loss {record['train_loss']:.4f}  train top-1 "
+                      f"{record['train_top1']:.2f}  {record['train_seconds']:.1f}s  {self.eval_split} top-1 [{best}]",
+                      flush=True)
             self._save(epoch)
             distributed.barrier()
         return self.run_dir

@@ -4,11 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
+from .accel import LOSS_REDUCTIONS
 from .imagefolder import BAD_IMAGES
 from .options import option
 from .sampling import SAMPLING_MODES
 
-__all__ = ["TrainOptions", "SCHEDULES", "RECIPES"]
+__all__ = ["TrainOptions", "SCHEDULES", "RECIPES", "LOSS_REDUCTIONS"]
 
 SCHEDULES = ("cosine", "step", "linear", "constant")
 RECIPES = ("standard", "aug")
@@ -28,6 +29,10 @@ class TrainOptions:
     download: bool = option(False, "download the dataset if missing (needs internet)")
     input_size: Optional[int] = option(None, "input resolution (default: the dataset's)")
     augment: bool = option(True, "random crop and flip on training images")
+    val_size: int = option(0, "hold out this many training images as the 'val' split (the last ones of a permutation "
+                            "drawn from --val-seed; never trained on; recorded in the checkpoint). 0: no val split")
+    val_seed: int = option(0, "seed of the permutation that picks the held-out images (independent of --seed, so "
+                            "runs of several seeds hold out the same images)")
     workers: int = option(0, "data-loading worker processes (imagefolder)")
     bad_images: str = option("error", "imagefolder: an unreadable image stops the run naming it (error), is left out "
                                     "with a warning (skip), or every image is checked before training (scan)",
@@ -51,6 +56,12 @@ class TrainOptions:
     recipe: str = option("standard", "standard, or aug: fair sampling then fine-tune --target", choices=RECIPES)
     target: Optional[Tuple[float, ...]] = option(None, "Resizable-Aug target configuration (default all max)")
     aug_fraction: float = option(2 / 3, "Resizable-Aug: fraction of epochs with fair sampling")
+    loss_reduction: str = option("sum", "how a step's k losses combine: sum (Algorithm 1: gradients add up) or mean "
+                                      "(divided by k, the gradient scale of one network)", choices=LOSS_REDUCTIONS)
+    distill: bool = option(False, "in-place distillation: the step's largest configuration (detached soft "
+                                "predictions) teaches the step's other configurations")
+    distill_weight: float = option(1.0, "--distill: weight of the soft-label loss in the taught configurations' loss "
+                                      "(1 - weight stays on the labels' cross-entropy)")
     # evaluation and bookkeeping
     eval_configs: str = option("default", "configs evaluated each epoch: default (each factor at every stage), "
                                         "minmax, all, or a list like '0.45,0.45,0.45;1,1,1'")
@@ -81,6 +92,12 @@ class TrainOptions:
             (0 < self.aug_fraction <= 1, f"aug_fraction must be in (0, 1], got {self.aug_fraction}"),
             (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; accepted: {', '.join(SCHEDULES)}"),
             (self.sampling in SAMPLING_MODES, f"unknown sampling {self.sampling!r}; accepted: {', '.join(SAMPLING_MODES)}"),
+            (self.loss_reduction in LOSS_REDUCTIONS,
+             f"unknown loss_reduction {self.loss_reduction!r}; accepted: {', '.join(LOSS_REDUCTIONS)}"),
+            (0 <= self.distill_weight <= 1, f"distill_weight must be in [0, 1], got {self.distill_weight}"),
+            (self.val_size >= 0, f"val_size must be >= 0, got {self.val_size}"),
+            (self.val_size == 0 or self.dataset != "imagefolder",
+             "--val-size is for fashion-mnist and cifar: an image folder's val/ folder is its validation split"),
             (self.recipe in RECIPES, f"unknown recipe {self.recipe!r}; accepted: {', '.join(RECIPES)}"),
             (self.bad_images in BAD_IMAGES,
              f"unknown bad_images {self.bad_images!r}; accepted: {', '.join(BAD_IMAGES)}"),

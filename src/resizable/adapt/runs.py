@@ -31,7 +31,8 @@ class LabelOptions:
     out: Optional[str] = option(None, "label file (default: RUN/adapt-labels.pt)")
     dataset: Optional[str] = option(None, "dataset (default: the training run's)")
     data_dir: Optional[str] = option(None, "dataset folder (default: the training run's)")
-    split: str = option("train", "split to sample the images from", choices=("train", "test", "val"))
+    split: Optional[str] = option(None, "split to sample the images from (default: val when the run holds images "
+                                        "out with --val-size, else train)", choices=("train", "test", "val"))
     num_images: Optional[int] = option(None, "images to label (default: all of Fashion-MNIST/CIFAR, 50000 of a folder)")
     seed: int = option(0, "seed of the image sample")
     configs: str = option("all", "allowed configurations: all, default, or '0.45,0.65,1;1,1,1'")
@@ -102,11 +103,11 @@ def _open_run(checkpoint: PathLike, device: str, dataset: Optional[str], data_di
     model.to(resolve_device(device))
     return model, payload, info, dataset, data_dir, size
 
-def _load_split(info, dataset: str, split: str, data_dir: Optional[str], size: int):
-    from ..data import load_dataset
+def _load_split(info, dataset: str, split: str, data_dir: Optional[str], size: int, payload: Dict[str, Any]):
+    from ..splits import load_split, val_split_of
 
-    return load_dataset(dataset, split, data_dir=data_dir, augment=False,
-                        input_size=None if size == info.input_size else size)
+    return load_split(dataset, split, val_split=val_split_of(payload), data_dir=data_dir, augment=False,
+                      input_size=None if size == info.input_size else size)
 
 def _bar(total: int, desc: str, enabled: bool):
     if not progress_enabled(enabled):
@@ -126,8 +127,11 @@ def label_checkpoint(opts: "LabelOptions") -> Tuple[LabelSet, Path]:
     from ..data import make_loader
 
     check_choice(rule, RULES, "rule")
+    from ..splits import default_split
+
     model, payload, info, dataset, data_dir, size = _open_run(checkpoint, device, dataset, data_dir, input_size)
-    data = _load_split(info, dataset, split, data_dir, size)
+    split = split or default_split(payload, "train")
+    data = _load_split(info, dataset, split, data_dir, size, payload)
     total = len(data)
     if num_images is None:
         num_images = total if info.name != "imagefolder" else min(total, LARGE_SAMPLE)
@@ -170,7 +174,7 @@ def train_checkpoint(opts: "ClassifierOptions") -> Tuple[TrainedClassifier, Path
     if rule is not None and rule != labelset.rule:
         labelset = labelset.relabel(rule)
     info = dataset_info(labelset.dataset, labelset.data_dir)
-    data = _load_split(info, labelset.dataset, labelset.split, labelset.data_dir, labelset.input_size[0])
+    data = _load_split(info, labelset.dataset, labelset.split, labelset.data_dir, labelset.input_size[0], payload)
     subset = _subset(data, labelset.indices)
     loader = make_loader(subset, batch_size, shuffle=False)
     targets = torch.cat([y for _, y in make_loader(subset, 4096, shuffle=False)]) if hasattr(subset, "images") else None
@@ -202,7 +206,7 @@ def eval_checkpoint(opts: "RoutingOptions") -> List[Dict[str, Any]]:
     adapter = Adapter.from_trained(model, trained)
     for budget in budgets:  # refuse an impossible budget before the long passes
         adapter.allowed(budget, count_interp)
-    data = _load_split(info, dataset, split, data_dir, size)
+    data = _load_split(info, dataset, split, data_dir, size, payload)
     loader = make_loader(data, batch_size, shuffle=False)
     lookup = None
     if table is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -62,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
 
     opts = resolve_options(SearchOptions, args)
     table = read_table(opts.table, required=REQUIRED_COLUMNS)
+    if table.meta.get("split") == "test":
+        print(f"note: {opts.table} was built on the test split; selecting on it makes test accuracy optimistic "
+              f"(train with --val-size N and build the table on val; report on test)", file=sys.stderr)
     best = search(table, max_mmacs=opts.max_mmacs, max_latency_ms=opts.max_latency_ms,
                   latency_column=opts.latency_column, max_params_m=opts.max_params_m,
                   count_interp=opts.count_interp, top=opts.top)

@@ -115,6 +115,10 @@ class ResizableResNet(ResizableNet):
             of every stage, e.g. for 28 px Fashion-MNIST). The ``"imagenet"`` stem is fixed at 4.
         stem_pool: with ``stem_stride=2``, keep the convolution at stride 1 and reduce with a 2x2
             max-pool after it (the convolution sees every pixel).
+        strides: stride of each stage's first block (default 1, then 2 for every later stage). A
+            stage at stride 1 keeps the previous stage's resolution, e.g. ``(1, 2, 1)`` after a
+            stride-2 stem gives 14/7/7 px stages for 28 px inputs, where every factor of
+            (0.45, 0.65, 0.85, 1) gives each stage a resolution of its own.
         groups, width_per_group: ResNeXt / Wide-ResNet options of bottleneck blocks.
         scale_bn: one BN per factor (True) or one shared BN (the paper's ablation).
         norm_layer: ``(num_scales, stage) -> norm_layer(num_features)``; overrides ``scale_bn``.
@@ -136,6 +140,7 @@ class ResizableResNet(ResizableNet):
         stem_width: Optional[int] = None,
         stem_stride: int = 1,
         stem_pool: bool = False,
+        strides: Optional[Sequence[int]] = None,
         groups: int = 1,
         width_per_group: int = 64,
         scale_bn: bool = True,
@@ -161,7 +166,11 @@ class ResizableResNet(ResizableNet):
         if not 0.0 <= drop_rate < 1.0:
             raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate}")
         num_stages = len(layers)
-        strides = [1] + [2] * (num_stages - 1)
+        if strides is None:
+            strides = [1] + [2] * (num_stages - 1)
+        strides = [int(v) for v in strides]
+        if len(strides) != num_stages or any(v not in (1, 2) for v in strides):
+            raise ValueError(f"strides needs one stride per stage ({num_stages}), each 1 or 2, got {tuple(strides)}")
         head = ["avgpool", "flatten"] + (["drop"] if drop_rate > 0 else []) + ["fc"]
         if stem == "imagenet":
             stem_names, stem_strides = ["conv1", "bn1", "relu", "maxpool"], [2, 2]

@@ -1,0 +1,159 @@
+"""The report: ``paper.md`` (machine, date, wall-clock, protocol, every claim's table and verdict) and plots."""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from .claims import TITLES, all_top1, cfg, mmacs
+from .plan import COSTLY_SEEDS
+from .protocol import Protocol
+
+Results = Dict[str, Dict[str, Any]]
+
+
+def _mean_table(results: Results, names: Sequence[str], kind: str) -> Dict[str, float]:
+    tables = [t for t in (all_top1(results, n, kind) for n in names) if t]
+    if not tables:
+        return {}
+    return {c: statistics.fmean(t[c] for t in tables) for c in tables[0]}
+
+
+def plot_claim(claim: str, p: Protocol, seeds: Sequence[int], results: Results, out: Path) -> Optional[Path]:
+    """The claim's figure (t1, fig5, fig3d, t2); None for the others or when nothing is there to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    costs = mmacs(results, f"rs-s{seeds[0]}", "test_cal") or mmacs(results, f"rs-s{seeds[0]}", "test_raw")
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    if claim == "t1":
+        rs = _mean_table(results, [f"rs-s{s}" for s in seeds], "test_cal")
+        if not rs:
+            plt.close(fig)
+            return None
+        ax.scatter([costs[c] for c in rs], list(rs.values()), s=12, c="tab:blue", alpha=0.6,
+                   label=f"RS, all {len(rs)} configurations ({p.epochs} epochs)")
+        rs2 = _mean_table(results, [f"rs2x-s{s}" for s in seeds], "test_cal")
+        if rs2:
+            ax.scatter([costs[c] for c in rs2], list(rs2.values()), s=8, c="tab:green", alpha=0.4,
+                       label=f"RS, {2 * p.epochs} epochs")
+        for s in p.factors:
+            kind = "test_cal" if s == max(p.factors) else "own_cal"
+            vals = [v for v in (all_top1(results, f"single-{s:g}-s{seed}", kind) or {} for seed in seeds)]
+            vals = [t[cfg(s)] for t in vals if cfg(s) in t]
+            if vals:
+                ax.errorbar([costs[cfg(s)]], [statistics.fmean(vals)],
+                            yerr=[statistics.stdev(vals) if len(vals) > 1 else 0], fmt="rx", ms=9, capsize=3,
+                            label="trained alone (s,s,s)" if s == p.factors[0] else None)
+        ax.set_title("T1: every RS configuration vs networks trained alone (test)")
+    elif claim == "fig5":
+        twins = [f"single-1-s{s}" for s in seeds]
+        for kind, colour, label in (("test_raw", "tab:red", "all-1.0 network, BN as trained"),
+                                    ("test_cal", "tab:orange", "all-1.0 network, BN recalibrated")):
+            t = _mean_table(results, twins, kind)
+            if t:
+                ax.scatter([costs[c] for c in t], list(t.values()), s=10, c=colour, label=label)
+        rs = _mean_table(results, [f"rs-s{s}" for s in seeds], "test_cal")
+        if rs:
+            ax.scatter([costs[c] for c in rs], list(rs.values()), s=10, c="tab:blue", label="RS network")
+        ax.set_title("Fig 5: one network trained at all-1.0, run at every configuration")
+    elif claim == "fig3d":
+        s = seeds[0]
+        val = all_top1(results, f"rs-s{s}", "val_raw")
+        test = all_top1(results, f"rs-s{s}", "test_raw")
+        adapt = results.get(f"adapt-s{s}")
+        if not (val and test and adapt):
+            plt.close(fig)
+            return None
+        ax.scatter([costs[c] for c in test], list(test.values()), s=8, c="lightgrey", label="every configuration")
+        front, best = [], -1.0
+        for c in sorted(val, key=lambda c: (costs[c], -val[c])):
+            if val[c] > best:
+                front.append(c)
+                best = val[c]
+        ax.plot([costs[c] for c in front], [test[c] for c in front], "o-", c="tab:blue", ms=4,
+                label="NAS Pareto front (picked on val, test accuracy)")
+        for clf, rows in adapt["classifiers"].items():
+            ax.scatter([r["mean_mmacs"] for r in rows], [r["top1"] for r in rows], marker="*", s=120,
+                       label=f"Adapt, classifier seed {clf}")
+        ax.set_title(f"Fig 3d: Adapt vs NAS (training seed {s})")
+    elif claim == "t2":
+        top = cfg(max(p.factors))
+        for name, colour in ((f"single-1-s{seeds[0]}", "tab:red"), (f"aug-s{seeds[0]}", "tab:blue"),
+                             (f"augmean-s{seeds[0]}", "tab:green")):
+            r = results.get(name)
+            if r:
+                ep = [x["epoch"] for x in r["curve"]]
+                ax.plot(ep, [x["top1"].get(top) for x in r["curve"]], "-o", c=colour, ms=3, label=f"{name} val")
+                ax.plot(ep, [x["train_top1"] for x in r["curve"]], "--", c=colour, label=f"{name} train")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("top-1 % at all-1.0")
+        ax.set_title("T2: training curves (seed %d)" % seeds[0])
+    else:
+        plt.close(fig)
+        return None
+    if claim != "t2":
+        ax.set_xlabel("MMACs (multiply-accumulates, interpolation excluded)")
+        ax.set_ylabel("test top-1 %")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def machine() -> str:
+    from resizable.latency import device_description
+
+    return f"{device_description('cpu')}, {os.cpu_count()} cores"
+
+
+def write_report(path: Path, p: Protocol, seeds: Sequence[int], claims: Sequence[str], sections: Dict[str, Any],
+                 results: Results, selection: Dict[str, Any], wall: float, jobs: int, threads: int,
+                 plots: Dict[str, Optional[Path]], json_dir: Path) -> Path:
+    from resizable.fileio import atomic_write_text
+
+    compute = sum(float(r.get("step_seconds", 0.0)) for r in results.values())
+    chosen = selection.get("chosen")
+    lines: List[str] = [
+        "# The paper's claims on Fashion-MNIST",
+        "",
+        "Written by `benchmarks/paper.py`" + (" in --quick mode: tiny network and steps, numbers mean nothing"
+                                             if p.quick else "") + "; every number below is computed from the "
+        "run results in `" + os.path.relpath(json_dir / "runs", path.parent) + "/`, every verdict by the rule in `benchmarks/paper_suite/stats.py` (agrees: the "
+        "paper's direction by more than 2 standard errors of the per-seed differences; disagrees: the opposite; "
+        "otherwise inconclusive; one seed is always inconclusive).",
+        "",
+        f"- machine: {machine()}; {jobs} run(s) at a time, {threads} torch thread(s) each",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M')}",
+        f"- wall-clock of this invocation: {wall / 3600:.2f} h; compute of all {len(results)} finished steps "
+        f"(summed over processes and sittings): {compute / 3600:.2f} h",
+        f"- seeds: {', '.join(map(str, seeds))}" + (f"; the costliest row (RS at 2x epochs) runs the first "
+                                                     f"{COSTLY_SEEDS['rs2x']} seeds only, to fit the time"
+                                                     if len(seeds) > COSTLY_SEEDS["rs2x"] else ""),
+        f"- network: {p.model} {p.model_args}, L = {tuple(p.factors)}: stages at 14/7/7 px, all "
+        f"{len(p.factors) ** 3} configurations with distinct resolutions",
+        f"- data: Fashion-MNIST{' (--quick: a small copy)' if p.quick else ''}, {p.val_size} training images held "
+        f"out as val (seed {p.val_seed}); every choice made on val, every table on the test images",
+        f"- shared recipe: SGD momentum {p.momentum}, {p.schedule} schedule, lr {p.lr:g}, batch {p.batch_size}, "
+        f"weight decay {p.weight_decay:g}, augmentation {'crop+flip' if p.augment else 'none'}, {p.epochs} epochs "
+        f"(RS at 2x in T1 (b)); BN recalibrated on {p.eval_calibrate_bn} batches of {p.eval_batch_size} training "
+        "images",
+        f"- hyper-parameter selection: {selection.get('source') or 'paper/selection.json'}"
+        + (f": lr {chosen['lr']:g}, augmentation {chosen['augment']} (val top-1 {chosen['val_top1']:.2f}, "
+           f"{selection.get('device', '')})" if chosen else ""),
+        "",
+    ]
+    for claim in claims:
+        lines += [f"## {TITLES[claim]}", ""] + sections[claim]["md"] + [""]
+        if plots.get(claim):
+            lines += [f"![{claim}]({os.path.relpath(plots[claim], path.parent)})", ""]
+        lines += [f"Numbers per seed: `{os.path.relpath(json_dir / (claim + '.json'), path.parent)}`", ""]
+    atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
+    return path

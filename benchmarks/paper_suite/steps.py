@@ -1,0 +1,233 @@
+"""Steps of the suite: a training run (then its evaluations) or an analysis, each finished exactly once.
+
+A step is finished when ``RESULTS/runs/<name>.json`` exists: that file (committed) holds everything
+the claims read, so a fresh clone re-running the same command skips the step. A step that needs a
+later step's weights (the all-1.0 twin for ``convert``, the RS network for Adapt) keeps a small
+checkpoint (weights and the run's record, no optimizer) in ``RESULTS/weights/<name>.pt``. Run folders
+live in the git-ignored work folder; an unfinished one is resumed (``--resume``, the default).
+Every training that starts or resumes appends a line to ``RESULTS/trainings.jsonl``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from .protocol import Protocol
+
+# evaluations a training step may ask for: (split, BN recalibrated?, configurations)
+EVALS = {
+    "test_cal": ("test", True, "all"), "test_raw": ("test", False, "all"), "val_raw": ("val", False, "all"),
+    "own_cal": ("test", True, "own"), "own_raw": ("test", False, "own"),
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit of the suite: ``kind`` train (with ``train`` options) or adapt; ``deps``: steps it needs first."""
+
+    name: str
+    kind: str = "train"
+    seed: int = 0
+    train: Dict[str, Any] = field(default_factory=dict)
+    evals: Tuple[str, ...] = ()
+    keep_weights: bool = False
+    init_from: Optional[str] = None        # convert this step's kept weights and start from them
+    deps: Tuple[str, ...] = ()
+    params: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where a step reads and writes (picklable, handed to worker processes)."""
+
+    protocol: Protocol
+    work: str
+    results: str
+    data_dir: Optional[str] = None
+    threads: int = 1
+    resume: bool = True
+
+    def result_path(self, name: str) -> Path:
+        return Path(self.results) / "runs" / f"{name}.json"
+
+    def weights_path(self, name: str) -> Path:
+        return Path(self.results) / "weights" / f"{name}.pt"
+
+
+def load_result(ctx: Context, name: str) -> Optional[Dict[str, Any]]:
+    path = ctx.result_path(name)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _options(ctx: Context, step: Step) -> Dict[str, Any]:
+    opts = dict(ctx.protocol.train_args(), seed=step.seed, data_dir=ctx.data_dir)
+    opts.update(step.train)
+    return opts
+
+
+def step_key(ctx: Context, step: Step) -> str:
+    """What the step's result depends on; a committed result made with another key is refused, not reused."""
+    opts = {k: v for k, v in _options(ctx, step).items() if k not in ("data_dir", "progress")}
+    what = {"options": opts, "evals": list(step.evals), "init_from": step.init_from, "params": step.params,
+            "kind": step.kind}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _log_training(ctx: Context, name: str, from_epoch: int) -> None:
+    path = Path(ctx.results) / "trainings.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps({"run": name, "from_epoch": from_epoch, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+
+
+def _curve(run: Path) -> List[Dict[str, Any]]:
+    out = []
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        out.append({"epoch": r["epoch"], "step": r["step"], "phase": r.get("phase"), "train_loss": r["train_loss"],
+                    "train_top1": r.get("train_top1"), "seconds": r["train_seconds"], "split": r.get("eval_split"),
+                    "top1": {c: v["top1"] for c, v in r["eval"].items()}})
+    return out
+
+
+def _table(ctx: Context, run: Path, step: Step, kind: str) -> Dict[str, Any]:
+    from resizable.configs import format_config
+    from resizable.nas import table_from_checkpoint
+    from resizable.train import evaluate_checkpoint
+
+    split, calibrated, which = EVALS[kind]
+    p = ctx.protocol
+    batches = p.eval_calibrate_bn if calibrated else 0
+    if which == "own":
+        own = step.train.get("single_config") or step.train.get("target") or (1.0,) * 3
+        rows = evaluate_checkpoint(str(run), format_config(tuple(own)), split=split, batch_size=p.eval_batch_size,
+                                   device="cpu", progress=False, calibrate_bn=batches)
+        return {r["config"]: {"top1": r["top1_pct"], "mmacs": r["mmacs"]} for r in rows}
+    table, _ = table_from_checkpoint(str(run), run / f"table-{kind}.csv", split=split, batch_size=p.eval_batch_size,
+                                     device="cpu", calibrate_bn=batches, calibrate_batch_size=p.eval_batch_size,
+                                     progress=False)
+    return {format_config(r["config"]): {"top1": r["top1_pct"], "mmacs": r["mmacs"]} for r in table.records()}
+
+
+def _keep_weights(ctx: Context, run: Path, name: str) -> str:
+    from resizable.checkpoint import load_checkpoint, load_model, save_checkpoint
+
+    model, payload = load_model(run)
+    keep = {k: payload[k] for k in ("train_options", "input_size", "data", "val_split", "history") if k in payload}
+    out = ctx.weights_path(name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out, model, payload["model_name"], payload["model_kwargs"], **keep)
+    load_checkpoint(out)
+    return str(out)
+
+
+def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
+    """Train (or resume) the step's run, evaluate it, keep its weights if asked; returns the result record."""
+    from resizable.train import TrainOptions, train
+
+    run = Path(ctx.work) / step.name
+    opts = _options(ctx, step)
+    if step.init_from:
+        from resizable.convert_checkpoint import convert_checkpoint
+
+        source = ctx.weights_path(step.init_from)
+        if not source.is_file():
+            raise ValueError(f"{step.name} starts from {step.init_from}'s weights, and {source} is missing")
+        converted = Path(ctx.work) / f"{step.name}-init.pt"
+        converted.parent.mkdir(parents=True, exist_ok=True)
+        convert_checkpoint(str(source), str(converted))
+        opts["init_checkpoint"] = str(converted)
+    finished = False
+    if (run / "checkpoint.pt").is_file():
+        if ctx.resume:
+            from resizable.checkpoint import load_checkpoint
+
+            done = int(load_checkpoint(run)["epoch"]) + 1
+            finished = done >= opts["epochs"]
+            cfg = TrainOptions(**opts, out_dir=ctx.work, name=step.name, resume=str(run))
+        else:
+            shutil.rmtree(run)
+            done, cfg = 0, TrainOptions(**opts, out_dir=ctx.work, name=step.name)
+    else:
+        done, cfg = 0, TrainOptions(**opts, out_dir=ctx.work, name=step.name)
+    if not finished:
+        _log_training(ctx, step.name, done)
+        train(cfg)
+    result: Dict[str, Any] = {"curve": _curve(run), "evals": {}}
+    result["train_seconds"] = sum(r["seconds"] for r in result["curve"])
+    for kind in step.evals:
+        result["evals"][kind] = _table(ctx, run, step, kind)
+    if step.keep_weights:
+        result["weights"] = _keep_weights(ctx, run, step.name)
+    return result
+
+
+def run_adapt(ctx: Context, step: Step) -> Dict[str, Any]:
+    """Fig 3d: Resizable-Adapt on a kept RS network: labels on val, classifier seeds, routed test images."""
+    from resizable.adapt import Adapter, evaluate_adapt, label_checkpoint, load_classifier, train_checkpoint
+    from resizable.checkpoint import load_model
+    from resizable.data import make_loader
+    from resizable.splits import load_split
+
+    p = ctx.protocol
+    source = ctx.weights_path(step.params["network"])
+    model, _ = load_model(source)
+    test = load_split(p.dataset, "test", data_dir=ctx.data_dir, augment=False)
+    loader = make_loader(test, p.eval_batch_size, shuffle=False)
+    folder = Path(ctx.work) / step.name
+    folder.mkdir(parents=True, exist_ok=True)
+    labels_path = folder / "labels.pt"
+    if not labels_path.is_file():
+        label_checkpoint(str(source), labels_path, split="val", configs="all", batch_size=p.eval_batch_size,
+                         device="cpu", progress=False)
+    out: Dict[str, Any] = {"classifiers": {}}
+    for seed in step.params["classifier_seeds"]:
+        clf = folder / f"classifier-s{seed}.pt"
+        if not clf.is_file():
+            train_checkpoint(labels_path, str(source), clf, epochs=p.adapt_epochs, seed=seed, device="cpu",
+                             progress=False)
+        adapter = Adapter.from_trained(model, load_classifier(str(clf), model))
+        routed = adapter.costs.budget_costs()
+        lo, hi = min(routed) / 1e6, max(routed) / 1e6
+        rows = []  # budgets: none, and fractions of the way from the cheapest routed image to the dearest
+        for budget in [None] + [round(lo + f * (hi - lo), 4) for f in step.params.get("budget_fractions", [])]:
+            r = evaluate_adapt(adapter, loader, budget, time_static=False)  # the static side comes from val tables
+            rows.append({"budget_mmacs": budget, "top1": r["adapt"]["top1_pct"], "mean_mmacs": r["adapt"]["mean_mmacs"],
+                         "classifier_mmacs": r["adapt"]["classifier_mmacs"], "usage": r["adapt"]["usage"]})
+        out["classifiers"][str(seed)] = rows
+    return out
+
+
+def execute(ctx: Context, step: Step) -> str:
+    """Run one step unless finished; write its result file last (atomically). Returns the step's name."""
+    import torch
+
+    from resizable.fileio import atomic_write_text
+
+    torch.set_num_threads(ctx.threads)
+    key = step_key(ctx, step)
+    done = load_result(ctx, step.name)
+    if done is not None:
+        if done.get("key") != key:
+            raise ValueError(f"{ctx.result_path(step.name)} was made with other options (key {done.get('key')}, "
+                             f"now {key}); delete it (and its weights) to re-run that step")
+        return step.name
+    t0 = time.time()
+    result = run_training(ctx, step) if step.kind == "train" else run_adapt(ctx, step)
+    result.update({"name": step.name, "kind": step.kind, "seed": step.seed, "key": key,
+                   "options": {k: v for k, v in _options(ctx, step).items() if k != "data_dir"},
+                   "step_seconds": time.time() - t0, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    path = ctx.result_path(step.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(result, indent=1, default=str) + "\n")
+    return step.name
+
+
+def replace_train(step: Step, **train: Any) -> Step:
+    return dataclasses.replace(step, train={**step.train, **train})

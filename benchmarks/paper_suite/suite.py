@@ -1,0 +1,131 @@
+"""Run the suite: plan the steps, run the unfinished ones (resuming the one cut short), analyse, report."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from .claims import ANALYSES
+from .plan import CLAIMS, conditional, plan
+from .protocol import RESULTS, Protocol
+from .report import plot_claim, write_report
+from .steps import Context, Step, execute, load_result
+
+
+def parse_claims(text: str) -> List[str]:
+    names = [c.strip().lower() for c in text.split(",") if c.strip()]
+    if names == ["all"]:
+        return list(CLAIMS)
+    unknown = [c for c in names if c not in CLAIMS]
+    if unknown or not names:
+        raise ValueError(f"unknown claim(s) {unknown or text!r}; accepted: all, {', '.join(CLAIMS)}")
+    return [c for c in CLAIMS if c in names]
+
+
+def parse_seeds(text: str) -> List[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds takes comma-separated integers, e.g. 0,1,2; got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds needs distinct integers, got {text!r}")
+    return seeds
+
+
+def small_copy(out: Path, data_dir: Optional[str], n_train: int = 2000, n_test: int = 1000) -> str:
+    """The first images of Fashion-MNIST as idx files in ``out`` (the --quick suite's small data); returns ``out``."""
+    import gzip
+    import struct
+
+    from resizable.fileio import atomic_path
+    from resizable.readers import FASHION_FILES, load_fashion_mnist
+
+    for split, n in (("train", n_train), ("test", n_test)):
+        images, labels = load_fashion_mnist(split, data_dir, False)
+        for stem, array in zip(FASHION_FILES[split], (images[:n, 0], labels[:n])):
+            path = out / f"{stem}.gz"
+            if path.is_file():
+                continue
+            data = array.contiguous().numpy().astype("uint8")
+            header = struct.pack(">HBB", 0, 0x08, data.ndim) + struct.pack(">" + "I" * data.ndim, *data.shape)
+            out.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp, gzip.open(tmp, "wb") as f:
+                f.write(header + data.tobytes())
+    return str(out)
+
+
+def run_steps(ctx: Context, steps: Sequence[Step], jobs: int) -> None:
+    """Every unfinished step once, dependencies first; ``jobs`` > 1 runs independent steps in parallel processes."""
+    todo = [s for s in steps if load_result(ctx, s.name) is None]
+    for s in steps:  # a finished step made with other options is refused before anything trains
+        if s not in todo:
+            execute(ctx, s)
+    if jobs == 1:
+        for s in todo:
+            print(f"[paper] {s.name} ...", flush=True)
+            execute(ctx, s)
+        return
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    done = {s.name for s in steps if s not in todo}
+    running: Dict[Any, str] = {}
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        while todo or running:
+            ready = [s for s in todo if all(d in done for d in s.deps)]
+            for s in ready[: jobs - len(running)]:
+                print(f"[paper] {s.name} ...", flush=True)
+                running[pool.submit(execute, ctx, s)] = s.name
+                todo.remove(s)
+            if not running:
+                missing = sorted({d for s in todo for d in s.deps} - done)
+                raise ValueError(f"steps wait on steps that are not planned: {missing}")
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for f in finished:
+                done.add(f.result())
+                running.pop(f)
+
+
+def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str, Any]) -> int:
+    from resizable.fileio import atomic_write_text
+
+    t0 = time.time()
+    claims, seeds = parse_claims(args.claims), parse_seeds(args.seeds)
+    if protocol.quick:
+        seeds = seeds[:1]
+    default = Path("runs/paper-quick") if protocol.quick else RESULTS / "paper"
+    results_dir = Path(args.results_dir) if args.results_dir else default
+    work = Path(args.work_dir) if args.work_dir else Path("runs") / ("paper-quick-work" if protocol.quick else "paper")
+    data_dir = args.data_dir
+    if protocol.quick and not args.data_dir:
+        data_dir = small_copy(work / "data", None)
+    ctx = Context(protocol, str(work), str(results_dir), data_dir, args.threads, args.resume)
+    steps = plan(protocol, seeds, claims)
+    run_steps(ctx, steps, args.jobs)
+    results = {s.name: load_result(ctx, s.name) for s in steps}
+    sections = {c: ANALYSES[c](protocol, seeds, results) for c in claims}
+    flags = {k: v for sec in sections.values() for k, v in sec["flags"].items()}
+    extra = conditional(protocol, seeds, claims, flags)
+    if extra:
+        print(f"[paper] adding {', '.join(s.name for s in extra)} (flags: {flags})", flush=True)
+        run_steps(ctx, extra, args.jobs)
+        results.update({s.name: load_result(ctx, s.name) for s in extra})
+        sections = {c: ANALYSES[c](protocol, seeds, results) for c in claims}
+    plots = {}
+    for claim in claims:
+        plots[claim] = plot_claim(claim, protocol, seeds, results, results_dir / f"{claim}.png")
+        record = {"claim": claim, "seeds": seeds, "protocol": protocol.to_dict(), "flags": sections[claim]["flags"],
+                  "numbers": sections[claim]["json"]}
+        atomic_write_text(results_dir / f"{claim}.json", json.dumps(record, indent=1, default=str) + "\n")
+    report = (RESULTS / "paper.md") if results_dir.resolve() == (RESULTS / "paper").resolve() \
+        else results_dir / "paper.md"
+    write_report(report, protocol, seeds, claims, sections, results, selection, time.time() - t0, args.jobs,
+                 args.threads, plots, results_dir)
+    print(f"[paper] wrote {report}")
+    for claim in claims:
+        for line in sections[claim]["md"]:
+            if line.startswith("**Verdict"):
+                print(f"[paper] {line}")
+    return 0

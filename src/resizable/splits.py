@@ -1,0 +1,110 @@
+"""The held-out validation split: ``val`` images carved out of the training set, never trained on.
+
+``resizable train --val-size N`` draws a permutation of the training set from ``val_seed`` (a
+``torch.Generator``, nothing global) and holds out its last ``N`` images. The split is recorded in
+the checkpoint (``payload["val_split"] = {"size", "seed", "total", "dataset"}``), so every command
+rebuilds exactly the same two sets from the checkpoint alone:
+
+- ``split="train"`` is the training set minus the held-out images (training, BN calibration);
+- ``split="val"`` is the held-out images (model selection: tables, search, Adapt's labels);
+- ``split="test"`` is the dataset's test set, for reporting only.
+
+Without a held-out split, ``val`` is refused for Fashion-MNIST and CIFAR (it used to be an alias of
+``test``, which let selection see the test set). An image folder's ``val/`` folder stays its own
+split: ``--val-size`` is for the in-memory datasets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from . import data as datasets
+from .data import NO_VAL_SPLIT, TensorImageDataset
+
+__all__ = ["ValSplit", "NO_VAL_SPLIT", "val_split_of", "load_split", "default_split", "check_val_size"]
+
+
+@dataclass(frozen=True)
+class ValSplit:
+    """``size`` training images held out as ``val``, the last ones of a permutation drawn from ``seed``."""
+
+    size: int
+    seed: int = 0
+    total: Optional[int] = None  # size of the training set it was drawn from (checked when rebuilt)
+    dataset: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ValueError(f"val_size must be >= 1 for a held-out split, got {self.size}")
+
+    def indices(self, total: int) -> Tuple[Tensor, Tensor]:
+        """``(train, val)``: sorted positions in a training set of ``total`` images; disjoint, covering it."""
+        check_val_size(self.size, total)
+        if self.total is not None and self.total != total:
+            raise ValueError(f"the held-out split was drawn from {self.total} training images, this training set has "
+                             f"{total}; is the dataset folder the one the run trained on?")
+        order = torch.randperm(total, generator=torch.Generator().manual_seed(self.seed))
+        return order[: total - self.size].sort().values, order[total - self.size:].sort().values
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"size": self.size, "seed": self.seed, "total": self.total, "dataset": self.dataset}
+
+
+def check_val_size(size: int, total: int) -> None:
+    if not 0 <= size < total:
+        raise ValueError(f"val_size must be in [0, {total}) (the training set has {total} images), got {size}")
+
+
+def val_split_of(payload: Dict[str, Any]) -> Optional[ValSplit]:
+    """The held-out split a checkpoint records (``val_split``; else its options' ``val_size``), or None."""
+    record = payload.get("val_split")
+    if isinstance(record, dict) and int(record.get("size") or 0) > 0:
+        total = record.get("total")
+        return ValSplit(int(record["size"]), int(record.get("seed") or 0), int(total) if total else None,
+                        record.get("dataset"))
+    options = payload.get("train_options") or payload.get("train_config") or {}
+    if int(options.get("val_size") or 0) > 0:
+        return ValSplit(int(options["val_size"]), int(options.get("val_seed") or 0), None, options.get("dataset"))
+    return None
+
+
+def default_split(payload: Dict[str, Any], fallback: str = "test") -> str:
+    """``val`` when the checkpoint holds a held-out split, else ``fallback`` (what selecting commands default to)."""
+    return "val" if val_split_of(payload) is not None else fallback
+
+
+def _subset(data: TensorImageDataset, positions: Tensor, augment: bool) -> TensorImageDataset:
+    out = TensorImageDataset(data.images.index_select(0, positions), data.labels.index_select(0, positions),
+                             data.mean, data.std, augment=augment, pad=data.pad)
+    out.source_indices = positions  # where each image sits in the full training set
+    return out
+
+
+def load_split(name: str, split: str, *, val_split: Optional[ValSplit] = None, **kwargs: Any) -> Dataset:
+    """:func:`resizable.data.load_dataset`, with ``train`` and ``val`` taken from the held-out split.
+
+    Args:
+        name, split: as in ``load_dataset``; ``val`` needs ``val_split`` unless the dataset is an image folder.
+        val_split: the run's held-out split (:func:`val_split_of`), or None.
+        **kwargs: passed to ``load_dataset`` (``data_dir``, ``augment``, ``input_size``, ...).
+    """
+    key = str(split).strip().lower()
+    imagefolder = str(name).strip().lower() == "imagefolder"
+    if val_split is not None and val_split.dataset and imagefolder is False and \
+            str(name).strip().lower().replace("_", "-") != val_split.dataset:
+        val_split = None  # another dataset than the run's: its split does not apply
+    if imagefolder or val_split is None or key not in ("train", "val"):
+        if key == "val" and not imagefolder and val_split is None:
+            raise ValueError(NO_VAL_SPLIT)
+        return datasets.load_dataset(name, split, **kwargs)
+    augment = kwargs.pop("augment", None)
+    augment = (key == "train") if augment is None else bool(augment)
+    full = datasets.load_dataset(name, "train", augment=False, **kwargs)
+    if not isinstance(full, TensorImageDataset):  # pragma: no cover - every non-folder dataset is in memory
+        raise ValueError(f"--val-size needs an in-memory dataset, not {name}")
+    train_idx, val_idx = val_split.indices(len(full))
+    return _subset(full, train_idx if key == "train" else val_idx, augment)

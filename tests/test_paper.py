@@ -1,0 +1,100 @@
+"""benchmarks/paper.py --quick: the whole suite end to end, a report with every section, and a killed suite
+that, run again, repeats no finished run (and resumes the one cut short)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from paper_suite.claims import TITLES  # noqa: E402
+from paper_suite.stats import compare, verdict  # noqa: E402
+
+
+def _cmd(data_dir, tmp_path, *extra):
+    return [sys.executable, str(ROOT / "benchmarks" / "paper.py"), "--quick", "--data-dir", data_dir,
+            "--results-dir", str(tmp_path / "res"), "--work-dir", str(tmp_path / "work"), *extra]
+
+
+def _env():
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
+    return env
+
+
+def _trainings(tmp_path):
+    path = tmp_path / "res" / "trainings.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def test_verdict_rule():
+    assert verdict([1.0, 1.1, 0.9])["verdict"] == "agrees"
+    assert verdict([-1.0, -1.1, -0.9])["verdict"] == "disagrees"
+    assert verdict([1.0, -1.0, 0.5])["verdict"] == "inconclusive"
+    assert verdict([5.0])["verdict"] == "inconclusive"  # one seed: no standard error
+    c = compare([90.0, 91.0, None], [89.0, 89.5, 88.0])
+    assert c["n"] == 2 and c["paper_side"]["n"] == 2 and c["other"]["values"] == [89.0, 89.5, 88.0]
+
+
+def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
+    # start, and kill the suite once a few steps have finished (a run of the next one is under way)
+    proc = subprocess.Popen(_cmd(tiny_fmnist, tmp_path), env=_env(), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    runs = tmp_path / "res" / "runs"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and len(list(runs.glob("*.json"))) < 3:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished_before = {p.stem for p in runs.glob("*.json")}
+    lines_before = len(_trainings(tmp_path))
+    assert len(finished_before) >= 3 and lines_before >= len(finished_before)
+
+    done = subprocess.run(_cmd(tiny_fmnist, tmp_path), env=_env(), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = _trainings(tmp_path)[lines_before:]
+    assert not {t["run"] for t in after} & finished_before  # no finished run trained again
+    names = [t["run"] for t in _trainings(tmp_path)]
+    assert all(names.count(n) <= 2 for n in names)  # at most the killed run twice (resumed or restarted once)
+
+    report = (tmp_path / "res" / "paper.md").read_text()
+    for claim, title in TITLES.items():
+        assert f"## {title}" in report
+        assert (tmp_path / "res" / f"{claim}.json").is_file()
+    for tag in ("T1 (a)", "T1 (b)", "Fig 5", "T9", "T11", "T8", "T2", "Fig 3d"):
+        assert f"**Verdict ({tag}" in report
+    assert "machine:" in report and "wall-clock" in report and "date:" in report
+    t1 = json.loads((tmp_path / "res" / "t1.json").read_text())
+    assert set(t1["numbers"]["configs"]) == {"0.45,0.45,0.45", "0.65,0.65,0.65", "0.85,0.85,0.85", "1,1,1"}
+    assert len(t1["numbers"]["configs"]["1,1,1"]["rs"]["paper_side"]["values"]) == 1
+    t2 = json.loads((tmp_path / "res" / "t2.json").read_text())
+    assert t2["numbers"]["curves"]["single-1-s0"][0]["train_top1"] is not None
+    assert (tmp_path / "res" / "weights" / "rs-s0.pt").is_file()
+
+    # a third invocation trains nothing at all, and a finished result made with other options is refused
+    count = len(_trainings(tmp_path))
+    again = subprocess.run(_cmd(tiny_fmnist, tmp_path, "--claims", "t1,fig5"), env=_env(), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(_trainings(tmp_path)) == count
+    record = json.loads((runs / "rs-s0.json").read_text())
+    record["key"] = "something-else"
+    (runs / "rs-s0.json").write_text(json.dumps(record))
+    refused = subprocess.run(_cmd(tiny_fmnist, tmp_path, "--claims", "t1"), env=_env(), cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "made with other options" in refused.stderr
+    assert len(_trainings(tmp_path)) == count
+
+
+def test_bad_arguments(tmp_path):
+    for extra, message in ((["--claims", "t7"], "accepted: all, t1"), (["--seeds", "a"], "comma-separated"),
+                           (["--jobs", "0"], ">= 1")):
+        r = subprocess.run(_cmd(str(tmp_path), tmp_path, *extra), env=_env(), cwd=tmp_path, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 2 and message in r.stderr, r.stderr
