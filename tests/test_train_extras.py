@@ -4,7 +4,8 @@ import json
 import pytest
 import torch
 
-from resizable.train import TrainOptions, _Run, largest_config, soft_label_loss, train
+from resizable.accel import largest_config, soft_label_loss
+from resizable.train import TrainOptions, _Run, train
 
 
 def tiny_cfg(data_dir, out_dir, **kw):

@@ -97,7 +97,7 @@ def test_val_without_split_is_an_error(plain_run, capsys):
 
 
 def test_commands_use_and_default_to_val(val_run, tmp_path, capsys):
-    from resizable.adapt import label_checkpoint
+    from resizable.adapt import LabelOptions, label_checkpoint
     from resizable.tables import read_table
 
     assert cli.main(["eval", "--checkpoint", str(val_run), "--split", "val", "--configs", "1,1,1",
@@ -107,7 +107,8 @@ def test_commands_use_and_default_to_val(val_run, tmp_path, capsys):
     assert cli.main(["table", "--checkpoint", str(val_run), "--out", str(out), "--batch-size", "128"]) == 0
     table = read_table(out)
     assert table.meta["split"] == "val" and table.meta["num_samples"] == "100"
-    labels, _ = label_checkpoint(val_run, tmp_path / "labels.pt", progress=False, configs="default")
+    labels, _ = label_checkpoint(LabelOptions(checkpoint=str(val_run), out=str(tmp_path / "labels.pt"), progress=False,
+                                              configs="default"))
     assert labels.split == "val" and len(labels.indices) == 100
     # search says when a table was built on test
     assert cli.main(["table", "--checkpoint", str(val_run), "--split", "test", "--out", str(tmp_path / "u.csv")]) == 0

@@ -98,20 +98,21 @@ def _curve(run: Path) -> List[Dict[str, Any]]:
 
 def _table(ctx: Context, run: Path, step: Step, kind: str) -> Dict[str, Any]:
     from resizable.configs import format_config
-    from resizable.nas import table_from_checkpoint
-    from resizable.train import evaluate_checkpoint
+    from resizable.evaluate_run import EvalOptions, evaluate_checkpoint
+    from resizable.nas import TableOptions, table_from_checkpoint
 
     split, calibrated, which = EVALS[kind]
     p = ctx.protocol
     batches = p.eval_calibrate_bn if calibrated else 0
     if which == "own":
         own = step.train.get("single_config") or step.train.get("target") or (1.0,) * 3
-        rows = evaluate_checkpoint(str(run), format_config(tuple(own)), split=split, batch_size=p.eval_batch_size,
-                                   device="cpu", progress=False, calibrate_bn=batches)
+        rows = evaluate_checkpoint(EvalOptions(checkpoint=str(run), configs=format_config(tuple(own)), split=split,
+                                               batch_size=p.eval_batch_size, device="cpu", progress=False,
+                                               calibrate_bn=batches))
         return {r["config"]: {"top1": r["top1_pct"], "mmacs": r["mmacs"]} for r in rows}
-    table, _ = table_from_checkpoint(str(run), run / f"table-{kind}.csv", split=split, batch_size=p.eval_batch_size,
-                                     device="cpu", calibrate_bn=batches, calibrate_batch_size=p.eval_batch_size,
-                                     progress=False)
+    table, _ = table_from_checkpoint(TableOptions(checkpoint=str(run), out=str(run / f"table-{kind}.csv"), split=split,
+                                                  batch_size=p.eval_batch_size, device="cpu", calibrate_bn=batches,
+                                                  calibrate_batch_size=p.eval_batch_size, progress=False))
     return {format_config(r["config"]): {"top1": r["top1_pct"], "mmacs": r["mmacs"]} for r in table.records()}
 
 
@@ -170,7 +171,8 @@ def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
 
 def run_adapt(ctx: Context, step: Step) -> Dict[str, Any]:
     """Fig 3d: Resizable-Adapt on a kept RS network: labels on val, classifier seeds, routed test images."""
-    from resizable.adapt import Adapter, evaluate_adapt, label_checkpoint, load_classifier, train_checkpoint
+    from resizable.adapt import (Adapter, ClassifierOptions, LabelOptions, evaluate_adapt, label_checkpoint,
+                                 load_classifier, train_checkpoint)
     from resizable.checkpoint import load_model
     from resizable.data import make_loader
     from resizable.splits import load_split
@@ -184,14 +186,14 @@ def run_adapt(ctx: Context, step: Step) -> Dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     labels_path = folder / "labels.pt"
     if not labels_path.is_file():
-        label_checkpoint(str(source), labels_path, split="val", configs="all", batch_size=p.eval_batch_size,
-                         device="cpu", progress=False)
+        label_checkpoint(LabelOptions(checkpoint=str(source), out=str(labels_path), split="val", configs="all",
+                                      batch_size=p.eval_batch_size, device="cpu", progress=False))
     out: Dict[str, Any] = {"classifiers": {}}
     for seed in step.params["classifier_seeds"]:
         clf = folder / f"classifier-s{seed}.pt"
         if not clf.is_file():
-            train_checkpoint(labels_path, str(source), clf, epochs=p.adapt_epochs, seed=seed, device="cpu",
-                             progress=False)
+            train_checkpoint(ClassifierOptions(labels=str(labels_path), checkpoint=str(source), out=str(clf),
+                                               epochs=p.adapt_epochs, seed=seed, device="cpu", progress=False))
         adapter = Adapter.from_trained(model, load_classifier(str(clf), model))
         routed = adapter.costs.budget_costs()
         lo, hi = min(routed) / 1e6, max(routed) / 1e6
