@@ -182,6 +182,40 @@ def test_hooks_on_a_bn_branch_still_run():
             assert torch.equal(m(x), expected)
 
 
+def test_bank_inference_path_equals_its_branch():
+    # in eval the bank normalises with the active branch's statistics itself (no nested module call)
+    bank = ScaleBatchNorm2d(3, 2, stage=0)
+    for bn in bank:
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 2)
+        bn.bias.data.uniform_(-1, 1)
+    x = torch.randn(4, 3, 5, 5)
+    bank.eval()
+    for i in range(2):
+        bank.active = i
+        assert torch.allclose(bank(x), bank[i](x), atol=1e-6)
+    bank.train()  # training still goes through the branch: batch statistics, running averages updated
+    before = bank[1].running_mean.clone()
+    assert torch.allclose(bank(x), nn.functional.batch_norm(x, None, None, bank[1].weight, bank[1].bias, True))
+    assert not torch.equal(bank[1].running_mean, before)
+
+
+def test_stage_sizes_follow_every_input_size_and_configuration():
+    # forward caches the stage sizes per (input size, configuration); a change of either is followed
+    m = tiny().eval()
+    seen = []
+    for i in range(m.num_stages):
+        m.stage(i).register_forward_hook(lambda mod, a, out: seen.append(tuple(out.shape[-2:])))
+    with torch.no_grad():
+        for size, config in [(28, (0.45, 1.0, 0.65)), (20, (0.45, 1.0, 0.65)), (28, (1.0, 0.45, 0.85)),
+                             (28, (0.45, 1.0, 0.65))]:
+            seen.clear()
+            m.set_config(config)
+            m(torch.randn(1, 1, size, size))
+            assert seen == m.stage_sizes(size, config)
+
+
 def test_scale_bn_off_gives_plain_bns():
     m = tiny(scale_bn=False)
     assert not any(isinstance(b, ScaleBatchNorm2d) for b in m.modules())

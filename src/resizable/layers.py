@@ -75,8 +75,10 @@ class ScaleBatchNorm2d(nn.ModuleList):
         bn = self._modules[str(self.active)]
         if bn._forward_hooks or bn._forward_pre_hooks or bn._backward_hooks or bn._backward_pre_hooks:
             return bn(x)
-        # The branch's own forward, without a second module call: the bank then costs what one
-        # BatchNorm2d costs (a nested call and a ModuleList lookup were ~5% of a batch-1 MobileNetV2).
+        if not bn.training and bn.running_mean is not None and x.dim() == 4:
+            # inference: the normalisation itself, so the bank costs what one BatchNorm2d call costs
+            # (a nested module call per BN was a visible share of a batch-1 network on the CPU)
+            return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
         return bn.forward(x)
 
     def extra_repr(self) -> str:
@@ -171,4 +173,11 @@ class ResizableStage(nn.Sequential):
         return x
 
     def forward(self, x: torch.Tensor, size: Optional[Size2d] = None) -> torch.Tensor:  # type: ignore[override]
-        return self.forward_post(self.forward_pre(x), size)
+        # forward_pre then forward_post, in one pass over the children (this runs once per stage and
+        # forward, so it builds no lists: at batch 1 the Python around the kernels is what costs)
+        for name, module in self._modules.items():
+            if name != "resize":
+                x = module(x)
+            elif size is not None:
+                x = module(x, size)
+        return x

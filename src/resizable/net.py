@@ -102,6 +102,7 @@ class ResizableNet(nn.Module):
         self._config: Config = tuple(self._factors[-1] for _ in stage_names)
         self._stem_views: Optional[Tuple[nn.Module, ...]] = None
         self._stage_views: Optional[Tuple[ResizableStage, ...]] = None
+        self._size_cache: dict = {}  # (H, W, config) -> stage_sizes; the strides never change
 
     def attach_stages(self, stem: Sequence[nn.Module], stages: Sequence[ResizableStage]) -> None:
         """Use these stem modules and stage views instead of the named top-level modules.
@@ -256,10 +257,17 @@ class ResizableNet(nn.Module):
         return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        sizes = self.stage_sizes(x.shape[-2:])
-        x = self.forward_stem(x)
-        for i, size in enumerate(sizes):
-            x = self.forward_stage(i, x, size)
+        # What forward_stem, forward_stage and stage_sizes do, with the sizes cached per input size and
+        # configuration: at batch 1 the Python between kernels is a visible share of a small network.
+        key = (x.shape[-2], x.shape[-1], self._config)
+        sizes = self._size_cache.get(key)
+        if sizes is None:
+            sizes = self._size_cache[key] = self.stage_sizes(key[:2])
+        for module in self._stem_views if self._stem_views is not None else self.stem_modules():
+            x = module(x)
+        stages = self._stage_views if self._stage_views is not None else [getattr(self, n) for n in self.stage_names]
+        for stage, size in zip(stages, sizes):
+            x = stage(x, size)
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C, H, W) -> (B, num_classes)
