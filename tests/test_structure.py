@@ -115,3 +115,13 @@ def test_evaluation_works_under_inference_mode():
         stats = calibrate_configs(model, loader, 1, configs)
         logits = forward_all(model, loader[0][0], configs, bn_stats=stats)
     assert set(logits) == set(configs)
+
+
+def test_the_configuration_walk_records_no_autograd_graph():
+    # the walk leaves inference mode for its in-place check; gradients must stay off all the same
+    model = resizable.create_model("resnet20", widths=(4, 8, 8), num_classes=10, in_chans=1)
+    x = torch.randn(2, 1, 28, 28)
+    for context in (torch.inference_mode, torch.no_grad):
+        with context():
+            logits = forward_all(model, x, model.configs()[:3])
+        assert all(not t.requires_grad and t.grad_fn is None for t in logits.values())

@@ -174,9 +174,11 @@ class ConfigTreeWalker:
         """Call ``leaf(config, logits)`` for every configuration; ``x``: (B, C, H, W).
 
         Works under ``torch.inference_mode()`` too: the walk itself runs outside it, since the
-        check for in-place writes needs version counters, which inference tensors lack.
+        check for in-place writes needs version counters, which inference tensors lack. It always
+        runs without autograd (leaving inference mode would otherwise turn gradients back on, and
+        every piece would record a graph).
         """
-        with torch.inference_mode(False):
+        with torch.inference_mode(False), torch.no_grad():
             self._run(x, leaf)
 
     def _run(self, x: torch.Tensor, leaf: Callable[[Config, torch.Tensor], None]) -> None:
