@@ -252,8 +252,9 @@ class ResizableNet(nn.Module):
         return self.stage(index)(x, size)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        modules = self._modules
         for name in self.head_names:
-            x = getattr(self, name)(x)
+            x = modules[name](x)
         return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -263,9 +264,10 @@ class ResizableNet(nn.Module):
         sizes = self._size_cache.get(key)
         if sizes is None:
             sizes = self._size_cache[key] = self.stage_sizes(key[:2])
-        for module in self._stem_views if self._stem_views is not None else self.stem_modules():
+        modules = self._modules  # named children looked up directly: Module.__getattr__ is a slow path
+        for module in self._stem_views if self._stem_views is not None else [modules[n] for n in self.stem_names]:
             x = module(x)
-        stages = self._stage_views if self._stage_views is not None else [getattr(self, n) for n in self.stage_names]
+        stages = self._stage_views if self._stage_views is not None else [modules[n] for n in self.stage_names]
         for stage, size in zip(stages, sizes):
             x = stage(x, size)
         return x
