@@ -125,7 +125,7 @@ def _keep_weights(ctx: Context, run: Path, name: str) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, model, payload["model_name"], payload["model_kwargs"], **keep)
     load_checkpoint(out)
-    return str(out)
+    return f"{out.parent.name}/{out.name}"  # relative to the results folder, so the record travels with it
 
 
 def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
