@@ -31,6 +31,26 @@ def _trainings(tmp_path):
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
+def test_readme_headline_is_written_between_its_marks_only(tmp_path):
+    from paper_suite.report import README_MARKS, write_readme_headline
+
+    readme = tmp_path / "README.md"
+    start, end = README_MARKS
+    readme.write_text(f"# x\n\nbefore\n{start}\nold text\n{end}\nafter\n")
+    section = {"md": ["| config | gain |", "| --- | --- |", "| 1,1,1 | +0.3 |", "", "**Verdict (T1 (a)): agrees**"]}
+    report = tmp_path / "benchmarks" / "results" / "paper.md"
+    assert write_readme_headline(readme, section, report, [0, 1, 2])
+    text = readme.read_text()
+    assert "old text" not in text and "| 1,1,1 | +0.3 |" in text and "seeds 0, 1, 2" in text
+    assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{end}\nafter\n")
+    assert "(benchmarks/results/paper.md)" in text
+    assert write_readme_headline(readme, section, report, [0, 1, 2])  # again: still one table
+    assert readme.read_text().count("| 1,1,1 | +0.3 |") == 1
+    bare = tmp_path / "BARE.md"
+    bare.write_text("no marks\n")
+    assert not write_readme_headline(bare, section, report, [0]) and bare.read_text() == "no marks\n"
+
+
 def test_verdict_rule():
     assert verdict([1.0, 1.1, 0.9])["verdict"] == "agrees"
     assert verdict([-1.0, -1.1, -0.9])["verdict"] == "disagrees"

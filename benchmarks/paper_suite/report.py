@@ -157,3 +157,26 @@ def write_report(path: Path, p: Protocol, seeds: Sequence[int], claims: Sequence
         lines += [f"Numbers per seed: `{os.path.relpath(json_dir / (claim + '.json'), path.parent)}`", ""]
     atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
     return path
+
+
+README_MARKS = ("<!-- paper:start -->", "<!-- paper:end -->")
+
+
+def write_readme_headline(readme: Path, section: Dict[str, Any], report: Path, seeds: Sequence[int]) -> bool:
+    """Put T1's table and verdicts (as computed for the report) between the README's paper marks.
+
+    Returns False (and leaves the README alone) when it has no such marks.
+    """
+    from resizable.fileio import atomic_write_text
+
+    start, end = README_MARKS
+    text = readme.read_text()
+    if start not in text or end not in text:
+        return False
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    body = [f"Headline (T1), written by `benchmarks/paper.py` on {time.strftime('%Y-%m-%d')} from seeds "
+            f"{', '.join(map(str, seeds))} ({machine()}); the rest is in "
+            f"[{os.path.relpath(report, readme.parent)}]({os.path.relpath(report, readme.parent)}).", ""]
+    atomic_write_text(readme, f"{head}{start}\n" + "\n".join(body + list(section["md"])) + f"\n{end}{tail}")
+    return True

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from .claims import ANALYSES
 from .plan import CLAIMS, conditional, plan
 from .protocol import RESULTS, Protocol
-from .report import plot_claim, write_report
+from .report import plot_claim, write_readme_headline, write_report
 from .steps import Context, Step, execute, load_result
 
 
@@ -124,6 +124,10 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
     write_report(report, protocol, seeds, claims, sections, results, selection, time.time() - t0, args.jobs,
                  args.threads, plots, results_dir)
     print(f"[paper] wrote {report}")
+    if "t1" in claims and report == RESULTS / "paper.md":  # the committed results: the README quotes T1
+        readme = RESULTS.parent.parent / "README.md"
+        if write_readme_headline(readme, sections["t1"], report, seeds):
+            print(f"[paper] wrote the T1 headline into {readme}")
     for claim in claims:
         for line in sections[claim]["md"]:
             if line.startswith("**Verdict"):
