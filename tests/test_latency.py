@@ -8,7 +8,7 @@ from torch import nn
 import resizable
 from resizable import cli
 from resizable.latency import LatencyProbe, build_latency_table, latency_column, latency_template, time_module
-from resizable.tables import LATENCY_MAGIC, TableError, read_table
+from resizable.tables import LATENCY_MAGIC, TableError, merge_latency, read_table
 
 KWARGS = dict(num_classes=10, in_chans=1, widths=(4, 8, 16))
 
@@ -218,3 +218,29 @@ def test_cli_table_latency_in_another_runtime(tiny_fmnist, tmp_path, capsys):
     assert "latency_ms_b1_cpu-torchscript" in table.columns
     assert table.meta["latency_cpu-torchscript_runtime"] == "torchscript"
     assert all(table.value(c, "latency_ms_b1_cpu-torchscript") > 0 for c in table.rows)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
+def test_table_latency_in_another_runtime_runs_in_shards(tiny_fmnist, tmp_path, capsys):
+    # each shard times its own rows in the runtime; the merged table keeps the runtime and layout
+    from resizable.checkpoint import save_checkpoint
+
+    kwargs = dict(KWARGS, factors=(0.5, 1.0))
+    save_checkpoint(tmp_path / "ckpt.pt", resizable.create_model("resnet20", **kwargs), "resnet20", kwargs,
+                    train_config={"dataset": "fashion-mnist", "data_dir": tiny_fmnist})
+    out = tmp_path / "t.csv"
+    for shard in ("0/2", "1/2"):
+        assert cli.main(["table", "--checkpoint", str(tmp_path / "ckpt.pt"), "--out", str(out), "--device", "cpu",
+                         "--latency", "cpu", "--latency-runtime", "torchscript", "--latency-memory-format",
+                         "contiguous", "--latency-warmup", "0", "--latency-repeats", "1", "--shard", shard,
+                         "--no-progress"]) == 0
+    table = read_table(out)
+    assert not table.missing() and all(table.value(c, "latency_ms_b1_cpu-torchscript") > 0 for c in table.rows)
+    assert table.meta["latency_cpu-torchscript_runtime"] == "torchscript"
+    assert table.meta["latency_cpu-torchscript_memory_format"] == "contiguous"
+    # a latency table merged in later brings its runtime along too
+    lat = tmp_path / "lat.csv"
+    build_latency_table(resizable.create_model("resnet20", **kwargs), lat, input_size=28, warmup=0, repeats=1,
+                        runtime="torchscript", tag="pi", progress=False)
+    merged = merge_latency(out, [lat])
+    assert merged.meta["latency_pi_runtime"] == "torchscript" and "latency_ms_b1_pi" in merged.columns

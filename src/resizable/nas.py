@@ -24,7 +24,9 @@ from .console import progress_enabled
 from .options import option
 from .costs import config_costs
 from .evaluate import Calibration, evaluate_configs, topk_for
+from .latency import MEMORY_FORMATS
 from .net import ResizableNet, SizeLike
+from .runtimes import RUNTIMES
 from .tables import (LATENCY_COLUMN_RE, REQUIRED_COLUMNS, TABLE_IDENTITY, TABLE_MAGIC, PathLike, Table, TableError,
                      append_rows, check_shard, format_millions, parse_shard, latency_columns, merge_tables, model_meta, open_table,
                      read_table, shard_path, weights_sha256)
@@ -380,7 +382,13 @@ class TableOptions:
     latency_batch: Tuple[int, ...] = option((1,), "batch sizes to time, e.g. 1,32")
     latency_warmup: int = option(10, "untimed runs before timing")
     latency_repeats: int = option(50, "timed runs (the median is kept)")
-    latency_tag: Optional[str] = option(None, "latency column suffix (default: the device)")
+    latency_tag: Optional[str] = option(None, "latency column suffix (default: the device, plus the runtime when "
+                                              "it is not torch)")
+    latency_runtime: str = option("torch", "with --latency: run each exported network in torch (eager), "
+                                           "torchscript or onnxruntime (pip install 'resizable[onnx]')",
+                                  choices=RUNTIMES)
+    latency_memory_format: str = option("auto", "with --latency: auto (channels-last on CUDA, contiguous on the "
+                                                "CPU), contiguous or channels-last", choices=MEMORY_FORMATS)
     unit_depth: int = option(1, "configurations sharing this many leading factors form one resumable work unit")
     shard: Optional[str] = option(None, "i/n: build shard i (0-based) of n; default from torchrun's RANK/WORLD_SIZE")
     progress: bool = option(True, "progress bar with time left (shown only on a terminal)")
@@ -427,7 +435,8 @@ def table_from_checkpoint(opts: TableOptions) -> Tuple[Table, Path]:
         from .latency import LatencyProbe
 
         probe = LatencyProbe(model, size, device=opts.latency, batch_sizes=opts.latency_batch,
-                             warmup=opts.latency_warmup, repeats=opts.latency_repeats, tag=opts.latency_tag)
+                             warmup=opts.latency_warmup, repeats=opts.latency_repeats, tag=opts.latency_tag,
+                             runtime=opts.latency_runtime, memory_format=opts.latency_memory_format)
         probe_columns = probe.columns
         extra = {f"latency_{probe.tag}_{k}": v for k, v in probe.meta().items() if k != "tag"}
     out = Path(opts.out)

@@ -427,7 +427,8 @@ def merge_latency(table: Union[Table, PathLike], latency_tables: Sequence[PathLi
                 table.columns.append(col)
             for c, row in table.rows.items():
                 row[col] = lat.rows[c][col]
-        for key in ("device", "device_name", "threads", "torch", "warmup", "repeats", "tag"):
+        for key in ("device", "device_name", "threads", "torch", "warmup", "repeats", "tag", "runtime",
+                    "runtime_version", "memory_format"):
             if key in lat.meta:
                 table.meta[f"latency_{lat.meta.get('tag', 'hw')}_{key}"] = lat.meta[key]
     target = out if out is not None else table.path
