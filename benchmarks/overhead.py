@@ -221,16 +221,36 @@ def runtimes_case(rounds: int) -> dict:
             "versions": versions, "max_abs_diff_vs_torch": diffs, "raw": t}
 
 
-def _met(key: str, value: float) -> bool:
+def cpu_seconds() -> tuple:
+    """(busy CPU seconds of the whole machine, of this process) so far; (None, ...) off Linux."""
+    own = os.times()
+    mine = own.user + own.system
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None, mine
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK"), mine
+
+
+def met(key: str, value: float) -> bool:
     goal, op = GOALS[key]
     return value <= goal if op == "<=" else value >= goal
 
 
-def _allocator(data: dict) -> str:
+def allocator_line(data: dict) -> str:
     env = data.get("malloc_env") or {}
     if env and all(env.values()):
         return "glibc with " + ", ".join(f"`{k}={v}`" for k, v in env.items()) + " (`--allocator pinned`)"
     return "glibc as it comes (`--allocator default`)"
+
+
+def others_line(data: dict) -> str:
+    o = data.get("other_processes")
+    if not o:
+        return ""
+    return (f" Other processes used {o['cpu_seconds']:g} CPU-seconds of the {o['of_available']:g} the machine had "
+            f"during the run ({100 * o['cpu_seconds'] / o['of_available']:.1f}%).")
 
 
 def render(data: dict, gpu: dict | None) -> str:
@@ -241,7 +261,7 @@ def render(data: dict, gpu: dict | None) -> str:
              f"torchvision {data['torchvision']}, {data['threads']} threads. Load average before / after: "
              f"{data['load_before']} / {data['load_after']}. {data['rounds']} interleaved rounds (training: "
              f"{data['train_rounds']}); every variant of a row ran in the same rounds, and each ratio is the "
-             f"median of its same-round ratios. Allocator: {_allocator(data)}.",
+             f"median of its same-round ratios. Allocator: {allocator_line(data)}.{others_line(data)}",
              "",
              "| ratio | goal | model | batch | measured | met |",
              "|---|---|---|---|---|---|"]
@@ -251,7 +271,7 @@ def render(data: dict, gpu: dict | None) -> str:
         for row in rows:
             if key in row:
                 lines.append(f"| {LABELS[key]} | {op} {goal} | {row['model']} | {row['batch']} | "
-                             f"{row[key]:.3f} | {'yes' if _met(key, row[key]) else 'NO'} |")
+                             f"{row[key]:.3f} | {'yes' if met(key, row[key]) else 'NO'} |")
     lines += ["", f"All goals met: **{'yes' if data['all_met'] else 'no'}**.", ""]
     lines += ["Milliseconds per forward pass (medians; `rs_all_max` is the RS model at all-1.0, `dynamic` "
               "the RS model at the configuration, `static`/`folded` its exported network):", "",
@@ -335,7 +355,7 @@ def summary_line(data: dict, gpu: dict | None) -> str:
         if not vals:
             continue
         goal, op = GOALS[key]
-        met = all(_met(key, v) for v in vals)
+        met = all(met(key, v) for v in vals)
         parts.append(f"{LABELS[key]}: {min(vals):.3f}-{max(vals):.3f} (goal {op} {goal}{'' if met else ', NOT met'})")
     line = (f"Measured by `benchmarks/overhead.py` on {data['date']} ({data['cpu']}, {data['threads']} threads, torch "
             f"{data['torch']}, load average {data['load_before'][0]} before): " + "; ".join(parts) + ".")
@@ -390,18 +410,24 @@ def main() -> int:
         print(f"unknown model(s) {unknown}; accepted: {', '.join(CASES)}", file=sys.stderr)
         return 2
     load_before = [round(v, 2) for v in os.getloadavg()]
+    busy0, mine0 = cpu_seconds()
     start = time.perf_counter()
     inference = [row for n in names for row in inference_case(n, args.rounds)]
     training = [training_case(n, args.train_rounds) for n in names]
     runtimes = runtimes_case(args.rounds)
-    all_met = all(_met(k, row[k]) for k in GOALS for row in inference + training if k in row)
+    all_met = all(met(k, row[k]) for k in GOALS for row in inference + training if k in row)
+    busy1, mine1 = cpu_seconds()
+    wall = time.perf_counter() - start
+    others = None if busy0 is None else {  # what else ran on the machine meanwhile (load averages lag)
+        "cpu_seconds": round(max(0.0, (busy1 - busy0) - (mine1 - mine0)), 1),
+        "of_available": round(wall * (os.cpu_count() or 1), 1)}
     data = {
         "benchmark": "benchmarks/overhead.py", "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "command": "PYTHONPATH=src python benchmarks/overhead.py" + "".join(f" {a}" for a in sys.argv[1:]),
         "machine": platform.node(), "cpu": device_description(torch.device("cpu")), "cores": os.cpu_count(),
         "torch": torch.__version__, "torchvision": torchvision.__version__, "threads": torch.get_num_threads(),
         "rounds": args.rounds, "train_rounds": args.train_rounds, "load_before": load_before,
-        "allocator": args.allocator, "malloc_env": {k: os.environ.get(k) for k in PINNED_MALLOC},
+        "other_processes": others, "allocator": args.allocator, "malloc_env": {k: os.environ.get(k) for k in PINNED_MALLOC},
         "load_after": [round(v, 2) for v in os.getloadavg()], "seconds": round(time.perf_counter() - start, 1),
         "goals": {k: list(v) for k, v in GOALS.items()}, "all_met": all_met,
         "variant_order": ["torchvision", "rs_all_max", "dynamic", "static", "folded"],

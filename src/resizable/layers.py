@@ -75,10 +75,15 @@ class ScaleBatchNorm2d(nn.ModuleList):
         bn = self._modules[str(self.active)]
         if bn._forward_hooks or bn._forward_pre_hooks or bn._backward_hooks or bn._backward_pre_hooks:
             return bn(x)
-        if not bn.training and bn.running_mean is not None and x.dim() == 4:
-            # inference: the normalisation itself, so the bank costs what one BatchNorm2d call costs
-            # (a nested module call per BN was a visible share of a batch-1 network on the CPU)
-            return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        buffers = bn._buffers
+        mean = buffers.get("running_mean")
+        if not bn.training and mean is not None and x.dim() == 4:
+            # inference: the normalisation itself, tensors read from the branch's dicts (not through
+            # Module.__getattr__), so the bank costs no more than one BatchNorm2d call; at batch 1 a
+            # nested module call per BN was a visible share of a small network on the CPU
+            params = bn._parameters
+            return F.batch_norm(x, mean, buffers["running_var"], params.get("weight"), params.get("bias"), False, 0.0,
+                                bn.eps)
         return bn.forward(x)
 
     def extra_repr(self) -> str:
