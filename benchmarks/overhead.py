@@ -13,6 +13,10 @@ hits all of them):
    beside it, for the fair step and for the plain networks (the part of it the CPU charges for
    smaller resolutions, whatever the network).
 
+Each inference variant runs as ``--copies`` independent copies (default 3) and its time per round
+is their mean: where a network's tensors land in memory moves its time by about 1%, as much for two
+copies of torchvision's own network, whose spread the report gives as the floor of the ratios.
+
 Models: resnet50, mobilenet_v2 and shufflenet_v2_x1_0 at 224 px (batch 1 and 8), resnet20 at 32 px
 (batch 1 and 128; no torchvision counterpart, so ratio 1 is left out). The training ratio runs at
 the larger batch only (a training step at batch 1 is not a meaningful BN step). One more line
@@ -24,7 +28,7 @@ default glibc maps large blocks afresh and faults their pages in on every forwar
 double a batch-8 MobileNetV2's time depending on what the process allocated before, for the
 torchvision network as much as for the resizable one; that noise would swamp ratios near 1.
 
-    PYTHONPATH=src python benchmarks/overhead.py            # ~8 minutes on 2 CPU cores
+    PYTHONPATH=src python benchmarks/overhead.py            # ~12 minutes on 2 CPU cores
     PYTHONPATH=src python benchmarks/overhead.py --render   # rewrite overhead.md from the JSON files
 
 A run into ``benchmarks/results/`` (and ``--render``) also rewrites the README's performance line,
@@ -121,32 +125,50 @@ def build(name: str):
     return None, resizable.create_model(name, **kwargs).eval(), size, batches
 
 
-def inference_case(name: str, rounds: int) -> list:
+def over_copies(t: dict, variants: list, copies: int) -> dict:
+    """Each variant's time per round: the mean over its copies (``variant#i``), with the per-copy raw kept."""
+    out = {}
+    for v in variants:
+        per_copy = [t[f"{v}#{i}"]["seconds"] for i in range(copies)]
+        seconds = [statistics.fmean(r) for r in zip(*per_copy)]
+        out[v] = {"median_s": statistics.median(seconds), "seconds": seconds,
+                  "copies": {str(i): t[f"{v}#{i}"] for i in range(copies)}}
+    return out
+
+
+def inference_case(name: str, rounds: int, copies: int = 3) -> list:
+    """Every variant as ``copies`` independent copies, timed in the same rounds: where a network's
+    weights happen to land in memory moves its time by about 1% (two copies of torchvision's own
+    network differ that much), so each variant's time is the mean over its copies."""
     tv, model, size, batches = build(name)
     config = mid_config(model)
     dynamic = copy.deepcopy(model)
     dynamic.set_config(config)
     static = resizable.export(model, config, size).eval()
     folded = resizable.fold_bn(static)
+    nets = {"rs_all_max": model, "dynamic": dynamic, "static": static, "folded": folded}
+    if tv is not None:
+        nets["torchvision"] = tv
+    sets = {v: [net] + [copy.deepcopy(net) for _ in range(copies - 1)] for v, net in nets.items()}
     rows = []
     for b in batches:
         x = torch.randn(b, model.in_chans, size, size)
-        fns = {"rs_all_max": lambda: model(x), "dynamic": lambda: dynamic(x), "static": lambda: static(x),
-               "folded": lambda: folded(x)}
-        if tv is not None:
-            fns["torchvision"] = lambda: tv(x)
+        fns = {f"{v}#{i}": (lambda n=n: n(x)) for v, group in sets.items() for i, n in enumerate(group)}
         with torch.inference_mode():
-            t = interleaved(fns, rounds, min_seconds=0.2)
+            t = over_copies(interleaved(fns, rounds, min_seconds=0.1), list(nets), copies)
             if tv is not None:  # same outputs, or the comparison means nothing
                 assert torch.allclose(model(x), tv(x), atol=1e-4), f"{name}: all-1.0 differs from torchvision"
             assert torch.allclose(dynamic(x), static(x), atol=1e-4), f"{name}: dynamic differs from static"
         med = {k: v["median_s"] for k, v in t.items()}
-        row = {"model": name, "batch": b, "input_size": size, "config": list(config),
+        row = {"model": name, "batch": b, "input_size": size, "config": list(config), "copies": copies,
                "median_ms": {k: round(v * 1e3, 4) for k, v in med.items()}, "raw": t,
                "dynamic_vs_static": paired(t, "dynamic", "static"),
                "folded_vs_unfolded": paired(t, "folded", "static")}
         if tv is not None:
             row["all_max_vs_torchvision"] = paired(t, "rs_all_max", "torchvision")
+            # the floor of this measurement: torchvision's copies against each other
+            row["torchvision_copy_spread"] = max(paired(t["torchvision"]["copies"], str(i), "0")
+                                                 for i in range(1, copies)) if copies > 1 else None
         rows.append(row)
         print(f"{name} b{b}: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in med.items()), flush=True)
     return rows
@@ -245,6 +267,20 @@ def allocator_line(data: dict) -> str:
     return "glibc as it comes (`--allocator default`)"
 
 
+def copies_line(data: dict) -> str:
+    rows = [r for r in data["inference"] if r.get("copies", 1) > 1]
+    if not rows:
+        return ""
+    spread = [r["torchvision_copy_spread"] for r in rows if r.get("torchvision_copy_spread")]
+    line = (f" Each inference variant ran as {rows[0]['copies']} independent copies and its time is their mean "
+            f"(where a network's tensors land in memory moves its time).")
+    if spread:
+        worst = max(spread, key=lambda v: abs(v - 1))
+        line += (f" The floor of these ratios: a copy of torchvision's network against another copy of it, "
+                 f"{min(spread):.3f}-{max(spread):.3f} (worst {abs(worst - 1) * 100:.1f}%).")
+    return line
+
+
 def others_line(data: dict) -> str:
     o = data.get("other_processes")
     if not o:
@@ -261,7 +297,8 @@ def render(data: dict, gpu: dict | None) -> str:
              f"torchvision {data['torchvision']}, {data['threads']} threads. Load average before / after: "
              f"{data['load_before']} / {data['load_after']}. {data['rounds']} interleaved rounds (training: "
              f"{data['train_rounds']}); every variant of a row ran in the same rounds, and each ratio is the "
-             f"median of its same-round ratios. Allocator: {allocator_line(data)}.{others_line(data)}",
+             f"median of its same-round ratios.{copies_line(data)} Allocator: {allocator_line(data)}."
+             f"{others_line(data)}",
              "",
              "| ratio | goal | model | batch | measured | met |",
              "|---|---|---|---|---|---|"]
@@ -355,8 +392,8 @@ def summary_line(data: dict, gpu: dict | None) -> str:
         if not vals:
             continue
         goal, op = GOALS[key]
-        met = all(met(key, v) for v in vals)
-        parts.append(f"{LABELS[key]}: {min(vals):.3f}-{max(vals):.3f} (goal {op} {goal}{'' if met else ', NOT met'})")
+        ok = all(met(key, v) for v in vals)
+        parts.append(f"{LABELS[key]}: {min(vals):.3f}-{max(vals):.3f} (goal {op} {goal}{'' if ok else ', NOT met'})")
     line = (f"Measured by `benchmarks/overhead.py` on {data['date']} ({data['cpu']}, {data['threads']} threads, torch "
             f"{data['torch']}, load average {data['load_before'][0]} before): " + "; ".join(parts) + ".")
     if gpu:
@@ -380,8 +417,9 @@ def write_readme_line(readme: Path, line: str) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=31, help="interleaved rounds for inference timings")
+    p.add_argument("--rounds", type=int, default=21, help="interleaved rounds for inference timings")
     p.add_argument("--train-rounds", type=int, default=7, help="interleaved rounds for training steps")
+    p.add_argument("--copies", type=int, default=3, help="independent copies of each network timed (>= 1)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--models", default=",".join(CASES), help=f"comma-separated: {', '.join(CASES)}")
     p.add_argument("--out", default=str(RESULTS / "overhead.json"))
@@ -403,6 +441,8 @@ def main() -> int:
         out.with_suffix(".md").write_text(render(data, gpu))
         write_readme_line(readme, summary_line(data, gpu))
         return 0
+    if args.copies < 1:
+        p.error("--copies must be >= 1")
     torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = [n for n in names if n not in CASES]
@@ -412,7 +452,7 @@ def main() -> int:
     load_before = [round(v, 2) for v in os.getloadavg()]
     busy0, mine0 = cpu_seconds()
     start = time.perf_counter()
-    inference = [row for n in names for row in inference_case(n, args.rounds)]
+    inference = [row for n in names for row in inference_case(n, args.rounds, args.copies)]
     training = [training_case(n, args.train_rounds) for n in names]
     runtimes = runtimes_case(args.rounds)
     all_met = all(met(k, row[k]) for k in GOALS for row in inference + training if k in row)

@@ -34,3 +34,13 @@ def test_goals_and_report_lines():
     assert overhead.others_line({}) == ""
     busy, mine = overhead.cpu_seconds()
     assert mine >= 0 and (busy is None or busy >= 0)
+
+
+def test_copies_are_averaged_per_round():
+    t = {"a#0": {"seconds": [1.0, 2.0]}, "a#1": {"seconds": [3.0, 2.0]}, "b#0": {"seconds": [2.0, 2.0]},
+         "b#1": {"seconds": [2.0, 2.0]}}
+    out = overhead.over_copies(t, ["a", "b"], 2)
+    assert out["a"]["seconds"] == [2.0, 2.0] and overhead.paired(out, "a", "b") == 1.0
+    assert set(out["a"]["copies"]) == {"0", "1"}
+    data = {"inference": [{"copies": 2, "torchvision_copy_spread": 1.012}, {"copies": 2}]}
+    assert "2 independent copies" in overhead.copies_line(data) and "worst 1.2%" in overhead.copies_line(data)
