@@ -223,24 +223,30 @@ class ResizableNet(nn.Module):
         ]
 
     # ------------------------------------------------------------------ forward, by stage boundary
+    # Named children are looked up in ``_modules`` directly: ``Module.__getattr__`` is a slow path,
+    # and these lists are built on every forward.
+    def stages(self) -> List[ResizableStage]:
+        """Every stage, in forward order."""
+        if self._stage_views is not None:
+            return list(self._stage_views)
+        return [self._modules[name] for name in self.stage_names]
+
     def stage(self, index: int) -> ResizableStage:
         """Stage ``index`` (0-based) as a module; :meth:`ResizableStage.forward_pre` and
         :meth:`ResizableStage.forward_post` are its parts before and after the resize."""
         if not 0 <= index < self.num_stages:
             raise ValueError(f"stage index must be in [0, {self.num_stages - 1}], got {index}")
-        if self._stage_views is not None:
-            return self._stage_views[index]
-        return getattr(self, self.stage_names[index])
+        return self.stages()[index]
 
     def stem_modules(self) -> List[nn.Module]:
         """The stem's modules in forward order."""
         if self._stem_views is not None:
             return list(self._stem_views)
-        return [getattr(self, name) for name in self.stem_names]
+        return [self._modules[name] for name in self.stem_names]
 
     def head_modules(self) -> List[nn.Module]:
         """The head's modules in forward order."""
-        return [getattr(self, name) for name in self.head_names]
+        return [self._modules[name] for name in self.head_names]
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         for module in self.stem_modules():
@@ -252,23 +258,18 @@ class ResizableNet(nn.Module):
         return self.stage(index)(x, size)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        modules = self._modules
-        for name in self.head_names:
-            x = modules[name](x)
+        for module in self.head_modules():
+            x = module(x)
         return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        # What forward_stem, forward_stage and stage_sizes do, with the sizes cached per input size and
-        # configuration: at batch 1 the Python between kernels is a visible share of a small network.
+        # the stage sizes are cached per input size and configuration (the strides never change)
         key = (x.shape[-2], x.shape[-1], self._config)
         sizes = self._size_cache.get(key)
         if sizes is None:
             sizes = self._size_cache[key] = self.stage_sizes(key[:2])
-        modules = self._modules  # named children looked up directly: Module.__getattr__ is a slow path
-        for module in self._stem_views if self._stem_views is not None else [modules[n] for n in self.stem_names]:
-            x = module(x)
-        stages = self._stage_views if self._stage_views is not None else [modules[n] for n in self.stage_names]
-        for stage, size in zip(stages, sizes):
+        x = self.forward_stem(x)
+        for stage, size in zip(self.stages(), sizes):
             x = stage(x, size)
         return x
 
