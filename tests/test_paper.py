@@ -51,6 +51,23 @@ def test_readme_headline_is_written_between_its_marks_only(tmp_path):
     assert not write_readme_headline(bare, section, report, [0]) and bare.read_text() == "no marks\n"
 
 
+def test_suite_time_adds_the_epochs_of_earlier_sittings(tmp_path):
+    from paper_suite.report import suite_time
+
+    log = tmp_path / "trainings.jsonl"
+    log.write_text("\n".join(json.dumps(e) for e in [
+        {"run": "a", "from_epoch": 0, "time": "2026-01-01T10:00:00"},
+        {"run": "a", "from_epoch": 2, "time": "2026-01-01T12:00:00"},  # a second sitting resumes after 2 epochs
+        {"run": "b", "from_epoch": 0, "time": "2026-01-01T12:00:00"}]) + "\n")
+    curve = [{"epoch": e, "seconds": 100.0} for e in (1, 2, 3)]
+    results = {"a": {"step_seconds": 130.0, "curve": curve, "finished": "2026-01-01T12:02:10"},
+               "b": {"step_seconds": 50.0, "curve": [{"epoch": 1, "seconds": 40.0}], "finished": "2026-01-01T12:30:00"}}
+    t = suite_time(results, log)
+    assert t["compute"] == 130.0 + 200.0 + 50.0  # a's last sitting plus its two earlier epochs; b in one sitting
+    assert t["span"] == 2.5 * 3600
+    assert suite_time(results, tmp_path / "none.jsonl") == {"compute": 180.0, "span": None}
+
+
 def test_verdict_rule():
     assert verdict([1.0, 1.1, 0.9])["verdict"] == "agrees"
     assert verdict([-1.0, -1.1, -0.9])["verdict"] == "disagrees"
@@ -96,6 +113,10 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
     t2 = json.loads((tmp_path / "res" / "t2.json").read_text())
     assert t2["numbers"]["curves"]["single-1-s0"][0]["train_top1"] is not None
     assert (tmp_path / "res" / "weights" / "rs-s0.pt").is_file()
+    pick = json.loads((runs / "convert-lr.json").read_text())  # the converted twin's lr, chosen on val
+    assert len(pick["candidates"]) == 3 and pick["chosen"]["lr"] in [c["lr"] for c in pick["candidates"].values()]
+    assert json.loads((runs / "convert-s0.json").read_text())["options"]["lr"] == pick["chosen"]["lr"]
+    assert f"fine-tunes at lr {pick['chosen']['lr']:g}, chosen on val" in report
 
     # a third invocation trains nothing at all, and a finished result made with other options is refused
     count = len(_trainings(tmp_path))
@@ -103,12 +124,23 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(_trainings(tmp_path)) == count
-    record = json.loads((runs / "rs-s0.json").read_text())
+    original = (runs / "rs-s0.json").read_text()
+    record = json.loads(original)
     record["key"] = "something-else"
     (runs / "rs-s0.json").write_text(json.dumps(record))
     refused = subprocess.run(_cmd(tiny_fmnist, tmp_path, "--claims", "t1"), env=_env(), cwd=tmp_path,
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "made with other options" in refused.stderr
+    assert len(_trainings(tmp_path)) == count
+
+    (runs / "rs-s0.json").write_text(original)
+
+    # a run folder left by other options is not taken for the step's own (it would "resume" as finished)
+    (runs / "convert-s0.json").unlink()
+    (tmp_path / "work" / "convert-s0" / ".suite-key").write_text("other-options\n")
+    stale = subprocess.run(_cmd(tiny_fmnist, tmp_path, "--claims", "beyond"), env=_env(), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert stale.returncode == 2 and "trained with other options" in stale.stderr, stale.stderr[-2000:]
     assert len(_trainings(tmp_path)) == count
 
 

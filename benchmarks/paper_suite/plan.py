@@ -9,7 +9,8 @@
 | ``random-s<seed>`` | random sampling, k configurations per step | T11, T8 |
 | ``aug-s<seed>`` / ``augshared-s<seed>`` | Resizable-Aug to all-1.0, scale-aware / shared BN | T2, T9's Aug column |
 | ``augmean-s<seed>`` | Resizable-Aug with ``--loss-reduction mean`` (only if the summed loss destabilises) | T2 |
-| ``convert-s<seed>`` | the 1.0 twin converted, fair sampling for E/4 epochs | beyond |
+| ``convert-lr`` | the convert row's learning rate, chosen on val (first seed's twin; lr x 1, 0.1, 0.01) | beyond |
+| ``convert-s<seed>`` | the 1.0 twin converted, fair sampling for E/4 epochs at that lr | beyond |
 | ``distill-s<seed>`` | RS with ``--distill`` (only if T1 (a) says RS is behind) | beyond |
 | ``adapt-s<seed>`` | Adapt on ``rs-s<seed>``: labels on val, two classifier seeds, test | Fig 3d |
 """
@@ -17,12 +18,15 @@ from __future__ import annotations
 
 from typing import Dict, List, Sequence
 
+from .claims import cfg
 from .protocol import Protocol
 from .steps import Step
 
 CLAIMS = ("t1", "fig5", "t9", "t11", "t2", "fig3d", "beyond")
 # the costliest row runs fewer seeds when the suite would not fit its time (say so in the report)
 COSTLY_SEEDS = {"rs2x": 2}
+# the converted twin is fine-tuned, not trained from scratch: its lr is chosen on val among these multiples
+CONVERT_LR_SCALES = (1.0, 0.1, 0.01)
 
 
 def uniform(s: float, n: int = 3) -> tuple:
@@ -82,9 +86,14 @@ def plan(p: Protocol, seeds: Sequence[int], claims: Sequence[str]) -> List[Step]
                      params={"network": f"rs-s{seed}", "classifier_seeds": list(p.adapt_seeds),
                              "budget_fractions": [0.5]}))
         if "beyond" in claims:
-            add(Step(f"convert-s{seed}", seed=seed, init_from=f"single-1-s{seed}", deps=(f"single-1-s{seed}",),
-                     train={"sampling": "fair", "epochs": max(1, round(p.epochs / 4)), "eval_configs": "default"},
-                     evals=("test_cal",)))
+            convert = {"sampling": "fair", "epochs": max(1, round(p.epochs / 4)), "eval_configs": "default"}
+            first = seeds[0]
+            add(Step("convert-lr", kind="select", seed=first, init_from=f"single-1-s{first}",
+                     deps=(f"single-1-s{first}",), train=convert,
+                     params={"lr_scales": list(CONVERT_LR_SCALES), "score_configs": [cfg(s) for s in p.factors]}))
+            add(Step(f"convert-s{seed}", seed=seed, init_from=f"single-1-s{seed}",
+                     deps=(f"single-1-s{seed}", "convert-lr"), train=convert, evals=("test_cal",),
+                     params={"lr_from": "convert-lr"}))
     return list(steps.values())
 
 

@@ -114,12 +114,43 @@ def machine() -> str:
     return f"{device_description('cpu')}, {os.cpu_count()} cores"
 
 
+def suite_time(results: Results, trainings: Path) -> Dict[str, Optional[float]]:
+    """The suite's time over all its sittings, from the step records and ``trainings.jsonl``.
+
+    ``compute``: seconds of every finished step, summed over processes and sittings. A step's record times only
+    its last sitting (``step_seconds``), while its curve holds every epoch's seconds; the epochs trained in
+    earlier sittings are added from the curve (their evaluations between epochs are not, so this is a floor).
+    ``span``: from the first training's start to the last step's end, pauses between sittings included.
+    """
+    import json
+    from datetime import datetime
+
+    starts: Dict[str, List[Dict[str, Any]]] = {}
+    if trainings.is_file():
+        for line in trainings.read_text().splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                starts.setdefault(entry["run"], []).append(entry)
+    compute = 0.0
+    for name, r in results.items():
+        seconds = float(r.get("step_seconds", 0.0))
+        last = starts.get(name, [])[-1:]
+        if last and r.get("curve"):  # epochs before this sitting's first are not in step_seconds
+            seconds += sum(float(e["seconds"]) for e in r["curve"] if int(e["epoch"]) <= int(last[0]["from_epoch"]))
+        compute += seconds
+    stamps = [datetime.fromisoformat(e["time"]) for runs in starts.values() for e in runs]
+    ends = [datetime.fromisoformat(r["finished"]) for r in results.values() if r.get("finished")]
+    span = (max(ends) - min(stamps)).total_seconds() if stamps and ends else None
+    return {"compute": compute, "span": span}
+
+
 def write_report(path: Path, p: Protocol, seeds: Sequence[int], claims: Sequence[str], sections: Dict[str, Any],
                  results: Results, selection: Dict[str, Any], wall: float, jobs: int, threads: int,
                  plots: Dict[str, Optional[Path]], json_dir: Path) -> Path:
     from resizable.fileio import atomic_write_text
 
-    compute = sum(float(r.get("step_seconds", 0.0)) for r in results.values())
+    spent = suite_time(results, json_dir / "trainings.jsonl")
+    span = f"{spent['span'] / 3600:.2f} h" if spent["span"] is not None else "unknown"
     chosen = selection.get("chosen")
     lines: List[str] = [
         "# The paper's claims on Fashion-MNIST",
@@ -133,7 +164,9 @@ def write_report(path: Path, p: Protocol, seeds: Sequence[int], claims: Sequence
         f"- machine: {machine()}; {jobs} run(s) at a time, {threads} torch thread(s) each",
         f"- date: {time.strftime('%Y-%m-%d %H:%M')}",
         f"- wall-clock of this invocation: {wall / 3600:.2f} h; compute of all {len(results)} finished steps "
-        f"(summed over processes and sittings): {compute / 3600:.2f} h",
+        f"(summed over processes and sittings): {spent['compute'] / 3600:.2f} h, i.e. "
+        f"{spent['compute'] / 3600 / max(1, jobs):.2f} h of wall-clock at {jobs} run(s) at a time; from the first "
+        f"training's start to the last step's end, pauses between sittings included: {span}",
         f"- seeds: {', '.join(map(str, seeds))}" + (f"; the costliest row (RS at 2x epochs) runs the first "
                                                      f"{COSTLY_SEEDS['rs2x']} seeds only, to fit the time"
                                                      if len(seeds) > COSTLY_SEEDS["rs2x"] else ""),

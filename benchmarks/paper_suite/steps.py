@@ -145,6 +145,10 @@ def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
         convert_checkpoint(str(source), str(converted))
         opts["init_checkpoint"] = str(converted)
     finished = False
+    key, key_file = step_key(ctx, step), run / ".suite-key"
+    if ctx.resume and (run / "checkpoint.pt").is_file() and key_file.is_file() and key_file.read_text().strip() != key:
+        raise ValueError(f"{run} was trained with other options than {step.name} has now; delete that folder "
+                         "(or run with --no-resume) to train it again")
     if (run / "checkpoint.pt").is_file():
         if ctx.resume:
             from resizable.checkpoint import load_checkpoint
@@ -159,6 +163,8 @@ def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
         done, cfg = 0, TrainOptions(**opts, out_dir=ctx.work, name=step.name)
     if not finished:
         _log_training(ctx, step.name, done)
+        run.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(key + "\n")
         train(cfg)
     result: Dict[str, Any] = {"curve": _curve(run), "evals": {}}
     result["train_seconds"] = sum(r["seconds"] for r in result["curve"])
@@ -206,6 +212,44 @@ def run_adapt(ctx: Context, step: Step) -> Dict[str, Any]:
     return out
 
 
+def run_select_lr(ctx: Context, step: Step) -> Dict[str, Any]:
+    """Choose a learning rate on val: train the step once per candidate, keep the best val score.
+
+    ``params``: ``lr_scales`` (candidates, as multiples of the protocol's lr) and ``score_configs`` (the score is
+    the mean val top-1 of these configurations after the last epoch, BN as the per-epoch evaluation leaves it).
+    Each candidate is an ordinary run folder (``<name>-<lr>``), resumed like any training.
+    """
+    import statistics
+
+    candidates = {}
+    for scale in step.params["lr_scales"]:
+        lr = ctx.protocol.lr * float(scale)
+        one = dataclasses.replace(step, name=f"{step.name}-{lr:g}", kind="train", train={**step.train, "lr": lr},
+                                  evals=(), params={})
+        curve = run_training(ctx, one)["curve"]
+        if curve[-1].get("split") != "val":
+            raise ValueError(f"{step.name} scores on val, and {one.name} evaluated on {curve[-1].get('split')}")
+        score = statistics.fmean(curve[-1]["top1"][c] for c in step.params["score_configs"])
+        candidates[f"{lr:g}"] = {"lr": lr, "val_top1": score, "curve": curve}
+    best = max(candidates.values(), key=lambda c: (c["val_top1"], c["lr"]))
+    return {"candidates": candidates, "chosen": {"lr": best["lr"], "val_top1": best["val_top1"]},
+            "score": f"mean val top-1 of {', '.join(step.params['score_configs'])} after the last epoch"}
+
+
+def resolve(ctx: Context, step: Step) -> Step:
+    """The step with its choices made: ``params["lr_from"]`` names a finished selection step whose lr it takes."""
+    source = step.params.get("lr_from")
+    if not source:
+        return step
+    chosen = load_result(ctx, source)
+    if chosen is None:
+        raise ValueError(f"{step.name} takes its learning rate from {source}, which has not finished")
+    return replace_train(step, lr=float(chosen["chosen"]["lr"]))
+
+
+RUNNERS = {"train": run_training, "adapt": run_adapt, "select": run_select_lr}
+
+
 def execute(ctx: Context, step: Step) -> str:
     """Run one step unless finished; write its result file last (atomically). Returns the step's name."""
     import torch
@@ -213,6 +257,7 @@ def execute(ctx: Context, step: Step) -> str:
     from resizable.fileio import atomic_write_text
 
     torch.set_num_threads(ctx.threads)
+    step = resolve(ctx, step)
     key = step_key(ctx, step)
     done = load_result(ctx, step.name)
     if done is not None:
@@ -221,7 +266,7 @@ def execute(ctx: Context, step: Step) -> str:
                              f"now {key}); delete it (and its weights) to re-run that step")
         return step.name
     t0 = time.time()
-    result = run_training(ctx, step) if step.kind == "train" else run_adapt(ctx, step)
+    result = RUNNERS[step.kind](ctx, step)
     result.update({"name": step.name, "kind": step.kind, "seed": step.seed, "key": key,
                    "options": {k: v for k, v in _options(ctx, step).items() if k != "data_dir"},
                    "step_seconds": time.time() - t0, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
