@@ -113,6 +113,9 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
     t2 = json.loads((tmp_path / "res" / "t2.json").read_text())
     assert t2["numbers"]["curves"]["single-1-s0"][0]["train_top1"] is not None
     assert (tmp_path / "res" / "weights" / "rs-s0.pt").is_file()
+    timing = json.loads((runs / "timing-s0.json").read_text())["modes"]  # T8's controlled measure
+    assert {"fair", "random"} <= set(timing) and all(m["seconds_per_epoch"] > 0 for m in timing.values())
+    assert "timed back to back in one process |" in report
     pick = json.loads((runs / "convert-lr.json").read_text())  # the converted twin's lr, chosen on val
     assert len(pick["candidates"]) == 3 and pick["chosen"]["lr"] in [c["lr"] for c in pick["candidates"].values()]
     assert json.loads((runs / "convert-s0.json").read_text())["options"]["lr"] == pick["chosen"]["lr"]

@@ -208,10 +208,23 @@ def analyse_t11(p: Protocol, seeds: Sequence[int], results: Results) -> Dict[str
     # the median epoch of each run: an epoch slowed by the machine (a paused or shared core) does not count
     sec_f = [statistics.median(x["seconds"] for x in results[n]["curve"]) if n in results else None for n in fair]
     sec_r = [statistics.median(x["seconds"] for x in results[n]["curve"]) if n in results else None for n in rand]
-    t8 = compare(sec_r, sec_f)
-    data["seconds per epoch (median epoch of each run)"] = {"fair": summary(sec_f), "random": summary(sec_r), **t8}
-    speed_rows.append(f"| seconds per epoch (median epoch) | {fmt(summary(sec_f), 1)} | {fmt(summary(sec_r), 1)} | {fmt_diff(t8)} | "
-                      f"{t8['verdict']} |")
+    runs_t8 = compare(sec_r, sec_f)
+    data["seconds per epoch (median epoch of each run)"] = {"fair": summary(sec_f), "random": summary(sec_r),
+                                                            **runs_t8}
+    speed_rows.append(f"| seconds per epoch, the runs' median epoch (sharing the machine) | {fmt(summary(sec_f), 1)} "
+                      f"| {fmt(summary(sec_r), 1)} | {fmt_diff(runs_t8)} | {runs_t8['verdict']} |")
+    # the controlled measure (paper_suite/timing.py): both modes timed back to back in one process
+    timed = {m: [results[f"timing-s{s}"]["modes"][m]["seconds_per_epoch"] if f"timing-s{s}" in results else None
+                 for s in seeds] for m in ("fair", "random")}
+    t8 = compare(timed["random"], timed["fair"])
+    if t8["n"]:
+        data["seconds per epoch (timed back to back)"] = {"fair": summary(timed["fair"]),
+                                                          "random": summary(timed["random"]), **t8}
+        speed_rows.append(f"| seconds per epoch, timed back to back in one process | {fmt(summary(timed['fair']), 1)} "
+                          f"| {fmt(summary(timed['random']), 1)} | {fmt_diff(t8)} | {t8['verdict']} |")
+        how = "seconds per epoch, random minus fair, timed back to back in one process"
+    else:
+        t8, how = runs_t8, "seconds per epoch, random minus fair, the runs' median epochs"
     std = data["std over 64 configs"]
     md = [
         "Fair sampling (every factor of every stage once per step) against random sampling (each stage's factor "
@@ -230,7 +243,11 @@ def analyse_t11(p: Protocol, seeds: Sequence[int], results: Results) -> Dict[str
         "| --- | ---: | ---: | ---: | --- |",
         *speed_rows,
         "",
-        _verdict_line("T8", t8, "seconds per epoch, random minus fair, measured in this suite's processes"),
+        _verdict_line("T8", t8, how),
+        "",
+        "The runs' epoch times depend on what shared the machine with them; the back-to-back timing "
+        "(`benchmarks/paper_suite/timing.py`: blocks of training steps of each mode in alternating order, the "
+        "protocol's RS network, data loading left out) is the controlled measure and gives the verdict when present.",
     ]
     return {"json": data, "md": md, "flags": {}}
 

@@ -7,6 +7,7 @@
 | ``single-<s>-s<seed>`` | (s,s,s) trained alone, E epochs, s in L | T1; the 1.0 one: Fig 5, T2's baseline, convert |
 | ``sharedbn-s<seed>`` | fair sampling with one shared BN (``scale_bn: false``) | T9 |
 | ``random-s<seed>`` | random sampling, k configurations per step | T11, T8 |
+| ``timing-s<seed>`` | fair and random training steps timed back to back in one process | T8 |
 | ``aug-s<seed>`` / ``augshared-s<seed>`` | Resizable-Aug to all-1.0, scale-aware / shared BN | T2, T9's Aug column |
 | ``augmean-s<seed>`` | Resizable-Aug with ``--loss-reduction mean`` (only if the summed loss destabilises) | T2 |
 | ``convert-lr`` | the convert row's learning rate, chosen on val (first seed's twin; lr x 1, 0.1, 0.01) | beyond |
@@ -76,6 +77,8 @@ def plan(p: Protocol, seeds: Sequence[int], claims: Sequence[str]) -> List[Step]
         if "t11" in claims:
             add(Step(f"random-s{seed}", seed=seed, train={"sampling": "random", "eval_configs": "default"},
                      evals=("test_cal",)))
+            add(Step(f"timing-s{seed}", kind="timing", seed=seed,
+                     params={"rounds": 2, "steps": 2} if p.quick else {"rounds": 7, "steps": 20}))
         if {"t2", "t9"} & set(claims):
             add(Step(f"aug-s{seed}", seed=seed, train={"recipe": "aug", "eval_configs": "default"},
                      evals=("own_cal", "own_raw")))

@@ -247,7 +247,14 @@ def resolve(ctx: Context, step: Step) -> Step:
     return replace_train(step, lr=float(chosen["chosen"]["lr"]))
 
 
-RUNNERS = {"train": run_training, "adapt": run_adapt, "select": run_select_lr}
+def run_timing(ctx: Context, step: Step) -> Dict[str, Any]:
+    """T8: fair against random sampling, timed back to back in one process (:mod:`timing`)."""
+    from .timing import sampling_seconds
+
+    return sampling_seconds(ctx.protocol, step.seed, ctx.data_dir, **step.params)
+
+
+RUNNERS = {"train": run_training, "adapt": run_adapt, "select": run_select_lr, "timing": run_timing}
 
 
 def execute(ctx: Context, step: Step) -> str:
