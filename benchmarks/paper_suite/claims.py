@@ -330,7 +330,9 @@ def analyse_fig3d(p: Protocol, seeds: Sequence[int], results: Results) -> Dict[s
             continue
         for clf, rows in adapt["classifiers"].items():
             for row in rows:
-                key = "no budget" if row["budget_mmacs"] is None else "budget: half-way between the cheapest and dearest routed image"
+                key = "no budget" if row["budget_mmacs"] is None else (
+                    f"budget: {row.get('budget_fraction', 0.5):g} of the way from the cheapest routed image to the "
+                    "dearest one routed without a budget")
                 pick = nas_pick(val, costs, row["mean_mmacs"])
                 nas = test[pick] if pick else None
                 data["points"].setdefault(key, []).append(

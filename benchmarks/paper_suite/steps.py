@@ -180,6 +180,7 @@ def run_adapt(ctx: Context, step: Step) -> Dict[str, Any]:
     from resizable.adapt import (Adapter, ClassifierOptions, LabelOptions, evaluate_adapt, label_checkpoint,
                                  load_classifier, train_checkpoint)
     from resizable.checkpoint import load_model
+    from resizable.configs import format_config
     from resizable.data import make_loader
     from resizable.splits import load_split
 
@@ -201,13 +202,17 @@ def run_adapt(ctx: Context, step: Step) -> Dict[str, Any]:
             train_checkpoint(ClassifierOptions(labels=str(labels_path), checkpoint=str(source), out=str(clf),
                                                epochs=p.adapt_epochs, seed=seed, device="cpu", progress=False))
         adapter = Adapter.from_trained(model, load_classifier(str(clf), model))
-        routed = adapter.costs.budget_costs()
-        lo, hi = min(routed) / 1e6, max(routed) / 1e6
-        rows = []  # budgets: none, and fractions of the way from the cheapest routed image to the dearest
-        for budget in [None] + [round(lo + f * (hi - lo), 4) for f in step.params.get("budget_fractions", [])]:
+        cost = dict(zip((format_config(c) for c in adapter.costs.configs), adapter.costs.budget_costs()))
+        rows = []
+        for fraction in [None] + list(step.params.get("routed_budget_fractions", [])):
+            budget = None
+            if fraction is not None:  # a fraction of the way from the cheapest image to the dearest routed freely
+                lo, hi = min(cost.values()) / 1e6, max(cost[c] for c in rows[0]["usage"]) / 1e6
+                budget = round(lo + fraction * (hi - lo), 4)
             r = evaluate_adapt(adapter, loader, budget, time_static=False)  # the static side comes from val tables
-            rows.append({"budget_mmacs": budget, "top1": r["adapt"]["top1_pct"], "mean_mmacs": r["adapt"]["mean_mmacs"],
-                         "classifier_mmacs": r["adapt"]["classifier_mmacs"], "usage": r["adapt"]["usage"]})
+            rows.append({"budget_mmacs": budget, "budget_fraction": fraction, "top1": r["adapt"]["top1_pct"],
+                         "mean_mmacs": r["adapt"]["mean_mmacs"], "classifier_mmacs": r["adapt"]["classifier_mmacs"],
+                         "usage": r["adapt"]["usage"]})
         out["classifiers"][str(seed)] = rows
     return out
 
