@@ -115,3 +115,39 @@ def test_commands_use_and_default_to_val(val_run, tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["search", "--table", str(tmp_path / "u.csv")]) == 0
     assert "built on the test split" in capsys.readouterr().err
+
+
+def test_train_size_takes_a_seeded_subset_of_the_training_images(tiny_fmnist, tmp_path, capsys):
+    from resizable.splits import training_subset
+    from resizable.train import _Run
+
+    split = ValSplit(100, seed=3)
+    tr = load_split("fashion-mnist", "train", val_split=split, data_dir=tiny_fmnist, augment=False)
+    va = load_split("fashion-mnist", "val", val_split=split, data_dir=tiny_fmnist)
+    sub = training_subset(tr, 64, seed=3)
+    assert len(sub) == 64 and set(sub.source_indices.tolist()) <= set(tr.source_indices.tolist())
+    assert not set(sub.source_indices.tolist()) & set(va.source_indices.tolist())
+    assert torch.equal(sub.images, load_dataset("fashion-mnist", "train", data_dir=tiny_fmnist,
+                                                augment=False).images[sub.source_indices])
+    assert torch.equal(training_subset(tr, 64, seed=3).source_indices, sub.source_indices)  # rebuilt alike
+    assert not torch.equal(training_subset(tr, 64, seed=4).source_indices, sub.source_indices)
+    assert training_subset(tr, 0) is tr
+    with pytest.raises(ValueError, match=r"train_size must be in \[0, 412\]"):
+        training_subset(tr, 413)
+    with pytest.raises(ValueError, match="train_size must be >= 0"):
+        TrainOptions(train_size=-1)
+    # the trainer trains (and recalibrates BN) on the subset, whatever the training seed
+    runs = []
+    for seed in (1, 2):
+        cfg = tiny_cfg(tiny_fmnist, tmp_path, name=f"t{seed}", val_size=100, val_seed=3, train_size=64, seed=seed,
+                       max_steps_per_epoch=None)
+        runs.append(_Run(cfg))
+        assert torch.equal(runs[-1].train_set.source_indices, sub.source_indices)
+        assert torch.equal(runs[-1].calib_set.source_indices, sub.source_indices)
+        assert runs[-1].steps_per_epoch == 2  # 64 images, batches of 32
+    # too many images asked for: one clear line, exit 2
+    assert cli.main(["train", "--data-dir", tiny_fmnist, "--val-size", "100", "--train-size", "1000", "--epochs",
+                     "1", "--out-dir", str(tmp_path), "--name", "big", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "train_size must be in [0, 412]" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "big").exists()

@@ -9,6 +9,9 @@ rebuilds exactly the same two sets from the checkpoint alone:
 - ``split="val"`` is the held-out images (model selection: tables, search, Adapt's labels);
 - ``split="test"`` is the dataset's test set, for reporting only.
 
+``--train-size N`` then trains on the first ``N`` images of another permutation of that training
+set (:func:`training_subset`), drawn from ``val_seed`` too, so runs of every seed share them.
+
 Without a held-out split, ``val`` is refused for Fashion-MNIST and CIFAR (it used to be an alias of
 ``test``, which let selection see the test set). An image folder's ``val/`` folder stays its own
 split: ``--val-size`` is for the in-memory datasets.
@@ -25,7 +28,8 @@ from torch.utils.data import Dataset
 from . import data as datasets
 from .data import NO_VAL_SPLIT, TensorImageDataset
 
-__all__ = ["ValSplit", "NO_VAL_SPLIT", "val_split_of", "load_split", "default_split", "check_val_size"]
+__all__ = ["ValSplit", "NO_VAL_SPLIT", "val_split_of", "load_split", "default_split", "check_val_size",
+           "training_subset"]
 
 
 @dataclass(frozen=True)
@@ -108,3 +112,26 @@ def load_split(name: str, split: str, *, val_split: Optional[ValSplit] = None, *
         raise ValueError(f"--val-size needs an in-memory dataset, not {name}")
     train_idx, val_idx = val_split.indices(len(full))
     return _subset(full, train_idx if key == "train" else val_idx, augment)
+
+
+def training_subset(data: Dataset, size: int, seed: int = 0) -> Dataset:
+    """The first ``size`` images of a permutation of ``data`` drawn from ``seed`` (``--train-size``).
+
+    ``size`` 0 returns ``data`` itself. The images keep their order in ``data``; an in-memory
+    dataset stays one (with ``source_indices`` pointing into the full training set).
+    """
+    total = len(data)  # type: ignore[arg-type]
+    if not 0 <= size <= total:
+        raise ValueError(f"train_size must be in [0, {total}] (the training set has {total} images after the "
+                         f"held-out ones), got {size}")
+    if size == 0 or size == total:
+        return data
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    positions = order[:size].sort().values
+    if isinstance(data, TensorImageDataset):
+        out = _subset(data, positions, data.augment)
+        before = getattr(data, "source_indices", None)
+        if before is not None:
+            out.source_indices = before.index_select(0, positions)
+        return out
+    return torch.utils.data.Subset(data, positions.tolist())

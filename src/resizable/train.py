@@ -31,7 +31,7 @@ from .imagefolder import scan_images
 from .registry import create_model
 from .runs import check_new_run_folder, record_resume, resume_changes, resume_folder, saved_options
 from .sampling import ConfigSampler
-from .splits import ValSplit, check_val_size, load_split, val_split_of
+from .splits import ValSplit, check_val_size, load_split, training_subset, val_split_of
 from .train_options import TrainOptions
 
 __all__ = ["TrainOptions", "train", "build_optimizer", "lr_factor"]
@@ -89,8 +89,9 @@ class _Run:
             self._say(f"all {scan_images(str(cfg.data_dir))} images are readable")
         load = dict(data_dir=cfg.data_dir, input_size=cfg.input_size, bad_images=cfg.bad_images)
         self.val_split = self._val_split(load)
-        self.train_set = load_split(cfg.dataset, "train", val_split=self.val_split, download=cfg.download,
-                                    augment=cfg.augment, **load)
+        self.train_set = training_subset(load_split(cfg.dataset, "train", val_split=self.val_split,
+                                                    download=cfg.download, augment=cfg.augment, **load),
+                                         cfg.train_size, cfg.val_seed)
         # with a held-out split, the per-epoch evaluation (what a user picks epochs by) never sees the test set
         self.eval_split = "val" if self.val_split is not None else "test"
         self.eval_set = load_split(cfg.dataset, self.eval_split, val_split=self.val_split, download=cfg.download,
@@ -100,7 +101,8 @@ class _Run:
             raise ValueError(f"every training image of {cfg.dataset} ({cfg.data_dir or 'the system copy'}) has the "
                              f"same label; a classifier needs at least 2 classes")
         # BN recalibration before evaluation sees training images as the test will see them
-        self.calib_set = (load_split(cfg.dataset, "train", val_split=self.val_split, augment=False, **load)
+        self.calib_set = (training_subset(load_split(cfg.dataset, "train", val_split=self.val_split, augment=False,
+                                                     **load), cfg.train_size, cfg.val_seed)
                           if cfg.eval_calibrate_bn else None)
         self.model_kwargs = {"factors": tuple(cfg.factors), "num_classes": info.num_classes,
                              "in_chans": info.in_chans, **cfg.model_args}

@@ -33,6 +33,9 @@ class TrainOptions:
                             "drawn from --val-seed; never trained on; recorded in the checkpoint). 0: no val split")
     val_seed: int = option(0, "seed of the permutation that picks the held-out images (independent of --seed, so "
                             "runs of several seeds hold out the same images)")
+    train_size: int = option(0, "train on only this many training images (after --val-size's are held out): the "
+                              "first ones of a permutation drawn from --val-seed, the same for every --seed. "
+                              "0: all of them")
     workers: int = option(0, "data-loading worker processes (imagefolder)")
     bad_images: str = option("error", "imagefolder: an unreadable image stops the run naming it (error), is left out "
                                     "with a warning (skip), or every image is checked before training (scan)",
@@ -96,6 +99,7 @@ class TrainOptions:
              f"unknown loss_reduction {self.loss_reduction!r}; accepted: {', '.join(LOSS_REDUCTIONS)}"),
             (0 <= self.distill_weight <= 1, f"distill_weight must be in [0, 1], got {self.distill_weight}"),
             (self.val_size >= 0, f"val_size must be >= 0, got {self.val_size}"),
+            (self.train_size >= 0, f"train_size must be >= 0 (0: every training image), got {self.train_size}"),
             (self.val_size == 0 or self.dataset != "imagefolder",
              "--val-size is for fashion-mnist and cifar: an image folder's val/ folder is its validation split"),
             (self.recipe in RECIPES, f"unknown recipe {self.recipe!r}; accepted: {', '.join(RECIPES)}"),
