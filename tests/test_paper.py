@@ -68,6 +68,16 @@ def test_suite_time_adds_the_epochs_of_earlier_sittings(tmp_path):
     assert suite_time(results, tmp_path / "none.jsonl") == {"compute": 180.0, "span": None}
 
 
+def test_convergence_rule():
+    from paper_suite.claims import converged
+
+    flat = [{"epoch": e, "val_top1": 90.0 + min(e, 6) * 0.5, "train_top1": 99.0} for e in range(1, 13)]
+    rising = [{"epoch": e, "val_top1": 80.0 + e, "train_top1": 90.0} for e in range(1, 13)]
+    assert converged(flat)["converged"] and converged(flat)["late_val_change"] == 0.0
+    assert not converged(rising)["converged"] and converged(rising)["late_val_change"] == 3.0
+    assert not converged(flat[:1])["converged"]
+
+
 def test_verdict_rule():
     assert verdict([1.0, 1.1, 0.9])["verdict"] == "agrees"
     assert verdict([-1.0, -1.1, -0.9])["verdict"] == "disagrees"
@@ -111,7 +121,10 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
     assert set(t1["numbers"]["configs"]) == {"0.45,0.45,0.45", "0.65,0.65,0.65", "0.85,0.85,0.85", "1,1,1"}
     assert len(t1["numbers"]["configs"]["1,1,1"]["rs"]["paper_side"]["values"]) == 1
     t2 = json.loads((tmp_path / "res" / "t2.json").read_text())
-    assert t2["numbers"]["curves"]["single-1-s0"][0]["train_top1"] is not None
+    assert t2["numbers"]["curves"]["t2base-s0"][0]["train_top1"] is not None
+    assert set(t2["numbers"]["baseline_convergence"]["t2base-s0"]) >= {"late_val_change", "converged"}
+    base = json.loads((runs / "t2base-s0.json").read_text())["options"]  # T2's regime: a training subset
+    assert base["train_size"] == 200 and json.loads((runs / "aug-s0.json").read_text())["options"]["train_size"] == 200
     assert (tmp_path / "res" / "weights" / "rs-s0.pt").is_file()
     timing = json.loads((runs / "timing-s0.json").read_text())["modes"]  # T8's controlled measure
     assert {"fair", "random"} <= set(timing) and all(m["seconds_per_epoch"] > 0 for m in timing.values())

@@ -4,11 +4,12 @@
 | --- | --- | --- |
 | ``rs-s<seed>`` | the RS network: fair sampling, E epochs | T1 (a), Fig 5, T9 (scale-aware), T11 (fair), Fig 3d, beyond |
 | ``rs2x-s<seed>`` | the RS network at 2E epochs (the paper's protocol) | T1 (b) |
-| ``single-<s>-s<seed>`` | (s,s,s) trained alone, E epochs, s in L | T1; the 1.0 one: Fig 5, T2's baseline, convert |
+| ``single-<s>-s<seed>`` | (s,s,s) trained alone, E epochs, s in L | T1; the 1.0 one: Fig 5, convert |
+| ``t2base-s<seed>`` | all-1.0 trained alone on the T2 subset (``t2_train_size`` images, ``t2_epochs``) | T2's baseline |
 | ``sharedbn-s<seed>`` | fair sampling with one shared BN (``scale_bn: false``) | T9 |
 | ``random-s<seed>`` | random sampling, k configurations per step | T11, T8 |
 | ``timing-s<seed>`` | fair and random training steps timed back to back in one process | T8 |
-| ``aug-s<seed>`` / ``augshared-s<seed>`` | Resizable-Aug to all-1.0, scale-aware / shared BN | T2, T9's Aug column |
+| ``aug-s<seed>`` / ``augshared-s<seed>`` | Resizable-Aug to all-1.0 on the T2 subset, scale-aware / shared BN | T2, T9's Aug column |
 | ``augmean-s<seed>`` | Resizable-Aug with ``--loss-reduction mean`` (only if the summed loss destabilises) | T2 |
 | ``convert-lr`` | the convert row's learning rate, chosen on val (first seed's twin; lr x 1, 0.1, 0.01) | beyond |
 | ``convert-s<seed>`` | the 1.0 twin converted, fair sampling for E/4 epochs at that lr | beyond |
@@ -80,9 +81,12 @@ def plan(p: Protocol, seeds: Sequence[int], claims: Sequence[str]) -> List[Step]
             add(Step(f"timing-s{seed}", kind="timing", seed=seed,
                      params={"rounds": 2, "steps": 2} if p.quick else {"rounds": 7, "steps": 20}))
         if {"t2", "t9"} & set(claims):
-            add(Step(f"aug-s{seed}", seed=seed, train={"recipe": "aug", "eval_configs": "default"},
+            regime = {"train_size": p.t2_train_size, "epochs": p.t2_epochs}
+            add(Step(f"t2base-s{seed}", seed=seed, train={**regime, "sampling": "single", "eval_configs": "1,1,1"},
                      evals=("own_cal", "own_raw")))
-            add(Step(f"augshared-s{seed}", seed=seed, train={"recipe": "aug", "model_args": _shared(p),
+            add(Step(f"aug-s{seed}", seed=seed, train={**regime, "recipe": "aug", "eval_configs": "default"},
+                     evals=("own_cal", "own_raw")))
+            add(Step(f"augshared-s{seed}", seed=seed, train={**regime, "recipe": "aug", "model_args": _shared(p),
                                                              "eval_configs": "default"}, evals=("own_cal", "own_raw")))
         if "fig3d" in claims:
             add(Step(f"adapt-s{seed}", kind="adapt", seed=seed, deps=(f"rs-s{seed}",),
@@ -105,8 +109,9 @@ def conditional(p: Protocol, seeds: Sequence[int], claims: Sequence[str], flags:
     steps = []
     for seed in seeds:
         if "t2" in claims and flags.get("summed_loss_destabilises"):
-            steps.append(Step(f"augmean-s{seed}", seed=seed, train={"recipe": "aug", "loss_reduction": "mean",
-                                                                    "eval_configs": "default"},
+            steps.append(Step(f"augmean-s{seed}", seed=seed, train={"train_size": p.t2_train_size,
+                                                                    "epochs": p.t2_epochs, "recipe": "aug",
+                                                                    "loss_reduction": "mean", "eval_configs": "default"},
                               evals=("own_cal", "own_raw")))
         if "beyond" in claims and flags.get("rs_behind"):
             steps.append(Step(f"distill-s{seed}", seed=seed, train={"sampling": "fair", "distill": True,

@@ -83,7 +83,7 @@ def plot_claim(claim: str, p: Protocol, seeds: Sequence[int], results: Results, 
         ax.set_title(f"Fig 3d: Adapt vs NAS (training seed {s})")
     elif claim == "t2":
         top = cfg(max(p.factors))
-        for name, colour in ((f"single-1-s{seeds[0]}", "tab:red"), (f"aug-s{seeds[0]}", "tab:blue"),
+        for name, colour in ((f"t2base-s{seeds[0]}", "tab:red"), (f"aug-s{seeds[0]}", "tab:blue"),
                              (f"augmean-s{seeds[0]}", "tab:green")):
             r = results.get(name)
             if r:

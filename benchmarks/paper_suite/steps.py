@@ -146,14 +146,21 @@ def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
         opts["init_checkpoint"] = str(converted)
     finished = False
     key, key_file = step_key(ctx, step), run / ".suite-key"
-    if ctx.resume and (run / "checkpoint.pt").is_file() and key_file.is_file() and key_file.read_text().strip() != key:
-        raise ValueError(f"{run} was trained with other options than {step.name} has now; delete that folder "
-                         "(or run with --no-resume) to train it again")
     if (run / "checkpoint.pt").is_file():
         if ctx.resume:
             from resizable.checkpoint import load_checkpoint
 
-            done = int(load_checkpoint(run)["epoch"]) + 1
+            payload = load_checkpoint(run)
+            recorded = payload.get("train_options") or {}
+            # a folder from before the key file: its recorded options must be the step's
+            defaults = {f.name: f.default for f in dataclasses.fields(TrainOptions)}  # options added since
+            differ = sorted(k for k, v in opts.items() if k not in ("data_dir", "progress", "init_checkpoint")
+                            and json.dumps(recorded.get(k, defaults.get(k)), default=str) != json.dumps(v, default=str))
+            if (key_file.read_text().strip() != key) if key_file.is_file() else bool(differ):
+                raise ValueError(f"{run} was trained with other options than {step.name} has now"
+                                 f"{' (' + ', '.join(differ) + ')' if differ else ''}; delete that folder (or run "
+                                 "with --no-resume) to train it again")
+            done = int(payload["epoch"]) + 1
             finished = done >= opts["epochs"]
             cfg = TrainOptions(**opts, out_dir=ctx.work, name=step.name, resume=str(run))
         else:
