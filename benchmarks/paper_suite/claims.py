@@ -246,6 +246,9 @@ def analyse_t11(p: Protocol, seeds: Sequence[int], results: Results) -> Dict[str
         "",
         _verdict_line("T8", t8, how),
         "",
+        f"Steps to {p.target_top1:g} %: the step at the end of the first epoch whose val top-1 reached it; a run that "
+        "never reached it counts as missing (shown as -, with fewer seeds behind the mean).",
+        "",
         "The runs' epoch times depend on what shared the machine with them; the back-to-back timing "
         "(`benchmarks/paper_suite/timing.py`: blocks of training steps of each mode in alternating order, the "
         "protocol's RS network, data loading left out) is the controlled measure and gives the verdict when present.",
