@@ -413,10 +413,6 @@ def analyse_beyond(p: Protocol, seeds: Sequence[int], results: Results) -> Dict[
             c = compare(a, b)
             data[f"{label}, {what}"] = {**c, "epochs": epochs}
             rows.append(_row(f"{label} ({epochs} epochs), {what}", c))
-    pick = results.get("convert-lr")
-    if pick:
-        data["convert_lr_selection"] = {"chosen": pick["chosen"], "score": pick["score"],
-                                        "candidates": {k: v["val_top1"] for k, v in pick["candidates"].items()}}
     md = [
         "Rows beyond the paper, against the RS network trained from scratch for "
         f"{p.epochs} epochs (test top-1 %, recalibrated). The converted row starts from the all-1.0 network "
@@ -428,8 +424,11 @@ def analyse_beyond(p: Protocol, seeds: Sequence[int], results: Results) -> Dict[
         "| --- | ---: | ---: | ---: | --- |",
         *(rows or ["| (no rows: the claim's steps have not run) | - | - | - | inconclusive |"]),
     ]
+    pick = results.get("convert-lr")
     if pick:
-        tried = ", ".join(f"{k}: {v['val_top1']:.2f}" for k, v in pick["candidates"].items())
+        scores = {k: v["val_top1"] for k, v in pick["candidates"].items()}
+        data["convert_lr_selection"] = {"chosen": pick["chosen"], "score": pick["score"], "candidates": scores}
+        tried = ", ".join(f"{k}: {v:.2f}" for k, v in scores.items())
         md += ["", f"The converted row fine-tunes at lr {pick['chosen']['lr']:g}, chosen on val on the first seed's "
                    f"twin ({pick['score']}; lr: score = {tried}); the RS network from scratch keeps the recipe's "
                    f"lr {p.lr:g}."]

@@ -50,6 +50,11 @@ def _single(p: Protocol, s: float, seed: int) -> Step:
                 evals=("own_cal",))
 
 
+def _t2_regime(p: Protocol) -> Dict:
+    """T2's training subset and epochs (the baseline converges there)."""
+    return {"train_size": p.t2_train_size, "epochs": p.t2_epochs}
+
+
 def _shared(p: Protocol) -> Dict:
     return {**p.model_args, "scale_bn": False}
 
@@ -81,7 +86,7 @@ def plan(p: Protocol, seeds: Sequence[int], claims: Sequence[str]) -> List[Step]
             add(Step(f"timing-s{seed}", kind="timing", seed=seed,
                      params={"rounds": 2, "steps": 2} if p.quick else {"rounds": 7, "steps": 20}))
         if {"t2", "t9"} & set(claims):
-            regime = {"train_size": p.t2_train_size, "epochs": p.t2_epochs}
+            regime = _t2_regime(p)
             add(Step(f"t2base-s{seed}", seed=seed, train={**regime, "sampling": "single", "eval_configs": "1,1,1"},
                      evals=("own_cal", "own_raw")))
             add(Step(f"aug-s{seed}", seed=seed, train={**regime, "recipe": "aug", "eval_configs": "default"},
@@ -109,8 +114,7 @@ def conditional(p: Protocol, seeds: Sequence[int], claims: Sequence[str], flags:
     steps = []
     for seed in seeds:
         if "t2" in claims and flags.get("summed_loss_destabilises"):
-            steps.append(Step(f"augmean-s{seed}", seed=seed, train={"train_size": p.t2_train_size,
-                                                                    "epochs": p.t2_epochs, "recipe": "aug",
+            steps.append(Step(f"augmean-s{seed}", seed=seed, train={**_t2_regime(p), "recipe": "aug",
                                                                     "loss_reduction": "mean", "eval_configs": "default"},
                               evals=("own_cal", "own_raw")))
         if "beyond" in claims and flags.get("rs_behind"):

@@ -65,7 +65,8 @@ def quick_protocol() -> Protocol:
     """Seconds per run: a narrow network, a few steps; exercises every path, proves nothing."""
     return Protocol(model_args={"widths": [4, 8, 8], "stem_stride": 2, "stem_pool": True, "strides": [1, 2, 1]},
                     val_size=200, epochs=2, batch_size=32, max_steps_per_epoch=3, eval_calibrate_bn=1,
-                    eval_batch_size=100, t2_train_size=200, t2_epochs=2, target_top1=20.0, adapt_seeds=(0, 1), adapt_epochs=1, quick=True)
+                    eval_batch_size=100, t2_train_size=200, t2_epochs=2, target_top1=20.0, adapt_seeds=(0, 1),
+                    adapt_epochs=1, quick=True)
 
 
 def load_protocol(quick: bool, selection: Path = SELECTION) -> Tuple[Protocol, Dict[str, Any]]:

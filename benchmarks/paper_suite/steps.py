@@ -128,6 +128,28 @@ def _keep_weights(ctx: Context, run: Path, name: str) -> str:
     return f"{out.parent.name}/{out.name}"  # relative to the results folder, so the record travels with it
 
 
+def _check_run_folder(run: Path, name: str, key: str, opts: Dict[str, Any], recorded: Dict[str, Any]) -> None:
+    """Refuse to resume a run folder trained with other options than the step's (it would pass as finished).
+
+    The folder's ``.suite-key`` decides; a folder from before that file is judged by its checkpoint's options
+    (an option added since counts at its default).
+    """
+    from resizable.train import TrainOptions
+
+    key_file, differ = run / ".suite-key", []
+    if key_file.is_file():
+        stale = key_file.read_text().strip() != key
+    else:
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainOptions)}
+        differ = sorted(k for k, v in opts.items() if k not in ("data_dir", "progress", "init_checkpoint")
+                        and json.dumps(recorded.get(k, defaults.get(k)), default=str) != json.dumps(v, default=str))
+        stale = bool(differ)
+    if stale:
+        raise ValueError(f"{run} was trained with other options than {name} has now"
+                         f"{' (' + ', '.join(differ) + ')' if differ else ''}; delete that folder (or run with "
+                         "--no-resume) to train it again")
+
+
 def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
     """Train (or resume) the step's run, evaluate it, keep its weights if asked; returns the result record."""
     from resizable.train import TrainOptions, train
@@ -151,15 +173,7 @@ def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
             from resizable.checkpoint import load_checkpoint
 
             payload = load_checkpoint(run)
-            recorded = payload.get("train_options") or {}
-            # a folder from before the key file: its recorded options must be the step's
-            defaults = {f.name: f.default for f in dataclasses.fields(TrainOptions)}  # options added since
-            differ = sorted(k for k, v in opts.items() if k not in ("data_dir", "progress", "init_checkpoint")
-                            and json.dumps(recorded.get(k, defaults.get(k)), default=str) != json.dumps(v, default=str))
-            if (key_file.read_text().strip() != key) if key_file.is_file() else bool(differ):
-                raise ValueError(f"{run} was trained with other options than {step.name} has now"
-                                 f"{' (' + ', '.join(differ) + ')' if differ else ''}; delete that folder (or run "
-                                 "with --no-resume) to train it again")
+            _check_run_folder(run, step.name, key, opts, payload.get("train_options") or {})
             done = int(payload["epoch"]) + 1
             finished = done >= opts["epochs"]
             cfg = TrainOptions(**opts, out_dir=ctx.work, name=step.name, resume=str(run))

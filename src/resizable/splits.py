@@ -84,7 +84,8 @@ def default_split(payload: Dict[str, Any], fallback: str = "test") -> str:
 def _subset(data: TensorImageDataset, positions: Tensor, augment: bool) -> TensorImageDataset:
     out = TensorImageDataset(data.images.index_select(0, positions), data.labels.index_select(0, positions),
                              data.mean, data.std, augment=augment, pad=data.pad)
-    out.source_indices = positions  # where each image sits in the full training set
+    before = getattr(data, "source_indices", None)  # where each image sits in the full training set
+    out.source_indices = positions if before is None else before.index_select(0, positions)
     return out
 
 
@@ -129,9 +130,5 @@ def training_subset(data: Dataset, size: int, seed: int = 0) -> Dataset:
     order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
     positions = order[:size].sort().values
     if isinstance(data, TensorImageDataset):
-        out = _subset(data, positions, data.augment)
-        before = getattr(data, "source_indices", None)
-        if before is not None:
-            out.source_indices = before.index_select(0, positions)
-        return out
+        return _subset(data, positions, data.augment)
     return torch.utils.data.Subset(data, positions.tolist())
