@@ -129,6 +129,11 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
     timing = json.loads((runs / "timing-s0.json").read_text())["modes"]  # T8's controlled measure
     assert {"fair", "random"} <= set(timing) and all(m["seconds_per_epoch"] > 0 for m in timing.values())
     assert "timed back to back in one process |" in report
+    for rows in json.loads((runs / "adapt-s0.json").read_text())["classifiers"].values():  # Fig 3d's budget binds
+        assert rows[0]["budget_mmacs"] is None
+        for row in rows[1:]:
+            assert row["budget_rule"] == "below-dearest"
+            assert row["max_image_mmacs"] <= row["budget_mmacs"] < rows[0]["max_image_mmacs"]
     pick = json.loads((runs / "convert-lr.json").read_text())  # the converted twin's lr, chosen on val
     assert len(pick["candidates"]) == 3 and pick["chosen"]["lr"] in [c["lr"] for c in pick["candidates"].values()]
     assert json.loads((runs / "convert-s0.json").read_text())["options"]["lr"] == pick["chosen"]["lr"]

@@ -352,8 +352,8 @@ def analyse_fig3d(p: Protocol, seeds: Sequence[int], results: Results) -> Dict[s
         for clf, rows in adapt["classifiers"].items():
             for row in rows:
                 key = "no budget" if row["budget_mmacs"] is None else (
-                    f"budget: {row.get('budget_fraction', 0.5):g} of the way from the cheapest routed image to the "
-                    "dearest one routed without a budget")
+                    "budget: the routed cost of the second-dearest configuration routed to without a budget "
+                    "(the dearest one barred)")
                 pick = nas_pick(val, costs, row["mean_mmacs"])
                 nas = test[pick] if pick else None
                 data["points"].setdefault(key, []).append(

@@ -96,7 +96,7 @@ def plan(p: Protocol, seeds: Sequence[int], claims: Sequence[str]) -> List[Step]
         if "fig3d" in claims:
             add(Step(f"adapt-s{seed}", kind="adapt", seed=seed, deps=(f"rs-s{seed}",),
                      params={"network": f"rs-s{seed}", "classifier_seeds": list(p.adapt_seeds),
-                             "routed_budget_fractions": [0.5]}))
+                             "budget_below_dearest": True}))
         if "beyond" in claims:
             convert = {"sampling": "fair", "epochs": max(1, round(p.epochs / 4)), "eval_configs": "default"}
             first = seeds[0]

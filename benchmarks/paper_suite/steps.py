@@ -225,17 +225,22 @@ def run_adapt(ctx: Context, step: Step) -> Dict[str, Any]:
         adapter = Adapter.from_trained(model, load_classifier(str(clf), model))
         cost = dict(zip((format_config(c) for c in adapter.costs.configs), adapter.costs.budget_costs()))
         rows = []
-        for fraction in [None] + list(step.params.get("routed_budget_fractions", [])):
-            budget = None
-            if fraction is not None:  # a fraction of the way from the cheapest image to the dearest routed freely
-                lo, hi = min(cost.values()) / 1e6, max(cost[c] for c in rows[0]["usage"]) / 1e6
-                budget = round(lo + fraction * (hi - lo), 4)
-            r = evaluate_adapt(adapter, loader, budget, time_static=False)  # the static side comes from val tables
-            rows.append({"budget_mmacs": budget, "budget_fraction": fraction, "top1": r["adapt"]["top1_pct"],
-                         "mean_mmacs": r["adapt"]["mean_mmacs"], "classifier_mmacs": r["adapt"]["classifier_mmacs"],
-                         "usage": r["adapt"]["usage"]})
+        free = evaluate_adapt(adapter, loader, None, time_static=False)  # the static side comes from val tables
+        rows.append(_adapt_row(free, None, None))
+        if step.params.get("budget_below_dearest"):
+            used = sorted({cost[c] for c in free["adapt"]["usage"]}, reverse=True)
+            if len(used) > 1:  # bar the dearest configuration routed to freely; the next one down still fits
+                budget = (used[1] + 0.5) / 1e6  # half a MAC of slack against the float round trip
+                rows.append(_adapt_row(evaluate_adapt(adapter, loader, budget, time_static=False), budget,
+                                       "below-dearest"))
         out["classifiers"][str(seed)] = rows
     return out
+
+
+def _adapt_row(r: Dict[str, Any], budget: Optional[float], rule: Optional[str]) -> Dict[str, Any]:
+    return {"budget_mmacs": budget, "budget_rule": rule, "top1": r["adapt"]["top1_pct"],
+            "mean_mmacs": r["adapt"]["mean_mmacs"], "classifier_mmacs": r["adapt"]["classifier_mmacs"],
+            "max_image_mmacs": r["adapt"]["max_image_mmacs"], "usage": r["adapt"]["usage"]}
 
 
 def run_select_lr(ctx: Context, step: Step) -> Dict[str, Any]:
