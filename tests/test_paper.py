@@ -87,6 +87,44 @@ def test_verdict_rule():
     assert c["n"] == 2 and c["paper_side"]["n"] == 2 and c["other"]["values"] == [89.0, 89.5, 88.0]
 
 
+def test_the_val_front_and_its_random_mix():
+    from paper_suite.claims import front_mix, val_front
+
+    costs = {"a": 1.0, "b": 2.0, "c": 2.5, "d": 3.0}
+    val = {"a": 80.0, "b": 90.0, "c": 85.0, "d": 95.0}  # c is dominated by b
+    test = {"a": 70.0, "b": 80.0, "c": 99.0, "d": 90.0}
+    assert val_front(val, costs) == ["a", "b", "d"]
+    assert front_mix(val, test, costs, 1.5) == 75.0  # half way from a to b
+    assert front_mix(val, test, costs, 2.5) == 85.0  # half way from b to d: c is not on the front
+    assert front_mix(val, test, costs, 2.0) == 80.0 and front_mix(val, test, costs, 9.0) == 90.0
+    assert front_mix(val, test, costs, 0.5) is None
+
+
+def test_distillation_is_kept_only_when_it_helps_on_val():
+    from paper_suite.claims import analyse_beyond
+    from paper_suite.protocol import load_protocol
+
+    protocol, _ = load_protocol(True)
+    uniform = [",".join([f"{s:g}"] * 3) for s in protocol.factors]
+
+    def run(val, test):
+        curve = [{"epoch": 1, "split": "val", "top1": {c: val - 5 for c in uniform}},
+                 {"epoch": 2, "split": "val", "top1": {c: val for c in uniform}}]
+        return {"curve": curve, "evals": {"test_cal": {c: {"top1": test, "mmacs": 1.0} for c in uniform}}}
+
+    seeds = [0, 1, 2]
+    base = {f"rs-s{s}": run(80.0 + s, 85.0) for s in seeds}
+    helps = analyse_beyond(protocol, seeds, {**base, **{f"distill-s{s}": run(82.0 + s + 0.1 * s, 80.0) for s in seeds}})
+    assert helps["flags"]["distill_helps"] and helps["json"]["distill_keep_on_val"]["keep"]
+    assert any("Decided on val" in line and "belongs in the RS recipe" in line for line in helps["md"])
+    # the choice reads val only: a better test score does not keep it
+    mixed = analyse_beyond(protocol, seeds, {**base, **{f"distill-s{s}": run(80.0 + s + (0.5, -0.5, 0.1)[s], 90.0)
+                                                         for s in seeds}})
+    assert not mixed["flags"]["distill_helps"]
+    assert any("stays an opt-in option" in line for line in mixed["md"])
+    assert "distill_helps" not in analyse_beyond(protocol, seeds, base)["flags"]  # no distill rows, no decision
+
+
 def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
     # start, and kill the suite once a few steps have finished (a run of the next one is under way)
     proc = subprocess.Popen(_cmd(tiny_fmnist, tmp_path), env=_env(), cwd=tmp_path, stdout=subprocess.DEVNULL,

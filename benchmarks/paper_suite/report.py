@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .claims import TITLES, all_top1, cfg, mmacs
+from .claims import TITLES, all_top1, cfg, mmacs, val_front
 from .plan import COSTLY_SEEDS
 from .protocol import Protocol
 
@@ -70,11 +70,7 @@ def plot_claim(claim: str, p: Protocol, seeds: Sequence[int], results: Results, 
             plt.close(fig)
             return None
         ax.scatter([costs[c] for c in test], list(test.values()), s=8, c="lightgrey", label="every configuration")
-        front, best = [], -1.0
-        for c in sorted(val, key=lambda c: (costs[c], -val[c])):
-            if val[c] > best:
-                front.append(c)
-                best = val[c]
+        front = val_front(val, costs)
         ax.plot([costs[c] for c in front], [test[c] for c in front], "o-", c="tab:blue", ms=4,
                 label="NAS Pareto front (picked on val, test accuracy)")
         for clf, rows in adapt["classifiers"].items():
