@@ -44,8 +44,10 @@ def test_readme_headline_is_written_between_its_marks_only(tmp_path):
     assert "old text" not in text and "| 1,1,1 | +0.3 |" in text and "seeds 0, 1, 2" in text
     assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{end}\nafter\n")
     assert "(benchmarks/results/paper.md)" in text
-    assert write_readme_headline(readme, section, report, [0, 1, 2])  # again: still one table
+    assert write_readme_headline(readme, section, report, [0, 1, 2],  # again: still one table
+                                 ["**Verdict (T2): disagrees** (mean difference -1.19)"])
     assert readme.read_text().count("| 1,1,1 | +0.3 |") == 1
+    assert "- Verdict (T2): disagrees\n" in readme.read_text()
     bare = tmp_path / "BARE.md"
     bare.write_text("no marks\n")
     assert not write_readme_headline(bare, section, report, [0]) and bare.read_text() == "no marks\n"

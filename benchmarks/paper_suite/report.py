@@ -191,8 +191,10 @@ def write_report(path: Path, p: Protocol, seeds: Sequence[int], claims: Sequence
 README_MARKS = ("<!-- paper:start -->", "<!-- paper:end -->")
 
 
-def write_readme_headline(readme: Path, section: Dict[str, Any], report: Path, seeds: Sequence[int]) -> bool:
-    """Put T1's table and verdicts (as computed for the report) between the README's paper marks.
+def write_readme_headline(readme: Path, section: Dict[str, Any], report: Path, seeds: Sequence[int],
+                          verdicts: Sequence[str] = ()) -> bool:
+    """Put T1's table and verdicts (as computed for the report) between the README's paper marks, followed by
+    ``verdicts`` (the report's verdict lines, which are shortened to their claim and word).
 
     Returns False (and leaves the README alone) when it has no such marks.
     """
@@ -207,5 +209,9 @@ def write_readme_headline(readme: Path, section: Dict[str, Any], report: Path, s
     body = [f"Headline (T1), written by `benchmarks/paper.py` on {time.strftime('%Y-%m-%d')} from seeds "
             f"{', '.join(map(str, seeds))} ({machine()}); the rest is in "
             f"[{os.path.relpath(report, readme.parent)}]({os.path.relpath(report, readme.parent)}).", ""]
-    atomic_write_text(readme, f"{head}{start}\n" + "\n".join(body + list(section["md"])) + f"\n{end}{tail}")
+    body += list(section["md"])
+    if verdicts:
+        body += ["", "Every claim's verdict in the report:", ""]
+        body += [f"- {line.split('** (', 1)[0].strip('*')}" for line in verdicts]
+    atomic_write_text(readme, f"{head}{start}\n" + "\n".join(body) + f"\n{end}{tail}")
     return True

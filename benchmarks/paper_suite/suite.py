@@ -124,12 +124,11 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
     write_report(report, protocol, seeds, claims, sections, results, selection, time.time() - t0, args.jobs,
                  args.threads, plots, results_dir)
     print(f"[paper] wrote {report}")
+    verdicts = [line for claim in claims for line in sections[claim]["md"] if line.startswith("**Verdict")]
     if "t1" in claims and report == RESULTS / "paper.md":  # the committed results: the README quotes T1
         readme = RESULTS.parent.parent / "README.md"
-        if write_readme_headline(readme, sections["t1"], report, seeds):
+        if write_readme_headline(readme, sections["t1"], report, seeds, verdicts):
             print(f"[paper] wrote the T1 headline into {readme}")
-    for claim in claims:
-        for line in sections[claim]["md"]:
-            if line.startswith("**Verdict"):
-                print(f"[paper] {line}")
+    for line in verdicts:
+        print(f"[paper] {line}")
     return 0
