@@ -467,15 +467,16 @@ def analyse_beyond(p: Protocol, seeds: Sequence[int], results: Results) -> Dict[
     if any(n in results for n in distill):
         keep = compare([last_val_mean(results.get(n), uniform) for n in distill],
                        [last_val_mean(results.get(n), uniform) for n in rs])
-        data["distill_keep_on_val"] = {**keep, "keep": keep["verdict"] == "agrees"}
-        decision = ("it helps: `--distill` belongs in the RS recipe" if keep["verdict"] == "agrees" else
+        helps = keep["verdict"] == "agrees"
+        data["distill_keep_on_val"] = {**keep, "keep": helps}
+        decision = ("it helps: `--distill` belongs in the RS recipe" if helps else
                     "it does not help measurably: `--distill` stays an opt-in option, off by default, and the RS "
                     "recipe does not use it")
         md += ["", f"Keep in-place distillation? Decided on val, not test: the mean val top-1 of the 4 uniform "
                    f"configurations after the last epoch, RS with --distill minus RS, per seed "
                    f"{', '.join('-' if d is None else f'{d:+.2f}' for d in keep['diffs'])}: {keep['verdict']} "
                    f"({keep['why']}), so {decision}."]
-        flags["distill_helps"] = keep["verdict"] == "agrees"
+        flags["distill_helps"] = helps
     pick = results.get("convert-lr")
     if pick:
         scores = {k: v["val_top1"] for k, v in pick["candidates"].items()}
