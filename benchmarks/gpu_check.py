@@ -35,7 +35,8 @@ import torch
 from torch import nn
 
 import resizable
-from resizable.accel import pick_memory_format, train_step
+from resizable.accel import pick_memory_format
+from resizable.step import train_step
 from resizable.latency import device_description
 from resizable.sampling import ConfigSampler
 

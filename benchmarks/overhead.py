@@ -51,7 +51,7 @@ import torchvision
 from torch import nn
 
 import resizable
-from resizable.accel import train_step
+from resizable.step import train_step
 from resizable.latency import device_description
 from resizable.runtimes import load_in_runtime, runtime_description
 from resizable.sampling import ConfigSampler

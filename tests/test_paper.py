@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from paper_suite.claims import TITLES  # noqa: E402
-from paper_suite.stats import compare, verdict  # noqa: E402
+from paper_suite.stats import compare, t_cdf, t_critical, verdict  # noqa: E402
 
 
 def _cmd(data_dir, tmp_path, *extra):
@@ -87,6 +87,18 @@ def test_verdict_rule():
     assert verdict([5.0])["verdict"] == "inconclusive"  # one seed: no standard error
     c = compare([90.0, 91.0, None], [89.0, 89.5, 88.0])
     assert c["n"] == 2 and c["paper_side"]["n"] == 2 and c["other"]["values"] == [89.0, 89.5, 88.0]
+    # the t rule: T1 (b)'s 2 seeds at t = 2.8 and T2's 3 seeds at t = 3.4 are not enough to call
+    assert verdict([-0.75 - 0.27, -0.75 + 0.27])["verdict"] == "inconclusive"   # t = 2.78 on 1 df
+    assert verdict([-1.19 - 0.6, -1.19, -1.19 + 0.6])["verdict"] == "inconclusive"  # t = 3.43 on 2 df
+    assert verdict([-1.0, -1.1, -0.9])["t_critical"] == t_critical(2)
+
+
+def test_t_critical_values_are_the_textbook_ones():
+    textbook = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 9: 2.262, 29: 2.045}
+    for df, t in textbook.items():
+        assert abs(t_critical(df) - t) < 5e-4, df
+    assert abs(t_critical(10, 0.90) - 1.812) < 5e-4
+    assert abs(t_cdf(0.0, 3) - 0.5) < 1e-12 and abs(t_cdf(1.0, 1) - 0.75) < 1e-9  # Cauchy: 1/2 + atan(1)/pi
 
 
 def test_the_val_front_and_its_random_mix():

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from resizable.accel import largest_config, soft_label_loss
+from resizable.step import largest_config, soft_label_loss
 from resizable.train import TrainOptions, _Run, train
 
 

@@ -26,9 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--work-dir", default=None, help=f"run folders (git-ignored; default {WORK})")
     p.add_argument("--results-dir", default=None, help=f"results (default {RESULTS}/paper; quick: runs/paper-quick)")
-    p.add_argument("--select", action="store_true", help="run the hyper-parameter selection instead of the suite")
-    p.add_argument("--steps", type=int, default=130, help="--select: steps per epoch of each selection run")
-    p.add_argument("--device", default="cpu", help="--select: cpu or cuda")
+    p.add_argument("--select", action="store_true", help="tune every compared method on val (screen.py) instead of "
+                                                         "running the suite")
+    p.add_argument("--methods", default=None, help="--select: only these methods, comma-separated (default: all)")
+    p.add_argument("--select-defaults", action="store_true", help="the first selection: lr x augmentation of the "
+                                                                  "all-1.0 network alone (select.py), the suite's "
+                                                                  "defaults")
+    p.add_argument("--steps", type=int, default=None, help="--select: steps per epoch of each selection run "
+                                                           "(default 80; --select-defaults: 130)")
+    p.add_argument("--device", default="cpu", help="--select-defaults: cpu or cuda")
     return p
 
 
@@ -38,14 +44,31 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.jobs < 1 or args.threads < 1:
             raise ValueError("--jobs and --threads must be >= 1")
         protocol, selection = load_protocol(args.quick)
-        if args.select:
+        quick_dir = Path(args.results_dir or "runs/paper-quick")
+        if args.select_defaults:
             from .select import run_selection
 
             work = Path(args.work_dir or WORK)
-            out = SELECTION if not args.quick else Path(args.results_dir or "runs/paper-quick") / "selection.json"
-            record = run_selection(protocol, steps=args.steps, work=work, out=out, data_dir=args.data_dir,
+            out = SELECTION if not args.quick else quick_dir / "selection.json"
+            record = run_selection(protocol, steps=args.steps or 130, work=work, out=out, data_dir=args.data_dir,
                                    jobs=args.jobs, threads=args.threads, device=args.device)
             print(f"chosen: {record['chosen']} -> {out}")
+            return 0
+        if args.select:
+            from .screen import SCREEN_RESULTS, SCREEN_STEPS, run_screen
+            from .suite import small_copy
+
+            work = Path(args.work_dir or ("runs/paper-quick-work" if args.quick else WORK))
+            data_dir = args.data_dir or (small_copy(work / "data", None) if args.quick else None)
+            only = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+            record = run_screen(protocol, steps=args.steps or (2 if args.quick else SCREEN_STEPS), work=work,
+                                results=quick_dir / "select" if args.quick else SCREEN_RESULTS,
+                                out=quick_dir / "selection.json" if args.quick else SELECTION,
+                                data_dir=data_dir, jobs=args.jobs, threads=args.threads, only=only)
+            for name, m in record["recipes"]["methods"].items():
+                best = m["best"]
+                print(f"{name}: best {best['point']} val {best['val_score']:.2f}"
+                      f"{'  (on the grid edge)' if m['on_edge'] else ''}")
             return 0
         from .suite import run_suite
 

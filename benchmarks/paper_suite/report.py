@@ -154,7 +154,8 @@ def write_report(path: Path, p: Protocol, seeds: Sequence[int], claims: Sequence
         "Written by `benchmarks/paper.py`" + (" in --quick mode: tiny network and steps, numbers mean nothing"
                                              if p.quick else "") + "; every number below is computed from the "
         "run results in `" + os.path.relpath(json_dir / "runs", path.parent) + "/`, every verdict by the rule in `benchmarks/paper_suite/stats.py` (agrees: the "
-        "paper's direction by more than 2 standard errors of the per-seed differences; disagrees: the opposite; "
+        "paper's direction by more than t x se of the per-seed differences, t the two-sided 95 % critical value of "
+        "Student's t for the seeds' degrees of freedom (12.71 for 2 seeds, 4.30 for 3); disagrees: the opposite; "
         "otherwise inconclusive; one seed is always inconclusive).",
         "",
         f"- machine: {machine()}; {jobs} run(s) at a time, {threads} torch thread(s) each",

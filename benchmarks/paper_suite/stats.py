@@ -2,16 +2,53 @@
 
 A comparison is a list of per-seed differences ``d_s`` (the paper's side minus the other, both from
 the same seed), signed so that the paper's claim says ``d > 0``. With ``n`` seeds, ``se = std(d) /
-sqrt(n)``; the verdict is ``agrees`` when ``mean(d) > 2 se``, ``disagrees`` when ``mean(d) < -2 se``,
-``inconclusive`` otherwise, and always ``inconclusive`` with fewer than two seeds (no error bar).
+sqrt(n)`` and ``t = t_{0.975, n-1}``, the two-sided 95 % critical value of Student's t distribution
+with the seeds' degrees of freedom (12.71 for 2 seeds, 4.30 for 3, 2.78 for 5); the verdict is
+``agrees`` when ``mean(d) > t se``, ``disagrees`` when ``mean(d) < -t se``, ``inconclusive``
+otherwise, and always ``inconclusive`` with fewer than two seeds (no error bar). A paired t-test
+at the 5 % level, in other words: with 2-3 seeds only a large, steady difference is called.
 """
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from typing import Any, Dict, List, Optional, Sequence
 
-__all__ = ["summary", "compare", "verdict", "fmt", "fmt_diff"]
+__all__ = ["summary", "compare", "verdict", "fmt", "fmt_diff", "t_cdf", "t_critical"]
+
+
+def _t_pdf(x: float, df: int) -> float:
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    return math.exp(log_c - (df + 1) / 2 * math.log1p(x * x / df))
+
+
+def t_cdf(x: float, df: int) -> float:
+    """Student's t distribution function with ``df`` degrees of freedom (Simpson's rule on the density)."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    if x < 0:
+        return 1.0 - t_cdf(-x, df)
+    # substitute x = tan(u): the density times sec^2 is smooth and bounded on [0, atan(x)]
+    top, n = math.atan(x), 2000
+    h = top / n
+    f = [_t_pdf(math.tan(i * h), df) / math.cos(i * h) ** 2 for i in range(n + 1)]
+    area = h / 3 * (f[0] + f[-1] + 4 * sum(f[1:-1:2]) + 2 * sum(f[2:-1:2]))
+    return 0.5 + area
+
+
+@functools.lru_cache(maxsize=None)
+def t_critical(df: int, level: float = 0.95) -> float:
+    """The two-sided critical value: ``P(|T| <= t) = level`` for ``T`` with ``df`` degrees of freedom."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    target, lo, hi = 0.5 + level / 2, 0.0, 1.0
+    while t_cdf(hi, df) < target:
+        hi *= 2
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_cdf(mid, df) < target else (lo, mid)
+    return (lo + hi) / 2
 
 
 def summary(values: Sequence[Optional[float]]) -> Dict[str, Any]:
@@ -35,14 +72,16 @@ def verdict(diffs: Sequence[float]) -> Dict[str, Any]:
         out.update(se=None, verdict="inconclusive", why="one seed: no standard error")
         return out
     se = statistics.stdev(d) / math.sqrt(len(d))
-    out["se"] = se
-    if mean > 2 * se:
+    t = t_critical(len(d) - 1)
+    out.update(se=se, t_critical=t, df=len(d) - 1)
+    if mean > t * se:
         out["verdict"] = "agrees"
-    elif mean < -2 * se:
+    elif mean < -t * se:
         out["verdict"] = "disagrees"
     else:
         out["verdict"] = "inconclusive"
-    out["why"] = f"mean difference {mean:+.2f}, 2 standard errors {2 * se:.2f} over {len(d)} seeds"
+    out["why"] = (f"mean difference {mean:+.2f}, t x se = {t:.2f} x {se:.2f} = {t * se:.2f} "
+                  f"(95 %, {len(d) - 1} df) over {len(d)} seeds")
     return out
 
 

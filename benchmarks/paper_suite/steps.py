@@ -187,8 +187,14 @@ def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
         run.mkdir(parents=True, exist_ok=True)
         key_file.write_text(key + "\n")
         train(cfg)
+    from resizable.steplog import STEPS_FILE, loss_climbs, read_steps
+
     result: Dict[str, Any] = {"curve": _curve(run), "evals": {}}
     result["train_seconds"] = sum(r["seconds"] for r in result["curve"])
+    logged = read_steps(run / STEPS_FILE)
+    if logged:  # the loss inside the epochs, and whether it climbed (runs made before the log have none)
+        result["steps"] = [{k: r[k] for k in ("step", "loss", "mean", "max", "lr")} for r in logged]
+        result["stability"] = loss_climbs(logged)
     for kind in step.evals:
         result["evals"][kind] = _table(ctx, run, step, kind)
     if step.keep_weights:

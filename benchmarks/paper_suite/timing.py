@@ -23,7 +23,7 @@ def sampling_seconds(p: Protocol, seed: int, data_dir: Optional[str], *, modes: 
     import torch
     import torch.nn as nn
 
-    from resizable.accel import train_step
+    from resizable.step import train_step
     from resizable.data import dataset_info, make_loader
     from resizable.registry import create_model
     from resizable.sampling import ConfigSampler

@@ -8,7 +8,7 @@ from .net import Config, check_factors
 
 __all__ = ["SAMPLING_MODES", "ConfigSampler"]
 
-SAMPLING_MODES = ("fair", "random", "single")
+SAMPLING_MODES = ("fair", "sandwich", "random", "single")
 
 
 class ConfigSampler:
@@ -17,6 +17,10 @@ class ConfigSampler:
     - ``fair``: for every stage a random permutation of L; configuration j takes the j-th entry of
       each stage's permutation, so each factor of each stage is used exactly once per step (k
       configurations).
+    - ``sandwich``: the all-smallest and the all-largest configurations every step, plus k - 2
+      middle ones drawn fair over the remaining factors (a random permutation of the middle
+      factors per stage). Each factor of each stage is still used exactly once per step, so every
+      BN branch gets a gradient each step, as with ``fair``. Order: largest, smallest, middle ones.
     - ``random``: every stage's factor drawn uniformly and independently, ``num_configs`` times
       (default k, the same cost as fair).
     - ``single``: one fixed configuration (``single_config``, default all-max), ``num_configs``
@@ -46,8 +50,10 @@ class ConfigSampler:
         k = len(self.factors)
         if num_configs is not None and num_configs < 1:
             raise ValueError(f"num_configs must be >= 1, got {num_configs}")
-        if mode == "fair" and num_configs not in (None, k):
-            raise ValueError(f"fair sampling uses exactly k={k} configurations per step, got num_configs={num_configs}")
+        if mode in ("fair", "sandwich") and num_configs not in (None, k):
+            raise ValueError(f"{mode} sampling uses exactly k={k} configurations per step, got num_configs={num_configs}")
+        if mode == "sandwich" and k < 2:
+            raise ValueError(f"sandwich sampling needs at least 2 factors (a smallest and a largest), got {self.factors}")
         self.num_configs = num_configs or (1 if mode == "single" else k)
         if single_config is None:
             single_config = (self.factors[-1],) * num_stages
@@ -68,6 +74,11 @@ class ConfigSampler:
         if self.mode == "fair":
             perms = [rng.sample(self.factors, len(self.factors)) for _ in range(self.num_stages)]
             return [tuple(perm[j] for perm in perms) for j in range(len(self.factors))]
+        if self.mode == "sandwich":
+            middle = list(self.factors[1:-1])
+            perms = [rng.sample(middle, len(middle)) for _ in range(self.num_stages)]
+            ends = [(self.factors[-1],) * self.num_stages, (self.factors[0],) * self.num_stages]
+            return ends + [tuple(perm[j] for perm in perms) for j in range(len(middle))]
         return [tuple(rng.choice(self.factors) for _ in range(self.num_stages)) for _ in range(self.num_configs)]
 
     def state_dict(self) -> Dict[str, Any]:

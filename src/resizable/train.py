@@ -19,18 +19,20 @@ import torch
 from torch import nn
 
 from . import distributed
-from .accel import MemoryFormatChoice, StepTally, auto_memory_format, train_step
-from .checkpoint import CHECKPOINT_NAME, check_model_fits, load_checkpoint, load_weights, save_checkpoint
+from .accel import MemoryFormatChoice, auto_memory_format
+from .step import EnsembleWeights, StepTally, train_step
+from .checkpoint import CHECKPOINT_NAME, check_model_fits, load_checkpoint, load_model, load_weights, save_checkpoint
 from .options import write_options
 from .console import progress_enabled
 from .data import dataset_info, load_dataset, make_loader
 from .configs import format_config, parse_configs
-from .evaluate import Calibration, evaluate
+from .evaluate import Calibration, autocast, evaluate
 from .fileio import atomic_write_text
 from .imagefolder import scan_images
 from .registry import create_model
 from .runs import check_new_run_folder, record_resume, resume_changes, resume_folder, saved_options
 from .sampling import ConfigSampler
+from .steplog import STEPS_FILE, StepLog
 from .splits import ValSplit, check_val_size, load_split, training_subset, val_split_of
 from .train_options import TrainOptions
 
@@ -137,7 +139,12 @@ class _Run:
         self.finetune_sampler = ConfigSampler(self.model.factors, self.model.num_stages, "single", cfg.seed,
                                               single_config=self.target)
         self.switch_epoch = (int(round(cfg.epochs * cfg.aug_fraction)) if cfg.recipe == "aug" else cfg.epochs)
-        self.optimizer = build_optimizer(self.model, cfg)
+        # the learned weights of ensemble distillation train with the network (no weight decay: 1-d)
+        self.ensemble = (EnsembleWeights(len(self.sampler.sample(0))).to(self.dist.device)
+                         if cfg.distill == "ensemble" else None)
+        self.teacher = self._load_teacher(info) if cfg.teacher else None
+        self.optimizer = build_optimizer(nn.ModuleList([self.model, self.ensemble]) if self.ensemble is not None
+                                         else self.model, cfg)
         per_rank = cfg.batch_size // self.dist.world_size
         n_batches = len(make_loader(self.train_set, per_rank, shuffle=True, seed=cfg.seed, epoch=0,
                                     rank=self.dist.rank, world_size=self.dist.world_size, drop_last=True))
@@ -156,7 +163,24 @@ class _Run:
         elif cfg.resume:
             self._say(f"{self.run_dir} holds no finished epoch; starting it from the beginning")
         self._open_run_dir()
+        self.steplog = StepLog(self.run_dir / STEPS_FILE, cfg.log_every, resume_step=self.step,
+                               enabled=self.dist.is_main)
         self.ddp: Optional[nn.parallel.DistributedDataParallel] = None  # made once the memory format is set
+
+    def _load_teacher(self, info: Any) -> nn.Module:
+        """The frozen teacher of ``--teacher``: eval mode, no gradients, its full configuration."""
+        teacher, payload = load_model(self.cfg.teacher)
+        kw = payload["model_kwargs"]
+        check_model_fits(int(kw.get("num_classes", 0)), int(kw.get("in_chans", 0)), info, self.cfg.teacher)
+        teacher.set_config(teacher.max_config)
+        teacher.requires_grad_(False)
+        return teacher.to(self.dist.device).eval()
+
+    def _teacher_probs(self, images: torch.Tensor) -> Optional[torch.Tensor]:
+        if self.teacher is None:
+            return None
+        with torch.no_grad(), autocast(images.device, self.cfg.amp):
+            return self.teacher(images).float().softmax(1)
 
     def _val_split(self, load: Dict[str, Any]) -> Optional[ValSplit]:
         """The held-out split of ``--val-size`` (checked against the training set's size), or None."""
@@ -205,6 +229,8 @@ class _Run:
         if payload["model_name"] != self.cfg.model:
             raise ValueError(f"the run {self.run_dir} trains {payload['model_name']}, not {self.cfg.model}")
         load_weights(self.model, payload["model"], self.run_dir / CHECKPOINT_NAME)
+        if self.ensemble is not None:
+            self.ensemble.load_state_dict(payload["ensemble"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.scaler.load_state_dict(payload["scaler"])
@@ -252,7 +278,8 @@ class _Run:
                         train_options=dataclasses.asdict(self.cfg), input_size=self.input_size,
                         val_split=self.val_split.to_dict() if self.val_split is not None else None,
                         data=data_record(self.info, self.input_size),
-                        memory_format=self.memory_format.name if self.memory_format else None)
+                        memory_format=self.memory_format.name if self.memory_format else None,
+                        ensemble=self.ensemble.state_dict() if self.ensemble is not None else None)
 
     def sampler_for(self, epoch: int) -> ConfigSampler:
         return self.sampler if epoch < self.switch_epoch else self.finetune_sampler
@@ -281,10 +308,14 @@ class _Run:
             configs = sampler.sample(self.step)
             step_loss = train_step(self.model, images, labels, configs, self.optimizer, self.criterion, amp=cfg.amp,
                                    scaler=self.scaler if self.scaler.is_enabled() else None, ddp=self.ddp,
-                                   loss_reduction=cfg.loss_reduction,
-                                   distill_weight=cfg.distill_weight if cfg.distill else None, tally=tally)
+                                   loss_reduction=cfg.loss_reduction, distill=cfg.distill,
+                                   distill_weight=cfg.distill_weight, ensemble=self.ensemble,
+                                   teacher_probs=self._teacher_probs(images), teacher_weight=cfg.teacher_weight,
+                                   tally=tally)
+            lr = self.optimizer.param_groups[0]["lr"]
             self.scheduler.step()
             self.step += 1
+            self.steplog.add(self.step, epoch + 1, step_loss, lr)
             loss_sum += step_loss
             seen += 1
             bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.4f}")

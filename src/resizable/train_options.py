@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
-from .accel import LOSS_REDUCTIONS
+from .step import DISTILL_MODES, LOSS_REDUCTIONS
 from .imagefolder import BAD_IMAGES
 from .options import option
 from .sampling import SAMPLING_MODES
@@ -61,10 +61,16 @@ class TrainOptions:
     aug_fraction: float = option(2 / 3, "Resizable-Aug: fraction of epochs with fair sampling")
     loss_reduction: str = option("sum", "how a step's k losses combine: sum (Algorithm 1: gradients add up) or mean "
                                       "(divided by k, the gradient scale of one network)", choices=LOSS_REDUCTIONS)
-    distill: bool = option(False, "in-place distillation: the step's largest configuration (detached soft "
-                                "predictions) teaches the step's other configurations")
-    distill_weight: float = option(1.0, "--distill: weight of the soft-label loss in the taught configurations' loss "
-                                      "(1 - weight stays on the labels' cross-entropy)")
+    distill: str = option("none", "distillation inside the step: none; full (the full configuration, on the labels, "
+                                "teaches the step's others with its detached softmax; an extra pass when the "
+                                "sampling does not draw it); largest (the step's largest configuration teaches); "
+                                "ensemble (every configuration on the labels, plus KD from the learned ensemble of "
+                                "the step's logits)", choices=DISTILL_MODES)
+    distill_weight: float = option(1.0, "--distill full/largest: the taught configurations' loss is (1 - w) CE + w KD; "
+                                      "--distill ensemble: CE + w KD")
+    teacher: Optional[str] = option(None, "a frozen teacher (checkpoint or run folder, e.g. the network the run starts "
+                                        "from): every configuration's loss is CE + --teacher-weight x KD")
+    teacher_weight: float = option(1.0, "--teacher: weight of the KD term")
     # evaluation and bookkeeping
     eval_configs: str = option("default", "configs evaluated each epoch: default (each factor at every stage), "
                                         "minmax, all, or a list like '0.45,0.45,0.45;1,1,1'")
@@ -82,9 +88,12 @@ class TrainOptions:
                                                  "default: contiguous on a CPU, on CUDA the faster of the two in "
                                                  "one forward/backward on the first batch")
     max_steps_per_epoch: Optional[int] = option(None, "cut every epoch after this many steps (quick runs)")
+    log_every: int = option(50, "write the training loss to RUN/steps.jsonl every N steps (and each of the first N)")
     progress: bool = option(True, "show progress bars (the line per epoch is printed either way)")
 
     def __post_init__(self) -> None:
+        if isinstance(self.distill, bool):  # the option was a switch: true meant the step's largest configuration
+            object.__setattr__(self, "distill", "largest" if self.distill else "none")
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
@@ -98,6 +107,11 @@ class TrainOptions:
             (self.loss_reduction in LOSS_REDUCTIONS,
              f"unknown loss_reduction {self.loss_reduction!r}; accepted: {', '.join(LOSS_REDUCTIONS)}"),
             (0 <= self.distill_weight <= 1, f"distill_weight must be in [0, 1], got {self.distill_weight}"),
+            (self.distill in DISTILL_MODES,
+             f"unknown distill {self.distill!r}; accepted: {', '.join(DISTILL_MODES)}"),
+            (self.teacher_weight >= 0, f"teacher_weight must be >= 0, got {self.teacher_weight}"),
+            (self.teacher is None or self.distill == "none",
+             f"--teacher and --distill {self.distill} exclude each other: use one source of soft labels"),
             (self.val_size >= 0, f"val_size must be >= 0, got {self.val_size}"),
             (self.train_size >= 0, f"train_size must be >= 0 (0: every training image), got {self.train_size}"),
             (self.val_size == 0 or self.dataset != "imagefolder",
@@ -107,6 +121,7 @@ class TrainOptions:
              f"unknown bad_images {self.bad_images!r}; accepted: {', '.join(BAD_IMAGES)}"),
             (self.input_size is None or self.input_size >= 1, f"input_size must be >= 1, got {self.input_size}"),
             (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
+            (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
             (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
             (isinstance(self.model_args, dict), f"model_args must be a mapping, got {self.model_args!r}"),
             (self.eval_calibrate_bn >= 0, f"eval_calibrate_bn must be >= 0, got {self.eval_calibrate_bn}"),
