@@ -166,8 +166,20 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
     for claim, title in TITLES.items():
         assert f"## {title}" in report
         assert (tmp_path / "res" / f"{claim}.json").is_file()
-    for tag in ("T1 (a)", "T1 (b)", "Fig 5", "T9", "T11", "T8", "T2", "Fig 3d"):
+    for tag in ("T1 (a)", "T1 (b)", "Fig 5", "T9", "T11", "T8", "T2", "Fig 3d", "T1 full, chosen, equal",
+                "T1 small, chosen, RS at 2x"):
         assert f"**Verdict ({tag}" in report
+    # the recipes claim: every method screened on val first, then each side at its own chosen point
+    screened = json.loads((tmp_path / "res" / "selection.json").read_text())["recipes"]["methods"]
+    assert {"alone-1", "fair", "paper", "sandwich-full", "fair-ensemble", "twin-teacher"} <= set(screened)
+    assert all(m["best"] is not None and not m["on_edge"] for m in screened.values() if m["side"] != "rs-from-twin")
+    recipes = json.loads((tmp_path / "res" / "recipes.json").read_text())["numbers"]
+    for regime in ("full", "small"):
+        assert set(recipes["regimes"][regime]["chosen"]["goal"]) >= {"met", "2x_at_least_alone", "equal_within_gap"}
+    alone = json.loads((runs / "full-alone-0.45-s0.json").read_text())["options"]
+    assert alone["lr"] == screened["alone-0.45"]["best"]["point"]["lr"]
+    assert "steps" in alone or "steps" in json.loads((runs / "full-alone-0.45-s0.json").read_text())
+    assert "#### The screening (val, seed 0)" in report
     assert "machine:" in report and "wall-clock" in report and "date:" in report
     t1 = json.loads((tmp_path / "res" / "t1.json").read_text())
     assert set(t1["numbers"]["configs"]) == {"0.45,0.45,0.45", "0.65,0.65,0.65", "0.85,0.85,0.85", "1,1,1"}

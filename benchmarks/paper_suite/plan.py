@@ -24,7 +24,7 @@ from .claims import cfg
 from .protocol import Protocol
 from .steps import Step
 
-CLAIMS = ("t1", "fig5", "t9", "t11", "t2", "fig3d", "beyond")
+CLAIMS = ("recipes", "t1", "fig5", "t9", "t11", "t2", "fig3d", "beyond")
 # the costliest row runs fewer seeds when the suite would not fit its time (say so in the report)
 COSTLY_SEEDS = {"rs2x": 2}
 # the converted twin is fine-tuned, not trained from scratch: its lr is chosen on val among these multiples
@@ -40,7 +40,7 @@ def _rs(p: Protocol, seed: int) -> Step:
                 evals=("test_cal", "test_raw", "val_raw"), keep_weights=True)
 
 
-def _single(p: Protocol, s: float, seed: int) -> Step:
+def single_step(p: Protocol, s: float, seed: int) -> Step:
     if s == max(p.factors):
         return Step(f"single-{s:g}-s{seed}", seed=seed, train={"sampling": "single", "single_config": uniform(s),
                                                                "eval_configs": "default"},
@@ -70,10 +70,10 @@ def plan(p: Protocol, seeds: Sequence[int], claims: Sequence[str]) -> List[Step]
         if {"t1", "fig5", "t9", "t11", "fig3d", "beyond"} & set(claims):
             add(_rs(p, seed))
         if {"t1", "fig5", "t2", "beyond"} & set(claims):
-            add(_single(p, max(p.factors), seed))
+            add(single_step(p, max(p.factors), seed))
         if "t1" in claims:
             for s in p.factors[:-1]:
-                add(_single(p, s, seed))
+                add(single_step(p, s, seed))
             if i < COSTLY_SEEDS["rs2x"] or p.quick:
                 add(Step(f"rs2x-s{seed}", seed=seed, train={"sampling": "fair", "epochs": 2 * p.epochs,
                                                             "eval_configs": "default"}, evals=("test_cal",)))

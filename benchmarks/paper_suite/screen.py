@@ -35,6 +35,7 @@ SCREEN_STEPS = 80          # steps per epoch of a screening run (6 x 80 = 480 st
 SCREEN_LOG_EVERY = 20      # the loss every 20 steps
 MAX_ROUNDS = 3
 LRS = (0.05, 0.1, 0.2)
+TWIN = "single-1-s0"       # the suite's all-1.0 network trained alone, seed 0 (weights kept in RESULTS/paper/weights)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +48,8 @@ class Method:
     grid: Dict[str, Tuple[Any, ...]]
     score_configs: Tuple[str, ...]
     side: str                      # "alone" or "rs"
-    init_from: Optional[str] = None
+    init_from: Optional[str] = None      # starts from this kept network (converted), e.g. the all-1.0 twin
+    teacher_from: Optional[str] = None   # taught by this kept network, frozen
 
 
 def uniform(s: float, n: int = 3) -> str:
@@ -73,6 +75,10 @@ def methods(p: Protocol) -> List[Method]:
         Method("fair-ensemble", "fair sampling, every configuration on labels plus KD from the learned ensemble",
                {"sampling": "fair", "distill": "ensemble", "loss_reduction": "mean", "eval_configs": "default"},
                {"lr": LRS, "warmup_epochs": (0.0, 1.0)}, rs_scores, "rs"),
+        Method("twin-teacher", "from a trained network: the all-1.0 twin (the suite's single-1-s0, 6 full epochs) "
+                               "converted, fair sampling, the twin as a frozen teacher (CE + KD)",
+               {"sampling": "fair", "loss_reduction": "mean", "eval_configs": "default"},
+               {"lr": tuple(lr / 5 for lr in LRS)}, rs_scores, "rs-from-twin", init_from=TWIN, teacher_from=TWIN),
     ]
     return out
 
@@ -89,10 +95,15 @@ def point_step(p: Protocol, m: Method, point: Dict[str, Any], steps: int) -> Ste
         tag = f"alone{train['single_config'][0]:g}"
     if train.get("distill"):
         tag += f"-{train['distill']}"
+    if m.teacher_from:
+        tag += f"-taught-{m.teacher_from}"
+    if m.init_from:
+        tag = f"from-{m.init_from}-{tag}"
     if "loss_reduction" in train and train["sampling"] != "single":
         tag += f"-{train['loss_reduction']}"
     name = f"sel-{tag}-lr{_value_tag(float(train['lr']))}-w{_value_tag(float(train.get('warmup_epochs', 0.0)))}"
-    return Step(name, seed=0, train=train, init_from=m.init_from, deps=(m.init_from,) if m.init_from else ())
+    return Step(name, seed=0, train=train, init_from=m.init_from,
+                params={"teacher_from": m.teacher_from} if m.teacher_from else {})
 
 
 def grid_points(grid: Dict[str, Sequence[Any]]) -> List[Dict[str, Any]]:
@@ -144,6 +155,21 @@ def method_state(ctx: Context, p: Protocol, m: Method, grid: Dict[str, Tuple[Any
     return {"runs": runs, "best": best}
 
 
+def _make_kept_networks(ctx: Context, p: Protocol, chosen: Sequence[Method], jobs: int) -> None:
+    """The networks some methods start from: the suite's own (refused when missing), or trained here in --quick."""
+    from .plan import single_step
+    from .suite import run_steps
+
+    needed = sorted({n for m in chosen for n in (m.init_from, m.teacher_from) if n})
+    missing = [n for n in needed if not ctx.weights_path(n).is_file()]
+    if missing and not p.quick:
+        raise ValueError(f"the screening starts from the suite's kept networks {missing}, and "
+                         f"{[str(ctx.weights_path(n)) for n in missing]} are missing: run benchmarks/paper.py "
+                         f"--claims t1 --seeds 0 first")
+    if missing:
+        run_steps(ctx, [single_step(p, max(p.factors), 0)], jobs)
+
+
 def select(ctx: Context, p: Protocol, steps: int, jobs: int, only: Optional[Sequence[str]] = None
            ) -> Dict[str, Any]:
     """Run every method's grid with the edge rule; returns the record written into ``selection.json``."""
@@ -154,6 +180,7 @@ def select(ctx: Context, p: Protocol, steps: int, jobs: int, only: Optional[Sequ
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; accepted: {', '.join(known)}")
     chosen = [m for m in methods(p) if only is None or m.name in only]
+    _make_kept_networks(ctx, p, chosen, jobs)
     grids = {m.name: {k: tuple(v) for k, v in m.grid.items()} for m in chosen}
     for round_ in range(MAX_ROUNDS + 1):
         todo: Dict[str, Step] = {}
@@ -194,7 +221,8 @@ def run_screen(p: Protocol, *, steps: int, work: Path, results: Path = SCREEN_RE
     from resizable.latency import device_description
 
     t0 = time.time()
-    ctx = Context(p, str(work), str(results), data_dir, threads, True)
+    weights = RESULTS / "paper" / "weights" if results == SCREEN_RESULTS else Path(results) / "weights"
+    ctx = Context(p, str(work), str(results), data_dir, threads, True, str(weights))
     picked = select(ctx, p, steps, jobs, only)
     record = json.loads(out.read_text()) if out.is_file() else {}
     recipes = record.get("recipes", {})

@@ -52,12 +52,13 @@ class Context:
     data_dir: Optional[str] = None
     threads: int = 1
     resume: bool = True
+    weights: Optional[str] = None   # where kept weights live (default: RESULTS/weights)
 
     def result_path(self, name: str) -> Path:
         return Path(self.results) / "runs" / f"{name}.json"
 
     def weights_path(self, name: str) -> Path:
-        return Path(self.results) / "weights" / f"{name}.pt"
+        return Path(self.weights or Path(self.results) / "weights") / f"{name}.pt"
 
 
 def load_result(ctx: Context, name: str) -> Optional[Dict[str, Any]]:
@@ -166,6 +167,11 @@ def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
         converted.parent.mkdir(parents=True, exist_ok=True)
         convert_checkpoint(str(source), str(converted))
         opts["init_checkpoint"] = str(converted)
+    if step.params.get("teacher_from"):  # a frozen teacher: another step's kept weights
+        teacher = ctx.weights_path(step.params["teacher_from"])
+        if not teacher.is_file():
+            raise ValueError(f"{step.name} is taught by {step.params['teacher_from']}'s weights, and {teacher} is missing")
+        opts["teacher"] = str(teacher)
     finished = False
     key, key_file = step_key(ctx, step), run / ".suite-key"
     if (run / "checkpoint.pt").is_file():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from .claims import ANALYSES
 from .plan import CLAIMS, conditional, plan
+from .recipes import analyse_recipes, plan_recipes
 from .protocol import RESULTS, Protocol
 from .report import plot_claim, write_readme_headline, write_report
 from .steps import Context, Step, execute, load_result
@@ -88,6 +90,22 @@ def run_steps(ctx: Context, steps: Sequence[Step], jobs: int) -> None:
                 running.pop(f)
 
 
+def screened(protocol: Protocol, work: Path, results_dir: Path, data_dir: Optional[str],
+             args: argparse.Namespace) -> Dict[str, Any]:
+    """The screening's record: read from ``selection.json``, or made first (``screen.py``) when unfinished."""
+    from .protocol import SELECTION
+    from .screen import SCREEN_RESULTS, SCREEN_STEPS, methods, run_screen
+
+    out = results_dir / "selection.json" if protocol.quick else SELECTION
+    record = json.loads(out.read_text()) if out.is_file() else {}
+    done = record.get("recipes", {}).get("methods", {})
+    if all((done.get(m.name) or {}).get("best") for m in methods(protocol)):
+        return record
+    return run_screen(protocol, steps=2 if protocol.quick else SCREEN_STEPS, work=work,
+                      results=results_dir / "select" if protocol.quick else SCREEN_RESULTS, out=out,
+                      data_dir=data_dir, jobs=args.jobs, threads=args.threads)
+
+
 def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str, Any]) -> int:
     from resizable.fileio import atomic_write_text
 
@@ -102,17 +120,22 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
     if protocol.quick and not args.data_dir:
         data_dir = small_copy(work / "data", None)
     ctx = Context(protocol, str(work), str(results_dir), data_dir, args.threads, args.resume)
-    steps = plan(protocol, seeds, claims)
+    analyses = dict(ANALYSES)
+    steps = plan(protocol, seeds, [c for c in claims if c != "recipes"])
+    if "recipes" in claims:  # the screening first (resumable), then every side at its own tuned point
+        selection = screened(protocol, work, results_dir, data_dir, args)
+        steps = plan_recipes(protocol, seeds, selection) + steps
+        analyses["recipes"] = functools.partial(analyse_recipes, selection=selection)
     run_steps(ctx, steps, args.jobs)
     results = {s.name: load_result(ctx, s.name) for s in steps}
-    sections = {c: ANALYSES[c](protocol, seeds, results) for c in claims}
+    sections = {c: analyses[c](protocol, seeds, results) for c in claims}
     flags = {k: v for sec in sections.values() for k, v in sec["flags"].items()}
     extra = conditional(protocol, seeds, claims, flags)
     if extra:
         print(f"[paper] adding {', '.join(s.name for s in extra)} (flags: {flags})", flush=True)
         run_steps(ctx, extra, args.jobs)
         results.update({s.name: load_result(ctx, s.name) for s in extra})
-        sections = {c: ANALYSES[c](protocol, seeds, results) for c in claims}
+        sections = {c: analyses[c](protocol, seeds, results) for c in claims}
     plots = {}
     for claim in claims:
         plots[claim] = plot_claim(claim, protocol, seeds, results, results_dir / f"{claim}.png")

@@ -1,0 +1,216 @@
+"""T1 again, with every side tuned on val: the chosen recipe and the paper's against networks trained alone.
+
+The screening (:mod:`screen`) gives each method its best grid point on val. This claim takes
+
+- the **chosen recipe**: the RS method from scratch with the best val score (``fair``,
+  ``sandwich-full``, ``fair-ensemble``; the twin-teacher path starts from a trained network, so
+  it is reported beside, not chosen at an equal budget);
+- the **paper's recipe** (fair sampling, summed loss, no warm-up) at its own best learning rate;
+- each uniform configuration **trained alone** at its own best point,
+
+and runs them with the suite's seeds in two regimes:
+
+| regime | training images | networks alone | RS (a) | RS (b) |
+| --- | --- | --- | --- | --- |
+| ``full`` | 55,000 (60k minus val) | E epochs | E | 2E |
+| ``small`` | ``t2_train_size`` (as T2) | ``t2_epochs`` (converged by T2's rule) | same | 2x |
+
+Test top-1 with BN recalibrated; verdicts by the t rule of :mod:`stats`. The goal the report
+states: at 2x epochs RS >= trained alone at every uniform configuration (verdict ``agrees``, or a
+mean gain >= 0 when inconclusive), and at equal epochs a gap of at most ``EQUAL_EPOCH_GAP`` points.
+"""
+from __future__ import annotations
+
+import statistics
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .claims import converged, top1
+from .protocol import Protocol
+from .stats import compare, fmt, fmt_diff, verdict
+from .steps import Step
+
+Results = Dict[str, Dict[str, Any]]
+FROM_SCRATCH = ("fair", "paper", "sandwich-full", "fair-ensemble")
+EQUAL_EPOCH_GAP = 0.5
+REGIMES = ("full", "small")
+
+
+def uniform(s: float, n: int = 3) -> str:
+    return ",".join([f"{s:g}"] * n)
+
+
+def _method(selection: Dict[str, Any], name: str) -> Dict[str, Any]:
+    try:
+        m = selection["recipes"]["methods"][name]
+    except KeyError:
+        raise ValueError(f"the selection has no screened method {name!r}: run benchmarks/paper.py --select") from None
+    if m.get("best") is None:
+        raise ValueError(f"the screening of {name!r} has not finished: run benchmarks/paper.py --select")
+    return m
+
+
+def recipe_options(selection: Dict[str, Any], name: str) -> Dict[str, Any]:
+    """A screened method's fixed options with its best grid point (what the confirmation trains)."""
+    m = _method(selection, name)
+    opts = {**m["fixed"], **m["best"]["point"]}
+    if "single_config" in opts:
+        opts["single_config"] = tuple(opts["single_config"])
+    return opts
+
+
+def chosen_recipes(selection: Dict[str, Any]) -> List[Tuple[str, str]]:
+    """``[(label, method)]``: the best RS method from scratch on val, then the paper's recipe (once if the same)."""
+    scored = [(name, _method(selection, name)["best"]["val_score"]) for name in FROM_SCRATCH
+              if name in selection.get("recipes", {}).get("methods", {})]
+    if not scored:
+        raise ValueError("the selection has screened no RS method from scratch: run benchmarks/paper.py --select")
+    best = max(scored, key=lambda x: x[1])[0]
+    out = [("chosen", best)]
+    if recipe_options(selection, best) != recipe_options(selection, "paper"):
+        out.append(("paper", "paper"))
+    return out
+
+
+def regime_args(p: Protocol, regime: str) -> Dict[str, Any]:
+    return {"full": {"epochs": p.epochs}, "small": {"train_size": p.t2_train_size, "epochs": p.t2_epochs}}[regime]
+
+
+def step_name(regime: str, what: str, seed: int) -> str:
+    return f"{regime}-{what}-s{seed}"
+
+
+def plan_recipes(p: Protocol, seeds: Sequence[int], selection: Dict[str, Any]) -> List[Step]:
+    """Every run of the claim: networks alone first (cheapest), then each recipe at E and 2E, regime by regime."""
+    steps = []
+    for regime in REGIMES:
+        base = regime_args(p, regime)
+        for seed in seeds:
+            for s in p.factors:
+                opts = {**recipe_options(selection, f"alone-{s:g}"), **base}
+                steps.append(Step(step_name(regime, f"alone-{s:g}", seed), seed=seed, train=opts, evals=("own_cal",)))
+        for seed in seeds:
+            for _, method in chosen_recipes(selection):
+                opts = {**recipe_options(selection, method), **base}
+                steps.append(Step(step_name(regime, method, seed), seed=seed, train=opts, evals=("test_cal",)))
+                steps.append(Step(step_name(regime, f"{method}-2x", seed), seed=seed,
+                                  train={**opts, "epochs": 2 * base["epochs"]}, evals=("test_cal",)))
+    return steps
+
+
+def _gains(p: Protocol, seeds: Sequence[int], results: Results, regime: str, rs: str) -> Dict[str, Any]:
+    """Per configuration: alone, RS, per-seed gains and the t verdict; and the mean gain over configurations."""
+    per_seed: Dict[int, List[float]] = {s: [] for s in seeds}
+    configs = {}
+    for s in p.factors:
+        c = uniform(s)
+        alone = [top1(results, step_name(regime, f"alone-{s:g}", seed), "own_cal", c) for seed in seeds]
+        mine = [top1(results, step_name(regime, rs, seed), "test_cal", c) for seed in seeds]
+        configs[c] = compare(mine, alone)
+        for seed, x, y in zip(seeds, mine, alone):
+            if x is not None and y is not None:
+                per_seed[seed].append(x - y)
+    mean = verdict([statistics.fmean(v) for v in per_seed.values() if len(v) == len(p.factors)])
+    return {"configs": configs, "mean_gain": mean}
+
+
+def goal(equal: Dict[str, Any], double: Dict[str, Any]) -> Dict[str, Any]:
+    """The issue's goal on one recipe and regime: 2x epochs at least as good everywhere, equal epochs within 0.5."""
+    two = [c for c in double["configs"].values() if c.get("mean") is not None]
+    eq = [c for c in equal["configs"].values() if c.get("mean") is not None]
+    two_ok = bool(two) and all(c["verdict"] == "agrees" or (c["verdict"] == "inconclusive" and c["mean"] >= 0)
+                               for c in two)
+    eq_ok = bool(eq) and all(c["mean"] >= -EQUAL_EPOCH_GAP for c in eq)
+    return {"2x_at_least_alone": two_ok, "equal_within_gap": eq_ok, "met": two_ok and eq_ok,
+            "worst_gain_2x": min((c["mean"] for c in two), default=None),
+            "worst_gain_equal": min((c["mean"] for c in eq), default=None)}
+
+
+def _table(equal: Dict[str, Any], double: Dict[str, Any]) -> List[str]:
+    rows = ["| config | alone | RS, equal epochs | gain | verdict | RS, 2x epochs | gain | verdict |",
+            "| --- | ---: | ---: | ---: | --- | ---: | ---: | --- |"]
+    for c, a in equal["configs"].items():
+        b = double["configs"][c]
+        rows.append(f"| {c} | {fmt(a['other'])} | {fmt(a['paper_side'])} | {fmt_diff(a)} | {a['verdict']} | "
+                    f"{fmt(b['paper_side'])} | {fmt_diff(b)} | {b['verdict']} |")
+    ma, mb = equal["mean_gain"], double["mean_gain"]
+    rows.append(f"| mean gain | | | {fmt_diff(ma)} | {ma['verdict']} | | {fmt_diff(mb)} | {mb['verdict']} |")
+    return rows
+
+
+def analyse_recipes(p: Protocol, seeds: Sequence[int], results: Results, selection: Dict[str, Any]
+                    ) -> Dict[str, Any]:
+    data: Dict[str, Any] = {"recipes": {}, "regimes": {}}
+    md: List[str] = []
+    recipes = chosen_recipes(selection)
+    for label, method in recipes:
+        data["recipes"][label] = {"method": method, "options": recipe_options(selection, method),
+                                  "val_score": _method(selection, method)["best"]["val_score"]}
+    md += ["Every side tuned on val with the same budget and rule (the screening below); the RS recipes: " +
+           "; ".join(f"**{label}** = `{method}` {recipe_options(selection, method)}" for label, method in recipes)
+           + ". Test top-1 %, BN recalibrated; gain = RS - alone; verdicts by the t rule.", ""]
+    for regime in REGIMES:
+        base = regime_args(p, regime)
+        images = (f"all {60000 - p.val_size:,} training images" if regime == "full" and not p.quick else
+                  "the training images" if regime == "full" else f"{p.t2_train_size} images")
+        data["regimes"][regime] = {}
+        for label, method in recipes:
+            equal = _gains(p, seeds, results, regime, method)
+            double = _gains(p, seeds, results, regime, f"{method}-2x")
+            g = goal(equal, double)
+            data["regimes"][regime][label] = {"equal_epochs": equal, "2x_epochs": double, "goal": g}
+            md += [f"### {regime} regime ({images}, {base['epochs']} epochs alone), {label} recipe (`{method}`)", ""]
+            md += _table(equal, double)
+            md += ["", f"**Verdict (T1 {regime}, {label}, equal epochs): {equal['mean_gain']['verdict']}** "
+                       f"({equal['mean_gain'].get('why', 'no values')})", "",
+                   f"**Verdict (T1 {regime}, {label}, RS at 2x epochs): {double['mean_gain']['verdict']}** "
+                   f"({double['mean_gain'].get('why', 'no values')})", "",
+                   f"Goal (2x epochs >= alone at every configuration; equal epochs within {EQUAL_EPOCH_GAP:g}): "
+                   f"**{'met' if g['met'] else 'not met'}** (worst gain at 2x {_pts(g['worst_gain_2x'])}, at equal "
+                   f"epochs {_pts(g['worst_gain_equal'])}).", ""]
+        conv = {s: converged([{"epoch": r["epoch"], "val_top1": r["top1"].get(uniform(s)),
+                               "train_top1": r["train_top1"]} for r in results[n]["curve"]])
+                for s in p.factors for n in [step_name(regime, f"alone-{s:g}", seeds[0])] if n in results}
+        data["regimes"][regime]["alone_convergence_first_seed"] = conv
+        if conv:
+            md += [f"Networks alone, first seed, converged by T2's rule (val moved < 0.5 over the last quarter): "
+                   + ", ".join(f"{uniform(s)} {'yes' if c['converged'] else 'no'} "
+                               f"(val moved {_pts(c['late_val_change'])}, train top-1 {c['final_train_top1']:.2f} %)"
+                               for s, c in conv.items()), ""]
+    flagged = sorted(n for n, r in results.items() if r and r.get("stability"))
+    data["stability_flagged"] = {n: results[n]["stability"] for n in flagged}
+    md += ["Stability (the training loss logged inside the epochs, `steps.jsonl`, by the rule of "
+           "`resizable.steplog.loss_climbs`): "
+           + ("; ".join(f"`{n}`: {results[n]['stability']}" for n in flagged) if flagged else
+              "no run's loss climbed after its first steps") + ".", ""]
+    md += screening_table(selection)
+    return {"json": data, "md": md, "flags": {}}
+
+
+def _pts(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x:+.2f}"
+
+
+def screening_table(selection: Dict[str, Any]) -> List[str]:
+    """Every screened method: its grid, best point, val score, and the runs the stability rule flagged."""
+    rec = selection.get("recipes") or {}
+    if not rec:
+        return []
+    b = rec.get("budget", {})
+    md = ["#### The screening (val, seed 0)", "",
+          f"Each grid point trained {b.get('epochs')} epochs of {b.get('steps_per_epoch')} steps (batch "
+          f"{b.get('batch_size')}; the cosine schedule compressed), scored on val with BN {b.get('bn')}. "
+          f"{rec.get('edge_rule', '')}. Every run is in `select/runs/`.", "",
+          "| method | side | grid | best point | val score | on edge | flagged runs |",
+          "| --- | --- | --- | --- | ---: | --- | --- |"]
+    for name, m in rec.get("methods", {}).items():
+        best = m.get("best") or {}
+        grid = "; ".join(f"{k}: {', '.join(map(_g, v))}" for k, v in m["grid"].items())
+        flagged = [r["run"] for r in m["runs"] if r.get("stability")]
+        md.append(f"| `{name}` | {m['side']} | {grid} | {best.get('point')} | "
+                  f"{best.get('val_score', float('nan')):.2f} | {'yes' if m.get('on_edge') else 'no'} | "
+                  f"{', '.join(flagged) or '-'} |")
+    return md + [""]
+
+
+def _g(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
