@@ -111,13 +111,30 @@ def world(tiny_fmnist, tmp_path_factory):
     (files / "bad.yaml").write_text("epoch: 3\n")
     (files / "broken.yaml").write_text("epochs: [1,\n")
     (files / "table.csv").write_text("not a table\n")
+    (files / "binary.csv").write_bytes(bytes(range(256)) * 4)
+    for name, text in (("lr-fast", "lr: fast\n"), ("epochs-three", "epochs: three\n"), ("epochs-true", "epochs: true\n"),
+                       ("batch-float", "batch_size: 64.7\n"), ("seed-big", "seed: 1e23\n")):
+        (files / f"{name}.yaml").write_text(text)
+    (files / "latin1.yaml").write_bytes("lr: 0.1  # caf\xe9\n".encode("latin-1"))
+    payload = torch.load(run / "checkpoint.pt", weights_only=False)
+    for name, change in (("nan", lambda p: p["model"]["fc.weight"].fill_(float("nan"))),
+                         ("v999", lambda p: p.update(version=999)),
+                         ("std0", lambda p: p["data"].update(std=[0.0])),
+                         ("mean3", lambda p: p["data"].update(mean=[0.1, 0.2, 0.3]))):
+        changed = {**payload, "model": {k: v.clone() for k, v in payload["model"].items()},
+                   "data": dict(payload["data"])}
+        change(changed)
+        torch.save(changed, files / f"{name}.pt")
+    run3 = train(TrainOptions(model="resnet20", model_args={"widths": [4, 8, 8]}, data_dir=tiny_fmnist, epochs=2,
+                              batch_size=64, max_steps_per_epoch=1, out_dir=str(runs), name="run3", progress=False,
+                              eval_configs="minmax", eval_calibrate_bn=0, lr=0.05))
     folders = root / "folders"
     _png_folder(folders / "three", ["a", "b", "c"])
     _png_folder(folders / "one", ["only"])
     bad = _png_folder(folders / "badimg", ["a", "b"])
     (bad / "train" / "b" / "3.png").write_bytes(b"this is not a png")
     (folders / "empty").mkdir()
-    return {"root": root, "run": run, "runs": runs, "files": files, "folders": folders, "fm": tiny_fmnist,
+    return {"root": root, "run": run, "run3": run3, "runs": runs, "files": files, "folders": folders, "fm": tiny_fmnist,
             "marker": marker}
 
 
@@ -127,12 +144,13 @@ def _cases(w):
     t = ["train", "--out-dir", out, "--data-dir", fm, "--no-progress", "--model-args", "{widths: [4, 8, 8]}",
          "--epochs", "1", "--max-steps-per-epoch", "1", "--eval-calibrate-bn", "0"]
     ifold = ["--dataset", "imagefolder", "--data-dir"]
+    t1 = [a for i, a in enumerate(t) if a != "--epochs" and (i == 0 or t[i - 1] != "--epochs")]  # epochs from YAML
     return [
         # (argv, words the one line must hold)
-        (t + ["--epochs", "0"], "epochs must be >= 1"),
-        (t + ["--batch-size", "0"], "batch_size must be >= 1"),
-        (t + ["--lr", "-1"], "lr must be > 0"),
-        (t + ["--factors", "-0.5,1"], "scaling factors must be finite and > 0"),
+        (t + ["--epochs", "0"], "--epochs 0: expected an integer >= 1"),
+        (t + ["--batch-size", "0"], "--batch-size 0: expected an integer >= 1"),
+        (t + ["--lr", "-1"], "--lr -1.0: expected a number > 0"),
+        (t + ["--factors", "-0.5,1"], "item -0.5: expected a number >= 0.05"),
         (t + ["--factors", "0.5,abc"], "comma-separated numbers"),
         (t + ["--model", "resnet9000"], "known models"),
         (t + ["--dataset", "mnist-ish"], "accepted values: fashion-mnist"),
@@ -151,7 +169,7 @@ def _cases(w):
         (t + ["--batch-size", "100000"], "larger than the training set"),
         (t + ["--eval-configs", "0.5,1,1"], "0.5"),
         (t + ["--resume", str(w["root"] / "no-such-run")], "nothing to resume"),
-        (t + ["--resume", run, "--lr", "0.5", "--batch-size", "16"], "--batch-size 16 (the run: 64), --lr 0.5"),
+        (t + ["--resume", run, "--lr", "0.5", "--batch-size", "16"], "--batch-size 16 (the run: 64); only"),
         (t + ["--init-checkpoint", str(f / "three.pt")], "the data has 10 classes, the model 3"),
         (t + ["--init-checkpoint", str(f / "random.pt")], "random.pt: not a torch checkpoint"),
         (["train", "--out-dir", str(w["runs"]), "--name", "run", "--data-dir", fm], "holds a checkpoint"),
@@ -168,11 +186,11 @@ def _cases(w):
         (["eval", "--checkpoint", run] + ifold + [str(d / "three")], "the data has 3 classes, the model 10"),
         (["eval", "--checkpoint", run, "--configs", "0.3,1,1"], "0.45, 0.65, 0.85, 1.0"),
         (["eval", "--checkpoint", run, "--split", "dev"], "invalid choice: 'dev'"),
-        (["eval", "--checkpoint", run, "--batch-size", "0"], "batch_size must be >= 1"),
+        (["eval", "--checkpoint", run, "--batch-size", "0"], "--batch-size 0: expected an integer >= 1"),
         (["export", "--checkpoint", run, "--config", "min", "--input-size", "7"], "give --input-size"),
         (["export", "--checkpoint", run, "--config", "0.5,1"], "factors"),
         (["export", "--checkpoint", run, "--config", "max", "--format", "tflite"], "invalid choice: 'tflite'"),
-        (["export", "--checkpoint", run, "--config", "max", "--calibrate-bn", "-1"], "--calibrate-bn must be >= 0"),
+        (["export", "--checkpoint", run, "--config", "max", "--calibrate-bn", "-1"], "--calibrate-bn -1: expected an integer >= 0"),
         (["export", "--checkpoint", str(f / "empty.pt"), "--config", "max"], "empty.pt: empty file"),
         (["table", "--checkpoint", run, "--out", "t.csv"] + ifold + [str(d / "three")], "the data has 3 classes"),
         (["table", "--checkpoint", str(f / "truncated.pt"), "--out", "t.csv"], "truncated.pt: not a torch"),
@@ -182,6 +200,43 @@ def _cases(w):
          "the data has 3 classes"),
         (["latency", "--checkpoint", str(f / "evil.pt")], "evil.pt: refused"),
         (["adapt", "label", "--checkpoint", str(f / "random.pt")], "random.pt: not a torch checkpoint"),
+        # options checked where they are declared: YAML and flags alike, the option, the value, what is accepted
+        (t + ["--config", str(f / "lr-fast.yaml")], "--lr 'fast': expected a number > 0"),
+        (t1 + ["--config", str(f / "epochs-three.yaml")], "--epochs 'three': expected an integer >= 1"),
+        (t1 + ["--config", str(f / "epochs-true.yaml")], "--epochs True: expected an integer"),
+        (t + ["--config", str(f / "batch-float.yaml")], "--batch-size 64.7: expected an integer >= 1"),
+        (t + ["--config", str(f / "seed-big.yaml")], "--seed '1e23': expected an integer"),
+        (t + ["--config", str(f / "latin1.yaml")], "latin1.yaml: not UTF-8 text"),
+        (t + ["--model-args", "{widths: [0, 8, 8]}"], "widths must be positive integers, got [0, 8, 8]"),
+        (t + ["--model-args", "{widths: [-4, 8, 8]}"], "widths must be positive integers"),
+        (t + ["--model-args", "{widths: [4, 8, 8], num_classes: 3}"], "--model-args ['num_classes']: set by the data"),
+        (t + ["--input-size", "100000"], "--input-size 100000: expected an integer >= 1 and <= 4096"),
+        (t + ["--gamma", "-1"], "--gamma -1.0: expected a number > 0"),
+        (t + ["--factors", "1e-9,1"], "item 1e-09: expected a number >= 0.05"),
+        (t + ["--sampling", "random", "--num-configs", "1000"], "num_configs 1000 is more than the 64"),
+        (t + ["--lr", "inf"], "--lr inf: expected a finite number"),
+        (t + ["--lr", "1e308"], "--lr 1e+308: expected a number > 0 and <= 1000"),
+        (t + ["--eval-configs", "1,1,1;1,1,1"], "1,1,1 listed more than once"),
+        (t + ["--name", "../../escaped"], "--name '../../escaped': expected one folder name"),
+        (t + ["--name", "/tmp/abs-run"], "--name '/tmp/abs-run': expected one folder name"),
+        (t + ["--name", "a/b"], "--name 'a/b': expected one folder name"),
+        (t + ["--resume", run, "--epochs", "0"], "--epochs 0: expected an integer >= 1"),
+        (t + ["--resume", str(w["run3"]), "--epochs", "1"], "has already finished 2 epochs"),
+        (["eval", "--checkpoint", str(f / "nan.pt")], "nan.pt: the weights hold NaN or infinite values"),
+        (["eval", "--checkpoint", str(f / "v999.pt")], "v999.pt: checkpoint format version 999"),
+        (["export", "--checkpoint", run, "--config", "max", "--input-size", "100000"], "--input-size"),
+        (["export", "--checkpoint", str(f / "std0.pt"), "--config", "max"], "std [0.0] has a value <= 0"),
+        (["export", "--checkpoint", str(f / "mean3.pt"), "--config", "max"], "mean has 3 value(s) for 1 channel"),
+        # a run's own files are never another command's output
+        (["convert", "--source", run, "--out", str(w["run"] / "checkpoint.pt")], "checkpoint.pt is the run folder's"),
+        (["export", "--checkpoint", run, "--config", "max", "--format", "state_dict", "--out",
+          str(w["run"] / "checkpoint.pt")], "refused: checkpoint.pt is the run folder's own file"),
+        (["eval", "--checkpoint", run, "--out", str(w["run"] / "checkpoint.pt")], "the run folder's own file"),
+        (["eval", "--checkpoint", run, "--out", str(w["run"] / "config.yaml")], "the run folder's own file"),
+        (["table", "--checkpoint", run, "--out", str(w["run"] / "metrics.jsonl")], "the run folder's own file"),
+        (["convert", "--source", "resnet18", "--weights", str(f / "random.pt"), "--out", "c.pt"],
+         "random.pt: not a torch checkpoint"),
+        (["search", "--table", str(f / "binary.csv")], "binary.csv"),
     ]
 
 
@@ -221,7 +276,10 @@ def test_bad_input_cases_each_give_one_line_and_exit_2(world):
     tmp, new_runs = _leftovers(w["root"])
     assert tmp == [] and new_runs == [], (tmp, new_runs)
     assert sorted(p.name for p in w["runs"].iterdir()) == before
-    assert sorted(p.name for p in w["run"].iterdir()) == ["checkpoint.pt", "config.yaml", "metrics.jsonl"]
+    for folder in (w["run"], w["run3"]):  # nothing overwrote or added to a run's own files
+        assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt", "config.yaml", "metrics.jsonl",
+                                                            "steps.jsonl"]
+    assert not (w["root"].parent / "escaped").exists() and not Path("/tmp/abs-run").exists()  # --name stayed put
     assert not w["marker"].exists()  # the crafted checkpoints ran nothing
     assert not list(cwd.iterdir())  # no table or export written where the command ran
 
@@ -229,7 +287,7 @@ def test_bad_input_cases_each_give_one_line_and_exit_2(world):
 @pytest.mark.parametrize("name, argv, words", [
     ("evil", ["eval", "--checkpoint", "{files}/evil.pt"], "refused"),
     ("factors", ["train", "--factors", "-0.5,1", "--out-dir", "{root}/new-runs", "--data-dir", "{fm}"],
-     "scaling factors must be finite and > 0, got [-0.5]"),
+     "item -0.5: expected a number >= 0.05"),
 ])
 def test_python_dash_m_entry_point(world, name, argv, words):
     argv = [a.format(files=world["files"], root=world["root"], fm=world["fm"]) for a in argv]

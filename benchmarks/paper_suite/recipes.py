@@ -172,7 +172,7 @@ def analyse_recipes(p: Protocol, seeds: Sequence[int], results: Results, selecti
                 for s in p.factors for n in [step_name(regime, f"alone-{s:g}", seeds[0])] if n in results}
         data["regimes"][regime]["alone_convergence_first_seed"] = conv
         if conv:
-            md += [f"Networks alone, first seed, converged by T2's rule (val moved < 0.5 over the last quarter): "
+            md += ["Networks alone, first seed, converged by T2's rule (val moved < 0.5 over the last quarter): "
                    + ", ".join(f"{uniform(s)} {'yes' if c['converged'] else 'no'} "
                                f"(val moved {_pts(c['late_val_change'])}, train top-1 {c['final_train_top1']:.2f} %)"
                                for s, c in conv.items()), ""]

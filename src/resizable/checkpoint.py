@@ -13,11 +13,12 @@ from .fileio import atomic_path
 from .net import ResizableNet
 from .registry import create_model
 
-__all__ = ["atomic_save", "save_checkpoint", "load_checkpoint", "load_model", "load_weights", "resolve_checkpoint",
-           "check_model_fits", "CHECKPOINT_NAME", "CheckpointError"]
+__all__ = ["read_torch_file", "atomic_save", "save_checkpoint", "load_checkpoint", "load_model", "load_weights",
+           "resolve_checkpoint", "check_model_fits", "CHECKPOINT_NAME", "VERSION", "CheckpointError"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = "resizable-checkpoint"
+VERSION = 1  # the newest checkpoint format this code reads and writes
 PathLike = Union[str, os.PathLike]
 
 
@@ -38,7 +39,7 @@ def save_checkpoint(path: PathLike, model: ResizableNet, model_name: str, model_
             (``factors``, ``num_classes``, ``in_chans`` and architecture arguments).
         **state: anything else (optimizer, scheduler, epoch, RNG state, train config...).
     """
-    payload = {"format": FORMAT, "version": 1, "model_name": model_name,
+    payload = {"format": FORMAT, "version": VERSION, "model_name": model_name,
                "model_kwargs": dict(model_kwargs), "model": model.state_dict(), **state}
     atomic_save(payload, path)
 
@@ -57,7 +58,7 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be used: unreadable, not a resizable checkpoint, or refused."""
 
 
-def _read(p: Path, map_location: Any) -> Any:
+def read_torch_file(p: Path, map_location: Any = "cpu") -> Any:
     """``torch.load`` with ``weights_only=True``: tensors and plain values only, so a file can never
     run code while it loads. Every failure becomes one :class:`CheckpointError` naming the file."""
     import pickle
@@ -103,13 +104,22 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]
     corrupt, refused, or not a resizable checkpoint.
     """
     p = resolve_checkpoint(path)
-    payload = _read(p, map_location)
+    payload = read_torch_file(p, map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not a resizable checkpoint (no format={FORMAT!r} field)")
     missing = [k for k in ("model_name", "model_kwargs", "model") if k not in payload]
     if missing or not isinstance(payload.get("model_kwargs"), dict) or not isinstance(payload.get("model"), dict):
         raise CheckpointError(f"{p}: damaged resizable checkpoint (missing or malformed: "
                               f"{', '.join(missing) or 'model_kwargs/model'})")
+    version = payload.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= VERSION:
+        raise CheckpointError(f"{p}: checkpoint format version {version!r}, and this version of resizable reads "
+                              f"versions 1..{VERSION} (a newer resizable wrote it? upgrade to read it)")
+    bad = next((k for k, v in payload["model"].items()
+                if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise CheckpointError(f"{p}: the weights hold NaN or infinite values (first in {bad}): the run that wrote "
+                              f"them diverged; nothing it computes would mean anything")
     return payload
 
 

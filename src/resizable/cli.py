@@ -5,6 +5,7 @@ import argparse
 import importlib
 import os
 import re
+import shlex
 import sys
 from typing import List, NoReturn, Optional
 
@@ -64,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(_join_negative_values(argv))
+    args.command_line = "resizable " + shlex.join(argv)  # what a command prints to say how to continue
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
@@ -74,6 +77,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         # the reader went away (e.g. `resizable models | head`): not an error of ours
         sys.stderr = open(os.devnull, "w")
         return 0
+    except RuntimeError as e:
+        if type(e).__name__ != "TrainingDiverged":
+            raise
+        print(f"resizable {args.command}: error: {e}", file=sys.stderr)
+        return 3
     except (ValueError, OSError) as e:
         # User errors (bad options, missing or unreadable files): one clear line, no traceback.
         print(f"resizable {args.command}: error: {e}", file=sys.stderr)

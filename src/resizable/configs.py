@@ -104,13 +104,16 @@ def parse_configs(text: str, factors: Sequence[float], num_stages: int) -> List[
     """
     text = text.strip()
     factors = sorted(float(f) for f in factors)
-    if text == "minmax":
-        return [(factors[0],) * num_stages, (factors[-1],) * num_stages]
+    if text == "minmax":  # one configuration when there is one factor
+        return list(dict.fromkeys([(factors[0],) * num_stages, (factors[-1],) * num_stages]))
     if text == "default":
         return [(f,) * num_stages for f in factors]
     if text == "all":
         return all_configs(factors, num_stages)
     configs = [parse_config(part, factors, num_stages) for part in text.split(";") if part.strip()]
+    repeated = sorted({format_config(c) for c in configs if configs.count(c) > 1})
+    if repeated:
+        raise ValueError(f"configuration(s) {', '.join(repeated)} listed more than once in {text!r}")
     if not configs:
         raise ValueError(f"no configuration given; use one of {', '.join(CONFIG_SETS)} or e.g. "
                          f"'{format_config([factors[0]] * num_stages)}'")

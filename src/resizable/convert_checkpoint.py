@@ -23,7 +23,8 @@ from typing import Any, Dict, Optional, Sequence
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint, load_model, load_weights, resolve_checkpoint, run_options, save_checkpoint
+from .checkpoint import (load_checkpoint, load_model, load_weights, read_torch_file, resolve_checkpoint, run_options,
+                         save_checkpoint)
 from .configs import format_config, parse_config
 from .convert import from_torchvision
 from .layers import ScaleBatchNorm2d
@@ -49,7 +50,9 @@ def spread_bn_branches(model: ResizableNet, config: Sequence[float]) -> Resizabl
 
 def _plain_model(name: str, weights: str) -> nn.Module:
     """Build torchvision's (else timm's) ``name`` shaped like the weights file, and load it."""
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+    if not Path(weights).is_file():
+        raise FileNotFoundError(f"--weights {weights}: no such file")
+    state = read_torch_file(Path(weights))
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):

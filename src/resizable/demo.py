@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -14,6 +14,7 @@ import torch
 from .fileio import atomic_path, atomic_write_text
 from .evaluate_run import EvalOptions, evaluate_checkpoint
 from .train import TrainOptions, train
+from .options import check_options, option
 
 __all__ = ["DemoOptions", "run_demo", "write_table", "plot_accuracy_vs_macs"]
 
@@ -22,27 +23,29 @@ __all__ = ["DemoOptions", "run_demo", "write_table", "plot_accuracy_vs_macs"]
 class DemoOptions:
     """Options of ``resizable demo`` (the defaults are the documented demo)."""
 
-    model: str = field(default="resnet14", metadata={"help": "registered model"})
-    model_args: Dict[str, Any] = field(default_factory=lambda: {"stem_stride": 2, "stem_pool": True},
-                                       metadata={"help": "architecture arguments (YAML mapping)"})
-    factors: Tuple[float, ...] = field(default=(0.45, 0.65, 0.85, 1.0), metadata={"help": "scaling factor list"})
-    epochs: int = field(default=4, metadata={"help": "training epochs"})
-    batch_size: int = field(default=64, metadata={"help": "mini-batch size (more steps learn faster in a short run)"})
-    lr: float = field(default=0.05, metadata={"help": "peak learning rate (cosine schedule)"})
-    weight_decay: float = field(default=5e-5, metadata={"help": "weight decay (a short run underfits more "
-                                                                 "than it overfits)"})
-    augment: bool = field(default=False, metadata={"help": "random crop and flip (slower to converge in a short run)"})
-    seed: int = field(default=0, metadata={"help": "random seed"})
-    calibrate_bn: int = field(default=5, metadata={"help": "training batches (of 512) to recompute each "
-                                                             "configuration's BN statistics on before testing it"})
-    data_dir: Optional[str] = field(default=None, metadata={"help": "Fashion-MNIST folder (default: system copy)"})
-    out_dir: str = field(default="runs", metadata={"help": "parent of the run folder"})
-    name: Optional[str] = field(default=None, metadata={"help": "run folder name (default: demo-TIME)"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
-    channels_last: Optional[bool] = field(default=True, metadata={
-        "help": "channels-last memory format (faster for this model on a CPU; --no-channels-last: contiguous; on "
-                "a CPU channels-last can be far slower for other models, with few channels per layer)"})
-    progress: bool = field(default=True, metadata={"help": "progress bars"})
+    model: str = option("resnet14", "registered model")
+    model_args: Dict[str, Any] = option({"stem_stride": 2, "stem_pool": True}, "architecture arguments (YAML mapping)")
+    factors: Tuple[float, ...] = option((0.45, 0.65, 0.85, 1.0), "scaling factor list", min=0.05, max=1.0)
+    epochs: int = option(4, "training epochs", min=1)
+    batch_size: int = option(64, "mini-batch size (more steps learn faster in a short run)", min=1)
+    lr: float = option(0.05, "peak learning rate (cosine schedule)", above=0.0, max=1e3)
+    weight_decay: float = option(5e-5, "weight decay (a short run underfits more "
+                                       "than it overfits)", min=0.0, max=1.0)
+    augment: bool = option(False, "random crop and flip (slower to converge in a short run)")
+    seed: int = option(0, "random seed", min=0, max=2**63 - 1)
+    calibrate_bn: int = option(5, "training batches (of 512) to recompute each "
+                                  "configuration's BN statistics on before testing it", min=0)
+    data_dir: Optional[str] = option(None, "Fashion-MNIST folder (default: system copy)")
+    out_dir: str = option("runs", "parent of the run folder")
+    name: Optional[str] = option(None, "run folder name (default: demo-TIME)", component=True)
+    device: str = option("auto", "auto, cpu, cuda")
+    channels_last: Optional[bool] = option(True, "channels-last memory format (faster for this model on a CPU; "
+                                                 "--no-channels-last: contiguous; on a CPU channels-last can be far "
+                                                 "slower for other models, with few channels per layer)")
+    progress: bool = option(True, "progress bars")
+
+    def __post_init__(self) -> None:
+        check_options(self)  # types and declared bounds
 
 
 def write_table(rows: List[Dict[str, Any]], path: Path) -> None:

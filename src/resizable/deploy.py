@@ -29,13 +29,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from .checkpoint import load_model, resolve_checkpoint, run_options
+from .checkpoint import load_model, read_torch_file, resolve_checkpoint, run_options
 from .configs import Config, format_config, parse_config
 from .export import export
 from .fileio import atomic_path, atomic_write_text
 from .macs import count_macs
 from .fold import fold_bn as fold_batchnorm
-from .options import option, required
+from .runs import output_path
+from .options import check_options, option, required
 from .net import ResizableNet, SizeLike, to_size2d
 from .registry import create_model
 
@@ -230,6 +231,23 @@ def check_stage_sizes(model: ResizableNet, config: Config, input_size: SizeLike,
                          f"at {th}x{tw} at the trained size {top}); give --input-size {ok} or more")
 
 
+def check_normalisation(mean: Any, std: Any, in_chans: Any, source: str) -> None:
+    """Raise ``ValueError`` unless ``mean`` and ``std`` hold one finite number per channel, every std > 0."""
+    import math
+
+    for name, values in (("mean", mean), ("std", std)):
+        if values is None:
+            continue
+        if not isinstance(values, (list, tuple)) or not all(isinstance(v, (int, float)) and math.isfinite(v)
+                                                            for v in values):
+            raise ValueError(f"{source}: {name} {values!r} is not a list of finite numbers")
+        if in_chans is not None and len(values) != in_chans:
+            raise ValueError(f"{source}: {name} has {len(values)} value(s) for {in_chans} channel(s); it needs one "
+                             f"per channel")
+    if std is not None and any(v <= 0 for v in std):
+        raise ValueError(f"{source}: std {list(std)} has a value <= 0, so (x - mean) / std is undefined")
+
+
 def _preprocessing(payload: Dict[str, Any], hw: Tuple[int, int]) -> Dict[str, Any]:
     """Sidecar fields that say how to feed the network: from the checkpoint's data record, else its dataset."""
     data = dict(payload.get("data") or {})
@@ -243,6 +261,7 @@ def _preprocessing(payload: Dict[str, Any], hw: Tuple[int, int]) -> Dict[str, An
                     "classes": list(info.classes)}
         except (KeyError, ValueError, OSError):
             return {"preprocessing": None, "classes": None}
+    check_normalisation(data.get("mean"), data.get("std"), data.get("in_chans"), "the checkpoint's data record")
     pre = {"input_size": list(hw), "in_chans": data.get("in_chans"), "channel_order": "RGB" if
            data.get("in_chans") == 3 else "gray", "pixel_scale": "values in [0, 1] (uint8 / 255)",
            "mean": data.get("mean"), "std": data.get("std"), "normalize": "(x - mean) / std per channel",
@@ -286,12 +305,20 @@ class ExportOptions:
                                 metavar="PATH")
     fold_bn: bool = option(False, "fold batch norm into the preceding convolutions")
     calibrate_bn: int = option(0, "recompute the configuration's BN statistics on N training batches first, as "
-                                  "resizable table --calibrate-bn does (0: the statistics as trained)", metavar="N")
+                                  "resizable table --calibrate-bn does (0: the statistics as trained)", metavar="N",
+                               min=0)
     calibrate_batch_size: int = option(256, "batch size of those batches; use the table's --calibrate-batch-size "
                                             "(or its --batch-size) to export the network whose accuracy the table "
-                                            "shows", metavar="B")
+                                            "shows", metavar="B", min=1)
     onnx_exporter: str = option("dynamo", "torch.export-based ONNX exporter, or the older, faster TorchScript-based "
-                                          "one", choices=ONNX_EXPORTERS)
+                                "one", choices=ONNX_EXPORTERS)
+
+    def __post_init__(self) -> None:
+        check_options(self)  # types and declared bounds
+        parse_input_size(self.input_size)
+
+
+MAX_INPUT_SIZE = 4096
 
 
 def parse_input_size(text: Optional[str]) -> Optional[SizeLike]:
@@ -303,8 +330,8 @@ def parse_input_size(text: Optional[str]) -> Optional[SizeLike]:
         values = [int(p) for p in parts]
     except ValueError:
         raise ValueError(f"--input-size takes H or H,W in pixels, got {text!r}") from None
-    if len(values) not in (1, 2) or min(values) < 1:
-        raise ValueError(f"--input-size takes H or H,W in pixels, got {text!r}")
+    if len(values) not in (1, 2) or min(values) < 1 or max(values) > MAX_INPUT_SIZE:
+        raise ValueError(f"--input-size {text!r}: expected H or H,W in pixels, each in 1..{MAX_INPUT_SIZE}")
     return values[0] if len(values) == 1 else (values[0], values[1])
 
 
@@ -332,16 +359,11 @@ def export_checkpoint(opts: ExportOptions) -> ExportResult:
     trained = int(trained)
     hw = to_size2d(trained if input_size is None else input_size)
     check_stage_sizes(model, config, hw, trained)
+    name = default_export_name(payload["model_name"], config, hw, format, fold_bn)
+    path = ckpt_file.parent / "export" / name if out is None else output_path(out, name)
     extra = _preprocessing(payload, hw)
     extra["bn_statistics"] = (_calibrate(model, payload, config, calibrate_bn, calibrate_batch_size, hw)
                               if calibrate_bn else {"source": "as trained (running averages)"})
-    name = default_export_name(payload["model_name"], config, hw, format, fold_bn)
-    if out is None:
-        path = ckpt_file.parent / "export" / name
-    else:
-        path = Path(out)
-        if path.is_dir():
-            path = path / name
     return export_to_file(model, config, path, input_size=hw, format=format, fold_bn=fold_bn,
                           model_name=payload["model_name"], model_kwargs=payload["model_kwargs"],
                           onnx_exporter=opts.onnx_exporter, extra_meta=extra)
@@ -368,5 +390,5 @@ def load_static(path: PathLike) -> nn.Module:
     net = export(model, meta["config"], tuple(meta["input_size"])).eval()
     if meta.get("fold_bn"):
         net = fold_batchnorm(net)
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    net.load_state_dict(read_torch_file(path))
     return net

@@ -10,7 +10,7 @@ from .costs import config_costs
 from .data import make_loader
 from .distributed import resolve_device
 from .evaluate import Calibration, evaluate
-from .options import option, required
+from .options import check_options, option, required
 from .splits import load_split, val_split_of
 
 __all__ = ["EvalOptions", "evaluate_checkpoint"]
@@ -26,13 +26,16 @@ class EvalOptions:
     data_dir: Optional[str] = option(None, "dataset folder (default: the training one)")
     split: str = option("test", "split to evaluate: val is the run's held-out images (train --val-size)",
                         choices=("train", "test", "val"))
-    batch_size: int = option(512, "evaluation batch size")
+    batch_size: int = option(512, "evaluation batch size", min=1)
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     calibrate_bn: int = option(0, "recompute BN statistics per configuration on N training batches first "
-                                  "(0: the saved statistics)")
+                                  "(0: the saved statistics)", min=0)
     out: Optional[str] = option(None, "also write the results to this CSV (columns as in resizable table: "
                                       "mmacs, top1_pct, ...)")
     progress: bool = option(True, "progress bar (shown only on a terminal)")
+
+    def __post_init__(self) -> None:
+        check_options(self)  # types and declared bounds
 
 
 def evaluate_checkpoint(opts: EvalOptions) -> List[Dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Atomic file writes: write beside the target, then rename, so a crash never leaves half a file."""
+"""Atomic file writes (write beside the target, then rename, so a crash never leaves half a file), and
+reading a user's text file with an error that names it."""
 from __future__ import annotations
 
 import os
@@ -9,7 +10,16 @@ from typing import Iterator, Union
 
 PathLike = Union[str, os.PathLike]
 
-__all__ = ["atomic_path", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_text", "read_text"]
+
+
+def read_text(path: PathLike, what: str = "text file") -> str:
+    """The UTF-8 text of ``path``; a file that is not UTF-8 text raises ``ValueError`` naming it."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x}), so not a {what}") \
+            from None
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -21,7 +21,7 @@ from .distributed import resolve_device
 from .configs import format_config, parse_config
 from .fileio import atomic_write_text
 from .evaluate import Calibration, evaluate
-from .options import required
+from .options import check_options, option, required
 from .train import TrainOptions, train
 
 __all__ = ["FinetuneOptions", "finetune"]
@@ -35,30 +35,27 @@ class FinetuneOptions:
 
     checkpoint: Optional[str] = required("the trained ResizableNet (file or run folder)")
     config: Optional[str] = required("the sub-network to fine-tune, e.g. 0.45,0.65,1 (see resizable search)")
-    epochs: int = field(default=1, metadata={"help": "fine-tuning epochs (paper: 1 helps, 15 is best)"})
-    lr: Optional[float] = field(default=None, metadata={"help": "peak learning rate, cosine-decayed "
-                                                                "(default: a tenth of the run's)"})
-    batch_size: Optional[int] = field(default=None, metadata={"help": "batch size (default: the run's)"})
-    dataset: Optional[str] = field(default=None, metadata={"help": "dataset (default: the run's)"})
-    data_dir: Optional[str] = field(default=None, metadata={"help": "dataset folder (default: the run's)"})
-    out_dir: str = field(default="runs", metadata={"help": "parent folder of the new run folder"})
-    name: Optional[str] = field(default=None, metadata={"help": "run folder name (default: <run>-ft-<config>)"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
-    seed: int = field(default=0, metadata={"help": "seed of data order and augmentation"})
-    eval_batch_size: int = field(default=512, metadata={"help": "evaluation batch size"})
-    calibrate_bn: int = field(default=0, metadata={"help": "score before and after with BN statistics recomputed on "
-                                                          "this many training batches, as resizable table "
-                                                          "--calibrate-bn does (0: the statistics as trained)"})
-    calibrate_batch_size: int = field(default=256, metadata={"help": "batch size of those batches (use the "
-                                                                    "table's, to compare with it)"})
-    max_steps_per_epoch: Optional[int] = field(default=None, metadata={"help": "cut epochs short (quick runs)"})
-    progress: bool = field(default=True, metadata={"help": "progress bars"})
+    epochs: int = option(1, "fine-tuning epochs (paper: 1 helps, 15 is best)", min=1)
+    lr: Optional[float] = option(None, "peak learning rate, cosine-decayed "
+                                       "(default: a tenth of the run's)", above=0.0, max=1e3)
+    batch_size: Optional[int] = option(None, "batch size (default: the run's)", min=1)
+    dataset: Optional[str] = option(None, "dataset (default: the run's)")
+    data_dir: Optional[str] = option(None, "dataset folder (default: the run's)")
+    out_dir: str = option("runs", "parent folder of the new run folder")
+    name: Optional[str] = option(None, "run folder name (default: <run>-ft-<config>)", component=True)
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    seed: int = option(0, "seed of data order and augmentation", min=0, max=2**63 - 1)
+    eval_batch_size: int = option(512, "evaluation batch size", min=1)
+    calibrate_bn: int = option(0, "score before and after with BN statistics recomputed on "
+                                  "this many training batches, as resizable table "
+                                  "--calibrate-bn does (0: the statistics as trained)", min=0)
+    calibrate_batch_size: int = option(256, "batch size of those batches (use the "
+                                            "table's, to compare with it)", min=1)
+    max_steps_per_epoch: Optional[int] = option(None, "cut epochs short (quick runs)", min=1)
+    progress: bool = option(True, "progress bars")
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.lr is not None and self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        check_options(self)  # types and declared bounds
 
 
 def _train_options(cfg: FinetuneOptions, payload: Dict[str, Any], config: tuple, input_size: Optional[int]) -> TrainOptions:

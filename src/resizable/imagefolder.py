@@ -84,13 +84,26 @@ def split_dir(root: Path, split: str) -> Path:
 
 
 def _samples(directory: Path, classes: Sequence[str]) -> List[Tuple[str, int]]:
-    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+    """``(path, class index)`` of every image, in torchvision's ``make_dataset`` order (class, folder, name).
 
-    try:
-        return make_dataset(str(directory), {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS,
-                            allow_empty=True)
-    except TypeError:  # torchvision before allow_empty
-        return make_dataset(str(directory), {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS)
+    Symbolic links are followed, as torchvision does, but a folder reached twice (a link loop, or two
+    links to one folder) is read once: a loop would otherwise repeat its images until the path is too long.
+    """
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    out: List[Tuple[str, int]] = []
+    for index, name in enumerate(classes):
+        seen, entries = set(), []
+        for root, dirs, files in os.walk(directory / name, followlinks=True):
+            real = os.path.realpath(root)
+            if real in seen:
+                dirs[:] = []
+                continue
+            seen.add(real)
+            entries.append((root, files))
+        for root, files in sorted(entries):
+            out += [(os.path.join(root, f), index) for f in sorted(files) if f.lower().endswith(IMG_EXTENSIONS)]
+    return out
 
 
 def _open(path: str) -> Any:

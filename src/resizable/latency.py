@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import platform
 import sys
+import dataclasses
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -30,6 +31,7 @@ from .evaluate import check_configs
 from .tables import ARCH_IDENTITY, LATENCY_MAGIC, PathLike, Table, append_rows, model_meta, open_table
 from .runtimes import RUNTIMES, check_runtime, load_in_runtime, runtime_meta
 from .net import ResizableNet, SizeLike, to_size2d
+from .options import check_options, option
 
 MEMORY_FORMATS = ("auto", "contiguous", "channels-last")
 
@@ -285,33 +287,34 @@ def latency_template(model: ResizableNet, out: PathLike, *, input_size: SizeLike
 class LatencyOptions:
     """What ``resizable latency`` measures; each field is also its ``--flag``."""
 
-    checkpoint: Optional[str] = field(default=None, metadata={"help": "checkpoint file or run folder"})
-    model: Optional[str] = field(default=None, metadata={"help": "or a registered model name (random weights)"})
-    num_classes: int = field(default=1000, metadata={"help": "with --model: classifier outputs"})
-    in_chans: int = field(default=3, metadata={"help": "with --model: input channels"})
-    factors: Optional[Tuple[float, ...]] = field(default=None, metadata={"help": "with --model: factor list"})
-    input_size: Optional[int] = field(default=None, metadata={"help": "input resolution (default: the run's; "
-                                                                      "224 with --model)"})
-    configs: str = field(default="all", metadata={"help": "all, or a list like '0.45,0.65,1;1,1,1'"})
-    device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})
-    runtime: str = field(default="torch", metadata={"help": "run the exported network in torch (eager), torchscript "
-                                                            "or onnxruntime (pip install 'resizable[onnx]')",
-                                                    "choices": ("torch", "torchscript", "onnxruntime")})
-    memory_format: str = field(default="auto", metadata={"help": "layout of weights and input: auto (channels-last on "
-                                                                 "cuda, contiguous on cpu), contiguous, channels-last",
-                                                         "choices": ("auto", "contiguous", "channels-last")})
-    batch: Tuple[int, ...] = field(default=(1,), metadata={"help": "batch sizes, e.g. 1,32"})
-    warmup: int = field(default=10, metadata={"help": "untimed runs before timing"})
-    repeats: int = field(default=50, metadata={"help": "timed runs"})
-    threads: Optional[int] = field(default=None, metadata={"help": "CPU threads (torch.set_num_threads)"})
-    tag: Optional[str] = field(default=None, metadata={"help": "column suffix naming the hardware (default: cpu or "
-                                                               "cuda, plus -RUNTIME when not torch)"})
-    out: str = field(default="latency.csv", metadata={"help": "the latency table (resumed if it exists)"})
-    template: bool = field(default=False, metadata={"help": "write an empty table to fill in with timings "
-                                                            "taken elsewhere (needs --tag), instead of measuring"})
-    export_dir: Optional[str] = field(default=None, metadata={"help": "with --template: also save each "
-                                                                      "configuration as TorchScript here"})
-    progress: bool = field(default=True, metadata={"help": "progress bar (shown only on a terminal)"})
+    checkpoint: Optional[str] = option(None, "checkpoint file or run folder")
+    model: Optional[str] = option(None, "or a registered model name (random weights)")
+    num_classes: int = option(1000, "with --model: classifier outputs", min=1)
+    in_chans: int = option(3, "with --model: input channels", min=1)
+    factors: Optional[Tuple[float, ...]] = option(None, "with --model: factor list", min=0.05, max=1.0)
+    input_size: Optional[int] = option(None, "input resolution (default: the run's; "
+                                             "224 with --model)", min=1, max=4096)
+    configs: str = option("all", "all, or a list like '0.45,0.65,1;1,1,1'")
+    device: str = option("cpu", "cpu, cuda or cuda:N")
+    runtime: str = option("torch", "run the exported network in torch (eager), torchscript or onnxruntime "
+                          "(pip install 'resizable[onnx]')", choices=("torch", "torchscript", "onnxruntime"))
+    memory_format: str = option("auto", "layout of weights and input: auto (channels-last on cuda, contiguous on "
+                                "cpu), contiguous, channels-last", choices=("auto", "contiguous", "channels-last"))
+    batch: Tuple[int, ...] = option((1,), "batch sizes, e.g. 1,32", min=1)
+    warmup: int = option(10, "untimed runs before timing", min=0)
+    repeats: int = option(50, "timed runs", min=1)
+    threads: Optional[int] = option(None, "CPU threads (torch.set_num_threads)", min=1)
+    tag: Optional[str] = option(None, "column suffix naming the hardware (default: cpu or "
+                                      "cuda, plus -RUNTIME when not torch)")
+    out: str = option("latency.csv", "the latency table (resumed if it exists)")
+    template: bool = option(False, "write an empty table to fill in with timings "
+                                   "taken elsewhere (needs --tag), instead of measuring")
+    export_dir: Optional[str] = option(None, "with --template: also save each "
+                                             "configuration as TorchScript here")
+    progress: bool = option(True, "progress bar (shown only on a terminal)")
+
+    def __post_init__(self) -> None:
+        check_options(self)  # types and declared bounds
 
 
 def _model(opts: LatencyOptions):
@@ -336,6 +339,9 @@ def _model(opts: LatencyOptions):
 def latency_from_options(opts: LatencyOptions) -> Table:
     """What ``resizable latency`` runs: the latency table of a checkpoint's (or an architecture's)
     configurations, measured here, or with ``template`` an empty table to fill in elsewhere."""
+    from .runs import output_path
+
+    opts = dataclasses.replace(opts, out=str(output_path(opts.out, "latency.csv")))
     model, name, size = _model(opts)
     configs = None
     if opts.configs.strip() != "all":

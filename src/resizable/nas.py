@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
+from .fileio import read_text
 from .configs import Config, format_config, parse_config
 from .console import progress_enabled
-from .options import option
+from .runs import output_path
+from .options import check_options, option
 from .costs import config_costs
 from .evaluate import Calibration, evaluate_configs, topk_for
 from .latency import MEMORY_FORMATS
@@ -310,7 +312,7 @@ def read_baselines(path: PathLike, cost: str = "mmacs") -> List[Dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no baselines file at {path}")
-    lines = [l for l in path.read_text().splitlines() if l.strip() and not l.startswith("#")]
+    lines = [l for l in read_text(path, "CSV file").splitlines() if l.strip() and not l.startswith("#")]
     if not lines:
         raise TableError(f"{path} is empty; expected a CSV with columns label,{cost},top1_pct")
     rows = list(csv.DictReader(lines))
@@ -372,26 +374,29 @@ class TableOptions:
     split: Optional[str] = option(None, "split to evaluate (default: val when the run holds images out with "
                                         "--val-size, else test); build tables that select on val",
                                   choices=("train", "test", "val"))
-    batch_size: int = option(256, "evaluation batch size")
+    batch_size: int = option(256, "evaluation batch size", min=1)
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
-    input_size: Optional[int] = option(None, "input resolution (default: the run's)")
+    input_size: Optional[int] = option(None, "input resolution (default: the run's)", min=1, max=4096)
     calibrate_bn: int = option(0, "recompute BN statistics per configuration on this many training batches "
-                                  "(0: keep the trained ones)")
-    calibrate_batch_size: Optional[int] = option(None, "batch size for --calibrate-bn (default: --batch-size)")
+                                  "(0: keep the trained ones)", min=0)
+    calibrate_batch_size: Optional[int] = option(None, "batch size for --calibrate-bn (default: --batch-size)", min=1)
     latency: Optional[str] = option(None, "also time each exported configuration here", choices=("cpu", "cuda"))
-    latency_batch: Tuple[int, ...] = option((1,), "batch sizes to time, e.g. 1,32")
-    latency_warmup: int = option(10, "untimed runs before timing")
-    latency_repeats: int = option(50, "timed runs (the median is kept)")
+    latency_batch: Tuple[int, ...] = option((1,), "batch sizes to time, e.g. 1,32", min=1)
+    latency_warmup: int = option(10, "untimed runs before timing", min=0)
+    latency_repeats: int = option(50, "timed runs (the median is kept)", min=1)
     latency_tag: Optional[str] = option(None, "latency column suffix (default: the device, plus the runtime when "
                                               "it is not torch)")
     latency_runtime: str = option("torch", "with --latency: run each exported network in torch (eager), "
-                                           "torchscript or onnxruntime (pip install 'resizable[onnx]')",
+                                  "torchscript or onnxruntime (pip install 'resizable[onnx]')",
                                   choices=RUNTIMES)
     latency_memory_format: str = option("auto", "with --latency: auto (channels-last on CUDA, contiguous on the "
-                                                "CPU), contiguous or channels-last", choices=MEMORY_FORMATS)
-    unit_depth: int = option(1, "configurations sharing this many leading factors form one resumable work unit")
+                                        "CPU), contiguous or channels-last", choices=MEMORY_FORMATS)
+    unit_depth: int = option(1, "configurations sharing this many leading factors form one resumable work unit", min=1)
     shard: Optional[str] = option(None, "i/n: build shard i (0-based) of n; default from torchrun's RANK/WORLD_SIZE")
     progress: bool = option(True, "progress bar with time left (shown only on a terminal)")
+
+    def __post_init__(self) -> None:
+        check_options(self)  # types and declared bounds
 
 
 def table_from_checkpoint(opts: TableOptions) -> Tuple[Table, Path]:
@@ -439,7 +444,7 @@ def table_from_checkpoint(opts: TableOptions) -> Tuple[Table, Path]:
                              runtime=opts.latency_runtime, memory_format=opts.latency_memory_format)
         probe_columns = probe.columns
         extra = {f"latency_{probe.tag}_{k}": v for k, v in probe.meta().items() if k != "tag"}
-    out = Path(opts.out)
+    out = output_path(opts.out, "table.csv")
     target = shard_path(out, *shard) if shard[1] > 1 else out
     table = build_table(
         model, loader, target, input_size=size, num_samples=len(data), dataset=info.name, split=split,

@@ -11,7 +11,8 @@ import yaml
 
 from .fileio import atomic_write_text
 
-__all__ = ["add_dataclass_args", "resolve_options", "option", "required", "options_to_dict", "write_options", "parse_floats", "yaml_problem"]
+__all__ = ["add_dataclass_args", "resolve_options", "option", "required", "options_to_dict", "write_options",
+           "parse_floats", "yaml_problem", "check_options", "check_value"]
 
 T = TypeVar("T")
 
@@ -135,7 +136,9 @@ def resolve_options(cls: Type[T], args: Optional[argparse.Namespace] = None, yam
         if not Path(yaml_path).is_file():
             raise FileNotFoundError(f"no config file at {yaml_path} (--config takes a YAML file of option: value)")
         try:
-            data = yaml.safe_load(Path(yaml_path).read_text()) or {}
+            data = yaml.safe_load(Path(yaml_path).read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{yaml_path}: not UTF-8 text (byte {e.start}), so not a YAML config file") from None
         except yaml.YAMLError as e:
             raise ValueError(f"{yaml_path}: not readable YAML ({yaml_problem(e)})") from None
         if not isinstance(data, dict):
@@ -155,7 +158,16 @@ def resolve_options(cls: Type[T], args: Optional[argparse.Namespace] = None, yam
     if missing:
         flags = ", ".join("--" + m.replace("_", "-") for m in missing)
         raise ValueError(f"{flags} {'is' if len(missing) == 1 else 'are'} required")
-    return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
+    coerced = {}
+    for k, v in values.items():
+        try:
+            coerced[k] = _coerce(cls, k, v)
+        except (argparse.ArgumentTypeError, ValueError) as e:
+            raise ValueError(f"--{k.replace('_', '-')} {v!r}: {e}") from None
+    return cls(**coerced)
+
+
+BOUNDS = ("min", "max", "above", "below")
 
 
 def required(help: str, **meta: Any) -> Any:
@@ -164,10 +176,88 @@ def required(help: str, **meta: Any) -> Any:
 
 
 def option(default: Any, help: str, **meta: Any) -> Any:
-    """A dataclass field with a default and its ``--help`` text (mutable defaults are copied)."""
+    """A dataclass field with a default, its ``--help`` text and what it accepts (mutable defaults are copied).
+
+    ``meta`` may say ``choices`` (one of), ``min`` / ``max`` (inclusive), ``above`` / ``below`` (exclusive),
+    ``finite=False`` (a float that may be infinite), ``component=True`` (a string that is one folder name),
+    ``metavar``. The type comes from the annotation;
+    :func:`check_options` checks both, whatever the value came from (flags, YAML, Python).
+    """
     if isinstance(default, (dict, list)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help, **meta})
     return dataclasses.field(default=default, metadata={"help": help, **meta})
+
+
+def _accepted(kind: str, meta: Dict[str, Any]) -> str:
+    """What a field accepts, in words: ``an integer >= 1``, ``one of: a, b``."""
+    if meta.get("choices"):
+        return "one of: " + ", ".join(map(str, meta["choices"]))
+    parts = []
+    for key, sign in (("min", ">="), ("above", ">"), ("max", "<="), ("below", "<")):
+        if meta.get(key) is not None:
+            parts.append(f"{sign} {meta[key]:g}" if isinstance(meta[key], float) else f"{sign} {meta[key]}")
+    return kind + (" " + " and ".join(parts) if parts else "")
+
+
+def _problem(value: Any, tp: Any, meta: Dict[str, Any]) -> Optional[str]:
+    """What is wrong with ``value`` for a field of type ``tp`` (None when nothing is)."""
+    import math
+
+    base = _base_type(tp)
+    if value is None:
+        return None if base is not tp else "a value is needed"
+    origin = typing.get_origin(base)
+    if origin in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            return "expected a comma-separated list"
+        inner = (typing.get_args(base) or (str,))[0]
+        for item in value:
+            why = _problem(item, inner, meta)
+            if why:
+                return f"item {item!r}: {why}"
+        return None
+    if base is dict or origin is dict:
+        return None if isinstance(value, dict) else "expected a mapping like '{key: value}'"
+    if base is bool:
+        return None if isinstance(value, bool) else "expected true or false"
+    if base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"expected {_accepted('an integer', meta)}"
+    elif base is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"expected {_accepted('a number', meta)}"
+        if meta.get("finite", True) and not math.isfinite(value):
+            return f"expected {_accepted('a finite number', meta)}"
+    elif base is str:
+        if not isinstance(value, str):
+            return f"expected {_accepted('a string', meta)}"
+        if meta.get("component") and (value in ("", ".", "..") or "/" in value or "\\" in value):
+            return "expected one folder name (no '/' or '\\', not '.' or '..'): it names a folder inside --out-dir"
+    if meta.get("choices") and value not in meta["choices"]:
+        return "expected " + _accepted("", meta)
+    kind = "an integer" if base is int else "a number"
+    for key, bad in (("min", lambda v, b: v < b), ("max", lambda v, b: v > b), ("above", lambda v, b: v <= b),
+                     ("below", lambda v, b: v >= b)):
+        if meta.get(key) is not None and bad(value, meta[key]):
+            return f"expected {_accepted(kind, meta)}"
+    return None
+
+
+def check_value(cls: Type, name: str, value: Any) -> None:
+    """Raise ``ValueError`` naming the option, the value and what it accepts, unless ``value`` fits field ``name``."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    why = _problem(value, typing.get_type_hints(cls)[name], dict(f.metadata))
+    if why:
+        shown = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
+        raise ValueError(f"--{name.replace('_', '-')} {shown!r}: {why}")
+
+
+def check_options(obj: Any) -> None:
+    """Check every field of an options dataclass against its annotation and declared bounds (call it first in
+    ``__post_init__``); the first misfit raises ``ValueError`` as :func:`check_value` words it."""
+    for f in dataclasses.fields(obj):
+        if f.init:
+            check_value(type(obj), f.name, getattr(obj, f.name))
 
 
 def options_to_dict(cfg: Any) -> Dict[str, Any]:

@@ -170,12 +170,36 @@ def _pickle_field(entry: dict, key: str):
     return entry.get(key)
 
 
+# What a CIFAR batch is made of: dicts, lists, bytes, str and numbers (no global needed), numpy arrays
+# and dtypes (numpy 1 and 2 spell the module differently), and the helper Python 3 uses for bytes in
+# protocol 2. Every other global a pickle names is refused before it is built.
+CIFAR_PICKLE_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # protocol 5
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+})
+
+
+class DataOnlyUnpickler(pickle.Unpickler):
+    """Unpickles data only: a global outside :data:`CIFAR_PICKLE_GLOBALS` raises ``ValueError`` naming it."""
+
+    def __init__(self, file, path: Path, **kw) -> None:
+        super().__init__(file, **kw)
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in CIFAR_PICKLE_GLOBALS:
+            raise ValueError(f"{self.path}: refused: the file asks to build {module}.{name}, and a CIFAR batch holds "
+                             f"only dicts, lists, bytes, str, numbers and numpy arrays (a crafted or foreign pickle?)")
+        return super().find_class(module, name)
+
+
 def _read_cifar_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
-            # Pickles can run code: only point data_dir at archives you trust.
-            entry = pickle.load(f, encoding="bytes")
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as exc:
+            entry = DataOnlyUnpickler(f, path, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError) as exc:
         raise ValueError(f"{path}: not a readable CIFAR pickle ({type(exc).__name__}: {exc})") from exc
     if not isinstance(entry, dict):
         raise ValueError(f"{path}: expected a pickled dict, got {type(entry).__name__}")

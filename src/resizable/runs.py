@@ -25,15 +25,37 @@ from .checkpoint import CHECKPOINT_NAME, load_checkpoint, run_options
 from .options import options_to_dict, write_options, yaml_problem
 from .fileio import atomic_write_text
 
-__all__ = ["SAFE_ON_RESUME", "RUN_FILES", "resume_folder", "saved_options", "resume_changes", "record_resume",
+__all__ = ["SAFE_ON_RESUME", "RUN_FILES", "OWN_FILES", "output_path", "resume_folder", "saved_options", "resume_changes", "record_resume",
            "check_new_run_folder", "flag"]
 
 # options that may change when a run is continued: they do not change what the checkpoint's state means
-SAFE_ON_RESUME = ("epochs", "device", "progress", "workers", "eval_batch_size", "download", "data_dir")
+SAFE_ON_RESUME = ("epochs", "lr", "device", "progress", "workers", "eval_batch_size", "download", "data_dir")
 # options that name the run folder, not the run
 _IGNORED = ("resume", "name", "out_dir")
 # what a run writes before its first checkpoint
-RUN_FILES = ("config.yaml", "metrics.jsonl")
+RUN_FILES = ("config.yaml", "metrics.jsonl", "steps.jsonl")
+# every file a run folder's training owns: no other command writes over them
+OWN_FILES = (CHECKPOINT_NAME, "resumes.jsonl") + RUN_FILES
+
+
+def output_path(out: str, default_name: Optional[str] = None, flag: str = "--out") -> Path:
+    """The file a command writes for ``--out OUT``, checked before any work starts.
+
+    A trailing ``/`` or an existing folder means a folder: the file is ``default_name`` inside it (made
+    when missing), or, for a command with no default name, an error. A run folder's own files
+    (:data:`OWN_FILES`, in a folder holding a checkpoint or ``config.yaml``) are refused: only training
+    writes them.
+    """
+    path = Path(out)
+    if str(out).endswith(("/", "\\")) or path.is_dir():
+        if not default_name:
+            raise ValueError(f"{flag} {out} is a folder; give a file path")
+        path = path / default_name
+    run = path.parent
+    if path.name in OWN_FILES and ((run / CHECKPOINT_NAME).is_file() or (run / "config.yaml").is_file()):
+        raise ValueError(f"{flag} {path}: refused: {path.name} is the run folder's own file (training writes it); "
+                         f"write somewhere else")
+    return path
 
 
 def flag(name: str) -> str:

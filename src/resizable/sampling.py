@@ -54,6 +54,9 @@ class ConfigSampler:
             raise ValueError(f"{mode} sampling uses exactly k={k} configurations per step, got num_configs={num_configs}")
         if mode == "sandwich" and k < 2:
             raise ValueError(f"sandwich sampling needs at least 2 factors (a smallest and a largest), got {self.factors}")
+        if num_configs is not None and num_configs > k ** num_stages:
+            raise ValueError(f"num_configs {num_configs} is more than the {k ** num_stages} configurations of "
+                             f"{k} factors over {num_stages} stages")
         self.num_configs = num_configs or (1 if mode == "single" else k)
         if single_config is None:
             single_config = (self.factors[-1],) * num_stages

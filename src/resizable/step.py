@@ -115,7 +115,7 @@ def train_step(model: ResizableNet, images: torch.Tensor, labels: torch.Tensor, 
                ddp: Optional[nn.parallel.DistributedDataParallel] = None, loss_reduction: str = "sum",
                distill: str = "none", distill_weight: float = 1.0, ensemble: Optional[EnsembleWeights] = None,
                teacher_probs: Optional[torch.Tensor] = None, teacher_weight: float = 1.0,
-               tally: Optional[StepTally] = None) -> float:
+               tally: Optional[StepTally] = None, losses: Optional[list] = None) -> float:
     """One update: the batch through every configuration of the step, the losses combined, one optimizer step.
 
     Returns the mean loss over the configurations the step ran (one device sync, at the end).
@@ -135,6 +135,7 @@ def train_step(model: ResizableNet, images: torch.Tensor, labels: torch.Tensor, 
         teacher_probs: a frozen teacher's probabilities on ``images`` (``(B, classes)``), or None.
         teacher_weight: weight of the teacher's KD term.
         tally: counts the largest configuration's top-1 hits (the trainer's train accuracy).
+        losses: when given, receives ``(config, loss)`` for every pass (detached; read only when needed).
     """
     if loss_reduction not in LOSS_REDUCTIONS:
         raise ValueError(f"unknown loss_reduction {loss_reduction!r}; accepted: {', '.join(LOSS_REDUCTIONS)}")
@@ -146,12 +147,15 @@ def train_step(model: ResizableNet, images: torch.Tensor, labels: torch.Tensor, 
         raise ValueError("a frozen teacher and in-place distillation exclude each other; use one of them")
     order = _order(model, configs, distill)
     optimizer.zero_grad(set_to_none=True)
+    per_pass: list = []
     if distill == "ensemble":
         total = _ensemble_pass(model, images, labels, order, criterion, amp, scaler, ddp, loss_reduction,
-                               distill_weight, ensemble, tally)
+                               distill_weight, ensemble, tally, per_pass)
     else:
         total = _sequential_passes(model, images, labels, order, criterion, amp, scaler, ddp, loss_reduction,
-                                   distill, distill_weight, teacher_probs, teacher_weight, tally)
+                                   distill, distill_weight, teacher_probs, teacher_weight, tally, per_pass)
+    if losses is not None:
+        losses.extend(zip(order, per_pass))
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
@@ -161,7 +165,7 @@ def train_step(model: ResizableNet, images: torch.Tensor, labels: torch.Tensor, 
 
 
 def _sequential_passes(model, images, labels, order, criterion, amp, scaler, ddp, loss_reduction, distill,
-                       distill_weight, teacher_probs, teacher_weight, tally) -> torch.Tensor:
+                       distill_weight, teacher_probs, teacher_weight, tally, per_pass) -> torch.Tensor:
     """One forward/backward per configuration (the teacher first when one of the step's configurations teaches)."""
     net = ddp or model
     scale = 1.0 / len(order) if loss_reduction == "mean" else 1.0
@@ -187,12 +191,13 @@ def _sequential_passes(model, images, labels, order, criterion, amp, scaler, ddp
                 tally.add(logits, labels)
             if distill in ("full", "largest"):
                 inplace = logits.detach().float().softmax(1)
+        per_pass.append(loss.detach())
         total += loss.detach().double()
     return total
 
 
 def _ensemble_pass(model, images, labels, order, criterion, amp, scaler, ddp, loss_reduction, distill_weight,
-                   ensemble, tally) -> torch.Tensor:
+                   ensemble, tally, per_pass) -> torch.Tensor:
     """Every configuration forward (graphs kept), the learned ensemble, one backward of the combined loss."""
     scale = 1.0 / len(order) if loss_reduction == "mean" else 1.0
     sync = ddp.no_sync() if ddp is not None else contextlib.nullcontext()
@@ -209,6 +214,7 @@ def _ensemble_pass(model, images, labels, order, criterion, amp, scaler, ddp, lo
         losses = [criterion(z, labels) + distill_weight * soft_label_loss(z, target) for z in logits]
         loss = (sum(losses) + criterion(ens, labels)) * scale
         (scaler.scale(loss) if scaler is not None else loss).backward()
+    per_pass.extend(x.detach() for x in losses)
     if ddp is not None:
         _average_gradients([p for p in list(model.parameters()) + list(ensemble.parameters())])
     return sum(x.detach().double() for x in losses)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .configs import Config, all_configs, format_config, format_factor, parse_config
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, read_text
 from .net import ResizableNet, SizeLike, to_size2d
 
 __all__ = [
@@ -284,7 +284,7 @@ def read_table(path: PathLike, *, magic: Optional[str] = TABLE_MAGIC, required: 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no table at {path}")
-    table, _ = _parse_table_text(path.read_text(), str(path), magic)
+    table, _ = _parse_table_text(read_text(path, "table (CSV)"), str(path), magic)
     missing = [c for c in required if c not in table.columns]
     if missing:
         raise TableError(f"{path}: missing column(s) {missing}; it has {table.columns}")
@@ -302,7 +302,7 @@ def check_same(a: Mapping[str, str], b: Mapping[str, str], keys: Sequence[str], 
 def open_table(path: Path, magic: str, meta: Dict[str, str], columns: List[str], identity: Sequence[str]) -> Table:
     """Start a table file, or reopen one for resuming: same identity and columns, cut-short line dropped."""
     if path.exists() and path.stat().st_size > 0:
-        text = path.read_text()
+        text = read_text(path, "table (CSV)")
         table, keep = _parse_table_text(text, str(path), magic)
         check_same(table.meta, meta, identity, str(path), "this run")
         if table.meta.get("shard") != meta.get("shard"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -36,7 +37,11 @@ from .steplog import STEPS_FILE, StepLog
 from .splits import ValSplit, check_val_size, load_split, training_subset, val_split_of
 from .train_options import TrainOptions
 
-__all__ = ["TrainOptions", "train", "build_optimizer", "lr_factor"]
+__all__ = ["TrainOptions", "TrainingDiverged", "train", "build_optimizer", "lr_factor"]
+
+
+class TrainingDiverged(RuntimeError):
+    """A training step's loss was not finite: training stopped there; the last finished epoch's checkpoint stays."""
 
 # ---------------------------------------------------------------------------- small helpers
 def lr_factor(step: int, steps_per_epoch: int, cfg: TrainOptions) -> float:
@@ -233,12 +238,20 @@ class _Run:
             self.ensemble.load_state_dict(payload["ensemble"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
+        if self.scheduler.base_lrs[0] != self.cfg.lr:  # --lr changed on resume (e.g. after a divergence)
+            self.scheduler.base_lrs = [self.cfg.lr] * len(self.optimizer.param_groups)
+            factor = lr_factor(payload["step"], self.steps_per_epoch, self.cfg)
+            for group in self.optimizer.param_groups:
+                group["initial_lr"], group["lr"] = self.cfg.lr, self.cfg.lr * factor
         self.scaler.load_state_dict(payload["scaler"])
         self.sampler.load_state_dict(payload["sampler"])
         torch.set_rng_state(payload["rng"]["torch"])
         if self.dist.device.type == "cuda" and payload["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(payload["rng"]["cuda"], self.dist.device)
         self.start_epoch = payload["epoch"] + 1
+        if self.cfg.epochs < self.start_epoch:
+            raise ValueError(f"--epochs {self.cfg.epochs}: {self.run_dir} has already finished {self.start_epoch} "
+                             f"epochs; --resume continues a run, so --epochs must be >= {self.start_epoch}")
         self.step = payload["step"]
         self.history = list(payload.get("history", []))
         if self.memory_format is None and payload.get("memory_format"):
@@ -281,6 +294,18 @@ class _Run:
                         memory_format=self.memory_format.name if self.memory_format else None,
                         ensemble=self.ensemble.state_dict() if self.ensemble is not None else None)
 
+    def _diverged(self, epoch: int, passes: list, lr: float) -> "TrainingDiverged":
+        """The error of a step whose loss is not finite: where, which configuration, and how to go on."""
+        config, loss = next(((c, float(v)) for c, v in passes if not math.isfinite(float(v))), (None, math.nan))
+        where = (f"training diverged at step {self.step + 1} (epoch {epoch + 1}): loss {loss} for configuration "
+                 f"{format_config(config) if config else '?'} at lr {lr:.4g}")
+        if (self.run_dir / CHECKPOINT_NAME).is_file():
+            return TrainingDiverged(f"{where}; {self.run_dir} keeps the checkpoint of epoch {epoch}: continue it "
+                                    f"with a lower peak rate, e.g. resizable train --resume {self.run_dir} --lr "
+                                    f"{self.cfg.lr / 10:.4g}")
+        return TrainingDiverged(f"{where}; no epoch finished, so run the same command again with a lower --lr "
+                                f"(e.g. {self.cfg.lr / 10:.4g})")
+
     def sampler_for(self, epoch: int) -> ConfigSampler:
         return self.sampler if epoch < self.switch_epoch else self.finetune_sampler
 
@@ -306,13 +331,17 @@ class _Run:
             if self.memory_format.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             configs = sampler.sample(self.step)
+            passes: list = []
             step_loss = train_step(self.model, images, labels, configs, self.optimizer, self.criterion, amp=cfg.amp,
                                    scaler=self.scaler if self.scaler.is_enabled() else None, ddp=self.ddp,
                                    loss_reduction=cfg.loss_reduction, distill=cfg.distill,
                                    distill_weight=cfg.distill_weight, ensemble=self.ensemble,
                                    teacher_probs=self._teacher_probs(images), teacher_weight=cfg.teacher_weight,
-                                   tally=tally)
+                                   tally=tally, losses=passes)
             lr = self.optimizer.param_groups[0]["lr"]
+            if not math.isfinite(step_loss):
+                self.steplog.add(self.step + 1, epoch + 1, step_loss, lr)
+                raise self._diverged(epoch, passes, lr)
             self.scheduler.step()
             self.step += 1
             self.steplog.add(self.step, epoch + 1, step_loss, lr)
@@ -377,6 +406,11 @@ def train(cfg: TrainOptions) -> Path:
     run = _Run(cfg)
     try:
         return run.run()
+    except KeyboardInterrupt:
+        if run.dist.is_main:
+            print(f"interrupted: {run.run_dir} keeps its last finished epoch; continue with: resizable train "
+                  f"--resume {run.run_dir}", file=sys.stderr, flush=True)
+        raise
     finally:
         distributed.cleanup()
 

@@ -162,10 +162,12 @@ def read_payload(path: PathLike, fmt: str, what: str) -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no {what} at {path}")
+    from ..checkpoint import read_torch_file
+
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a pickle of anything else, a truncated file...
-        raise AdaptError(f"{path} is not a {what} ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        payload = read_torch_file(path)  # tensors and plain values only: a crafted file is refused, not run
+    except ValueError as e:
+        raise AdaptError(f"{e} (expected a {what})") from None
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise AdaptError(f"{path} is not a {what} (no format={fmt!r} field)")
     return payload

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from ..console import progress_enabled
-from ..options import option, required
+from ..options import check_options, option, required
 from ..checkpoint import load_model, load_model_for_data, resolve_checkpoint
 from ..configs import parse_configs
 from ..tables import REQUIRED_COLUMNS, read_table
@@ -33,15 +33,18 @@ class LabelOptions:
     data_dir: Optional[str] = option(None, "dataset folder (default: the training run's)")
     split: Optional[str] = option(None, "split to sample the images from (default: val when the run holds images "
                                         "out with --val-size, else train)", choices=("train", "test", "val"))
-    num_images: Optional[int] = option(None, "images to label (default: all of Fashion-MNIST/CIFAR, 50000 of a folder)")
-    seed: int = option(0, "seed of the image sample")
+    num_images: Optional[int] = option(None, "images to label (default: all of Fashion-MNIST/CIFAR, 50000 of a folder)", min=1)
+    seed: int = option(0, "seed of the image sample", min=0, max=2**63 - 1)
     configs: str = option("all", "allowed configurations: all, default, or '0.45,0.65,1;1,1,1'")
     rule: str = option("cheapest", "best configuration: cheapest correct (else most confident), or most confident",
                        choices=RULES)
-    batch_size: int = option(256, "evaluation batch size")
-    input_size: Optional[int] = option(None, "input resolution (default: the run's)")
+    batch_size: int = option(256, "evaluation batch size", min=1)
+    input_size: Optional[int] = option(None, "input resolution (default: the run's)", min=1, max=4096)
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     progress: bool = option(True, "progress bar (shown only on a terminal)")
+
+    def __post_init__(self) -> None:
+        check_options(self)  # types and declared bounds
 
 
 @dataclass(frozen=True)
@@ -53,16 +56,19 @@ class ClassifierOptions:
     out: Optional[str] = option(None, "classifier file (default: adapt-classifier-<source>.pt beside the labels)")
     source: str = option("min", "classifier input: the last stage at the smallest configuration, or the stem output",
                          choices=SOURCES)
-    width: int = option(32, "channels of the classifier's three convolutions")
-    epochs: int = option(15, "training epochs")
-    batch_size: int = option(256, "batch size")
-    lr: float = option(2e-3, "AdamW learning rate (cosine-decayed)")
-    weight_decay: float = option(1e-4, "AdamW weight decay")
-    val_fraction: float = option(0.1, "share of labelled images held out for the report")
+    width: int = option(32, "channels of the classifier's three convolutions", min=1)
+    epochs: int = option(15, "training epochs", min=1)
+    batch_size: int = option(256, "batch size", min=1)
+    lr: float = option(2e-3, "AdamW learning rate (cosine-decayed)", above=0.0, max=1e3)
+    weight_decay: float = option(1e-4, "AdamW weight decay", min=0.0, max=1.0)
+    val_fraction: float = option(0.1, "share of labelled images held out for the report", min=0.0, below=1.0)
     rule: Optional[str] = option(None, "relabel with this rule first (default: the label file's)", choices=RULES)
-    seed: int = option(0, "seed of initialisation, hold-out draw and batch order")
+    seed: int = option(0, "seed of initialisation, hold-out draw and batch order", min=0, max=2**63 - 1)
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     progress: bool = option(True, "one line per epoch")
+
+    def __post_init__(self) -> None:
+        check_options(self)  # types and declared bounds
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ class RoutingOptions:
     checkpoint: Optional[str] = required("the trained ResizableNet")
     classifier: Optional[str] = required("classifier file (resizable adapt train)")
     max_mmacs: Tuple[float, ...] = option((), "per-image budget(s) in millions of MACs, comma-separated "
-                                              "(default: no budget; --max-mflops is an alias)")
+                                              "(default: no budget; --max-mflops is an alias)", above=0.0)
     count_interp: bool = option(False, "the budget also counts the resizes' interpolation MACs")
     table: Optional[str] = option(None, "lookup table of the same weights and split (default: from the oracle pass)")
     oracle: bool = option(True, "also run every configuration on the split (oracle, and the table if none is given)")
@@ -80,11 +86,14 @@ class RoutingOptions:
     dataset: Optional[str] = option(None, "dataset (default: the training run's)")
     data_dir: Optional[str] = option(None, "dataset folder (default: the training run's)")
     split: str = option("test", "split to evaluate", choices=("train", "test", "val"))
-    batch_size: int = option(256, "evaluation batch size (images of a batch are grouped by configuration)")
+    batch_size: int = option(256, "evaluation batch size (images of a batch are grouped by configuration)", min=1)
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     out: Optional[str] = option(None, "also write the results as JSON here")
     json: bool = option(False, "print JSON instead of text")
     progress: bool = option(True, "progress bar (shown only on a terminal)")
+
+    def __post_init__(self) -> None:
+        check_options(self)  # types and declared bounds
 
 
 def _subset(data, indices: torch.Tensor):
@@ -125,6 +134,9 @@ def label_checkpoint(opts: "LabelOptions") -> Tuple[LabelSet, Path]:
         opts.checkpoint, opts.out, opts.dataset, opts.data_dir, opts.split, opts.num_images, opts.seed,
         opts.configs, opts.rule, opts.batch_size, opts.device, opts.input_size, opts.progress)
     from ..data import make_loader
+    from ..runs import output_path
+
+    out = output_path(out, "adapt-labels.pt") if out else None  # refused before the work, not after
 
     check_choice(rule, RULES, "rule")
     from ..splits import default_split
@@ -167,6 +179,9 @@ def train_checkpoint(opts: "ClassifierOptions") -> Tuple[TrainedClassifier, Path
         opts.weight_decay, opts.val_fraction, opts.rule, opts.seed, opts.device, opts.progress)
     from ..data import dataset_info, make_loader
     from ..distributed import resolve_device
+    from ..runs import output_path
+
+    out = output_path(out, f"adapt-classifier-{source}.pt") if out else None
 
     model, payload = load_model(checkpoint)
     model.to(resolve_device(device))

@@ -96,7 +96,10 @@ def format_result(r: Dict[str, Any]) -> List[str]:
 def _eval(opts) -> int:
     from ..adapt import eval_checkpoint
     from ..console import progress_enabled
+    from ..runs import output_path
 
+    if opts.out:
+        opts = dataclasses.replace(opts, out=str(output_path(opts.out, "adapt-eval.json")))
     results = eval_checkpoint(dataclasses.replace(opts, progress=progress_enabled(opts.progress)))
     if opts.out:
         _write_json(opts.out, results)

@@ -20,7 +20,10 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate_run import EvalOptions, evaluate_checkpoint
     from ..options import resolve_options
 
+    from ..runs import output_path
+
     opts = resolve_options(EvalOptions, args, **({"configs": "all"} if args.all else {}))
+    out = output_path(opts.out, "eval.csv") if opts.out else None  # refused before the work, not after
     rows = evaluate_checkpoint(opts)
     basis = (f"BN statistics recalibrated on {opts.calibrate_bn} training batches" if opts.calibrate_bn
              else "BN statistics as trained")
@@ -28,10 +31,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'config':<28}{'MMACs':>10}{'top-1 %':>10}{'top-5 %':>10}")
     for r in rows:
         print(f"{r['config']:<28}{r['mmacs']:>10.2f}{r['top1_pct']:>10.2f}{r.get('top5_pct', float('nan')):>10.2f}")
-    if opts.out:
-        with atomic_path(opts.out) as tmp, open(tmp, "w", newline="") as f:
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-        print(f"wrote {opts.out}")
+        print(f"wrote {out}")
     return 0

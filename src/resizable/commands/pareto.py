@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
-from ..options import required
+from ..options import check_options, option, required
 
 HELP = "the accuracy-vs-MACs (or latency) Pareto front of a table: printed, and plotted with --out"
 
@@ -15,12 +15,15 @@ class ParetoOptions:
     """Options of ``resizable pareto``."""
 
     table: Optional[str] = required("the table CSV (resizable table)")
-    cost: str = field(default="mmacs", metadata={"help": "cost column: mmacs, params_m or a latency column"})
-    out: Optional[str] = field(default=None, metadata={"help": "save the plot here (.png, .pdf, .svg)"})
-    csv: Optional[str] = field(default=None, metadata={"help": "also write the front as CSV"})
-    baselines: Optional[str] = field(default=None, metadata={"help": "CSV of individually trained networks to "
-                                                                     "overlay: label,<cost>,top1_pct"})
-    title: Optional[str] = field(default=None, metadata={"help": "plot title"})
+    cost: str = option("mmacs", "cost column: mmacs, params_m or a latency column")
+    out: Optional[str] = option(None, "save the plot here (.png, .pdf, .svg)")
+    csv: Optional[str] = option(None, "also write the front as CSV")
+    baselines: Optional[str] = option(None, "CSV of individually trained networks to "
+                                            "overlay: label,<cost>,top1_pct")
+    title: Optional[str] = option(None, "plot title")
+
+    def __post_init__(self) -> None:
+        check_options(self)  # types and declared bounds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +38,12 @@ def run(args: argparse.Namespace) -> int:
     from ..tables import REQUIRED_COLUMNS, Table, read_table
     from .search import format_rows, shown_columns
 
+    from ..runs import output_path
+
     opts = resolve_options(ParetoOptions, args)
+    for out, name in ((opts.out, "pareto.png"), (opts.csv, "pareto.csv")):
+        if out:
+            output_path(out, name)  # a run's own files, or a folder without a name, refused before reading
     table = read_table(opts.table, required=REQUIRED_COLUMNS)
     front = pareto_front(table, opts.cost)
     baselines = read_baselines(opts.baselines, opts.cost) if opts.baselines else []

@@ -5,10 +5,10 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..options import required
+from ..options import check_options, option, required
 
 HELP = "the most accurate configurations of a table that meet every constraint (MACs, latency, params)"
 
@@ -18,14 +18,17 @@ class SearchOptions:
     """Options of ``resizable search``."""
 
     table: Optional[str] = required("the table CSV (resizable table; build it on the val split)")
-    max_mmacs: Optional[float] = field(default=None, metadata={"help": "budget in millions of multiply-accumulates "
-                                                                       "(--max-mflops is an alias)"})
-    max_latency_ms: Optional[float] = field(default=None, metadata={"help": "latency budget (needs a latency column)"})
-    latency_column: Optional[str] = field(default=None, metadata={"help": "which latency column, when several"})
-    max_params_m: Optional[float] = field(default=None, metadata={"help": "parameter budget in millions"})
-    count_interp: bool = field(default=False, metadata={"help": "count the interpolation MACs in --max-mmacs"})
-    top: int = field(default=5, metadata={"help": "how many configurations to list"})
-    json: bool = field(default=False, metadata={"help": "print JSON instead of a table"})
+    max_mmacs: Optional[float] = option(None, "budget in millions of multiply-accumulates "
+                                              "(--max-mflops is an alias)", above=0.0)
+    max_latency_ms: Optional[float] = option(None, "latency budget (needs a latency column)", above=0.0)
+    latency_column: Optional[str] = option(None, "which latency column, when several")
+    max_params_m: Optional[float] = option(None, "parameter budget in millions", above=0.0)
+    count_interp: bool = option(False, "count the interpolation MACs in --max-mmacs")
+    top: int = option(5, "how many configurations to list", min=1)
+    json: bool = option(False, "print JSON instead of a table")
+
+    def __post_init__(self) -> None:
+        check_options(self)  # types and declared bounds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 
 HELP = "evaluate every configuration of a checkpoint into a lookup table (resumable, shardable)"
 
@@ -44,7 +45,12 @@ def run(args: argparse.Namespace) -> int:
         table = merge_tables(args.merge, opts.out)
         print(_summary(table, opts.out))
     elif opts.checkpoint:
-        table, path = table_from_checkpoint(dataclasses.replace(opts, progress=progress_enabled(opts.progress)))
+        try:
+            table, path = table_from_checkpoint(dataclasses.replace(opts, progress=progress_enabled(opts.progress)))
+        except KeyboardInterrupt:
+            print(f"interrupted: {opts.out} keeps every finished work unit; the same command continues it: "
+                  f"{getattr(args, 'command_line', 'resizable table ...')}", file=sys.stderr, flush=True)
+            raise
         print(_summary(table, path))
         if table.missing() and "shard" in table.meta:
             print(f"shard {table.meta['shard']} is done; the last shard to finish writes {opts.out} "

@@ -1,17 +1,29 @@
 """Pieces shared by the mobile families: channel rounding, conv-norm-activation, the staged ``features``."""
 from __future__ import annotations
 
-from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 from torch import nn
 
 from ..layers import ResizableStage
 
-__all__ = ["make_divisible", "conv_norm_act", "split_stages", "StagedFeatures", "build_staged_features",
+__all__ = ["check_counts", "make_divisible", "conv_norm_act", "split_stages", "StagedFeatures", "build_staged_features",
            "init_weights"]
 
 NormLayer = Callable[[int], nn.Module]
 NormFactory = Callable[[int, int], NormLayer]  # (num_scales, stage) -> norm_layer(num_features)
+
+
+def check_counts(**counts: Any) -> None:
+    """Raise ``ValueError`` unless every argument is a positive integer (or a sequence of them), naming it:
+    ``check_counts(num_classes=10, widths=[16, 0])`` -> ``widths must be positive integers, got (16, 0)``."""
+    for name, value in counts.items():
+        if value is None:
+            continue
+        items = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+        if not items or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in items):
+            what = "positive integers" if isinstance(value, (list, tuple)) else "a positive integer"
+            raise ValueError(f"{name} must be {what}, got {value!r}")
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: Optional[int] = None) -> int:

@@ -30,7 +30,7 @@ from torch import nn
 from ..layers import Resize2d, plain_norm, scale_norm
 from ..net import ResizableNet
 from ..registry import register_model
-from ._common import (NormFactory, NormLayer, build_staged_features, conv_norm_act, init_weights,
+from ._common import (NormFactory, check_counts, NormLayer, build_staged_features, conv_norm_act, init_weights,
                       make_divisible, split_stages)
 from .mobilenet_v2 import MOBILENET_FACTORS
 
@@ -94,6 +94,7 @@ class ResizableMobileNetV1(ResizableNet):
         norm_layer: Optional[NormFactory] = None,
         resize_layer: Callable[[], nn.Module] = Resize2d,
     ) -> None:
+        check_counts(num_classes=num_classes, in_chans=in_chans, stem_channels=stem_channels)
         if not width_mult > 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult}")
         if stem not in ("imagenet", "cifar"):

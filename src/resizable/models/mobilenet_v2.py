@@ -33,7 +33,7 @@ from ..convert import register_converter
 from ..layers import Resize2d, plain_norm, scale_norm
 from ..net import ResizableNet
 from ..registry import register_model
-from ._common import (NormFactory, NormLayer, build_staged_features, conv_norm_act, init_weights,
+from ._common import (NormFactory, check_counts, NormLayer, build_staged_features, conv_norm_act, init_weights,
                       make_divisible, split_stages)
 
 __all__ = ["ResizableMobileNetV2", "InvertedResidual", "MOBILENET_FACTORS"]
@@ -122,6 +122,8 @@ class ResizableMobileNetV2(ResizableNet):
         norm_layer: Optional[NormFactory] = None,
         resize_layer: Callable[[], nn.Module] = Resize2d,
     ) -> None:
+        check_counts(num_classes=num_classes, in_chans=in_chans, stem_channels=stem_channels,
+                     last_channel=last_channel)
         if not width_mult > 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult}")
         if round_nearest < 1:

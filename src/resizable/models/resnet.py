@@ -10,7 +10,7 @@ from ..layers import Resize2d, ResizableStage, plain_norm, scale_norm
 from ..net import DEFAULT_FACTORS, ResizableNet
 from ..convert import register_converter
 from ..registry import register_model
-from ._common import init_weights
+from ._common import check_counts, init_weights
 
 __all__ = ["ResizableResNet", "BasicBlock", "Bottleneck"]
 
@@ -149,6 +149,8 @@ class ResizableResNet(ResizableNet):
         drop_rate: float = 0.0,
         zero_init_residual: bool = False,
     ) -> None:
+        check_counts(num_classes=num_classes, in_chans=in_chans, layers=list(layers), widths=list(widths),
+                     stem_width=stem_width)
         if block not in _BLOCKS:
             raise ValueError(f"unknown block {block!r}; accepted: {sorted(_BLOCKS)}")
         if stem not in ("imagenet", "cifar"):

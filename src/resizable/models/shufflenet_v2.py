@@ -20,7 +20,7 @@ from ..convert import register_converter
 from ..layers import Resize2d, ResizableStage, plain_norm, scale_norm
 from ..net import DEFAULT_FACTORS, ResizableNet
 from ..registry import register_model
-from ._common import NormFactory, NormLayer, conv_norm_act, init_weights
+from ._common import NormFactory, NormLayer, check_counts, conv_norm_act, init_weights
 
 __all__ = ["ResizableShuffleNetV2", "ShuffleUnit", "channel_shuffle"]
 
@@ -117,6 +117,8 @@ class ResizableShuffleNetV2(ResizableNet):
         norm_layer: Optional[NormFactory] = None,
         resize_layer: Callable[[], nn.Module] = Resize2d,
     ) -> None:
+        check_counts(num_classes=num_classes, in_chans=in_chans, stages_repeats=list(stages_repeats),
+                     stages_out_channels=list(stages_out_channels))
         repeats = [int(n) for n in stages_repeats]
         widths = [int(c) for c in stages_out_channels]
         if not repeats or any(n < 1 for n in repeats):

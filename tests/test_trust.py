@@ -1,0 +1,255 @@
+"""Trust: dataset files are data, outputs stay where they belong, divergence stops a run, interrupts say how to go
+on, and the options layer answers any value of any type with exit 2 and one line."""
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from resizable.cli import main
+from resizable.train import TrainOptions
+
+
+class Evil:
+    """Pickles to a call of os.system: a plain unpickler would run a shell command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _cifar_batch(path: Path, n: int, offset: int = 0) -> None:
+    rng = np.random.default_rng(offset)
+    images = rng.integers(0, 256, size=(n, 3 * 32 * 32), dtype=np.uint8)
+    with open(path, "wb") as f:
+        pickle.dump({b"data": images, b"labels": [(offset + i) % 10 for i in range(n)], b"batch_label": b"x"}, f,
+                    protocol=2)
+
+
+def _one_line_error(capsys, code, expected_code=2):
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == expected_code, err
+    assert "Traceback" not in err and len([line for line in lines if " error: " in line]) == 1, err
+    return lines[-1]
+
+
+TINY = ["--model", "resnet20", "--model-args", "{widths: [4, 8, 8]}", "--epochs", "1", "--batch-size", "8",
+        "--max-steps-per-epoch", "1", "--eval-calibrate-bn", "0", "--eval-configs", "minmax", "--no-progress",
+        "--eval-batch-size", "16"]
+
+
+def test_a_crafted_cifar_batch_runs_no_code(tmp_path, capsys):
+    folder = tmp_path / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for i in range(1, 6):
+        _cifar_batch(folder / f"data_batch_{i}", 8, offset=8 * i)
+    _cifar_batch(folder / "test_batch", 16)
+    data = str(tmp_path / "data")
+    assert main(["train", "--dataset", "cifar10", "--data-dir", data, "--out-dir", str(tmp_path / "runs"),
+                 "--name", "ok"] + TINY) == 0
+    run = str(tmp_path / "runs" / "ok")
+    capsys.readouterr()
+    marker = tmp_path / "PWNED"
+    armed = pickle.dumps({b"data": Evil(str(marker)), b"labels": [0]}, protocol=2)
+    with pytest.raises(Exception):  # the file is really armed: a plain pickle.loads would run it
+        pickle.loads(armed)
+        assert marker.exists()
+        raise RuntimeError
+    marker.unlink(missing_ok=True)
+    for name in ("data_batch_1", "test_batch"):
+        (folder / name).write_bytes(armed)
+    cases = [["train", "--dataset", "cifar10", "--data-dir", data, "--out-dir", str(tmp_path / "runs"), "--name",
+              "evil"] + TINY,
+             ["eval", "--checkpoint", run],  # the checkpoint records the data folder: the attack goes through it
+             ["table", "--checkpoint", run, "--out", str(tmp_path / "t.csv"), "--calibrate-bn", "1"]]
+    for argv in cases:
+        line = _one_line_error(capsys, main(argv))
+        assert "refused: the file asks to build posix.system" in line and "cifar-10-batches-py" in line, line
+    assert not marker.exists()
+    assert not (tmp_path / "runs" / "evil").exists() and not (tmp_path / "t.csv").exists()
+
+
+def test_every_reader_of_user_files_refuses_code(tmp_path):
+    from resizable.adapt.labels import load_labels
+    from resizable.checkpoint import CheckpointError, read_torch_file
+    from resizable.convert_checkpoint import convert_checkpoint
+    from resizable.deploy import load_static
+    from resizable.options import resolve_options
+
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.pt"
+    torch.save({"w": Evil(str(marker))}, evil)
+    with pytest.raises(CheckpointError, match="refused"):
+        read_torch_file(evil)
+    with pytest.raises(ValueError, match="refused"):  # a torchvision state_dict to convert
+        convert_checkpoint("resnet18", str(tmp_path / "c.pt"), weights=str(evil))
+    with pytest.raises(ValueError, match="refused"):  # Adapt's label file
+        load_labels(evil)
+    static = tmp_path / "net.pt"
+    torch.save({"w": Evil(str(marker))}, static)
+    (tmp_path / "net.pt.json").write_text('{"format": "state_dict", "model_name": "resnet20", "config": [1, 1, 1], '
+                                          '"input_size": [28, 28], "model_kwargs": {"num_classes": 10}}')
+    with pytest.raises(ValueError, match="refused"):  # an exported state_dict
+        load_static(static)
+    config = tmp_path / "evil.yaml"
+    config.write_text(f"lr: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(ValueError, match="not readable YAML"):
+        resolve_options(TrainOptions, yaml_path=str(config))
+    assert not marker.exists()
+
+
+def test_outputs_name_folders_and_never_a_runs_own_files(tiny_fmnist, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert main(["train", "--data-dir", tiny_fmnist, "--out-dir", str(out), "--name", "r"] + TINY) == 0
+    run = out / "r"
+    capsys.readouterr()
+    # a trailing slash is a folder, made when missing, holding the command's default file name
+    assert main(["export", "--checkpoint", str(run), "--config", "max", "--out", str(tmp_path / "new_dir") + "/"]) == 0
+    written = sorted(p.name for p in (tmp_path / "new_dir").iterdir())
+    assert len(written) == 2 and written[1] == written[0] + ".json"  # the network and its sidecar, inside
+    assert main(["eval", "--checkpoint", str(run), "--out", str(tmp_path / "evals") + "/"]) == 0
+    assert (tmp_path / "evals" / "eval.csv").is_file()
+    assert "wrote " + str(tmp_path / "evals" / "eval.csv") in capsys.readouterr().out  # no internal .tmp path
+    assert main(["convert", "--source", str(run), "--out", str(tmp_path / "conv") + "/"]) == 0
+    assert (tmp_path / "conv" / "converted.pt").is_file()
+    before = (run / "checkpoint.pt").read_bytes()
+    for argv in (["convert", "--source", str(run), "--out", str(run / "checkpoint.pt")],
+                 ["eval", "--checkpoint", str(run), "--out", str(run / "metrics.jsonl")],
+                 ["adapt", "label", "--checkpoint", str(run), "--out", str(run / "steps.jsonl")]):
+        assert "the run folder's own file" in _one_line_error(capsys, main(argv))
+    assert (run / "checkpoint.pt").read_bytes() == before
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0  # still resumable
+
+
+def test_divergence_stops_at_the_step_and_keeps_the_last_epoch(tiny_fmnist, tmp_path, capsys):
+    out = tmp_path / "runs"
+    base = ["--data-dir", tiny_fmnist, "--out-dir", str(out), "--name", "r", "--model", "resnet20", "--model-args",
+            "{widths: [4, 8, 8]}", "--max-steps-per-epoch", "5", "--eval-calibrate-bn", "0", "--eval-configs",
+            "minmax", "--no-progress"]
+    assert main(["train", "--epochs", "2", "--lr", "0.05"] + base) == 0
+    run = out / "r"
+    kept = (run / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    # a learning rate raised on resume: the loss turns non-finite within a few steps
+    code = main(["train", "--resume", str(run), "--epochs", "6", "--lr", "1000", "--no-progress"])
+    line = _one_line_error(capsys, code, expected_code=3)
+    assert "training diverged at step" in line and "for configuration" in line and "at lr" in line, line
+    assert f"resizable train --resume {run} --lr" in line
+    step = int(line.split("at step ")[1].split()[0])
+    logged = [r for r in map(__import__("json").loads, (run / "steps.jsonl").read_text().splitlines())]
+    assert logged[-1]["step"] == step and not np.isfinite(logged[-1]["loss"])  # it stopped at that step
+    payload = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert all(torch.isfinite(v).all() for v in payload["model"].values() if v.is_floating_point())
+    if payload["epoch"] == 1:
+        assert (run / "checkpoint.pt").read_bytes() == kept
+    # continued with a lower rate, as the line says, it finishes
+    assert main(["train", "--resume", str(run), "--epochs", "6", "--lr", "0.01", "--no-progress"]) == 0
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["epoch"] == 5
+    # diverging in the first epoch leaves a folder the same command (with a lower lr) re-uses
+    fresh = base[:5] + ["fresh"] + base[6:]
+    code = main(["train", "--epochs", "1", "--lr", "1000", "--schedule", "constant", "--batch-size", "16"] + fresh +
+                ["--max-steps-per-epoch", "40"])
+    line = _one_line_error(capsys, code, expected_code=3)
+    assert "no epoch finished, so run the same command again with a lower --lr" in line
+    assert main(["train", "--epochs", "1", "--lr", "0.05"] + fresh) == 0
+
+
+def test_interrupts_print_the_command_that_continues(tiny_fmnist, tmp_path, capsys, monkeypatch):
+    from resizable import evaluate, train as train_module
+
+    out = tmp_path / "runs"
+    argv = ["train", "--data-dir", tiny_fmnist, "--out-dir", str(out), "--name", "r"] + TINY[:4] + [
+        "--epochs", "3", "--max-steps-per-epoch", "2", "--eval-calibrate-bn", "0", "--no-progress"]
+    calls = {"n": 0}
+    original = train_module.train_step
+
+    def interrupted_step(*args, **kwargs):  # Ctrl-C in the third step (the second epoch)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", interrupted_step)
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert f"continue with: resizable train --resume {out / 'r'}" in err
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(out / "r"), "--no-progress"]) == 0
+    capsys.readouterr()
+    table = ["table", "--checkpoint", str(out / "r"), "--out", str(tmp_path / "t.csv"), "--batch-size", "64"]
+    seen = {"n": 0}
+    evaluate_configs = evaluate.evaluate_configs
+
+    def interrupted(*args, **kwargs):
+        seen["n"] += 1
+        if seen["n"] == 2:
+            raise KeyboardInterrupt
+        return evaluate_configs(*args, **kwargs)
+
+    import resizable.nas as nas
+
+    monkeypatch.setattr(nas, "evaluate_configs", interrupted)
+    assert main(table) == 130
+    assert "the same command continues it: resizable table --checkpoint" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main(table) == 0
+
+
+def test_a_symlink_loop_in_an_image_folder_counts_each_image_once(tmp_path):
+    from PIL import Image
+
+    from resizable.data import load_dataset
+
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            d = tmp_path / split / c
+            d.mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(np.full((8, 8), 40 * i, np.uint8), "L").save(d / f"{i}.png")
+    os.symlink(tmp_path / "train" / "a", tmp_path / "train" / "a" / "loop")  # a folder that contains itself
+    os.symlink(tmp_path / "train", tmp_path / "train" / "b" / "up")  # and one back to the top
+    labels = load_dataset("imagefolder", "train", data_dir=str(tmp_path)).targets
+    # a: its 3 images once (the loop is not walked again); b: its own 3, and a's 3 seen through b/up,
+    # whose b/up/b is b itself and is not walked again
+    assert labels.count(0) == 3 and labels.count(1) == 6
+
+
+def test_options_layer_answers_any_value_with_one_line(tmp_path, capsys):
+    import dataclasses
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from resizable.options import resolve_options
+
+    names = [f.name for f in dataclasses.fields(TrainOptions) if f.name not in ("resume", "init_checkpoint",
+                                                                                  "teacher", "out_dir")]
+    values = st.one_of(st.none(), st.booleans(), st.integers(-10**25, 10**25), st.floats(allow_nan=True),
+                       st.text(max_size=12), st.lists(st.floats(allow_nan=True), max_size=4),
+                       st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+    out_dir = tmp_path / "never"
+    refused = {"n": 0}
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(names), values)
+    def check(name, value):
+        path = tmp_path / "o.yaml"
+        path.write_text(yaml.safe_dump({name: value}))
+        try:
+            resolve_options(TrainOptions, yaml_path=str(path))
+        except ValueError as e:  # refused by the options layer: then the command says so in one line
+            assert "\n" not in str(e)
+            code = main(["train", "--config", str(path), "--out-dir", str(out_dir)])
+            err = capsys.readouterr().err
+            assert code == 2 and err.count("\n") == 1 and err.startswith("resizable train: error: "), err
+            assert not out_dir.exists()
+            refused["n"] += 1
+
+    check()
+    assert refused["n"] > 50
