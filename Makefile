@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup dataset clean-venv
+.PHONY: demo test test-quick setup dataset clean-venv
 
 setup: $(VENV)/.installed
 
@@ -20,6 +20,10 @@ demo: setup dataset
 
 test: setup dataset
 	$(BIN)/python -m pytest -q
+
+# the edit-test loop: everything but the tests marked slow (under 2 minutes on 2 cores)
+test-quick: setup dataset
+	$(BIN)/python -m pytest -q -m "not slow"
 
 clean-venv:
 	rm -rf $(VENV)

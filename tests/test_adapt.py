@@ -193,6 +193,7 @@ def tiny_run(tiny_fmnist, tmp_path_factory):
     return train(cfg)
 
 
+@pytest.mark.slow
 def test_label_train_eval_commands(tiny_run, tmp_path, capsys):
     labels, clf, res = tmp_path / "labels.pt", tmp_path / "clf.pt", tmp_path / "res.json"
     assert main(["adapt", "label", "--checkpoint", str(tiny_run), "--out", str(labels), "--num-images", "96",

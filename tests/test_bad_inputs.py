@@ -157,8 +157,8 @@ def _cases(w):
         (t + ["--schedule", "poly"], "invalid choice: 'poly'"),
         (t + ["--epochs", "abc"], "invalid int value: 'abc'"),
         (t + ["--config", str(f / "missing.yaml")], "missing.yaml"),
-        (t + ["--config", str(f / "bad.yaml")], "unknown option(s) ['epoch']"),
-        (t + ["--config", str(f / "broken.yaml")], "not readable YAML"),
+        (t + ["--options-file", str(f / "bad.yaml")], "unknown option(s) ['epoch']"),
+        (t + ["--options-file", str(f / "broken.yaml")], "not readable YAML"),
         (t + ["--model-args", "{widths: [4, 8"], "expected a YAML mapping"),
         (t + ["--dataset", "imagefolder", "--data-dir", str(d / "empty")], "no train folder"),
         (t + ifold + [str(d / "one")], "one class folder ('only')"),
@@ -201,12 +201,12 @@ def _cases(w):
         (["latency", "--checkpoint", str(f / "evil.pt")], "evil.pt: refused"),
         (["adapt", "label", "--checkpoint", str(f / "random.pt")], "random.pt: not a torch checkpoint"),
         # options checked where they are declared: YAML and flags alike, the option, the value, what is accepted
-        (t + ["--config", str(f / "lr-fast.yaml")], "--lr 'fast': expected a number > 0"),
-        (t1 + ["--config", str(f / "epochs-three.yaml")], "--epochs 'three': expected an integer >= 1"),
-        (t1 + ["--config", str(f / "epochs-true.yaml")], "--epochs True: expected an integer"),
-        (t + ["--config", str(f / "batch-float.yaml")], "--batch-size 64.7: expected an integer >= 1"),
-        (t + ["--config", str(f / "seed-big.yaml")], "--seed '1e23': expected an integer"),
-        (t + ["--config", str(f / "latin1.yaml")], "latin1.yaml: not UTF-8 text"),
+        (t + ["--options-file", str(f / "lr-fast.yaml")], "--lr 'fast': expected a number > 0"),
+        (t1 + ["--options-file", str(f / "epochs-three.yaml")], "--epochs 'three': expected an integer >= 1"),
+        (t1 + ["--options-file", str(f / "epochs-true.yaml")], "--epochs True: expected an integer"),
+        (t + ["--options-file", str(f / "batch-float.yaml")], "--batch-size 64.7: expected an integer >= 1"),
+        (t + ["--options-file", str(f / "seed-big.yaml")], "--seed '1e23': expected an integer"),
+        (t + ["--options-file", str(f / "latin1.yaml")], "latin1.yaml: not UTF-8 text"),
         (t + ["--model-args", "{widths: [0, 8, 8]}"], "widths must be positive integers, got [0, 8, 8]"),
         (t + ["--model-args", "{widths: [-4, 8, 8]}"], "widths must be positive integers"),
         (t + ["--model-args", "{widths: [4, 8, 8], num_classes: 3}"], "--model-args ['num_classes']: set by the data"),
@@ -247,6 +247,7 @@ def _leftovers(root: Path):
     return tmp, new_runs
 
 
+@pytest.mark.slow
 def test_bad_input_cases_each_give_one_line_and_exit_2(world):
     w = world
     cases = _cases(w)
@@ -284,6 +285,7 @@ def test_bad_input_cases_each_give_one_line_and_exit_2(world):
     assert not list(cwd.iterdir())  # no table or export written where the command ran
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, argv, words", [
     ("evil", ["eval", "--checkpoint", "{files}/evil.pt"], "refused"),
     ("factors", ["train", "--factors", "-0.5,1", "--out-dir", "{root}/new-runs", "--data-dir", "{fm}"],
@@ -318,6 +320,7 @@ def test_crafted_checkpoint_cannot_run_code(tmp_path):
         assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_run_stopped_by_a_bad_image_reruns_after_the_fix(tmp_path):
     from resizable.cli import main
 

@@ -16,10 +16,11 @@ def test_models_lists_every_family(capsys):
     assert "known models" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_then_eval(tiny_fmnist, tmp_path, capsys):
     cfg = tmp_path / "opts.yaml"
     cfg.write_text("epochs: 1\nbatch_size: 32\nmax_steps_per_epoch: 3\n")
-    args = ["train", "--config", str(cfg), "--model", "resnet20", "--model-args", "{widths: [4, 8, 8]}",
+    args = ["train", "--options-file", str(cfg), "--model", "resnet20", "--model-args", "{widths: [4, 8, 8]}",
             "--data-dir", tiny_fmnist, "--out-dir", str(tmp_path), "--name", "run", "--no-progress",
             "--lr", "0.05", "--eval-configs", "0.45,0.45,0.45;1,1,1"]
     assert main(args) == 0
@@ -34,6 +35,11 @@ def test_train_then_eval(tiny_fmnist, tmp_path, capsys):
     assert len(rows) == 64
     assert float(rows[0]["mmacs"]) < float(rows[-1]["mmacs"])
     assert "1,1,1" in capsys.readouterr().out
+    # the options file's old flag still reads, and says its new name
+    again = [a if a != "--options-file" else "--config" for a in args[:-2]] + ["--name", "old-flag"]
+    assert main(again) == 0
+    assert "--config YAML is now --options-file YAML" in capsys.readouterr().err
+    assert "max_steps_per_epoch: 3" in (tmp_path / "old-flag" / "config.yaml").read_text()
 
 
 @pytest.mark.parametrize("args,msg", [
@@ -56,6 +62,7 @@ def test_unknown_yaml_key_is_rejected(tmp_path, capsys):
     assert "unknown option(s) ['epoch']" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_demo_writes_table_and_plot(tiny_fmnist, tmp_path, capsys):
     assert main(["demo", "--epochs", "1", "--data-dir", tiny_fmnist, "--out-dir", str(tmp_path), "--name", "d",
                  "--model-args", "{widths: [4, 8, 8], stem_stride: 2, stem_pool: true}", "--batch-size", "64",

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: a second thre
 @pytest.fixture
 def fake_fashion(monkeypatch):
     """Fashion-MNIST-shaped random data (64 images per split), so the test needs no files."""
-    import resizable.finetune
+    import resizable.data
     import resizable.train
 
     def load(name, split, **kwargs):
@@ -30,7 +30,7 @@ def fake_fashion(monkeypatch):
         return TensorImageDataset(images, labels, (0.286,), (0.353,), augment=False)
 
     monkeypatch.setattr(resizable.train, "load_dataset", load)
-    monkeypatch.setattr(resizable.finetune, "load_dataset", load)
+    monkeypatch.setattr(resizable.data, "load_dataset", load)  # what every split of a TrainedRun reads
 
 
 def test_finetune_trains_only_the_chosen_configuration(tmp_path, fake_fashion, capsys):
@@ -41,15 +41,16 @@ def test_finetune_trains_only_the_chosen_configuration(tmp_path, fake_fashion, c
                      "--epochs", "1", "--max-steps-per-epoch", "2", "--out-dir", str(tmp_path / "runs"),
                      "--device", "cpu", "--eval-batch-size", "32", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "0.45,0.65,1: top-1" in out
+    assert "0.45,0.65,1 after 1 epoch(s)" in out and "test: top-1" in out
     run_dir = tmp_path / "runs" / "ckpt-ft-0.45-0.65-1"
     summary = json.loads((run_dir / "finetune.json").read_text())
     assert summary["config"] == "0.45,0.65,1" and summary["lr"] == pytest.approx(0.01)
-    assert set(summary["before"]) >= {"top1", "top5"} and set(summary["after"]) >= {"top1", "top5"}
+    assert summary["splits"] == ["test"]  # the checkpoint holds no images out: test only
+    assert set(summary["before"]["test"]) >= {"top1", "top5"} and set(summary["after"]["test"]) >= {"top1", "top5"}
     assert summary["bn_statistics"].startswith("as trained")
 
     tuned, payload = load_model(run_dir)
-    assert payload["finetune"]["config"] == "0.45,0.65,1"
+    assert "finetune" not in payload  # the checkpoint is the trainer's, as it wrote it
     assert payload["train_options"]["sampling"] == "single"
     old, new = model.state_dict(), tuned.state_dict()
     # stage 1 runs at 0.45: its branch 0 trained, its other branches untouched
@@ -81,11 +82,16 @@ def test_finetune_rejects_bad_input(tmp_path):
 def test_finetune_scores_before_and_after_on_the_tables_basis(tmp_path, fake_fashion, capsys):
     model = resizable.create_model("resnet20", **KWARGS)
     save_checkpoint(tmp_path / "ckpt.pt", model, "resnet20", KWARGS, input_size=28,
-                    train_options={"dataset": "fashion-mnist", "lr": 0.1, "batch_size": 16, "weight_decay": 5e-4})
+                    train_options={"dataset": "fashion-mnist", "lr": 0.1, "batch_size": 16, "weight_decay": 5e-4,
+                                   "val_size": 16},
+                    val_split={"size": 16, "seed": 0, "total": 64, "dataset": "fashion-mnist"})
     args = ["finetune", "--checkpoint", str(tmp_path / "ckpt.pt"), "--config", "0.45,0.65,1", "--epochs", "1",
             "--max-steps-per-epoch", "1", "--out-dir", str(tmp_path / "runs"), "--device", "cpu",
             "--eval-batch-size", "32", "--no-progress", "--calibrate-bn", "2", "--calibrate-batch-size", "16"]
     assert cli.main(args) == 0
-    assert "recalibrated on 2 training batches of 16" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "recalibrated on 2 batches of 16: train split minus the 16 held-out images" in out
     summary = json.loads((tmp_path / "runs" / "ckpt-ft-0.45-0.65-1" / "finetune.json").read_text())
-    assert summary["bn_statistics"].startswith("recalibrated on 2 training batches of 16")
+    # val and test, before and after, on one basis: the calibration rule of every command (val never in it)
+    assert summary["splits"] == ["val", "test"] and set(summary["after"]) == {"val", "test"}
+    assert summary["bn_statistics"].startswith("recalibrated on 2 batches of 16")

@@ -91,6 +91,7 @@ def reference(tiny_fmnist, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where, at", [
     ("step", 1 + 4 + 2),  # two steps into the second epoch (the first one is saved)
     ("save", 2),  # the second epoch's checkpoint half written
@@ -113,6 +114,7 @@ def test_killed_train_resumed_as_the_readme_says_equals_the_uninterrupted_run(re
     assert not list(run.glob(".*.tmp"))  # the half-written file is gone
 
 
+@pytest.mark.slow
 def test_killed_table_rebuilt_by_the_same_command_is_identical(reference, tmp_path):
     run = reference / "full"
     args = ["table", "--checkpoint", str(run), "--batch-size", "64", "--no-progress"]

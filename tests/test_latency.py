@@ -125,6 +125,7 @@ def _runtime_param(name):
     return pytest.param(name, marks=pytest.mark.skipif(bool(reason), reason=reason or "installed"))
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning", "ignore::UserWarning")
 @pytest.mark.parametrize("runtime", [_runtime_param(r) for r in ("torch", "torchscript", "onnxruntime")])
 def test_each_runtime_runs_the_exported_network(runtime):
@@ -201,6 +202,7 @@ def test_cli_latency_in_torchscript_records_the_runtime(tmp_path, capsys):
                             configs=[(1.0, 1.0, 1.0)], warmup=0, repeats=2, tag="cpu-torchscript", progress=False)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
 def test_cli_table_latency_in_another_runtime(tiny_fmnist, tmp_path, capsys):
     from resizable.checkpoint import save_checkpoint
@@ -220,6 +222,7 @@ def test_cli_table_latency_in_another_runtime(tiny_fmnist, tmp_path, capsys):
     assert all(table.value(c, "latency_ms_b1_cpu-torchscript") > 0 for c in table.rows)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
 def test_table_latency_in_another_runtime_runs_in_shards(tiny_fmnist, tmp_path, capsys):
     # each shard times its own rows in the runtime; the merged table keeps the runtime and layout

@@ -21,6 +21,7 @@ def _configs(model):
     return [model.max_config, model.min_config, mixed]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_forward_backward_every_config_kind(name):
     model = resizable.create_model(name, num_classes=7)
@@ -35,6 +36,7 @@ def test_forward_backward_every_config_kind(name):
         model.zero_grad()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_export_matches_model(name):
     model = resizable.create_model(name, num_classes=5)
@@ -54,6 +56,7 @@ def test_export_matches_model(name):
         assert (got - expected).abs().max().item() <= 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_cost_and_api(name):
     model = resizable.create_model(name)

@@ -270,6 +270,7 @@ def _calibrated_one_at_a_time(model, config, calib, num_batches, x):
     return naive_logits(ref, config, x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet20", "resnet18", "mobilenet_v2_cifar", "shufflenet_v2_x1_0_cifar"])
 def test_calibrate_configs_equals_calibrating_one_at_a_time(name):
     torch.manual_seed(0)

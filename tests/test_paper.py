@@ -1,5 +1,6 @@
 """benchmarks/paper.py --quick: the whole suite end to end, a report with every section, and a killed suite
 that, run again, repeats no finished run (and resumes the one cut short)."""
+import pytest
 import json
 import os
 import signal
@@ -8,12 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.paper_suite.claims import TITLES
+from benchmarks.paper_suite.stats import compare, t_cdf, t_critical, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from paper_suite.claims import TITLES  # noqa: E402
-from paper_suite.stats import compare, t_cdf, t_critical, verdict  # noqa: E402
 
 
 def _cmd(data_dir, tmp_path, *extra):
@@ -32,7 +31,7 @@ def _trainings(tmp_path):
 
 
 def test_readme_headline_is_written_between_its_marks_only(tmp_path):
-    from paper_suite.report import README_MARKS, write_readme_headline
+    from benchmarks.paper_suite.report import README_MARKS, write_readme_headline
 
     readme = tmp_path / "README.md"
     start, end = README_MARKS
@@ -54,7 +53,7 @@ def test_readme_headline_is_written_between_its_marks_only(tmp_path):
 
 
 def test_suite_time_adds_the_epochs_of_earlier_sittings(tmp_path):
-    from paper_suite.report import suite_time
+    from benchmarks.paper_suite.report import suite_time
 
     log = tmp_path / "trainings.jsonl"
     log.write_text("\n".join(json.dumps(e) for e in [
@@ -71,7 +70,7 @@ def test_suite_time_adds_the_epochs_of_earlier_sittings(tmp_path):
 
 
 def test_convergence_rule():
-    from paper_suite.claims import converged
+    from benchmarks.paper_suite.claims import converged
 
     flat = [{"epoch": e, "val_top1": 90.0 + min(e, 6) * 0.5, "train_top1": 99.0} for e in range(1, 13)]
     rising = [{"epoch": e, "val_top1": 80.0 + e, "train_top1": 90.0} for e in range(1, 13)]
@@ -102,7 +101,7 @@ def test_t_critical_values_are_the_textbook_ones():
 
 
 def test_the_val_front_and_its_random_mix():
-    from paper_suite.claims import front_mix, val_front
+    from benchmarks.paper_suite.claims import front_mix, val_front
 
     costs = {"a": 1.0, "b": 2.0, "c": 2.5, "d": 3.0}
     val = {"a": 80.0, "b": 90.0, "c": 85.0, "d": 95.0}  # c is dominated by b
@@ -115,8 +114,8 @@ def test_the_val_front_and_its_random_mix():
 
 
 def test_distillation_is_kept_only_when_it_helps_on_val():
-    from paper_suite.claims import analyse_beyond
-    from paper_suite.protocol import load_protocol
+    from benchmarks.paper_suite.claims import analyse_beyond
+    from benchmarks.paper_suite.protocol import load_protocol
 
     protocol, _ = load_protocol(True)
     uniform = [",".join([f"{s:g}"] * 3) for s in protocol.factors]
@@ -139,6 +138,7 @@ def test_distillation_is_kept_only_when_it_helps_on_val():
     assert "distill_helps" not in analyse_beyond(protocol, seeds, base)["flags"]  # no distill rows, no decision
 
 
+@pytest.mark.slow
 def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
     # start, and kill the suite once a few steps have finished (a run of the next one is under way)
     proc = subprocess.Popen(_cmd(tiny_fmnist, tmp_path), env=_env(), cwd=tmp_path, stdout=subprocess.DEVNULL,
@@ -229,8 +229,9 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
     assert len(_trainings(tmp_path)) == count
 
 
+@pytest.mark.slow
 def test_bad_arguments(tmp_path):
-    for extra, message in ((["--claims", "t7"], "accepted: all, t1"), (["--seeds", "a"], "comma-separated"),
+    for extra, message in ((["--claims", "t7"], "accepted: all, recipes, t1"), (["--seeds", "a"], "comma-separated"),
                            (["--jobs", "0"], ">= 1")):
         r = subprocess.run(_cmd(str(tmp_path), tmp_path, *extra), env=_env(), cwd=tmp_path, capture_output=True,
                            text=True, timeout=120)

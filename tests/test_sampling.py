@@ -57,7 +57,7 @@ def test_single_mode():
 
 
 @pytest.mark.parametrize("kwargs,msg", [
-    ({"mode": "sandwich"}, "accepted: fair, random, single"),
+    ({"mode": "greedy"}, "accepted: fair, sandwich, random, single"),
     ({"mode": "fair", "num_configs": 2}, "exactly k=4"),
     ({"mode": "single", "single_config": (0.5, 1, 1)}, "single_config must be"),
     ({"mode": "random", "num_configs": 0}, ">= 1"),

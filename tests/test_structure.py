@@ -1,5 +1,6 @@
 """The package's layout rules, checked on its source: no import cycle, no private name used across
 modules, no module much over 500 lines, and evaluation that works under ``torch.inference_mode``."""
+import pytest
 import ast
 from pathlib import Path
 
@@ -105,6 +106,7 @@ def test_no_module_much_over_500_lines():
     assert not long, f"modules over {MAX_LINES} lines: {long}"
 
 
+@pytest.mark.slow
 def test_evaluation_works_under_inference_mode():
     model = resizable.create_model("resnet20", widths=(4, 8, 8), num_classes=10, in_chans=1)
     loader = [(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))) for _ in range(2)]
@@ -125,3 +127,40 @@ def test_the_configuration_walk_records_no_autograd_graph():
         with context():
             logits = forward_all(model, x, model.configs()[:3])
         assert all(not t.requires_grad and t.grad_fn is None for t in logits.values())
+
+
+MAX_FUNCTION_LINES = 60  # a function reads top to bottom in one screen (its docstring not counted)
+
+
+def _body_lines(node):
+    body = node.body
+    docstring = isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+        and isinstance(body[0].value.value, str)
+    start = (body[1].lineno if len(body) > 1 else node.end_lineno) if docstring else body[0].lineno
+    return node.end_lineno - start + 1
+
+
+def test_functions_read_in_one_screen():
+    long = {}
+    for name, path in _modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _body_lines(node) > MAX_FUNCTION_LINES:
+                if name.startswith("resizable.models.") and node.name == "__init__":
+                    continue  # a model's constructor lays out its architecture in one place
+                long[f"{name}.{node.name}"] = _body_lines(node)
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_how_to_feed_a_trained_network_is_said_in_one_place():
+    """Input sizes are resolved, and calibration images chosen, by TrainedRun alone (the trainer makes its own)."""
+    rules = {'get("input_size")': {"resizable.trained_run"},
+             "load_split(": {"resizable.trained_run", "resizable.train", "resizable.splits"},
+             "load_dataset(": {"resizable.train", "resizable.splits", "resizable.data"},
+             "shuffle=True, seed=0": {"resizable.trained_run"}}
+    offences = []
+    for name, path in _modules():
+        text = path.read_text()
+        for pattern, allowed in rules.items():
+            if pattern in text and name not in allowed:
+                offences.append(f"{name} has {pattern!r}")
+    assert not offences, offences

@@ -36,11 +36,11 @@ def test_schedules():
 
 
 @pytest.mark.parametrize("kwargs,msg", [
-    ({"schedule": "poly"}, "accepted: cosine, step, linear, constant"),
-    ({"sampling": "greedy"}, "accepted: fair, random, single"),
-    ({"epochs": 0}, "epochs must be >= 1"),
+    ({"schedule": "poly"}, "--schedule 'poly': expected one of: cosine, step, linear, constant"),
+    ({"sampling": "greedy"}, "expected one of: fair, sandwich, random, single"),
+    ({"epochs": 0}, "--epochs 0: expected an integer >= 1"),
     ({"schedule": "step"}, "needs --milestones"),
-    ({"recipe": "mix"}, "accepted: standard, aug"),
+    ({"recipe": "mix"}, "expected one of: standard, aug"),
 ])
 def test_bad_train_options(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
@@ -56,6 +56,7 @@ def test_parse_configs():
         parse_configs("0.5,1,1", m.factors, m.num_stages)
 
 
+@pytest.mark.slow
 def test_run_folder_contents(tiny_fmnist, tmp_path):
     run = train(tiny_cfg(tiny_fmnist, tmp_path, name="r", epochs=2))
     assert {p.name for p in run.iterdir()} >= {"config.yaml", "metrics.jsonl", "checkpoint.pt"}
@@ -70,6 +71,7 @@ def test_run_folder_contents(tiny_fmnist, tmp_path):
     assert payload["model_kwargs"]["in_chans"] == 1 and model.num_classes == 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampling", ["fair", "random"])
 def test_resume_gives_the_same_weights(tiny_fmnist, tmp_path, monkeypatch, sampling):
     kw = dict(sampling=sampling, model_args={"widths": [4, 8, 8], "drop_rate": 0.3})
@@ -96,6 +98,7 @@ def test_resume_gives_the_same_weights(tiny_fmnist, tmp_path, monkeypatch, sampl
     assert [json.loads(l)["epoch"] for l in lines] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_aug_recipe_switches_to_the_target(tiny_fmnist, tmp_path):
     cfg = tiny_cfg(tiny_fmnist, tmp_path, name="aug", recipe="aug", target=(0.65, 1.0, 1.0), epochs=3)
     run = _Run(cfg)
@@ -126,6 +129,7 @@ def _ddp_worker(rank, world_size, port, cfg, out):
     distributed.cleanup()
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_end_with_identical_weights(tiny_fmnist, tmp_path):
     cfg = tiny_cfg(tiny_fmnist, tmp_path, name="ddp", epochs=2, batch_size=32)
     mp.start_processes(_ddp_worker, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2, start_method="spawn")
@@ -141,6 +145,7 @@ def test_ddp_two_processes_end_with_identical_weights(tiny_fmnist, tmp_path):
 
 
 # ---------------------------------------------------------------- real data
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(FMNIST_DIR), reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 def test_short_real_training_beats_chance_by_far(tmp_path):
     cfg = TrainOptions(model="resnet20", model_args={"widths": [8, 16, 16]}, dataset="fashion-mnist", epochs=1,
@@ -152,6 +157,7 @@ def test_short_real_training_beats_chance_by_far(tmp_path):
     assert record["eval"]["0.45,0.45,0.45"]["top1"] > 50.0
 
 
+@pytest.mark.slow
 def test_evaluate_with_bn_calibration_leaves_the_model_unchanged():
     from resizable.evaluate import Calibration
     from resizable.evaluate import evaluate

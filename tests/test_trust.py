@@ -104,6 +104,7 @@ def test_every_reader_of_user_files_refuses_code(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_outputs_name_folders_and_never_a_runs_own_files(tiny_fmnist, tmp_path, capsys):
     out = tmp_path / "runs"
     assert main(["train", "--data-dir", tiny_fmnist, "--out-dir", str(out), "--name", "r"] + TINY) == 0
@@ -127,6 +128,7 @@ def test_outputs_name_folders_and_never_a_runs_own_files(tiny_fmnist, tmp_path, 
     assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0  # still resumable
 
 
+@pytest.mark.slow
 def test_divergence_stops_at_the_step_and_keeps_the_last_epoch(tiny_fmnist, tmp_path, capsys):
     out = tmp_path / "runs"
     base = ["--data-dir", tiny_fmnist, "--out-dir", str(out), "--name", "r", "--model", "resnet20", "--model-args",
@@ -160,6 +162,7 @@ def test_divergence_stops_at_the_step_and_keeps_the_last_epoch(tiny_fmnist, tmp_
     assert main(["train", "--epochs", "1", "--lr", "0.05"] + fresh) == 0
 
 
+@pytest.mark.slow
 def test_interrupts_print_the_command_that_continues(tiny_fmnist, tmp_path, capsys, monkeypatch):
     from resizable import evaluate, train as train_module
 
@@ -220,6 +223,7 @@ def test_a_symlink_loop_in_an_image_folder_counts_each_image_once(tmp_path):
     assert labels.count(0) == 3 and labels.count(1) == 6
 
 
+@pytest.mark.slow
 def test_options_layer_answers_any_value_with_one_line(tmp_path, capsys):
     import dataclasses
 
@@ -245,7 +249,7 @@ def test_options_layer_answers_any_value_with_one_line(tmp_path, capsys):
             resolve_options(TrainOptions, yaml_path=str(path))
         except ValueError as e:  # refused by the options layer: then the command says so in one line
             assert "\n" not in str(e)
-            code = main(["train", "--config", str(path), "--out-dir", str(out_dir)])
+            code = main(["train", "--options-file", str(path), "--out-dir", str(out_dir)])
             err = capsys.readouterr().err
             assert code == 2 and err.count("\n") == 1 and err.startswith("resizable train: error: "), err
             assert not out_dir.exists()

@@ -58,12 +58,13 @@ def test_bad_sizes(tiny_fmnist):
         load_split("fashion-mnist", "val", val_split=ValSplit(512), data_dir=tiny_fmnist)
     with pytest.raises(ValueError, match="drawn from 600 training images"):
         load_split("fashion-mnist", "val", val_split=ValSplit(10, 0, 600), data_dir=tiny_fmnist)
-    with pytest.raises(ValueError, match="val_size must be >= 0"):
+    with pytest.raises(ValueError, match="--val-size -1: expected an integer >= 0"):
         TrainOptions(val_size=-1)
     with pytest.raises(ValueError, match="val/ folder"):
         TrainOptions(val_size=10, dataset="imagefolder")
 
 
+@pytest.mark.slow
 def test_run_records_the_split_and_trains_without_it(val_run, tiny_fmnist):
     payload = load_checkpoint(val_run)
     split = val_split_of(payload)
@@ -134,7 +135,7 @@ def test_train_size_takes_a_seeded_subset_of_the_training_images(tiny_fmnist, tm
     assert training_subset(tr, 0) is tr
     with pytest.raises(ValueError, match=r"train_size must be in \[0, 412\]"):
         training_subset(tr, 413)
-    with pytest.raises(ValueError, match="train_size must be >= 0"):
+    with pytest.raises(ValueError, match="--train-size -1: expected an integer >= 0"):
         TrainOptions(train_size=-1)
     # the trainer trains (and recalibrates BN) on the subset, whatever the training seed
     runs = []

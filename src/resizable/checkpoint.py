@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Tuple, Union
 
 import torch
 from torch import nn
@@ -180,24 +180,3 @@ def check_model_fits(num_classes: int, in_chans: int, info: Any, source: Any) ->
         problems.append(f"{info.in_chans} input channel(s), the model {in_chans}")
     if problems:
         raise ValueError(f"{info.name} does not fit the checkpoint {source}: the data has {' and '.join(problems)}")
-
-
-def load_model_for_data(path: PathLike, dataset: Optional[str] = None, data_dir: Optional[str] = None,
-                        input_size: Optional[int] = None) -> Tuple[ResizableNet, Dict[str, Any], str, Optional[str], int, Any]:
-    """A checkpoint's model plus the data it runs on: the given dataset, else the training run's.
-
-    Returns ``(model, payload, dataset, data_dir, input_size, DatasetInfo)``; raises ``ValueError`` when the
-    dataset is unknown or its classes/channels do not fit the model.
-    """
-    from .data import dataset_info
-
-    model, payload = load_model(path)
-    train_cfg = run_options(payload)
-    dataset = dataset or train_cfg.get("dataset")
-    if not dataset:
-        raise ValueError("the checkpoint does not name its dataset; pass --dataset")
-    data_dir = data_dir or train_cfg.get("data_dir")
-    info = dataset_info(dataset, data_dir)
-    check_model_fits(model.num_classes, model.in_chans, info, resolve_checkpoint(path))
-    size = int(input_size or payload.get("input_size") or train_cfg.get("input_size") or info.input_size)
-    return model, payload, dataset, data_dir, size, info

@@ -23,8 +23,7 @@ from typing import Any, Dict, Optional, Sequence
 import torch
 from torch import nn
 
-from .checkpoint import (load_checkpoint, load_model, load_weights, read_torch_file, resolve_checkpoint, run_options,
-                         save_checkpoint)
+from .checkpoint import (load_checkpoint, load_weights, read_torch_file, save_checkpoint)
 from .configs import format_config, parse_config
 from .convert import from_torchvision
 from .layers import ScaleBatchNorm2d
@@ -130,8 +129,10 @@ def convert_checkpoint(source: str, out: str, *, weights: Optional[str] = None,
     if is_run:
         if weights is not None:
             raise ValueError("--weights goes with a model name; a checkpoint or run folder brings its own weights")
-        model, payload = load_model(source)
-        options = run_options(payload)
+        from .trained_run import TrainedRun
+
+        run = TrainedRun.open(source, need_data=False)
+        model, payload, options = run.model, run.payload, run.options
         if factors is not None and tuple(float(f) for f in factors) != tuple(model.factors):
             raise ValueError(f"--factors: the run's network has factors {model.factors}; a run keeps its own")
         if config:
@@ -141,7 +142,7 @@ def convert_checkpoint(source: str, out: str, *, weights: Optional[str] = None,
         else:
             chosen = model.max_config
         spread_bn_branches(model, chosen)
-        record = {"from": str(resolve_checkpoint(source)), "kind": "run", "bn_branches_from": format_config(chosen)}
+        record = {"from": str(run.checkpoint), "kind": "run", "bn_branches_from": format_config(chosen)}
         state = {k: payload[k] for k in ("train_options", "input_size", "data", "val_split") if k in payload}
         save_checkpoint(out_path, model, payload["model_name"], payload["model_kwargs"], converted=record, **state)
         return out_path

@@ -29,13 +29,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from .checkpoint import load_model, read_torch_file, resolve_checkpoint, run_options
+from .checkpoint import read_torch_file
 from .configs import Config, format_config, parse_config
 from .export import export
 from .fileio import atomic_path, atomic_write_text
 from .macs import count_macs
 from .fold import fold_bn as fold_batchnorm
 from .runs import output_path
+from .trained_run import natural_input_size
 from .options import check_options, option, required
 from .net import ResizableNet, SizeLike, to_size2d
 from .registry import create_model
@@ -69,11 +70,6 @@ class ExportResult:
 
 
 # ---------------------------------------------------------------------------- small helpers
-def natural_input_size(model: ResizableNet) -> int:
-    """The input size a model is built for: 224 when its stem downsamples (ImageNet-style), else 32."""
-    return 224 if math.prod(model.stem_strides) > 1 else 32
-
-
 def default_export_name(model_name: str, config: Sequence[float], input_size: SizeLike, format: str,
                         fold_bn: bool) -> str:
     """``<model>_<f1-f2-...>_<H>[x<W>][_folded]<suffix>``, e.g. ``resnet50_0.65-0.85-1-1_224.onnx``."""
@@ -233,7 +229,6 @@ def check_stage_sizes(model: ResizableNet, config: Config, input_size: SizeLike,
 
 def check_normalisation(mean: Any, std: Any, in_chans: Any, source: str) -> None:
     """Raise ``ValueError`` unless ``mean`` and ``std`` hold one finite number per channel, every std > 0."""
-    import math
 
     for name, values in (("mean", mean), ("std", std)):
         if values is None:
@@ -248,19 +243,11 @@ def check_normalisation(mean: Any, std: Any, in_chans: Any, source: str) -> None
         raise ValueError(f"{source}: std {list(std)} has a value <= 0, so (x - mean) / std is undefined")
 
 
-def _preprocessing(payload: Dict[str, Any], hw: Tuple[int, int]) -> Dict[str, Any]:
-    """Sidecar fields that say how to feed the network: from the checkpoint's data record, else its dataset."""
-    data = dict(payload.get("data") or {})
+def _preprocessing(run: Any, hw: Tuple[int, int]) -> Dict[str, Any]:
+    """Sidecar fields that say how to feed the network (:meth:`TrainedRun.preprocessing`), checked."""
+    data = run.preprocessing()
     if not data:
-        from .data import dataset_info
-
-        train_cfg = run_options(payload)
-        try:
-            info = dataset_info(train_cfg["dataset"], train_cfg.get("data_dir"))
-            data = {"dataset": info.name, "in_chans": info.in_chans, "mean": list(info.mean), "std": list(info.std),
-                    "classes": list(info.classes)}
-        except (KeyError, ValueError, OSError):
-            return {"preprocessing": None, "classes": None}
+        return {"preprocessing": None, "classes": None}
     check_normalisation(data.get("mean"), data.get("std"), data.get("in_chans"), "the checkpoint's data record")
     pre = {"input_size": list(hw), "in_chans": data.get("in_chans"), "channel_order": "RGB" if
            data.get("in_chans") == 3 else "gray", "pixel_scale": "values in [0, 1] (uint8 / 255)",
@@ -269,27 +256,14 @@ def _preprocessing(payload: Dict[str, Any], hw: Tuple[int, int]) -> Dict[str, An
     return {"preprocessing": pre, "classes": data.get("classes") or None}
 
 
-def _calibrate(model: ResizableNet, payload: Dict[str, Any], config: Config, batches: int, batch_size: int,
-               hw: Tuple[int, int]) -> Dict[str, Any]:
-    """Recompute ``config``'s BN statistics on the run's training images, as ``resizable table --calibrate-bn``
-    does (train split, no augmentation, shuffled with seed 0, whole batches)."""
+def _calibrate(run: Any, config: Config, batches: int, batch_size: int) -> Dict[str, Any]:
+    """Recompute ``config``'s BN statistics on the run's calibration images, as ``resizable table --calibrate-bn``
+    does (:meth:`TrainedRun.calibration_loader`)."""
     from .calibrate import calibrate_bn
-    from .data import dataset_info, make_loader
-    from .splits import load_split, val_split_of
 
-    train_cfg = run_options(payload)
-    if not train_cfg.get("dataset"):
-        raise ValueError("--calibrate-bn needs the training data, and the checkpoint does not name its dataset")
-    info = dataset_info(train_cfg["dataset"], train_cfg.get("data_dir"))
-    size = int(payload.get("input_size") or train_cfg.get("input_size") or info.input_size)
-    data = load_split(info.name, "train", val_split=val_split_of(payload), data_dir=train_cfg.get("data_dir"),
-                      augment=False, input_size=None if size == info.input_size else size)
-    loader = make_loader(data, batch_size, shuffle=True, seed=0, drop_last=True)
-    if len(loader) < batches:
-        raise ValueError(f"--calibrate-bn {batches}: the training set has only {len(loader)} batches of {batch_size}")
-    calibrate_bn(model, config, loader, batches)
+    calibrate_bn(run.model, config, run.calibration_loader(batch_size, batches), batches)
     return {"source": "recalibrated", "batches": batches, "batch_size": batch_size,
-            "data": f"{info.name} train split at {size} px, no augmentation, shuffled with seed 0"}
+            "data": f"{run.info.name} train split at {run.input_size} px, no augmentation, shuffled with seed 0"}
 
 
 @dataclass(frozen=True)
@@ -343,29 +317,21 @@ def export_checkpoint(opts: ExportOptions) -> ExportResult:
     With ``calibrate_bn`` > 0 the configuration's BN statistics are first recomputed on that many
     training batches (the basis of ``resizable table --calibrate-bn``), and the sidecar says so.
     """
-    checkpoint, config, format, out, fold_bn = opts.checkpoint, opts.config, opts.format, opts.out, opts.fold_bn
-    calibrate_bn, calibrate_batch_size = opts.calibrate_bn, opts.calibrate_batch_size
+    from .trained_run import TrainedRun
+
+    run = TrainedRun.open(opts.checkpoint, need_data=bool(opts.calibrate_bn))
+    model, fold_bn = run.model, opts.fold_bn
+    config = parse_config(opts.config, model.factors, model.num_stages)
     input_size = parse_input_size(opts.input_size)
-    if format not in FORMATS:
-        raise ValueError(f"unknown export format {format!r}; accepted: {', '.join(FORMATS)}")
-    if calibrate_bn < 0 or calibrate_batch_size < 1:
-        raise ValueError(f"--calibrate-bn must be >= 0 and --calibrate-batch-size >= 1, got {calibrate_bn} "
-                         f"and {calibrate_batch_size}")
-    ckpt_file = resolve_checkpoint(checkpoint)
-    model, payload = load_model(ckpt_file)
-    config = parse_config(config, model.factors, model.num_stages)
-    trained = (payload.get("input_size") or (payload.get("data") or {}).get("input_size")
-               or run_options(payload).get("input_size") or natural_input_size(model))
-    trained = int(trained)
-    hw = to_size2d(trained if input_size is None else input_size)
-    check_stage_sizes(model, config, hw, trained)
-    name = default_export_name(payload["model_name"], config, hw, format, fold_bn)
-    path = ckpt_file.parent / "export" / name if out is None else output_path(out, name)
-    extra = _preprocessing(payload, hw)
-    extra["bn_statistics"] = (_calibrate(model, payload, config, calibrate_bn, calibrate_batch_size, hw)
-                              if calibrate_bn else {"source": "as trained (running averages)"})
-    return export_to_file(model, config, path, input_size=hw, format=format, fold_bn=fold_bn,
-                          model_name=payload["model_name"], model_kwargs=payload["model_kwargs"],
+    hw = to_size2d(run.input_size if input_size is None else input_size)
+    check_stage_sizes(model, config, hw, run.input_size)
+    name = default_export_name(run.model_name, config, hw, opts.format, fold_bn)
+    path = run.run_dir / "export" / name if opts.out is None else output_path(opts.out, name)
+    extra = _preprocessing(run, hw)
+    extra["bn_statistics"] = (_calibrate(run, config, opts.calibrate_bn, opts.calibrate_batch_size)
+                              if opts.calibrate_bn else {"source": "as trained (running averages)"})
+    return export_to_file(model, config, path, input_size=hw, format=opts.format, fold_bn=fold_bn,
+                          model_name=run.model_name, model_kwargs=run.payload["model_kwargs"],
                           onnx_exporter=opts.onnx_exporter, extra_meta=extra)
 
 

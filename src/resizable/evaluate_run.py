@@ -4,14 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from .checkpoint import load_model_for_data
 from .configs import CONFIG_SETS, format_config, parse_configs
 from .costs import config_costs
-from .data import make_loader
 from .distributed import resolve_device
 from .evaluate import Calibration, evaluate
 from .options import check_options, option, required
-from .splits import load_split, val_split_of
+from .trained_run import TrainedRun
 
 __all__ = ["EvalOptions", "evaluate_checkpoint"]
 
@@ -47,26 +45,15 @@ def evaluate_checkpoint(opts: EvalOptions) -> List[Dict[str, Any]]:
     The dataset and its folder default to the training run's; their classes and channels must fit
     the model.
     """
-    if opts.batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {opts.batch_size}")
-    if opts.calibrate_bn < 0:
-        raise ValueError(f"calibrate_bn must be >= 0, got {opts.calibrate_bn}")
-    model, payload, dataset, data_dir, size, info = load_model_for_data(opts.checkpoint, opts.dataset, opts.data_dir)
+    run = TrainedRun.open(opts.checkpoint, dataset=opts.dataset, data_dir=opts.data_dir)
+    model = run.model
     chosen = parse_configs(opts.configs, model.factors, model.num_stages)
-    dev = resolve_device(opts.device)
-    model.to(dev)
-    input_size = None if size == info.input_size else size
-    held_out = val_split_of(payload)
-    data = load_split(dataset, opts.split, val_split=held_out, data_dir=data_dir, augment=False, input_size=input_size)
-    loader = make_loader(data, opts.batch_size, shuffle=False)
-    calib = None
-    if opts.calibrate_bn:  # the training images the run trained on (never its held-out ones)
-        train_set = load_split(dataset, "train", val_split=held_out, data_dir=data_dir, augment=False,
-                               input_size=input_size)
-        calib = make_loader(train_set, opts.batch_size, shuffle=True, seed=0)
-    results = evaluate(model, loader, chosen, progress=opts.progress,
-                       calibrate=Calibration(calib, opts.calibrate_bn) if calib is not None else None)
-    costs = config_costs(model, size, chosen)
+    model.to(resolve_device(opts.device))
+    loader = run.loader(opts.split, opts.batch_size)
+    calibrate = (Calibration(run.calibration_loader(opts.batch_size), opts.calibrate_bn)
+                 if opts.calibrate_bn else None)
+    results = evaluate(model, loader, chosen, progress=opts.progress, calibrate=calibrate)
+    costs = config_costs(model, run.input_size, chosen)
     basis = (f"recalibrated on {opts.calibrate_bn} training batches of {opts.batch_size}" if opts.calibrate_bn
              else "as trained")
     return [{"config": format_config(c), "mmacs": costs[c][0] / 1e6, "interp_mmacs": costs[c][1] / 1e6,

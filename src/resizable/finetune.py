@@ -4,7 +4,7 @@ The trainer runs with ``sampling="single"`` at the chosen configuration S, start
 checkpoint's weights: every step trains the shared convolution weights and S's BN branches only
 (the other branches get no gradient, so neither the optimizer nor weight decay touches them). The
 run folder is an ordinary training run whose checkpoint ``resizable export --config S`` accepts;
-S is evaluated before and after and both results land in ``finetune.json`` and in the checkpoint.
+S is evaluated before and after (val and test) and both results land in ``finetune.json``.
 """
 from __future__ import annotations
 
@@ -14,15 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from .checkpoint import (CHECKPOINT_NAME, run_options, atomic_save, check_model_fits, load_checkpoint, load_model,
-                         resolve_checkpoint)
-from .data import dataset_info, load_dataset, make_loader
 from .distributed import resolve_device
 from .configs import format_config, parse_config
 from .fileio import atomic_write_text
 from .evaluate import Calibration, evaluate
 from .options import check_options, option, required
 from .train import TrainOptions, train
+from .trained_run import TrainedRun
 
 __all__ = ["FinetuneOptions", "finetune"]
 
@@ -58,81 +56,62 @@ class FinetuneOptions:
         check_options(self)  # types and declared bounds
 
 
-def _train_options(cfg: FinetuneOptions, payload: Dict[str, Any], config: tuple, input_size: Optional[int]) -> TrainOptions:
-    base = run_options(payload)
+def _train_options(cfg: FinetuneOptions, run: TrainedRun, config: tuple) -> TrainOptions:
+    """The trainer's options: the run's recipe, fine-tuning ``config`` alone from the run's weights."""
     known = {f.name for f in dataclasses.fields(TrainOptions)}
-    base = {k: v for k, v in base.items() if k in known}
-    kwargs = dict(payload["model_kwargs"])
-    dataset = cfg.dataset or base.get("dataset")
-    if not dataset:
-        raise ValueError("the checkpoint does not name its dataset; pass --dataset")
-    source = resolve_checkpoint(cfg.checkpoint)
-    run_name = source.parent.name if source.name == CHECKPOINT_NAME else source.stem
-    lr = cfg.lr if cfg.lr is not None else 0.1 * float(base.get("lr", TrainOptions.lr))
+    base = {k: v for k, v in run.options.items() if k in known}
+    kwargs = dict(run.payload["model_kwargs"])
+    run_name = run.run_dir.name if run.is_run_folder else run.checkpoint.stem
     base.update(
-        model=payload["model_name"],
+        model=run.model_name,
         model_args={k: v for k, v in kwargs.items() if k not in _ARCH_KEYS},
         factors=tuple(kwargs.get("factors") or base.get("factors") or TrainOptions.factors),
-        dataset=dataset,
-        data_dir=cfg.data_dir or (base.get("data_dir") if dataset == base.get("dataset") else None),
-        input_size=input_size,
+        dataset=run.dataset, data_dir=run.data_dir,
+        input_size=None if run.input_size == run.info.input_size else run.input_size,
         epochs=cfg.epochs,
-        lr=lr,
+        lr=cfg.lr if cfg.lr is not None else 0.1 * float(base.get("lr", TrainOptions.lr)),
         batch_size=cfg.batch_size or base.get("batch_size", TrainOptions.batch_size),
         schedule="cosine", milestones=(), warmup_epochs=0.0,
-        sampling="single", single_config=config, num_configs=None,
+        sampling="single", single_config=config, num_configs=None, distill="none", teacher=None,
         recipe="standard", target=None,
         eval_configs=format_config(config),
         eval_batch_size=cfg.eval_batch_size,
         seed=cfg.seed, out_dir=cfg.out_dir,
         name=cfg.name or f"{run_name}-ft-{format_config(config, sep='-')}",
-        resume=None, init_checkpoint=str(source),
+        resume=None, init_checkpoint=str(run.checkpoint),
         device=cfg.device, max_steps_per_epoch=cfg.max_steps_per_epoch, progress=cfg.progress,
     )
     return TrainOptions(**base)
 
 
+def _scores(run: TrainedRun, model: Any, config: tuple, cfg: FinetuneOptions) -> Dict[str, Any]:
+    """``config``'s top-1/top-5/loss on val (when the run holds images out) and test, on one BN basis."""
+    model.to(resolve_device(cfg.device))
+    calibrate = (Calibration(run.calibration_loader(cfg.calibrate_batch_size), cfg.calibrate_bn)
+                 if cfg.calibrate_bn else None)
+    splits = (["val"] if run.val_split is not None else []) + ["test"]
+    return {split: evaluate(model, run.loader(split, cfg.eval_batch_size), [config], progress=cfg.progress,
+                            calibrate=calibrate)[config] for split in splits}
+
+
 def finetune(cfg: FinetuneOptions) -> Path:
     """Fine-tune the sub-network ``cfg.config`` of a trained checkpoint; returns the new run folder.
 
-    The folder holds the trainer's files plus ``finetune.json`` (the configuration, top-1/top-5
-    before and after); its ``checkpoint.pt`` also records them under ``"finetune"``.
+    The folder holds the trainer's files plus ``finetune.json``: the configuration and its scores
+    before and after, on val (when the run holds images out) and test, with BN statistics as trained
+    or recalibrated by the one rule of :class:`TrainedRun` (training images minus val).
     """
-    model, payload = load_model(cfg.checkpoint)
-    config = model.check_config(parse_config(cfg.config, model.factors, model.num_stages))
-    train_cfg = run_options(payload)
-    dataset = cfg.dataset or train_cfg.get("dataset")
-    if not dataset:
-        raise ValueError("the checkpoint does not name its dataset; pass --dataset")
-    data_dir = cfg.data_dir or (train_cfg.get("data_dir") if dataset == train_cfg.get("dataset") else None)
-    input_size = payload.get("input_size") or train_cfg.get("input_size")
-    info = dataset_info(dataset, data_dir)
-    check_model_fits(model.num_classes, model.in_chans, info, resolve_checkpoint(cfg.checkpoint))
-    native = info.input_size
-    input_size = None if input_size in (None, native) else int(input_size)
-    tc = _train_options(cfg, payload, config, input_size)
-
-    device = resolve_device(cfg.device)
-    test_set = load_dataset(dataset, "test", data_dir=data_dir, augment=False, input_size=input_size)
-    loader = make_loader(test_set, cfg.eval_batch_size, shuffle=False)
-    calibrate, basis = None, "as trained (running averages)"
-    if cfg.calibrate_bn:
-        train_set = load_dataset(dataset, "train", data_dir=data_dir, augment=False, input_size=input_size)
-        calibrate = Calibration(make_loader(train_set, cfg.calibrate_batch_size, shuffle=True, seed=0, drop_last=True),
-                                cfg.calibrate_bn)
-        basis = (f"recalibrated on {cfg.calibrate_bn} training batches of {cfg.calibrate_batch_size} "
-                 f"(shuffled with seed 0), as resizable table --calibrate-bn")
-    # before and after on one basis, the one the lookup table used when it was built the same way
-    before = evaluate(model.to(device), loader, [config], progress=cfg.progress, calibrate=calibrate)[config]
-
+    run = TrainedRun.open(cfg.checkpoint, dataset=cfg.dataset, data_dir=cfg.data_dir)
+    config = run.model.check_config(parse_config(cfg.config, run.model.factors, run.model.num_stages))
+    tc = _train_options(cfg, run, config)
+    basis = (f"recalibrated on {cfg.calibrate_bn} batches of {cfg.calibrate_batch_size}: "
+             f"{run.calibration_note(cfg.calibrate_batch_size)}" if cfg.calibrate_bn else "as trained (running averages)")
+    before = _scores(run, run.model, config, cfg)  # before and after on one basis
     run_dir = train(tc)
-    tuned, tuned_payload = load_model(run_dir)
-    after = evaluate(tuned.to(device), loader, [config], progress=cfg.progress, calibrate=calibrate)[config]
-    summary = {"config": format_config(config), "from": str(resolve_checkpoint(cfg.checkpoint)),
-               "epochs": cfg.epochs, "lr": tc.lr, "dataset": dataset, "split": "test", "bn_statistics": basis,
+    tuned = TrainedRun.open(run_dir, dataset=run.dataset, data_dir=run.data_dir)
+    after = _scores(tuned, tuned.model, config, cfg)
+    summary = {"config": format_config(config), "from": str(run.checkpoint), "epochs": cfg.epochs, "lr": tc.lr,
+               "dataset": run.dataset, "splits": list(before), "bn_statistics": basis,
                "before": before, "after": after}
     atomic_write_text(run_dir / "finetune.json", json.dumps(summary, indent=1) + "\n")
-    raw = load_checkpoint(run_dir)
-    raw["finetune"] = summary
-    atomic_save(raw, run_dir / CHECKPOINT_NAME)
     return run_dir

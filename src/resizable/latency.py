@@ -318,20 +318,15 @@ class LatencyOptions:
 
 
 def _model(opts: LatencyOptions):
-    from .checkpoint import load_model, run_options
     from .registry import create_model
 
     if bool(opts.checkpoint) == bool(opts.model):
         raise ValueError("give exactly one of --checkpoint (a trained run) or --model (an architecture)")
     if opts.checkpoint:
-        model, payload = load_model(opts.checkpoint)
-        train_cfg = run_options(payload)
-        size = opts.input_size or payload.get("input_size") or train_cfg.get("input_size")
-        if not size and train_cfg.get("dataset"):
-            from .data import dataset_info
+        from .trained_run import TrainedRun
 
-            size = dataset_info(train_cfg["dataset"], train_cfg.get("data_dir")).input_size
-        return model, payload.get("model_name"), int(size or 224)
+        run = TrainedRun.open(opts.checkpoint, input_size=opts.input_size, need_data=False)
+        return run.model, run.model_name, run.input_size
     model = create_model(opts.model, num_classes=opts.num_classes, in_chans=opts.in_chans, factors=opts.factors)
     return model.eval(), opts.model, int(opts.input_size or 224)
 

@@ -25,6 +25,7 @@ from .console import progress_enabled
 from .runs import output_path
 from .options import check_options, option
 from .costs import config_costs
+from .data import make_loader
 from .evaluate import Calibration, evaluate_configs, topk_for
 from .latency import MEMORY_FORMATS
 from .net import ResizableNet, SizeLike
@@ -116,18 +117,7 @@ def build_table(
     topk = topk_for(model)
     columns = ["config", "top1_pct"] + (["top5_pct"] if 5 in topk else []) + ["mmacs", "interp_mmacs", "params_m"]
     columns += list(latency_columns)
-    meta = model_meta(model, input_size, model_name)
-    meta.update({
-        "weights_sha256": weights_sha256(model),
-        "checkpoint": checkpoint or "-",
-        "dataset": dataset,
-        "split": split,
-        "num_samples": str(int(num_samples)),
-        "calibrate_bn": (f"{calibrate.num_batches} batches" + (f" ({calibrate.description})" if calibrate.description else ""))
-        if calibrate else "none",
-        "evaluation": "configuration tree, shared prefixes" + (" (BN recalibrated per configuration)"
-                                                                 if calibrate else ""),
-    })
+    meta = _table_meta(model, input_size, model_name, checkpoint, dataset, split, num_samples, calibrate)
     if shard[1] > 1:
         meta["shard"] = f"{shard[0]}/{shard[1]}"
         meta["unit_depth"] = str(unit_depth)
@@ -144,19 +134,7 @@ def build_table(
     try:
         for unit in todo:
             counts = _evaluate_unit(model, loader, unit, calibrate, bar)
-            rows = []
-            for c in unit:
-                n = counts[c]["samples"]
-                if n != num_samples:
-                    raise ValueError(f"the loader yielded {n} samples, expected num_samples={num_samples}")
-                macs, interp, params = costs[c]
-                row = {"config": format_config(c), "top1_pct": f"{100.0 * counts[c]['top1'] / n:.4f}",
-                       "mmacs": format_millions(macs), "interp_mmacs": format_millions(interp), "params_m": format_millions(params)}
-                if "top5" in counts[c]:
-                    row["top5_pct"] = f"{100.0 * counts[c]['top5'] / n:.4f}"
-                if latency is not None:
-                    row.update({col: f"{v:.4f}" for col, v in latency(c).items()})
-                rows.append(row)
+            rows = [_row(c, counts[c], costs[c], num_samples, latency) for c in unit]
             append_rows(out, columns, rows)
             table.rows.update({parse_config(r["config"], model.factors): r for r in rows})
             if bar is not None:
@@ -169,6 +147,40 @@ def build_table(
     if all(c in table.rows for c in mine):
         table.write(out)  # complete: rows in configuration order
     return table
+
+
+def _table_meta(model: ResizableNet, input_size: SizeLike, model_name: Optional[str], checkpoint: str, dataset: str,
+                split: str, num_samples: int, calibrate: Optional[Calibration]) -> Dict[str, str]:
+    """The metadata lines of a table: what was evaluated, on which images, with which BN statistics."""
+    meta = model_meta(model, input_size, model_name)
+    meta.update({
+        "weights_sha256": weights_sha256(model),
+        "checkpoint": checkpoint or "-",
+        "dataset": dataset,
+        "split": split,
+        "num_samples": str(int(num_samples)),
+        "calibrate_bn": (f"{calibrate.num_batches} batches" + (f" ({calibrate.description})" if calibrate.description
+                                                                else "")) if calibrate else "none",
+        "evaluation": "configuration tree, shared prefixes" + (" (BN recalibrated per configuration)"
+                                                                 if calibrate else ""),
+    })
+    return meta
+
+
+def _row(config: Config, counts: Dict[str, int], cost: Tuple[int, int, int], num_samples: int,
+         latency: Optional[Callable[[Config], Dict[str, float]]]) -> Dict[str, str]:
+    """One table row, as written: top-1 (top-5) %, MMACs, interpolation MMACs, M params (and latency)."""
+    n = counts["samples"]
+    if n != num_samples:
+        raise ValueError(f"the loader yielded {n} samples, expected num_samples={num_samples}")
+    macs, interp, params = cost
+    row = {"config": format_config(config), "top1_pct": f"{100.0 * counts['top1'] / n:.4f}",
+           "mmacs": format_millions(macs), "interp_mmacs": format_millions(interp), "params_m": format_millions(params)}
+    if "top5" in counts:
+        row["top5_pct"] = f"{100.0 * counts['top5'] / n:.4f}"
+    if latency is not None:
+        row.update({col: f"{v:.4f}" for col, v in latency(config).items()})
+    return row
 
 
 def _progress(total: int, done: int, enabled: bool):
@@ -406,35 +418,22 @@ def table_from_checkpoint(opts: TableOptions) -> Tuple[Table, Path]:
     under torchrun, one shard per rank) this process writes ``shard_path(out, i, n)``; whichever
     shard finishes last merges all of them into ``out``. Returns the table written and its path.
     """
-    from .checkpoint import load_model_for_data, resolve_checkpoint
-    from .data import make_loader
     from .distributed import launch_info, resolve_device
-    from .splits import default_split, load_split, val_split_of
+    from .trained_run import TrainedRun
 
     if not opts.checkpoint:
         raise ValueError("table_from_checkpoint needs a checkpoint (--checkpoint)")
-    if opts.batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {opts.batch_size}")
-    if opts.calibrate_bn < 0:
-        raise ValueError(f"calibrate_bn must be >= 0, got {opts.calibrate_bn}")
     shard = check_shard(parse_shard(opts.shard) if opts.shard is not None else launch_info()[:2])
-    model, payload, dataset, data_dir, size, info = load_model_for_data(opts.checkpoint, opts.dataset, opts.data_dir,
-                                                                        opts.input_size)
-    held_out = val_split_of(payload)
-    split = opts.split or default_split(payload)
-    dev = resolve_device(opts.device, launch_info()[2])
-    model.to(dev)
-    data = load_split(dataset, split, val_split=held_out, data_dir=data_dir, augment=False,
-                      input_size=None if size == info.input_size else size)
+    run = TrainedRun.open(opts.checkpoint, dataset=opts.dataset, data_dir=opts.data_dir, input_size=opts.input_size)
+    model, payload, size, info = run.model, run.payload, run.input_size, run.info
+    split = opts.split or run.default_split()
+    model.to(resolve_device(opts.device, launch_info()[2]))
+    data = run.split(split)
     loader = make_loader(data, opts.batch_size, shuffle=False)
     calibration = None
     if opts.calibrate_bn:  # on the images the run trained on, never its held-out ones
         cbs = opts.calibrate_batch_size or opts.batch_size
-        train_set = load_split(dataset, "train", val_split=held_out, data_dir=data_dir, augment=False,
-                               input_size=None if size == info.input_size else size)
-        held = f" minus the {held_out.size} held-out images" if held_out is not None else ""
-        calibration = Calibration(make_loader(train_set, cbs, shuffle=True, seed=0, drop_last=True), opts.calibrate_bn,
-                                  f"train split{held}, batch {cbs}, shuffled with seed 0, no augmentation")
+        calibration = Calibration(run.calibration_loader(cbs), opts.calibrate_bn, run.calibration_note(cbs))
     probe, probe_columns, extra = None, (), {}
     if opts.latency:
         from .latency import LatencyProbe
@@ -448,7 +447,7 @@ def table_from_checkpoint(opts: TableOptions) -> Tuple[Table, Path]:
     target = shard_path(out, *shard) if shard[1] > 1 else out
     table = build_table(
         model, loader, target, input_size=size, num_samples=len(data), dataset=info.name, split=split,
-        model_name=payload.get("model_name"), checkpoint=str(resolve_checkpoint(opts.checkpoint)),
+        model_name=payload.get("model_name"), checkpoint=str(run.checkpoint),
         unit_depth=opts.unit_depth, shard=shard, calibrate=calibration, latency=probe, latency_columns=probe_columns,
         extra_meta=extra, progress=opts.progress)
     if shard[1] > 1:

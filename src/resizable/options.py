@@ -134,7 +134,7 @@ def resolve_options(cls: Type[T], args: Optional[argparse.Namespace] = None, yam
         values.update(base)
     if yaml_path:
         if not Path(yaml_path).is_file():
-            raise FileNotFoundError(f"no config file at {yaml_path} (--config takes a YAML file of option: value)")
+            raise FileNotFoundError(f"no config file at {yaml_path} (--options-file takes a YAML file of option: value)")
         try:
             data = yaml.safe_load(Path(yaml_path).read_text(encoding="utf-8")) or {}
         except UnicodeDecodeError as e:

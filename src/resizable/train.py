@@ -84,10 +84,28 @@ class _Run:
             raise ValueError("amp on CPU needs bfloat16 support")
         # Everything is checked before the run folder is made: a refused run leaves nothing behind.
         self.run_dir, self.resume_changes, self.reused = self._plan_run_dir()
+        self._setup_data()
+        self._setup_model()
+        self._setup_sampling()
+        self._setup_optimisation()
+        self.start_epoch = 0
+        self.step = 0
+        self.history: List[Dict[str, Any]] = []
+        if cfg.resume and (self.run_dir / CHECKPOINT_NAME).is_file():
+            self._load_resume()
+        elif cfg.resume:
+            self._say(f"{self.run_dir} holds no finished epoch; starting it from the beginning")
+        self._open_run_dir()
+        self.steplog = StepLog(self.run_dir / STEPS_FILE, cfg.log_every, resume_step=self.step,
+                               enabled=self.dist.is_main)
+        self.ddp: Optional[nn.parallel.DistributedDataParallel] = None  # made once the memory format is set
+
+    def _setup_data(self) -> None:
+        """The dataset's description, the held-out split, and the training, evaluation and calibration images."""
+        cfg = self.cfg
         if cfg.dataset == "imagefolder":  # listing a large folder takes a while: say what is happening
             self._say(f"reading the image folder {cfg.data_dir} (classes, channels, size, statistics) ...")
-        info = dataset_info(cfg.dataset, cfg.data_dir)
-        self.info = info
+        info = self.info = dataset_info(cfg.dataset, cfg.data_dir)
         self.input_size = cfg.input_size or info.input_size
         self._say(f"data: {info.note}" if info.note else
                   f"data: {info.name}, {info.num_classes} classes, {info.in_chans} channel(s), {self.input_size} px")
@@ -111,43 +129,57 @@ class _Run:
         self.calib_set = (training_subset(load_split(cfg.dataset, "train", val_split=self.val_split, augment=False,
                                                      **load), cfg.train_size, cfg.val_seed)
                           if cfg.eval_calibrate_bn else None)
+
+    def _setup_model(self) -> None:
+        """The network (seeded), its initial weights when given, its device and memory format, the teacher."""
+        cfg, info = self.cfg, self.info
         self.model_kwargs = {"factors": tuple(cfg.factors), "num_classes": info.num_classes,
                              "in_chans": info.in_chans, **cfg.model_args}
         torch.manual_seed(cfg.seed)  # weight init only; DDP also broadcasts rank 0's weights
         self.model = create_model(cfg.model, **self.model_kwargs)
         if cfg.init_checkpoint:
-            payload = load_checkpoint(cfg.init_checkpoint)
-            kw = payload["model_kwargs"]
-            check_model_fits(int(kw.get("num_classes", 0)), int(kw.get("in_chans", 0)), info, cfg.init_checkpoint)
-            if payload["model_name"] != cfg.model:
-                raise ValueError(f"--init-checkpoint {cfg.init_checkpoint} holds {payload['model_name']}, "
-                                 f"not {cfg.model}")
-            load_weights(self.model, payload["model"], cfg.init_checkpoint)
-            before = val_split_of(payload)
-            if before is not None and (self.val_split is None or before.seed != self.val_split.seed
-                                       or before.size != self.val_split.size):
-                self._say(f"warning: {cfg.init_checkpoint} was trained with the held-out split {before.to_dict()}; "
-                          f"this run holds out {self.val_split.to_dict() if self.val_split else 'nothing'}, so its "
-                          f"training images may include images the initial weights were selected on")
+            self._load_initial_weights()
         self.model.to(self.dist.device)
         self.memory_format: Optional[MemoryFormatChoice] = None
         if cfg.channels_last is not None:
             self._use_memory_format(MemoryFormatChoice(cfg.channels_last, f"set: channels_last={cfg.channels_last}",
                                                        {}))
-        self.eval_configs = parse_configs(cfg.eval_configs, self.model.factors, self.model.num_stages)
-        target = tuple(cfg.target) if cfg.target else self.model.max_config
-        self.target = self.model.check_config(target)
+        self.teacher = self._load_teacher(info) if cfg.teacher else None
+
+    def _load_initial_weights(self) -> None:
+        cfg = self.cfg
+        payload = load_checkpoint(cfg.init_checkpoint)
+        kw = payload["model_kwargs"]
+        check_model_fits(int(kw.get("num_classes", 0)), int(kw.get("in_chans", 0)), self.info, cfg.init_checkpoint)
+        if payload["model_name"] != cfg.model:
+            raise ValueError(f"--init-checkpoint {cfg.init_checkpoint} holds {payload['model_name']}, not {cfg.model}")
+        load_weights(self.model, payload["model"], cfg.init_checkpoint)
+        before = val_split_of(payload)
+        if before is not None and (self.val_split is None or before.seed != self.val_split.seed
+                                   or before.size != self.val_split.size):
+            self._say(f"warning: {cfg.init_checkpoint} was trained with the held-out split {before.to_dict()}; "
+                      f"this run holds out {self.val_split.to_dict() if self.val_split else 'nothing'}, so its "
+                      f"training images may include images the initial weights were selected on")
+
+    def _setup_sampling(self) -> None:
+        """Which configurations each step trains, which ones each epoch evaluates, and Resizable-Aug's switch."""
+        cfg, model = self.cfg, self.model
+        self.eval_configs = parse_configs(cfg.eval_configs, model.factors, model.num_stages)
+        self.target = model.check_config(tuple(cfg.target) if cfg.target else model.max_config)
         if cfg.single_config:
-            self.model.check_config(cfg.single_config)
-        self.sampler = ConfigSampler(self.model.factors, self.model.num_stages, cfg.sampling, cfg.seed,
-                                     cfg.num_configs, cfg.single_config)
-        self.finetune_sampler = ConfigSampler(self.model.factors, self.model.num_stages, "single", cfg.seed,
+            model.check_config(cfg.single_config)
+        self.sampler = ConfigSampler(model.factors, model.num_stages, cfg.sampling, cfg.seed, cfg.num_configs,
+                                     cfg.single_config)
+        self.finetune_sampler = ConfigSampler(model.factors, model.num_stages, "single", cfg.seed,
                                               single_config=self.target)
         self.switch_epoch = (int(round(cfg.epochs * cfg.aug_fraction)) if cfg.recipe == "aug" else cfg.epochs)
+
+    def _setup_optimisation(self) -> None:
+        """Optimizer (with the ensemble's learned weights), steps per epoch, schedule, loss scaler and loss."""
+        cfg = self.cfg
         # the learned weights of ensemble distillation train with the network (no weight decay: 1-d)
         self.ensemble = (EnsembleWeights(len(self.sampler.sample(0))).to(self.dist.device)
                          if cfg.distill == "ensemble" else None)
-        self.teacher = self._load_teacher(info) if cfg.teacher else None
         self.optimizer = build_optimizer(nn.ModuleList([self.model, self.ensemble]) if self.ensemble is not None
                                          else self.model, cfg)
         per_rank = cfg.batch_size // self.dist.world_size
@@ -160,17 +192,6 @@ class _Run:
             self.optimizer, lambda step: lr_factor(step, self.steps_per_epoch, cfg))
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and self.dist.device.type == "cuda")
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        self.start_epoch = 0
-        self.step = 0
-        self.history: List[Dict[str, Any]] = []
-        if cfg.resume and (self.run_dir / CHECKPOINT_NAME).is_file():
-            self._load_resume()
-        elif cfg.resume:
-            self._say(f"{self.run_dir} holds no finished epoch; starting it from the beginning")
-        self._open_run_dir()
-        self.steplog = StepLog(self.run_dir / STEPS_FILE, cfg.log_every, resume_step=self.step,
-                               enabled=self.dist.is_main)
-        self.ddp: Optional[nn.parallel.DistributedDataParallel] = None  # made once the memory format is set
 
     def _load_teacher(self, info: Any) -> nn.Module:
         """The frozen teacher of ``--teacher``: eval mode, no gradients, its full configuration."""

@@ -6,7 +6,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -193,11 +193,25 @@ def train_classifier(model: ResizableNet, loader: Iterable, labels: LabelSet, *,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         clf = ConfigClassifier(shape[0], len(labels.configs), shape[1:], width).to(device)
+    history = _fit(clf, features_for, labels.labels.to(device), train_idx, g, epochs=epochs, batch_size=batch_size,
+                   lr=lr, weight_decay=weight_decay, progress=progress)
+    report: Dict[str, Any] = {"train_images": int(len(train_idx)), "val_images": int(n_val), "epochs": epochs,
+                              "loss": history, "feature_shape": list(shape), "cached_features": cached}
+    for name, idx in (("train", train_idx), ("val", val_idx)):
+        if len(idx):
+            report[name] = _routing_report(clf, features_for, labels, idx)
+    return TrainedClassifier(clf, source, list(labels.configs), dict(labels.identity), tuple(labels.input_size),
+                             labels.rule, report)
+
+def _fit(clf: nn.Module, features_for: Callable[[torch.Tensor], torch.Tensor], y_all: torch.Tensor,
+         train_idx: torch.Tensor, g: torch.Generator, *, epochs: int, batch_size: int, lr: float,
+         weight_decay: float, progress: bool) -> List[float]:
+    """AdamW with a cosine-decayed rate on the rows ``train_idx`` (shuffled by ``g``); the mean loss per epoch."""
+    device = y_all.device
     opt = torch.optim.AdamW(clf.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(train_idx) / batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / (epochs * steps_per_epoch)))))
-    y_all = labels.labels.to(device)
     history = []
     for epoch in range(epochs):
         clf.train()
@@ -205,8 +219,7 @@ def train_classifier(model: ResizableNet, loader: Iterable, labels: LabelSet, *,
         total, seen = 0.0, 0
         for b in range(steps_per_epoch):
             idx = order[b * batch_size:(b + 1) * batch_size]
-            x = features_for(idx)
-            loss = F.cross_entropy(clf(x), y_all[idx.to(device)])
+            loss = F.cross_entropy(clf(features_for(idx)), y_all[idx.to(device)])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -217,26 +230,24 @@ def train_classifier(model: ResizableNet, loader: Iterable, labels: LabelSet, *,
         if progress:
             print(f"classifier epoch {epoch + 1}/{epochs}  loss {history[-1]:.4f}", file=sys.stderr, flush=True)
     clf.eval()
+    return history
 
-    report: Dict[str, Any] = {"train_images": int(len(train_idx)), "val_images": int(n_val), "epochs": epochs,
-                              "loss": history, "feature_shape": list(shape), "cached_features": cached}
-    for name, idx in (("train", train_idx), ("val", val_idx)):
-        if len(idx) == 0:
-            continue
-        with torch.no_grad():
-            pred = torch.cat([clf(features_for(idx[i:i + 1024])).argmax(1).cpu()
-                              for i in range(0, len(idx), 1024)])
-        o = labels.outcomes
-        rows = torch.arange(len(idx))
-        macs = torch.tensor(labels.config_macs, dtype=torch.float64)
-        report[name] = {
-            "label_accuracy_pct": 100.0 * float((pred == labels.labels[idx]).double().mean()),
-            "routed_top1_pct": 100.0 * float(o.correct[idx][rows, pred].double().mean()),
-            "routed_mean_config_mmacs": float(macs[pred].mean()) / 1e6,
-            "label_top1_pct": 100.0 * float(o.correct[idx][rows, labels.labels[idx]].double().mean()),
-        }
-    return TrainedClassifier(clf, source, list(labels.configs), dict(labels.identity), tuple(labels.input_size),
-                             labels.rule, report)
+
+def _routing_report(clf: nn.Module, features_for: Callable[[torch.Tensor], torch.Tensor], labels: LabelSet,
+                    idx: torch.Tensor) -> Dict[str, float]:
+    """On the rows ``idx``: label accuracy, and the top-1 and MACs of routing them by the classifier."""
+    with torch.no_grad():
+        pred = torch.cat([clf(features_for(idx[i:i + 1024])).argmax(1).cpu() for i in range(0, len(idx), 1024)])
+    o = labels.outcomes
+    rows = torch.arange(len(idx))
+    macs = torch.tensor(labels.config_macs, dtype=torch.float64)
+    return {
+        "label_accuracy_pct": 100.0 * float((pred == labels.labels[idx]).double().mean()),
+        "routed_top1_pct": 100.0 * float(o.correct[idx][rows, pred].double().mean()),
+        "routed_mean_config_mmacs": float(macs[pred].mean()) / 1e6,
+        "label_top1_pct": 100.0 * float(o.correct[idx][rows, labels.labels[idx]].double().mean()),
+    }
+
 
 class _FeatureStream:
     """Features of arbitrary label-set rows, recomputed from the images (when they are too big to keep)."""

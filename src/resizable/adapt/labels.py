@@ -167,7 +167,8 @@ def read_payload(path: PathLike, fmt: str, what: str) -> Dict[str, Any]:
     try:
         payload = read_torch_file(path)  # tensors and plain values only: a crafted file is refused, not run
     except ValueError as e:
-        raise AdaptError(f"{e} (expected a {what})") from None
+        why = str(e).removeprefix(f"{path}: ").replace("torch checkpoint", "torch file")
+        raise AdaptError(f"{path} is not a {what} ({why})") from None
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise AdaptError(f"{path} is not a {what} (no format={fmt!r} field)")
     return payload

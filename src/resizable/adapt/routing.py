@@ -258,26 +258,11 @@ def evaluate_adapt(adapter: Adapter, loader: Iterable, max_mmacs: Optional[float
     model = adapter.model
     device = next(model.parameters()).device
     allowed = adapter.allowed(max_mmacs, count_interp)
+    correct, choice, seconds = _routed_pass(adapter, loader, allowed, device)
+    n = len(choice)
     budget_costs = torch.tensor(adapter.costs.budget_costs(count_interp), dtype=torch.float64)
     routed = torch.tensor(adapter.costs.routed_macs, dtype=torch.float64)
     routed_interp = torch.tensor(adapter.costs.routed_interp, dtype=torch.float64)
-    # warm-up on one small batch (first-call allocations), then the timed pass
-    for images, _ in batches(loader, device):
-        adapter.infer(images[:2], allowed)
-        break
-    _sync(device)
-    correct, choices, n = 0, [], 0
-    t0 = time.perf_counter()
-    for images, labels in batches(loader, device):
-        logits, choice = adapter.infer(images, allowed)
-        correct += int(logits.topk(1, dim=1).indices[:, 0].eq(labels).sum())
-        choices.append(choice.cpu())
-        n += len(labels)
-    _sync(device)
-    seconds = time.perf_counter() - t0
-    if n == 0:
-        raise ValueError("the loader yielded no images")
-    choice = torch.cat(choices)
     usage = torch.bincount(choice, minlength=len(adapter.configs))
     result: Dict[str, Any] = {
         "budget_mmacs": max_mmacs, "count_interp": count_interp, "images": n,
@@ -297,31 +282,63 @@ def evaluate_adapt(adapter: Adapter, loader: Iterable, max_mmacs: Optional[float
     if max_mmacs is not None and result["adapt"]["max_image_mmacs"] > max_mmacs:
         raise AssertionError("a routed image exceeded the budget")  # impossible by construction; kept as a guard
     if outcomes is not None:
-        column = {c: j for j, c in enumerate(outcomes.configs)}
-        if any(c not in column for c in adapter.configs) or len(outcomes.targets) != n:
-            raise ValueError("outcomes must cover the adapter's configurations on the same images")
-        cols = torch.tensor([column[c] for c in adapter.configs])
-        correct_here, p_here = outcomes.correct[:, cols], outcomes.p_true[:, cols]
-        rows = torch.arange(n)
-        result["adapt"]["top1_pct_from_outcomes"] = 100.0 * float(correct_here[rows, choice].double().mean())
-        own = adapter.costs.config_macs
-        own_budget = [m + (r if count_interp else 0) for m, r in zip(own, adapter.costs.config_interp)]
-        oracle_allowed = [max_mmacs is None or c <= max_mmacs * 1e6 for c in own_budget]
-        if any(oracle_allowed):
-            best = best_config_index(correct_here, p_here, own, rule, oracle_allowed)
-            result["oracle"] = {"rule": rule,
-                                "top1_pct": 100.0 * float(correct_here[rows, best].double().mean()),
-                                "mean_mmacs": float(torch.tensor(own, dtype=torch.float64)[best].mean()) / 1e6}
+        _add_oracle(result, adapter, outcomes, choice, max_mmacs, count_interp, rule)
         if table is None and len(outcomes.configs) == len(model.configs()):
             table = outcomes_table(model, outcomes, adapter.input_size)
     if table is not None:
-        budget = max_mmacs if max_mmacs is not None else math.inf
-        result["static_at_budget"] = _static_record(table, budget, count_interp)
-        result["static_at_mean_cost"] = _static_record(
-            table, result["adapt"]["mean_mmacs"] + (result["adapt"]["mean_interp_mmacs"] if count_interp else 0.0),
-            count_interp)
-        static = result["static_at_budget"]
-        if static is not None and time_static:
-            config = parse_config(static["config"], model.factors, model.num_stages)
-            static["seconds"] = _time_static(model, config, loader, device)
+        _add_static(result, table, model, loader, device, max_mmacs, count_interp, time_static)
     return result
+
+
+def _routed_pass(adapter: Adapter, loader: Iterable, allowed: torch.Tensor, device: torch.device
+                 ) -> Tuple[int, torch.Tensor, float]:
+    """Every image at its predicted configuration: ``(correct, choice per image, seconds)`` (warmed up first)."""
+    for images, _ in batches(loader, device):  # first-call allocations, outside the timed pass
+        adapter.infer(images[:2], allowed)
+        break
+    _sync(device)
+    correct, choices = 0, []
+    t0 = time.perf_counter()
+    for images, labels in batches(loader, device):
+        logits, choice = adapter.infer(images, allowed)
+        correct += int(logits.topk(1, dim=1).indices[:, 0].eq(labels).sum())
+        choices.append(choice.cpu())
+    _sync(device)
+    seconds = time.perf_counter() - t0
+    if not choices:
+        raise ValueError("the loader yielded no images")
+    return correct, torch.cat(choices), seconds
+
+
+def _add_oracle(result: Dict[str, Any], adapter: Adapter, outcomes: ConfigOutcomes, choice: torch.Tensor,
+                max_mmacs: Optional[float], count_interp: bool, rule: str) -> None:
+    """The routed top-1 recounted from ``outcomes``, and the oracle: each image at its best allowed configuration."""
+    n = len(choice)
+    column = {c: j for j, c in enumerate(outcomes.configs)}
+    if any(c not in column for c in adapter.configs) or len(outcomes.targets) != n:
+        raise ValueError("outcomes must cover the adapter's configurations on the same images")
+    cols = torch.tensor([column[c] for c in adapter.configs])
+    correct_here, p_here = outcomes.correct[:, cols], outcomes.p_true[:, cols]
+    rows = torch.arange(n)
+    result["adapt"]["top1_pct_from_outcomes"] = 100.0 * float(correct_here[rows, choice].double().mean())
+    own = adapter.costs.config_macs
+    own_budget = [m + (r if count_interp else 0) for m, r in zip(own, adapter.costs.config_interp)]
+    oracle_allowed = [max_mmacs is None or c <= max_mmacs * 1e6 for c in own_budget]
+    if any(oracle_allowed):
+        best = best_config_index(correct_here, p_here, own, rule, oracle_allowed)
+        result["oracle"] = {"rule": rule, "top1_pct": 100.0 * float(correct_here[rows, best].double().mean()),
+                            "mean_mmacs": float(torch.tensor(own, dtype=torch.float64)[best].mean()) / 1e6}
+
+
+def _add_static(result: Dict[str, Any], table: Table, model: Any, loader: Iterable, device: torch.device,
+                max_mmacs: Optional[float], count_interp: bool, time_static: bool) -> None:
+    """The table's most accurate single configuration at the budget and at Adapt's mean cost (timed, if asked)."""
+    budget = max_mmacs if max_mmacs is not None else math.inf
+    result["static_at_budget"] = _static_record(table, budget, count_interp)
+    result["static_at_mean_cost"] = _static_record(
+        table, result["adapt"]["mean_mmacs"] + (result["adapt"]["mean_interp_mmacs"] if count_interp else 0.0),
+        count_interp)
+    static = result["static_at_budget"]
+    if static is not None and time_static:
+        config = parse_config(static["config"], model.factors, model.num_stages)
+        static["seconds"] = _time_static(model, config, loader, device)

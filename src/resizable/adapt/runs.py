@@ -4,15 +4,15 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from ..console import progress_enabled
 from ..options import check_options, option, required
-from ..checkpoint import load_model, load_model_for_data, resolve_checkpoint
 from ..configs import parse_configs
 from ..tables import REQUIRED_COLUMNS, read_table
+from ..trained_run import TrainedRun
 from .classifier import SOURCES, TrainedClassifier, load_classifier, save_classifier, train_classifier
 from .labels import RULES, AdaptError, LabelSet, PathLike, check_choice, config_outcomes, label_images, load_labels, save_labels
 from .routing import Adapter, evaluate_adapt, outcomes_table
@@ -104,19 +104,14 @@ def _subset(data, indices: torch.Tensor):
                                   data.mean, data.std, augment=False, pad=data.pad)
     return torch.utils.data.Subset(data, indices.tolist())
 
-def _open_run(checkpoint: PathLike, device: str, dataset: Optional[str], data_dir: Optional[str],
-              input_size: Optional[int]):
+def _open(checkpoint: PathLike, device: str, dataset: Optional[str] = None, data_dir: Optional[str] = None,
+          input_size: Optional[int] = None) -> TrainedRun:
     from ..distributed import resolve_device
 
-    model, payload, dataset, data_dir, size, info = load_model_for_data(checkpoint, dataset, data_dir, input_size)
-    model.to(resolve_device(device))
-    return model, payload, info, dataset, data_dir, size
+    run = TrainedRun.open(checkpoint, dataset=dataset, data_dir=data_dir, input_size=input_size)
+    run.model.to(resolve_device(device))
+    return run
 
-def _load_split(info, dataset: str, split: str, data_dir: Optional[str], size: int, payload: Dict[str, Any]):
-    from ..splits import load_split, val_split_of
-
-    return load_split(dataset, split, val_split=val_split_of(payload), data_dir=data_dir, augment=False,
-                      input_size=None if size == info.input_size else size)
 
 def _bar(total: int, desc: str, enabled: bool):
     if not progress_enabled(enabled):
@@ -126,46 +121,52 @@ def _bar(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, dynamic_ncols=True, leave=False)
 
 
-def label_checkpoint(opts: "LabelOptions") -> Tuple[LabelSet, Path]:
-    """Label a sample of a checkpoint's images with their best configuration; what ``resizable adapt
-    label`` runs. The label file defaults to ``adapt-labels.pt`` beside the checkpoint."""
-    (checkpoint, out, dataset, data_dir, split, num_images, seed, configs, rule, batch_size, device,
-     input_size, progress) = (
-        opts.checkpoint, opts.out, opts.dataset, opts.data_dir, opts.split, opts.num_images, opts.seed,
-        opts.configs, opts.rule, opts.batch_size, opts.device, opts.input_size, opts.progress)
-    from ..data import make_loader
-    from ..runs import output_path
-
-    out = output_path(out, "adapt-labels.pt") if out else None  # refused before the work, not after
-
-    check_choice(rule, RULES, "rule")
-    from ..splits import default_split
-
-    model, payload, info, dataset, data_dir, size = _open_run(checkpoint, device, dataset, data_dir, input_size)
-    split = split or default_split(payload, "train")
-    data = _load_split(info, dataset, split, data_dir, size, payload)
-    total = len(data)
-    if num_images is None:
-        num_images = total if info.name != "imagefolder" else min(total, LARGE_SAMPLE)
-    if not 1 <= num_images <= total:
-        raise ValueError(f"num_images must be in [1, {total}] (the {split} split's size), got {num_images}")
-    if num_images == total:
-        indices = torch.arange(total)
-    else:
-        indices = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:num_images].sort().values
-    loader = make_loader(_subset(data, indices), batch_size, shuffle=False)
-    chosen = parse_configs(configs, model.factors, model.num_stages)
-    bar = _bar(len(loader), f"label ({len(chosen)} configs)", progress)
+def _with_bar(total: int, desc: str, enabled: bool, work: Callable[[Optional[Callable[[], None]]], Any]) -> Any:
+    """``work(on_batch)`` with a progress bar that ``on_batch`` advances (none when progress is off)."""
+    bar = _bar(total, desc, enabled)
     try:
-        labels = label_images(model, loader, input_size=size, indices=indices, dataset=info.name, split=split,
-                              data_dir=data_dir, configs=chosen, rule=rule, model_name=payload.get("model_name"),
-                              checkpoint=str(resolve_checkpoint(checkpoint)),
-                              on_batch=(lambda: bar.update(1)) if bar is not None else None)
+        return work((lambda: bar.update(1)) if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()
-    out = Path(out) if out else resolve_checkpoint(checkpoint).parent / "adapt-labels.pt"
+
+
+def _sample(total: int, num_images: Optional[int], seed: int, large: bool, split: str) -> torch.Tensor:
+    """Sorted positions of the images to label: all of them, or ``num_images`` drawn from ``seed``."""
+    if num_images is None:
+        num_images = min(total, LARGE_SAMPLE) if large else total
+    if not 1 <= num_images <= total:
+        raise ValueError(f"num_images must be in [1, {total}] (the {split} split's size), got {num_images}")
+    if num_images == total:
+        return torch.arange(total)
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:num_images].sort().values
+
+
+def label_checkpoint(opts: "LabelOptions") -> Tuple[LabelSet, Path]:
+    """Label a sample of a checkpoint's images with their best configuration; what ``resizable adapt
+    label`` runs. The label file defaults to ``adapt-labels.pt`` beside the checkpoint."""
+    from ..data import make_loader
+    from ..runs import output_path
+
+    check_choice(opts.rule, RULES, "rule")
+    run = _open(opts.checkpoint, opts.device, opts.dataset, opts.data_dir, opts.input_size)
+    out = output_path(opts.out, "adapt-labels.pt") if opts.out else run.run_dir / "adapt-labels.pt"
+    split = opts.split or _default_label_split(run)
+    data = run.split(split)
+    indices = _sample(len(data), opts.num_images, opts.seed, run.info.name == "imagefolder", split)
+    loader = make_loader(_subset(data, indices), opts.batch_size, shuffle=False)
+    chosen = parse_configs(opts.configs, run.model.factors, run.model.num_stages)
+    labels = _with_bar(len(loader), f"label ({len(chosen)} configs)", opts.progress, lambda on_batch: label_images(
+        run.model, loader, input_size=run.input_size, indices=indices, dataset=run.info.name, split=split,
+        data_dir=run.data_dir, configs=chosen, rule=opts.rule, model_name=run.model_name,
+        checkpoint=str(run.checkpoint), on_batch=on_batch))
     return labels, save_labels(labels, out)
+
+
+def _default_label_split(run: TrainedRun) -> str:
+    """Adapt learns from images the network may have seen: val when the run holds some out, else train."""
+    return "val" if run.val_split is not None else "train"
+
 
 def train_checkpoint(opts: "ClassifierOptions") -> Tuple[TrainedClassifier, Path]:
     """Train the configuration classifier from a label file; what ``resizable adapt train`` runs.
@@ -173,34 +174,44 @@ def train_checkpoint(opts: "ClassifierOptions") -> Tuple[TrainedClassifier, Path
     The checkpoint must be the one the labels were made with (the weight hash is checked); the
     classifier file defaults to ``adapt-classifier-<source>.pt`` beside the labels.
     """
-    (labels, checkpoint, out, source, width, epochs, batch_size, lr, weight_decay, val_fraction,
-     rule, seed, device, progress) = (
-        opts.labels, opts.checkpoint, opts.out, opts.source, opts.width, opts.epochs, opts.batch_size, opts.lr,
-        opts.weight_decay, opts.val_fraction, opts.rule, opts.seed, opts.device, opts.progress)
-    from ..data import dataset_info, make_loader
-    from ..distributed import resolve_device
+    from ..data import make_loader
     from ..runs import output_path
 
-    out = output_path(out, f"adapt-classifier-{source}.pt") if out else None
-
-    model, payload = load_model(checkpoint)
-    model.to(resolve_device(device))
-    labelset = load_labels(labels, model)
-    if rule is not None and rule != labelset.rule:
-        labelset = labelset.relabel(rule)
-    info = dataset_info(labelset.dataset, labelset.data_dir)
-    data = _load_split(info, labelset.dataset, labelset.split, labelset.data_dir, labelset.input_size[0], payload)
-    subset = _subset(data, labelset.indices)
-    loader = make_loader(subset, batch_size, shuffle=False)
+    name = f"adapt-classifier-{opts.source}.pt"
+    out = output_path(opts.out, name) if opts.out else Path(opts.labels).parent / name
+    run = _open(opts.checkpoint, opts.device)
+    labelset = load_labels(opts.labels, run.model)
+    if opts.rule is not None and opts.rule != labelset.rule:
+        labelset = labelset.relabel(opts.rule)
+    run = run.with_data(labelset.dataset, labelset.data_dir, labelset.input_size[0])
+    subset = _subset(run.split(labelset.split), labelset.indices)
+    loader = make_loader(subset, opts.batch_size, shuffle=False)
     targets = torch.cat([y for _, y in make_loader(subset, 4096, shuffle=False)]) if hasattr(subset, "images") else None
     if targets is not None and not torch.equal(targets, labelset.outcomes.targets):
-        raise AdaptError(f"the images of {labels} are not the ones that were labelled (class labels differ); "
+        raise AdaptError(f"the images of {opts.labels} are not the ones that were labelled (class labels differ); "
                          f"is the dataset at {labelset.data_dir or 'the default location'} the same?")
-    trained = train_classifier(model, loader, labelset, source=source, width=width, epochs=epochs,
-                               batch_size=batch_size, lr=lr, weight_decay=weight_decay, val_fraction=val_fraction,
-                               seed=seed, progress=progress)
-    out = Path(out) if out else Path(labels).parent / f"adapt-classifier-{source}.pt"
-    return trained, save_classifier(trained, out, labels_path=labels)
+    trained = train_classifier(run.model, loader, labelset, source=opts.source, width=opts.width, epochs=opts.epochs,
+                               batch_size=opts.batch_size, lr=opts.lr, weight_decay=opts.weight_decay,
+                               val_fraction=opts.val_fraction, seed=opts.seed, progress=opts.progress)
+    return trained, save_classifier(trained, out, labels_path=opts.labels)
+
+
+def _check_table(table: PathLike, trained: TrainedClassifier, split: str, num_images: int) -> Any:
+    """A lookup table given to ``adapt eval``: the same weights, split and BN statistics as the routed images."""
+    lookup = read_table(table, required=REQUIRED_COLUMNS)
+    meta = lookup.meta
+    if meta.get("weights_sha256") != trained.identity["weights_sha256"]:
+        raise AdaptError(f"the table {table} was built with other weights than this checkpoint")
+    if meta.get("split") != split or meta.get("num_samples") != str(num_images):
+        raise AdaptError(f"the table {table} is for split {meta.get('split')} ({meta.get('num_samples')} images), "
+                         f"this evaluation uses {split} ({num_images} images)")
+    if meta.get("calibrate_bn", "none") != "none":
+        # routed images, the oracle and the static rows must all use the same BN statistics
+        raise AdaptError(f"the table {table} has BN statistics recalibrated per configuration "
+                         f"({meta['calibrate_bn']}), but Adapt routes with the statistics as trained; "
+                         f"give a table built without --calibrate-bn, or leave --table out")
+    return lookup
+
 
 def eval_checkpoint(opts: "RoutingOptions") -> List[Dict[str, Any]]:
     """Routed inference of a checkpoint at each budget (``max_mmacs``); what ``resizable adapt eval`` runs.
@@ -208,56 +219,36 @@ def eval_checkpoint(opts: "RoutingOptions") -> List[Dict[str, Any]]:
     The static comparison comes from ``table`` (a ``resizable table`` file of the same weights and
     split) or, without one, from the oracle's pass over every configuration (the same numbers).
     """
-    (checkpoint, classifier, dataset, data_dir, split, batch_size, table, oracle, count_interp, rule,
-     device, progress) = (
-        opts.checkpoint, opts.classifier, opts.dataset, opts.data_dir, opts.split, opts.batch_size, opts.table,
-        opts.oracle, opts.count_interp, opts.rule, opts.device, opts.progress)
     from ..data import make_loader
 
     budgets: List[Optional[float]] = list(opts.max_mmacs) or [None]
-    model, payload, info, dataset, data_dir, _ = _open_run(checkpoint, device, dataset, data_dir, None)
-    trained = load_classifier(classifier, model)
-    size = trained.input_size[0]
+    run = _open(opts.checkpoint, opts.device, opts.dataset, opts.data_dir)
+    model = run.model
+    trained = load_classifier(opts.classifier, model)
+    run = run.with_data(run.dataset, run.data_dir, trained.input_size[0])  # the size the classifier learnt at
     adapter = Adapter.from_trained(model, trained)
     for budget in budgets:  # refuse an impossible budget before the long passes
-        adapter.allowed(budget, count_interp)
-    data = _load_split(info, dataset, split, data_dir, size, payload)
-    loader = make_loader(data, batch_size, shuffle=False)
-    lookup = None
-    if table is not None:
-        lookup = read_table(table, required=REQUIRED_COLUMNS)
-        meta = lookup.meta
-        if meta.get("weights_sha256") != trained.identity["weights_sha256"]:
-            raise AdaptError(f"the table {table} was built with other weights than this checkpoint")
-        if meta.get("split") != split or meta.get("num_samples") != str(len(data)):
-            raise AdaptError(f"the table {table} is for split {meta.get('split')} ({meta.get('num_samples')} images), "
-                             f"this evaluation uses {split} ({len(data)} images)")
-        if meta.get("calibrate_bn", "none") != "none":
-            # routed images, the oracle and the static rows must all use the same BN statistics
-            raise AdaptError(f"the table {table} has BN statistics recalibrated per configuration "
-                             f"({meta['calibrate_bn']}), but Adapt routes with the statistics as trained; "
-                             f"give a table built without --calibrate-bn, or leave --table out")
+        adapter.allowed(budget, opts.count_interp)
+    data = run.split(opts.split)
+    loader = make_loader(data, opts.batch_size, shuffle=False)
+    lookup = _check_table(opts.table, trained, opts.split, len(data)) if opts.table is not None else None
     outcomes = None
-    if oracle:
-        bar = _bar(len(loader), f"oracle ({len(adapter.configs)} configs)", progress)
-        try:
-            outcomes = config_outcomes(model, loader, model.configs(),
-                                       on_batch=(lambda: bar.update(1)) if bar is not None else None)
-        finally:
-            if bar is not None:
-                bar.close()
+    if opts.oracle:
+        outcomes = _with_bar(len(loader), f"oracle ({len(adapter.configs)} configs)", opts.progress,
+                             lambda on_batch: config_outcomes(model, loader, model.configs(), on_batch=on_batch))
     if lookup is None:  # the table that `resizable table` would write for these images
         everything = outcomes if outcomes is not None else config_outcomes(model, loader, model.configs())
-        lookup = outcomes_table(model, everything, size, dataset=info.name, split=split,
-                                model_name=payload.get("model_name"))
+        lookup = outcomes_table(model, everything, run.input_size, dataset=run.info.name, split=opts.split,
+                                model_name=run.model_name)
     results = []
     for budget in budgets:
-        r = evaluate_adapt(adapter, loader, budget, count_interp=count_interp, table=lookup, outcomes=outcomes,
-                           rule=rule)
-        r.update({"split": split, "dataset": info.name, "batch_size": batch_size, "classifier": str(classifier),
+        r = evaluate_adapt(adapter, loader, budget, count_interp=opts.count_interp, table=lookup, outcomes=outcomes,
+                           rule=opts.rule)
+        r.update({"split": opts.split, "dataset": run.info.name, "batch_size": opts.batch_size,
+                  "classifier": str(opts.classifier),
                   "bn_statistics": "as trained (running averages), for the routed images, the oracle and the "
                                    "static configurations alike",
-                  "checkpoint": str(resolve_checkpoint(checkpoint)),
-                  "table": str(table) if table else "derived from a pass of every configuration"})
+                  "checkpoint": str(run.checkpoint),
+                  "table": str(opts.table) if opts.table else "derived from a pass of every configuration"})
         results.append(r)
     return results

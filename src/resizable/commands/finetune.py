@@ -22,10 +22,11 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     summary = json.loads((run_dir / "finetune.json").read_text())
-    b, a = summary["before"], summary["after"]
-    top5 = f", top-5 {b['top5']:.2f} -> {a['top5']:.2f} %" if "top5" in b else ""
-    print(f"{summary['config']}: top-1 {b['top1']:.2f} -> {a['top1']:.2f} %{top5} after {summary['epochs']} "
-          f"epoch(s); BN statistics {summary['bn_statistics']}")
+    print(f"{summary['config']} after {summary['epochs']} epoch(s); BN statistics {summary['bn_statistics']}")
+    for split in summary["splits"]:
+        b, a = summary["before"][split], summary["after"][split]
+        top5 = f", top-5 {b['top5']:.2f} -> {a['top5']:.2f} %" if "top5" in b else ""
+        print(f"  {split}: top-1 {b['top1']:.2f} -> {a['top1']:.2f} %{top5}")
     print(f"run folder: {run_dir}  (export it with: resizable export --checkpoint {run_dir} "
           f"--config {summary['config']})")
     return 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = "train a resizable network (fair/random/single sampling; --recipe aug for Resizable-Aug)"
 
@@ -10,8 +11,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..options import add_dataclass_args
     from ..train import TrainOptions
 
-    parser.add_argument("--config", dest="config_file", metavar="YAML",
+    parser.add_argument("--options-file", dest="config_file", metavar="YAML",
                         help="YAML file of options (flags given here override it)")
+    # "config" means a scaling configuration everywhere else; the YAML file's old flag still reads, with a warning
+    parser.add_argument("--config", dest="old_config_file", metavar="YAML", help=argparse.SUPPRESS)
     add_dataclass_args(parser, TrainOptions)
 
 
@@ -21,6 +24,12 @@ def run(args: argparse.Namespace) -> int:
     from ..runs import resume_folder, saved_options
     from ..train import TrainOptions, train
 
+    if args.old_config_file:
+        print("resizable train: warning: --config YAML is now --options-file YAML (--config is a scaling "
+              "configuration in every other command)", file=sys.stderr)
+        if args.config_file:
+            raise ValueError("give the options file once: --options-file YAML")
+        args.config_file = args.old_config_file
     cfg = resolve_options(TrainOptions, args, args.config_file)
     if cfg.resume:
         # a resumed run keeps its own options; only what is given here may differ (and is checked)

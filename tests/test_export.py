@@ -202,6 +202,7 @@ def run_dir(tmp_path):
     return run, model
 
 
+@pytest.mark.slow
 def test_cli_onnx_export(run_dir, capsys):
     run, model = run_dir
     config = (0.5, 0.7, 1.0, 1.0, 0.5)

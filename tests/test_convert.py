@@ -17,6 +17,7 @@ def _tiny(data_dir, out_dir, **kw):
     return TrainOptions(**base)
 
 
+@pytest.mark.slow
 def test_convert_torchvision_resnet18(tiny_fmnist, tmp_path, capsys):
     tv = torchvision.models.resnet18(num_classes=10)
     tv.conv1 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)  # grey images

@@ -1,12 +1,6 @@
 """benchmarks/overhead.py: its ratio rules and its report, on synthetic timings (the timings themselves
 are a benchmark, not a test)."""
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import overhead  # noqa: E402
+from benchmarks import overhead
 
 
 def test_paired_ratio_is_the_median_of_same_round_ratios():

@@ -224,6 +224,7 @@ def test_scale_bn_off_gives_plain_bns():
 
 
 # ---------------------------------------------------------------- export
+@pytest.mark.slow
 def test_export_equality_and_jit():
     m = tiny()
     randomize_bn(m)
@@ -285,6 +286,7 @@ def test_flops_of_a_small_config_by_hand():
     assert r.stages["head"][0] == 2 * 10
 
 
+@pytest.mark.slow
 def test_flops_agree_with_torch_flop_counter():
     from torch.utils.flop_counter import FlopCounterMode
 
