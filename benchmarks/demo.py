@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from resizable.latency import device_description
+from resizable.nas.latency import device_description
 
 RESULTS = Path(__file__).parent / "results"
 TARGETS = {"full_top1_min": 90.0, "gap_points_max": 4.0, "seconds_max": 600.0}

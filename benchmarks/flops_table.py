@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from resizable import count_macs, create_model, list_models
-from resizable.deploy import natural_input_size
+from resizable.trained_run import natural_input_size
 
 ROOT = Path(__file__).resolve().parent.parent
 

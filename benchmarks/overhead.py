@@ -51,9 +51,9 @@ import torchvision
 from torch import nn
 
 import resizable
-from resizable.step import train_step
-from resizable.latency import device_description
-from resizable.runtimes import load_in_runtime, runtime_description
+from resizable.training.step import train_step
+from resizable.nas.latency import device_description
+from resizable.nas.runtimes import load_in_runtime, runtime_description
 from resizable.sampling import ConfigSampler
 
 RESULTS = Path(__file__).parent / "results"

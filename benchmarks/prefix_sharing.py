@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 import resizable
-from resizable.latency import device_description
-from resizable.evaluate import evaluate_configs, evaluate_naive
+from resizable.nas.latency import device_description
+from resizable.evaluation.walker import evaluate_configs, evaluate_naive
 
 # name, builder arguments, input size (H = W), samples, batch size
 CASES = {

@@ -5,12 +5,13 @@ import pytest
 import torch
 
 import resizable
-from resizable import adapt, nas
+from resizable import adapt
+from resizable.nas import lookup as nas
 from resizable.configs import format_config, parse_config
-from resizable.evaluate import evaluate_configs
+from resizable.evaluation.walker import evaluate_configs
 from resizable.adapt import Adapter, AdaptError, ConfigClassifier, best_config_index, module_macs
 from resizable.cli import main
-from resizable.train import TrainOptions, train
+from resizable.training.trainer import TrainOptions, train
 
 
 def tiny_model(seed=0):

@@ -10,9 +10,9 @@ import resizable
 from resizable.checkpoint import load_model
 from resizable.cli import build_parser, main
 from resizable.options import resolve_options
-from resizable.data import load_dataset, make_loader
+from resizable.data.datasets import load_dataset, make_loader
 from resizable.layers import Resize2d, ScaleBatchNorm2d
-from resizable.train import TrainOptions, train
+from resizable.training.trainer import TrainOptions, train
 
 TARGET = (0.65, 1.0, 1.0)
 

@@ -2,7 +2,8 @@
 problem, no traceback, nothing half-written, no run folder left behind to block a re-run.
 
 The cases run in processes forked from one parent that has imported the library once (so each costs
-milliseconds, not the 2 s of a fresh interpreter); two more go through ``python -m resizable``.
+milliseconds, not the 2 s of a fresh interpreter); two more go through ``python -m resizable``. A
+property-based test throws random values of every type at every training option.
 """
 import json
 import os
@@ -13,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import resizable
 from resizable.checkpoint import save_checkpoint
-from resizable.train import TrainOptions, train
+from resizable.training.trainer import TrainOptions, train
 
 SRC = str(Path(resizable.__file__).resolve().parents[1])
 
@@ -336,8 +338,46 @@ def test_a_run_stopped_by_a_bad_image_reruns_after_the_fix(tmp_path):
     # skip: the run goes on without the image, warning about it
     assert main(argv + ["--name", "skip", "--bad-images", "skip"]) == 0
     image.write_bytes(good)
-    from resizable import imagefolder
+    from resizable.data import imagefolder
 
     imagefolder.folder_stats.cache_clear()  # the same process saw the damaged file
     assert main(argv) == 0
     assert (tmp_path / "runs" / "r" / "checkpoint.pt").is_file()
+
+
+@pytest.mark.slow
+def test_options_layer_answers_any_value_with_one_line(tmp_path, capsys):
+    import dataclasses
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from resizable.cli import main
+    from resizable.options import resolve_options
+    from resizable.training.trainer import TrainOptions
+
+    names = [f.name for f in dataclasses.fields(TrainOptions) if f.name not in ("resume", "init_checkpoint",
+                                                                                  "teacher", "out_dir")]
+    values = st.one_of(st.none(), st.booleans(), st.integers(-10**25, 10**25), st.floats(allow_nan=True),
+                       st.text(max_size=12), st.lists(st.floats(allow_nan=True), max_size=4),
+                       st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+    out_dir = tmp_path / "never"
+    refused = {"n": 0}
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(names), values)
+    def check(name, value):
+        path = tmp_path / "o.yaml"
+        path.write_text(yaml.safe_dump({name: value}))
+        try:
+            resolve_options(TrainOptions, yaml_path=str(path))
+        except ValueError as e:  # refused by the options layer: then the command says so in one line
+            assert "\n" not in str(e)
+            code = main(["train", "--options-file", str(path), "--out-dir", str(out_dir)])
+            err = capsys.readouterr().err
+            assert code == 2 and err.count("\n") == 1 and err.startswith("resizable train: error: "), err
+            assert not out_dir.exists()
+            refused["n"] += 1
+
+    check()
+    assert refused["n"] > 50

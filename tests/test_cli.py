@@ -120,9 +120,9 @@ def test_progress_bars_only_on_a_terminal(monkeypatch):
 
 
 def test_only_rank_0_prints_the_run_folder(monkeypatch, capsys, tmp_path):
-    import resizable.train
+    import resizable.training.trainer
 
-    monkeypatch.setattr(resizable.train, "train", lambda cfg: tmp_path / "run")
+    monkeypatch.setattr(resizable.training.trainer, "train", lambda cfg: tmp_path / "run")
     for rank, printed in (("1", False), ("0", True)):
         monkeypatch.setenv("RANK", rank)
         assert main(["train", "--out-dir", str(tmp_path)]) == 0

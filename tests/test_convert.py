@@ -6,7 +6,7 @@ import torchvision
 from resizable import cli
 from resizable.checkpoint import load_checkpoint, load_model
 from resizable.layers import ScaleBatchNorm2d
-from resizable.train import TrainOptions, train
+from resizable.training.trainer import TrainOptions, train
 
 
 def _tiny(data_dir, out_dir, **kw):
@@ -82,6 +82,6 @@ def test_convert_a_single_config_run_then_fair(tiny_fmnist, tmp_path):
     run = train(_tiny(tiny_fmnist, tmp_path, name="fair", init_checkpoint=str(out), sampling="fair", val_size=64))
     assert load_checkpoint(run)["step"] == 2
     with pytest.raises(ValueError, match="keeps its own"):
-        from resizable.convert_checkpoint import convert_checkpoint
+        from resizable.deploy.convert import convert_checkpoint
 
         convert_checkpoint(str(twin), str(tmp_path / "x.pt"), factors=(0.5, 1.0))

@@ -1,4 +1,4 @@
-"""Tests for resizable.data: file parsing, dataset loading and deterministic loaders."""
+"""Tests for resizable.data.datasets: file parsing, dataset loading and deterministic loaders."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from resizable import data
-from resizable.data import (
+from resizable.data import datasets as data
+from resizable.data.datasets import (
     DATASETS,
     DatasetInfo,
     TensorImageDataset,
@@ -390,7 +390,7 @@ def test_module_constants() -> None:
 def test_imagefolder_infers_channels_size_and_statistics(tmp_path: Path) -> None:
     from PIL import Image
 
-    from resizable import imagefolder
+    from resizable.data import imagefolder
 
     rng = np.random.default_rng(1)
     gray = tmp_path / "gray"

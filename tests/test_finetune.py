@@ -9,7 +9,7 @@ import torch
 import resizable
 from resizable import cli, export
 from resizable.checkpoint import load_model, save_checkpoint
-from resizable.data import TensorImageDataset
+from resizable.data.datasets import TensorImageDataset
 
 KWARGS = dict(factors=(0.45, 0.65, 0.85, 1.0), num_classes=10, in_chans=1, widths=(4, 8, 16))
 
@@ -20,8 +20,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: a second thre
 @pytest.fixture
 def fake_fashion(monkeypatch):
     """Fashion-MNIST-shaped random data (64 images per split), so the test needs no files."""
-    import resizable.data
-    import resizable.train
+    import resizable.data.datasets
+    import resizable.training.trainer
 
     def load(name, split, **kwargs):
         g = torch.Generator().manual_seed(0 if split == "train" else 1)
@@ -29,8 +29,8 @@ def fake_fashion(monkeypatch):
         labels = torch.randint(0, 10, (64,), generator=g)
         return TensorImageDataset(images, labels, (0.286,), (0.353,), augment=False)
 
-    monkeypatch.setattr(resizable.train, "load_dataset", load)
-    monkeypatch.setattr(resizable.data, "load_dataset", load)  # what every split of a TrainedRun reads
+    monkeypatch.setattr(resizable.training.trainer, "load_dataset", load)
+    monkeypatch.setattr(resizable.data.datasets, "load_dataset", load)  # what every split of a TrainedRun reads
 
 
 def test_finetune_trains_only_the_chosen_configuration(tmp_path, fake_fashion, capsys):

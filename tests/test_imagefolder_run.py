@@ -11,7 +11,7 @@ import torch
 
 from resizable.checkpoint import load_checkpoint
 from resizable.cli import main
-from resizable.data import load_dataset, make_loader
+from resizable.data.datasets import load_dataset, make_loader
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

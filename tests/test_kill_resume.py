@@ -24,7 +24,9 @@ TRAIN = ["train", "--model", "resnet20", "--model-args", "{widths: [4, 8, 8], dr
 KILLER = r"""
 import os, signal, sys
 import torch
-from resizable import cli, data, train
+from resizable import cli
+from resizable.data import datasets as data
+from resizable.training import trainer as train
 
 where, at = sys.argv[1], int(sys.argv[2])
 calls = {"n": 0}

@@ -7,8 +7,8 @@ from torch import nn
 
 import resizable
 from resizable import cli
-from resizable.latency import LatencyProbe, build_latency_table, latency_column, latency_template, time_module
-from resizable.tables import LATENCY_MAGIC, TableError, merge_latency, read_table
+from resizable.nas.latency import LatencyProbe, build_latency_table, latency_column, latency_template, time_module
+from resizable.nas.table_file import LATENCY_MAGIC, TableError, merge_latency, read_table
 
 KWARGS = dict(num_classes=10, in_chans=1, widths=(4, 8, 16))
 
@@ -129,7 +129,7 @@ def _runtime_param(name):
 @pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning", "ignore::UserWarning")
 @pytest.mark.parametrize("runtime", [_runtime_param(r) for r in ("torch", "torchscript", "onnxruntime")])
 def test_each_runtime_runs_the_exported_network(runtime):
-    from resizable.runtimes import load_in_runtime
+    from resizable.nas.runtimes import load_in_runtime
 
     model = resizable.create_model("resnet20", **KWARGS).eval()
     config = (0.45, 1.0, 0.65)
@@ -164,8 +164,8 @@ def test_bad_runtime_names_the_accepted_ones(capsys):
     import argparse
 
     from resizable.commands import table as table_command
-    from resizable.latency import LatencyOptions
-    from resizable.runtimes import RUNTIMES
+    from resizable.nas.latency import LatencyOptions
+    from resizable.nas.runtimes import RUNTIMES
 
     assert LatencyOptions.__dataclass_fields__["runtime"].metadata["choices"] == RUNTIMES
     parser = argparse.ArgumentParser()

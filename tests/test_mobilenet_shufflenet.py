@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from resizable import ScaleBatchNorm2d, count_macs, create_model, export, from_torchvision, list_models
 from resizable.cli import main as cli_main
-from resizable.deploy import natural_input_size
+from resizable.trained_run import natural_input_size
 
 NEW_MODELS = [
     "mobilenet_v1", "mobilenet_v1_cifar",

@@ -10,15 +10,15 @@ from torch import nn
 
 import resizable
 from resizable import cli, count_macs
-from resizable.calibrate import calibrate_bn
+from resizable.evaluation.calibrate import calibrate_bn
 from resizable.checkpoint import save_checkpoint
 from resizable.configs import format_config, parse_config
 from resizable.costs import config_costs
-from resizable.evaluate import (Calibration, calibrate_configs, evaluate_configs, evaluate_naive,
+from resizable.evaluation.walker import (Calibration, calibrate_configs, evaluate_configs, evaluate_naive,
                                 forward_all)
-from resizable.nas import (NoFeasibleConfig, TableOptions, build_table, pareto_front, plot_pareto, search,
+from resizable.nas.lookup import (NoFeasibleConfig, TableOptions, build_table, pareto_front, plot_pareto, search,
                            table_from_checkpoint)
-from resizable.tables import Table, TableError, merge_latency, merge_tables, read_table, shard_path, weights_sha256
+from resizable.nas.table_file import Table, TableError, merge_latency, merge_tables, read_table, shard_path, weights_sha256
 
 KWARGS = dict(num_classes=10, in_chans=1, widths=(4, 8, 16))
 
@@ -223,7 +223,7 @@ def test_shards_merge_to_the_full_table(tmp_path):
 
 
 def test_table_from_checkpoint_shards_merge_when_the_last_one_finishes(tmp_path, monkeypatch):
-    import resizable.data as data
+    import resizable.data.datasets as data
 
     model, loader = tiny_model(), fake_data()
     save_checkpoint(tmp_path / "ckpt.pt", model, "resnet20", KWARGS, train_options={"dataset": "fashion-mnist"})
@@ -424,7 +424,7 @@ def test_pareto_front_and_plot(tmp_path):
     assert [format_config(r["config"]) for r in front] == ["0.5,0.5", "1,0.5"]
     baselines = tmp_path / "base.csv"
     baselines.write_text("label,mmacs,top1_pct\nalone-1x,3.0,72.0\n")
-    from resizable.nas import read_baselines
+    from resizable.nas.lookup import read_baselines
 
     out = plot_pareto(path, tmp_path / "p.png", baselines=read_baselines(baselines))
     assert out.stat().st_size > 1000
@@ -432,7 +432,7 @@ def test_pareto_front_and_plot(tmp_path):
 
 # ---------------------------------------------------------------------------- latency columns and the CLI
 def test_merge_latency_checks_the_architecture(tmp_path):
-    from resizable.latency import build_latency_table, latency_template
+    from resizable.nas.latency import build_latency_table, latency_template
 
     model = tiny_model()
     build(model, fake_data(), tmp_path / "t.csv")

@@ -8,9 +8,9 @@ from torch import nn
 
 from resizable import create_model
 from resizable.sampling import ConfigSampler
-from resizable.step import EnsembleWeights, largest_config, soft_label_loss, train_step
-from resizable.steplog import STEPS_FILE, StepLog, loss_climbs, read_steps
-from resizable.train import TrainOptions, _Run, train
+from resizable.training.step import EnsembleWeights, largest_config, soft_label_loss, train_step
+from resizable.training.steplog import STEPS_FILE, StepLog, loss_climbs, read_steps
+from resizable.training.trainer import TrainOptions, _Run, train
 
 FACTORS = (0.5, 0.75, 1.0)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 import resizable
-from resizable.evaluate import calibrate_configs, evaluate_configs, evaluate_naive, forward_all
+from resizable.evaluation.walker import calibrate_configs, evaluate_configs, evaluate_naive, forward_all
 
 PACKAGE = Path(resizable.__file__).parent
 MAX_LINES = 550
@@ -97,8 +97,8 @@ def test_no_private_name_crosses_a_module_boundary():
 
 def test_the_private_name_check_can_fail(tmp_path):
     path = tmp_path / "bad.py"
-    path.write_text("from .evaluate import _Counts\n")
-    assert ("resizable.evaluate", "_Counts") in list(_imports("resizable.bad", path))
+    path.write_text("from .evaluation.walker import _Counts\n")
+    assert ("resizable.evaluation.walker", "_Counts") in list(_imports("resizable.bad", path))
 
 
 def test_no_module_much_over_500_lines():
@@ -154,8 +154,8 @@ def test_functions_read_in_one_screen():
 def test_how_to_feed_a_trained_network_is_said_in_one_place():
     """Input sizes are resolved, and calibration images chosen, by TrainedRun alone (the trainer makes its own)."""
     rules = {'get("input_size")': {"resizable.trained_run"},
-             "load_split(": {"resizable.trained_run", "resizable.train", "resizable.splits"},
-             "load_dataset(": {"resizable.train", "resizable.splits", "resizable.data"},
+             "load_split(": {"resizable.trained_run", "resizable.training.trainer", "resizable.data.splits"},
+             "load_dataset(": {"resizable.training.trainer", "resizable.data.splits", "resizable.data.datasets"},
              "shuffle=True, seed=0": {"resizable.trained_run"}}
     offences = []
     for name, path in _modules():

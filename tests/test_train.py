@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 
 import resizable
 from resizable.checkpoint import load_checkpoint, load_model
-from resizable.train import TrainOptions, _Run, lr_factor, train
+from resizable.training.trainer import TrainOptions, _Run, lr_factor, train
 from resizable.configs import parse_configs
 
 FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -159,8 +159,8 @@ def test_short_real_training_beats_chance_by_far(tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_with_bn_calibration_leaves_the_model_unchanged():
-    from resizable.evaluate import Calibration
-    from resizable.evaluate import evaluate
+    from resizable.evaluation.walker import Calibration
+    from resizable.evaluation.walker import evaluate
 
     model = resizable.create_model("resnet20", widths=(4, 8, 8), num_classes=10, in_chans=1)
     data = [(torch.randn(16, 1, 28, 28) + 3.0, torch.randint(0, 10, (16,))) for _ in range(2)]
@@ -197,7 +197,7 @@ def test_memory_format_auto_is_printed_recorded_and_kept_on_resume(tiny_fmnist, 
     ((0.1, 0.15), False, 6),
 ])
 def test_pick_memory_format_keeps_the_faster(monkeypatch, seconds, channels_last, passes):
-    from resizable import accel
+    from resizable.training import memory_format as accel
 
     calls = []
 
@@ -214,7 +214,7 @@ def test_pick_memory_format_keeps_the_faster(monkeypatch, seconds, channels_last
 
 
 def test_pick_memory_format_leaves_the_model_alone():
-    from resizable.accel import pick_memory_format
+    from resizable.training.memory_format import pick_memory_format
 
     # 16 channels, batch 2: clear of the channels-last crash of torch's CPU 1x1 stride-2 convolution
     model = resizable.create_model("resnet20", num_classes=10, in_chans=1, widths=(16, 16, 16)).train()

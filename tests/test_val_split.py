@@ -7,9 +7,9 @@ import torch
 
 from resizable import cli
 from resizable.checkpoint import load_checkpoint
-from resizable.data import load_dataset
-from resizable.splits import ValSplit, default_split, load_split, val_split_of
-from resizable.train import TrainOptions, train
+from resizable.data.datasets import load_dataset
+from resizable.data.splits import ValSplit, default_split, load_split, val_split_of
+from resizable.training.trainer import TrainOptions, train
 
 
 def tiny_cfg(data_dir, out_dir, **kw):
@@ -75,7 +75,7 @@ def test_run_records_the_split_and_trains_without_it(val_run, tiny_fmnist):
     va = load_split("fashion-mnist", "val", val_split=split, data_dir=tiny_fmnist)
     assert torch.equal(va.source_indices, ValSplit(100, seed=3).indices(len(full))[1])
     # the trainer's training set is the rest, and its per-epoch evaluation ran on val
-    from resizable.train import _Run
+    from resizable.training.trainer import _Run
 
     run = _Run(tiny_cfg(tiny_fmnist, val_run.parent, resume=str(val_run), name="v", val_size=100, val_seed=3))
     assert len(run.train_set) == 412 and run.eval_split == "val" and len(run.eval_set) == 100
@@ -99,7 +99,7 @@ def test_val_without_split_is_an_error(plain_run, capsys):
 
 def test_commands_use_and_default_to_val(val_run, tmp_path, capsys):
     from resizable.adapt import LabelOptions, label_checkpoint
-    from resizable.tables import read_table
+    from resizable.nas.table_file import read_table
 
     assert cli.main(["eval", "--checkpoint", str(val_run), "--split", "val", "--configs", "1,1,1",
                      "--calibrate-bn", "1", "--out", str(tmp_path / "e.csv")]) == 0
@@ -119,8 +119,8 @@ def test_commands_use_and_default_to_val(val_run, tmp_path, capsys):
 
 
 def test_train_size_takes_a_seeded_subset_of_the_training_images(tiny_fmnist, tmp_path, capsys):
-    from resizable.splits import training_subset
-    from resizable.train import _Run
+    from resizable.data.splits import training_subset
+    from resizable.training.trainer import _Run
 
     split = ValSplit(100, seed=3)
     tr = load_split("fashion-mnist", "train", val_split=split, data_dir=tiny_fmnist, augment=False)

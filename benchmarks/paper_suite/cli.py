@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                   "defaults")
     p.add_argument("--steps", type=int, default=None, help="--select: steps per epoch of each selection run "
                                                            "(default 80; --select-defaults: 130)")
-    p.add_argument("--device", default="cpu", help="--select-defaults: cpu or cuda")
+    p.add_argument("--device", default="cpu", help="cpu or cuda: where every run trains and evaluates (with --jobs N, "
+                                                   "N runs share one GPU)")
     return p
 
 
@@ -64,7 +65,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             record = run_screen(protocol, steps=args.steps or (2 if args.quick else SCREEN_STEPS), work=work,
                                 results=quick_dir / "select" if args.quick else SCREEN_RESULTS,
                                 out=quick_dir / "selection.json" if args.quick else SELECTION,
-                                data_dir=data_dir, jobs=args.jobs, threads=args.threads, only=only)
+                                data_dir=data_dir, jobs=args.jobs, threads=args.threads, only=only,
+                                device=args.device)
             for name, m in record["recipes"]["methods"].items():
                 best = m["best"]
                 print(f"{name}: best {best['point']} val {best['val_score']:.2f}"

@@ -179,7 +179,7 @@ def analyse_recipes(p: Protocol, seeds: Sequence[int], results: Results, selecti
     flagged = sorted(n for n, r in results.items() if r and r.get("stability"))
     data["stability_flagged"] = {n: results[n]["stability"] for n in flagged}
     md += ["Stability (the training loss logged inside the epochs, `steps.jsonl`, by the rule of "
-           "`resizable.steplog.loss_climbs`): "
+           "`resizable.training.steplog.loss_climbs`): "
            + ("; ".join(f"`{n}`: {results[n]['stability']}" for n in flagged) if flagged else
               "no run's loss climbed after its first steps") + ".", ""]
     md += screening_table(selection)

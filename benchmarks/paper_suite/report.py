@@ -105,7 +105,7 @@ def plot_claim(claim: str, p: Protocol, seeds: Sequence[int], results: Results, 
 
 
 def machine() -> str:
-    from resizable.latency import device_description
+    from resizable.nas.latency import device_description
 
     return f"{device_description('cpu')}, {os.cpu_count()} cores"
 

@@ -213,16 +213,16 @@ def select(ctx: Context, p: Protocol, steps: int, jobs: int, only: Optional[Sequ
 
 def run_screen(p: Protocol, *, steps: int, work: Path, results: Path = SCREEN_RESULTS, out: Path = SELECTION,
                data_dir: Optional[str] = None, jobs: int = 1, threads: int = 1,
-               only: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+               only: Optional[Sequence[str]] = None, device: str = "cpu") -> Dict[str, Any]:
     """Tune every method, then merge the record into ``out`` under ``recipes`` (the rest of the file is kept)."""
     import os
 
     from resizable.fileio import atomic_write_text
-    from resizable.latency import device_description
+    from resizable.nas.latency import device_description
 
     t0 = time.time()
     weights = RESULTS / "paper" / "weights" if results == SCREEN_RESULTS else Path(results) / "weights"
-    ctx = Context(p, str(work), str(results), data_dir, threads, True, str(weights))
+    ctx = Context(p, str(work), str(results), data_dir, threads, True, str(weights), device)
     picked = select(ctx, p, steps, jobs, only)
     record = json.loads(out.read_text()) if out.is_file() else {}
     recipes = record.get("recipes", {})
@@ -234,7 +234,7 @@ def run_screen(p: Protocol, *, steps: int, work: Path, results: Path = SCREEN_RE
                                                    f"{p.eval_batch_size} (val excluded)"},
         "edge_rule": f"a best point on a numeric axis' edge adds one step there (lr x2 or /2, warm-up +1), "
                      f"at most {MAX_ROUNDS} rounds",
-        "device": f"cpu: {device_description('cpu')}, {os.cpu_count()} cores, {threads} thread(s) per run, "
+        "device": f"{device}: {device_description(device)}, {os.cpu_count()} cores, {threads} thread(s) per run, "
                   f"{jobs} run(s) at a time",
         "date": time.strftime("%Y-%m-%d %H:%M"),
     })

@@ -53,6 +53,7 @@ class Context:
     threads: int = 1
     resume: bool = True
     weights: Optional[str] = None   # where kept weights live (default: RESULTS/weights)
+    device: str = "cpu"             # where every run trains and evaluates (a result does not depend on it)
 
     def result_path(self, name: str) -> Path:
         return Path(self.results) / "runs" / f"{name}.json"
@@ -69,12 +70,14 @@ def load_result(ctx: Context, name: str) -> Optional[Dict[str, Any]]:
 def _options(ctx: Context, step: Step) -> Dict[str, Any]:
     opts = dict(ctx.protocol.train_args(), seed=step.seed, data_dir=ctx.data_dir)
     opts.update(step.train)
+    if ctx.device != "cpu":  # recorded only off the CPU, so the CPU steps' keys stay as they were
+        opts["device"] = ctx.device
     return opts
 
 
 def step_key(ctx: Context, step: Step) -> str:
     """What the step's result depends on; a committed result made with another key is refused, not reused."""
-    opts = {k: v for k, v in _options(ctx, step).items() if k not in ("data_dir", "progress")}
+    opts = {k: v for k, v in _options(ctx, step).items() if k not in ("data_dir", "progress", "device")}
     what = {"options": opts, "evals": list(step.evals), "init_from": step.init_from, "params": step.params,
             "kind": step.kind}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -99,8 +102,8 @@ def _curve(run: Path) -> List[Dict[str, Any]]:
 
 def _table(ctx: Context, run: Path, step: Step, kind: str) -> Dict[str, Any]:
     from resizable.configs import format_config
-    from resizable.evaluate_run import EvalOptions, evaluate_checkpoint
-    from resizable.nas import TableOptions, table_from_checkpoint
+    from resizable.evaluation.checkpoint_eval import EvalOptions, evaluate_checkpoint
+    from resizable.nas.lookup import TableOptions, table_from_checkpoint
 
     split, calibrated, which = EVALS[kind]
     p = ctx.protocol
@@ -108,11 +111,11 @@ def _table(ctx: Context, run: Path, step: Step, kind: str) -> Dict[str, Any]:
     if which == "own":
         own = step.train.get("single_config") or step.train.get("target") or (1.0,) * 3
         rows = evaluate_checkpoint(EvalOptions(checkpoint=str(run), configs=format_config(tuple(own)), split=split,
-                                               batch_size=p.eval_batch_size, device="cpu", progress=False,
+                                               batch_size=p.eval_batch_size, device=ctx.device, progress=False,
                                                calibrate_bn=batches))
         return {r["config"]: {"top1": r["top1_pct"], "mmacs": r["mmacs"]} for r in rows}
     table, _ = table_from_checkpoint(TableOptions(checkpoint=str(run), out=str(run / f"table-{kind}.csv"), split=split,
-                                                  batch_size=p.eval_batch_size, device="cpu", calibrate_bn=batches,
+                                                  batch_size=p.eval_batch_size, device=ctx.device, calibrate_bn=batches,
                                                   calibrate_batch_size=p.eval_batch_size, progress=False))
     return {format_config(r["config"]): {"top1": r["top1_pct"], "mmacs": r["mmacs"]} for r in table.records()}
 
@@ -135,7 +138,7 @@ def _check_run_folder(run: Path, name: str, key: str, opts: Dict[str, Any], reco
     The folder's ``.suite-key`` decides; a folder from before that file is judged by its checkpoint's options
     (an option added since counts at its default).
     """
-    from resizable.train import TrainOptions
+    from resizable.training.trainer import TrainOptions
 
     key_file, differ = run / ".suite-key", []
     if key_file.is_file():
@@ -153,12 +156,12 @@ def _check_run_folder(run: Path, name: str, key: str, opts: Dict[str, Any], reco
 
 def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
     """Train (or resume) the step's run, evaluate it, keep its weights if asked; returns the result record."""
-    from resizable.train import TrainOptions, train
+    from resizable.training.trainer import TrainOptions, train
 
     run = Path(ctx.work) / step.name
     opts = _options(ctx, step)
     if step.init_from:
-        from resizable.convert_checkpoint import convert_checkpoint
+        from resizable.deploy.convert import convert_checkpoint
 
         source = ctx.weights_path(step.init_from)
         if not source.is_file():
@@ -193,7 +196,7 @@ def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
         run.mkdir(parents=True, exist_ok=True)
         key_file.write_text(key + "\n")
         train(cfg)
-    from resizable.steplog import STEPS_FILE, loss_climbs, read_steps
+    from resizable.training.steplog import STEPS_FILE, loss_climbs, read_steps
 
     result: Dict[str, Any] = {"curve": _curve(run), "evals": {}}
     result["train_seconds"] = sum(r["seconds"] for r in result["curve"])
@@ -214,8 +217,8 @@ def run_adapt(ctx: Context, step: Step) -> Dict[str, Any]:
                                  load_classifier, train_checkpoint)
     from resizable.checkpoint import load_model
     from resizable.configs import format_config
-    from resizable.data import make_loader
-    from resizable.splits import load_split
+    from resizable.data.datasets import make_loader
+    from resizable.data.splits import load_split
 
     p = ctx.protocol
     source = ctx.weights_path(step.params["network"])
@@ -227,13 +230,13 @@ def run_adapt(ctx: Context, step: Step) -> Dict[str, Any]:
     labels_path = folder / "labels.pt"
     if not labels_path.is_file():
         label_checkpoint(LabelOptions(checkpoint=str(source), out=str(labels_path), split="val", configs="all",
-                                      batch_size=p.eval_batch_size, device="cpu", progress=False))
+                                      batch_size=p.eval_batch_size, device=ctx.device, progress=False))
     out: Dict[str, Any] = {"classifiers": {}}
     for seed in step.params["classifier_seeds"]:
         clf = folder / f"classifier-s{seed}.pt"
         if not clf.is_file():
             train_checkpoint(ClassifierOptions(labels=str(labels_path), checkpoint=str(source), out=str(clf),
-                                               epochs=p.adapt_epochs, seed=seed, device="cpu", progress=False))
+                                               epochs=p.adapt_epochs, seed=seed, device=ctx.device, progress=False))
         adapter = Adapter.from_trained(model, load_classifier(str(clf), model))
         cost = dict(zip((format_config(c) for c in adapter.costs.configs), adapter.costs.budget_costs()))
         rows = []

@@ -42,7 +42,7 @@ def small_copy(out: Path, data_dir: Optional[str], n_train: int = 2000, n_test: 
     import struct
 
     from resizable.fileio import atomic_path
-    from resizable.readers import FASHION_FILES, load_fashion_mnist
+    from resizable.data.readers import FASHION_FILES, load_fashion_mnist
 
     for split, n in (("train", n_train), ("test", n_test)):
         images, labels = load_fashion_mnist(split, data_dir, False)
@@ -103,7 +103,7 @@ def screened(protocol: Protocol, work: Path, results_dir: Path, data_dir: Option
         return record
     return run_screen(protocol, steps=2 if protocol.quick else SCREEN_STEPS, work=work,
                       results=results_dir / "select" if protocol.quick else SCREEN_RESULTS, out=out,
-                      data_dir=data_dir, jobs=args.jobs, threads=args.threads)
+                      data_dir=data_dir, jobs=args.jobs, threads=args.threads, device=args.device)
 
 
 def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str, Any]) -> int:
@@ -119,7 +119,7 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
     data_dir = args.data_dir
     if protocol.quick and not args.data_dir:
         data_dir = small_copy(work / "data", None)
-    ctx = Context(protocol, str(work), str(results_dir), data_dir, args.threads, args.resume)
+    ctx = Context(protocol, str(work), str(results_dir), data_dir, args.threads, args.resume, device=args.device)
     analyses = dict(ANALYSES)
     steps = plan(protocol, seeds, [c for c in claims if c != "recipes"])
     if "recipes" in claims:  # the screening first (resumable), then every side at its own tuned point

@@ -23,13 +23,13 @@ def sampling_seconds(p: Protocol, seed: int, data_dir: Optional[str], *, modes: 
     import torch
     import torch.nn as nn
 
-    from resizable.step import train_step
-    from resizable.data import dataset_info, make_loader
+    from resizable.training.step import train_step
+    from resizable.data.datasets import dataset_info, make_loader
     from resizable.registry import create_model
     from resizable.sampling import ConfigSampler
-    from resizable.splits import ValSplit, load_split
-    from resizable.train import build_optimizer
-    from resizable.train_options import TrainOptions
+    from resizable.data.splits import ValSplit, load_split
+    from resizable.training.trainer import build_optimizer
+    from resizable.training.options import TrainOptions
 
     cfg = TrainOptions(**dict(p.train_args(), seed=seed, data_dir=data_dir))
     info = dataset_info(p.dataset, data_dir)

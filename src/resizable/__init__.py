@@ -4,18 +4,18 @@ One convolutional network whose feature maps are resized at every stage by a cho
 factor; trained once (fair sampling, scale-aware batch norm), run at any of its k^N scaling
 configurations.
 """
-from .calibrate import calibrate_bn
-from .convert import from_torchvision
-from .deploy import export_to_file, load_static
-from .export import export
+from .evaluation.calibrate import calibrate_bn
+from .deploy.torchvision import from_torchvision
+from .deploy.export import export_to_file, load_static
+from .deploy.static import export
 from .macs import FlopsReport, MacsReport, count_flops, count_macs, count_params
-from .fold import fold_bn
+from .deploy.fold import fold_bn
 from .layers import FixedResize2d, ResizableStage, Resize2d, ScaleBatchNorm2d
 from .net import DEFAULT_FACTORS, ResizableNet
 from .registry import create_model, list_models, register_model
 from . import models  # noqa: E402,F401  (registers every model family and its torchvision converter)
 from .configs import format_config, parse_config
-from .evaluate import calibrate_configs, evaluate_configs, forward_all
+from .evaluation.walker import calibrate_configs, evaluate_configs, forward_all
 
 __version__ = "0.1.0"
 

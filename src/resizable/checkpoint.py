@@ -171,7 +171,7 @@ def run_options(payload: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def check_model_fits(num_classes: int, in_chans: int, info: Any, source: Any) -> None:
-    """Raise ``ValueError`` when a dataset (a :class:`resizable.data.DatasetInfo`) has another number of
+    """Raise ``ValueError`` when a dataset (a :class:`resizable.data.datasets.DatasetInfo`) has another number of
     classes or channels than the model of ``source`` (a checkpoint) was built for."""
     problems = []
     if info.num_classes != num_classes:

@@ -11,7 +11,7 @@ import itertools
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .configs import Config
-from .evaluate import check_configs
+from .evaluation.walker import check_configs
 from .macs import count_macs
 from .net import ResizableNet, SizeLike
 

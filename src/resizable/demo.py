@@ -12,8 +12,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from .fileio import atomic_path, atomic_write_text
-from .evaluate_run import EvalOptions, evaluate_checkpoint
-from .train import TrainOptions, train
+from .evaluation.checkpoint_eval import EvalOptions, evaluate_checkpoint
+from .training.trainer import TrainOptions, train
 from .options import check_options, option
 
 __all__ = ["DemoOptions", "run_demo", "write_table", "plot_accuracy_vs_macs"]

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .checkpoint import CHECKPOINT_NAME, check_model_fits, load_model, resolve_checkpoint, run_options
 from .net import ResizableNet
-from .splits import ValSplit, default_split, load_split, val_split_of
+from .data.splits import ValSplit, default_split, load_split, val_split_of
 
 __all__ = ["TrainedRun", "natural_input_size"]
 
@@ -51,7 +51,7 @@ class TrainedRun:
     options: Dict[str, Any]           # the run's training options
     dataset: Optional[str]
     data_dir: Optional[str]
-    info: Any                         # resizable.data.DatasetInfo of ``dataset``, or None
+    info: Any                         # resizable.data.datasets.DatasetInfo of ``dataset``, or None
     input_size: int
     val_split: Optional[ValSplit]
 
@@ -78,7 +78,7 @@ class TrainedRun:
     @classmethod
     def _feeding(cls, checkpoint: Path, model: ResizableNet, payload: Dict[str, Any], dataset: Optional[str],
                  data_dir: Optional[str], input_size: Optional[int], need_data: bool) -> "TrainedRun":
-        from .data import dataset_info
+        from .data.datasets import dataset_info
 
         options = run_options(payload)
         name = dataset or options.get("dataset")
@@ -136,14 +136,14 @@ class TrainedRun:
     def loader(self, split: str, batch_size: int, *, shuffle: bool = False, seed: int = 0,
                drop_last: bool = False) -> DataLoader:
         """A loader over :meth:`split`."""
-        from .data import make_loader
+        from .data.datasets import make_loader
 
         return make_loader(self.split(split), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
 
     def calibration_loader(self, batch_size: int, batches: Optional[int] = None) -> DataLoader:
         """The images BN statistics are recomputed on, by the one rule (module notes); with ``batches``, the
         loader is checked to hold that many whole batches."""
-        from .data import make_loader
+        from .data.datasets import make_loader
 
         images = self.split("train")  # whole batches; one short batch when there are fewer images than a batch
         loader = make_loader(images, batch_size, shuffle=True, seed=CALIBRATION_SEED,

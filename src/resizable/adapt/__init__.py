@@ -3,7 +3,7 @@
 Three steps, each a library function and a ``resizable adapt`` sub-command:
 
 1. **Label** (:func:`label_checkpoint`). Every allowed configuration of a trained ResizableNet runs
-   on a sample of training images (walking the configuration tree of :mod:`resizable.evaluate`, so
+   on a sample of training images (walking the configuration tree of :mod:`resizable.evaluation.walker`, so
    shared prefixes run once). For every image and configuration the file keeps whether the
    prediction is right and the probability given to the true class, and each image's *best
    configuration* (:func:`best_config_index`):
@@ -32,7 +32,7 @@ Three steps, each a library function and a ``resizable adapt`` sub-command:
    image runs: the feature pass, the classifier, and the rest of the chosen configuration
    (:class:`RoutingCosts`). No routed image ever exceeds ``B``.
 
-Label and classifier files record the weights' SHA-256 (:func:`resizable.tables.weights_sha256`) and
+Label and classifier files record the weights' SHA-256 (:func:`resizable.nas.table_file.weights_sha256`) and
 refuse to be used with other weights (:class:`AdaptError`).
 """
 from .classifier import (CLASSIFIER_FORMAT, SOURCES, ConfigClassifier, FeaturePass, TrainedClassifier, feature_pass,
@@ -40,7 +40,7 @@ from .classifier import (CLASSIFIER_FORMAT, SOURCES, ConfigClassifier, FeaturePa
 from .labels import (LABELS_FORMAT, RULES, AdaptError, ConfigOutcomes, LabelSet, best_config_index, config_outcomes,
                      label_images, load_labels, model_identity, save_labels)
 from .routing import Adapter, RoutingCosts, evaluate_adapt, outcomes_table, routing_costs
-from .runs import (LARGE_SAMPLE, ClassifierOptions, LabelOptions, RoutingOptions, eval_checkpoint, label_checkpoint,
+from .from_checkpoint import (LARGE_SAMPLE, ClassifierOptions, LabelOptions, RoutingOptions, eval_checkpoint, label_checkpoint,
                    train_checkpoint)
 
 __all__ = [

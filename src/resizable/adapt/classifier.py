@@ -14,7 +14,7 @@ from torch import nn
 
 from ..checkpoint import atomic_save
 from ..configs import Config, format_config, parse_config
-from ..evaluate import batches, evaluating
+from ..evaluation.walker import batches, evaluating
 from ..net import ResizableNet, SizeLike, to_size2d
 from .labels import LabelSet, PathLike, check_choice, check_identity, file_sha256, read_payload
 

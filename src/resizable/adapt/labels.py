@@ -1,6 +1,6 @@
 """Resizable-Adapt, step 1: what every configuration does on every image, and each image's best one.
 
-Label files record the weights' SHA-256 (:func:`resizable.tables.weights_sha256`) and refuse to be
+Label files record the weights' SHA-256 (:func:`resizable.nas.table_file.weights_sha256`) and refuse to be
 used with other weights (:class:`AdaptError`).
 """
 from __future__ import annotations
@@ -18,9 +18,9 @@ import torch
 from ..checkpoint import atomic_save
 from ..configs import Config, format_config, format_factor, parse_config
 from ..costs import config_costs
-from ..evaluate import ConfigTreeWalker, batches, check_configs, evaluating
+from ..evaluation.walker import ConfigTreeWalker, batches, check_configs, evaluating
 from ..net import ResizableNet, SizeLike, to_size2d
-from ..tables import arch_sha256, weights_sha256
+from ..nas.table_file import arch_sha256, weights_sha256
 
 __all__ = ["LABELS_FORMAT", "RULES", "AdaptError", "check_choice", "ConfigOutcomes", "config_outcomes",
            "best_config_index", "model_identity", "check_identity", "file_sha256", "read_payload", "LabelSet",
@@ -56,9 +56,9 @@ class ConfigOutcomes:
 @torch.no_grad()
 def config_outcomes(model: ResizableNet, loader: Iterable, configs: Optional[Iterable[Sequence[float]]] = None,
                     *, on_batch: Optional[Callable[[], None]] = None) -> ConfigOutcomes:
-    """Run every configuration on every image of ``loader``, sharing prefixes (see :mod:`resizable.evaluate`).
+    """Run every configuration on every image of ``loader``, sharing prefixes (see :mod:`resizable.evaluation.walker`).
 
-    The per-configuration correct counts equal :func:`resizable.evaluate.evaluate_configs` on the same
+    The per-configuration correct counts equal :func:`resizable.evaluation.walker.evaluate_configs` on the same
     loader (the same walk, the same top-1 rule).
 
     Args:

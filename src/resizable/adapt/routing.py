@@ -12,10 +12,10 @@ from torch import nn
 
 from ..configs import Config, format_config, parse_config
 from ..costs import config_costs, part_costs
-from ..evaluate import batches, evaluating
-from ..nas import NoFeasibleConfig, search
+from ..evaluation.walker import batches, evaluating
+from ..nas.lookup import NoFeasibleConfig, search
 from ..net import ResizableNet, SizeLike, to_size2d
-from ..tables import Table, format_millions, model_meta, weights_sha256
+from ..nas.table_file import Table, format_millions, model_meta, weights_sha256
 from .classifier import SOURCES, ConfigClassifier, FeaturePass, TrainedClassifier, feature_pass, feature_shape, module_macs
 from .labels import ConfigOutcomes, best_config_index, check_choice
 

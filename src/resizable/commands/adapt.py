@@ -15,9 +15,9 @@ _SUB = {"label": ("LabelOptions", "label a sample of images with their best conf
 
 
 def _options_class(step: str):
-    from ..adapt import runs
+    from ..adapt import from_checkpoint
 
-    return getattr(runs, _SUB[step][0])
+    return getattr(from_checkpoint, _SUB[step][0])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +96,7 @@ def format_result(r: Dict[str, Any]) -> List[str]:
 def _eval(opts) -> int:
     from ..adapt import eval_checkpoint
     from ..console import progress_enabled
-    from ..runs import output_path
+    from ..training.run_folder import output_path
 
     if opts.out:
         opts = dataclasses.replace(opts, out=str(output_path(opts.out, "adapt-eval.json")))

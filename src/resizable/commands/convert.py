@@ -36,9 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..convert_checkpoint import convert_checkpoint
+    from ..deploy.convert import convert_checkpoint
     from ..options import resolve_options
-    from ..runs import output_path
+    from ..training.run_folder import output_path
 
     opts = resolve_options(ConvertOptions, args)
     out = output_path(opts.out, "converted.pt")

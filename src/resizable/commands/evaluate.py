@@ -9,7 +9,7 @@ HELP = "evaluate a checkpoint at listed configurations, or --all"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..evaluate_run import EvalOptions
+    from ..evaluation.checkpoint_eval import EvalOptions
     from ..options import add_dataclass_args
 
     add_dataclass_args(parser, EvalOptions)
@@ -17,10 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluate_run import EvalOptions, evaluate_checkpoint
+    from ..evaluation.checkpoint_eval import EvalOptions, evaluate_checkpoint
     from ..options import resolve_options
 
-    from ..runs import output_path
+    from ..training.run_folder import output_path
 
     opts = resolve_options(EvalOptions, args, **({"configs": "all"} if args.all else {}))
     out = output_path(opts.out, "eval.csv") if opts.out else None  # refused before the work, not after

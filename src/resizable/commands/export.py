@@ -7,7 +7,7 @@ HELP = "write one scaling configuration as a static network (TorchScript, ONNX o
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..deploy import ExportOptions
+    from ..deploy.export import ExportOptions
     from ..options import add_dataclass_args
 
     add_dataclass_args(parser, ExportOptions)
@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..configs import format_config
-    from ..deploy import ExportOptions, export_checkpoint
+    from ..deploy.export import ExportOptions, export_checkpoint
     from ..options import resolve_options
 
     result = export_checkpoint(resolve_options(ExportOptions, args))

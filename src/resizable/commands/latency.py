@@ -8,7 +8,7 @@ HELP = "measure the latency of each configuration's exported static network (med
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..latency import LatencyOptions
+    from ..nas.latency import LatencyOptions
     from ..options import add_dataclass_args
 
     add_dataclass_args(parser, LatencyOptions)
@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..console import progress_enabled
-    from ..latency import LatencyOptions, latency_from_options
+    from ..nas.latency import LatencyOptions, latency_from_options
     from ..options import resolve_options
 
     opts = resolve_options(LatencyOptions, args)

@@ -11,7 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import count_params, create_model, list_models
+    from .. import count_params; from .. import create_model; from .. import list_models
 
     names = list_models(args.pattern)
     if not names:

@@ -34,11 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..options import resolve_options
-    from ..nas import pareto_front, plot_pareto, read_baselines
-    from ..tables import REQUIRED_COLUMNS, Table, read_table
+    from ..nas.lookup import pareto_front, plot_pareto, read_baselines
+    from ..nas.table_file import REQUIRED_COLUMNS, Table, read_table
     from .search import format_rows, shown_columns
 
-    from ..runs import output_path
+    from ..training.run_folder import output_path
 
     opts = resolve_options(ParetoOptions, args)
     for out, name in ((opts.out, "pareto.png"), (opts.csv, "pareto.csv")):

@@ -61,8 +61,8 @@ def shown_columns(table_columns: Sequence[str]) -> List[str]:
 def run(args: argparse.Namespace) -> int:
     from ..options import resolve_options
     from ..configs import format_config
-    from ..nas import search
-    from ..tables import REQUIRED_COLUMNS, read_table
+    from ..nas.lookup import search
+    from ..nas.table_file import REQUIRED_COLUMNS, read_table
 
     opts = resolve_options(SearchOptions, args)
     table = read_table(opts.table, required=REQUIRED_COLUMNS)

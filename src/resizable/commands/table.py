@@ -11,7 +11,7 @@ HELP = "evaluate every configuration of a checkpoint into a lookup table (resuma
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..options import add_dataclass_args
 
-    from ..nas import TableOptions
+    from ..nas.lookup import TableOptions
 
     add_dataclass_args(parser, TableOptions)
     parser.add_argument("--merge", nargs="+", metavar="CSV",
@@ -35,8 +35,8 @@ def _summary(table, path) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..options import resolve_options
     from ..console import progress_enabled
-    from ..nas import TableOptions, table_from_checkpoint
-    from ..tables import merge_latency, merge_tables, read_table
+    from ..nas.lookup import TableOptions, table_from_checkpoint
+    from ..nas.table_file import merge_latency, merge_tables, read_table
 
     opts = resolve_options(TableOptions, args)
     if args.merge:

@@ -9,7 +9,7 @@ HELP = "train a resizable network (fair/random/single sampling; --recipe aug for
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..options import add_dataclass_args
-    from ..train import TrainOptions
+    from ..training.trainer import TrainOptions
 
     parser.add_argument("--options-file", dest="config_file", metavar="YAML",
                         help="YAML file of options (flags given here override it)")
@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..options import resolve_options
     from ..distributed import is_main_process
-    from ..runs import resume_folder, saved_options
-    from ..train import TrainOptions, train
+    from ..training.run_folder import resume_folder, saved_options
+    from ..training.trainer import TrainOptions, train
 
     if args.old_config_file:
         print("resizable train: warning: --config YAML is now --options-file YAML (--config is a scaling "

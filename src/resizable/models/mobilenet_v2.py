@@ -29,7 +29,7 @@ from typing import Callable, List, Optional, Sequence
 import torch
 from torch import nn
 
-from ..convert import register_converter
+from ..deploy.torchvision import register_converter
 from ..layers import Resize2d, plain_norm, scale_norm
 from ..net import ResizableNet
 from ..registry import register_model

@@ -8,7 +8,7 @@ from torch import nn
 
 from ..layers import Resize2d, ResizableStage, plain_norm, scale_norm
 from ..net import DEFAULT_FACTORS, ResizableNet
-from ..convert import register_converter
+from ..deploy.torchvision import register_converter
 from ..registry import register_model
 from ._common import check_counts, init_weights
 

@@ -16,7 +16,7 @@ from typing import Callable, List, Optional, Sequence
 import torch
 from torch import nn
 
-from ..convert import register_converter
+from ..deploy.torchvision import register_converter
 from ..layers import Resize2d, ResizableStage, plain_norm, scale_norm
 from ..net import DEFAULT_FACTORS, ResizableNet
 from ..registry import register_model

@@ -6,8 +6,8 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from .layers import ScaleBatchNorm2d
-from .net import ResizableNet
+from ..layers import ScaleBatchNorm2d
+from ..net import ResizableNet
 
 __all__ = ["calibrate_bn", "active_batchnorms"]
 

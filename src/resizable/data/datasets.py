@@ -247,7 +247,7 @@ def load_dataset(
     Args:
         name: one of ``DATASETS``.
         split: ``"train"`` or ``"test"``; ``"val"`` only for ``imagefolder`` (its ``val/`` folder): the
-            held-out split of the in-memory datasets comes from :func:`resizable.splits.load_split`.
+            held-out split of the in-memory datasets comes from :func:`resizable.data.splits.load_split`.
         data_dir: where to look for the files (required for ``imagefolder``).
             Fashion-MNIST otherwise comes from /usr/share/datasets/fashion-mnist
             or ~/.cache/resizable/data; CIFAR from ~/.cache/resizable/data.
@@ -261,7 +261,7 @@ def load_dataset(
             (like ``error``; the trainer reads every image first).
 
     Fashion-MNIST and CIFAR return a ``TensorImageDataset``; ``imagefolder``
-    returns a map-style dataset of normalized tensors (see :mod:`resizable.imagefolder`).
+    returns a map-style dataset of normalized tensors (see :mod:`resizable.data.imagefolder`).
     """
     key = _check_name(name)
     split = _check_split(split)

@@ -1,7 +1,7 @@
 """Runtimes a deployed configuration runs in: eager PyTorch, TorchScript, ONNX Runtime.
 
 Each runtime runs the network that deployment writes for a configuration: the eval-mode static
-network of :func:`resizable.export` (``torch``), and the files :func:`resizable.deploy.export_to_file`
+network of :func:`resizable.export` (``torch``), and the files :func:`resizable.deploy.export.export_to_file`
 writes from that same network (``torchscript``: ``torch.jit.script``, loaded with ``torch.jit.load``;
 ``onnxruntime``: the ONNX file, run by an ``onnxruntime.InferenceSession``). ONNX Runtime is the
 optional extra ``pip install 'resizable[onnx]'``.
@@ -14,9 +14,9 @@ from typing import Callable, Dict, Sequence
 
 import torch
 
-from .deploy import export_to_file
-from .export import export
-from .net import ResizableNet, SizeLike, to_size2d
+from ..deploy.export import export_to_file
+from ..deploy.static import export
+from ..net import ResizableNet, SizeLike, to_size2d
 
 __all__ = ["RUNTIMES", "check_runtime", "runtime_description", "runtime_meta", "load_in_runtime", "OnnxRuntimeModule"]
 
@@ -88,7 +88,7 @@ def load_in_runtime(model: ResizableNet, config: Sequence[float], input_size: Si
     """The deployed network of ``config`` in ``runtime``, ready to call on a batch.
 
     ``torch``: the eval-mode :func:`resizable.export` on ``device``; ``torchscript`` and
-    ``onnxruntime``: that network written by :func:`resizable.deploy.export_to_file` (a temporary
+    ``onnxruntime``: that network written by :func:`resizable.deploy.export.export_to_file` (a temporary
     file) and loaded back. An ``onnxruntime`` module takes and returns CPU tensors.
 
     Args:

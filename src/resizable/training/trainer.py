@@ -19,23 +19,23 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from . import distributed
-from .accel import MemoryFormatChoice, auto_memory_format
+from .. import distributed
+from .memory_format import MemoryFormatChoice, auto_memory_format
 from .step import EnsembleWeights, StepTally, train_step
-from .checkpoint import CHECKPOINT_NAME, check_model_fits, load_checkpoint, load_model, load_weights, save_checkpoint
-from .options import write_options
-from .console import progress_enabled
-from .data import dataset_info, load_dataset, make_loader
-from .configs import format_config, parse_configs
-from .evaluate import Calibration, autocast, evaluate
-from .fileio import atomic_write_text
-from .imagefolder import scan_images
-from .registry import create_model
-from .runs import check_new_run_folder, record_resume, resume_changes, resume_folder, saved_options
-from .sampling import ConfigSampler
+from ..checkpoint import CHECKPOINT_NAME, check_model_fits, load_checkpoint, load_model, load_weights, save_checkpoint
+from ..options import write_options
+from ..console import progress_enabled
+from ..data.datasets import dataset_info, load_dataset, make_loader
+from ..configs import format_config, parse_configs
+from ..evaluation.walker import Calibration, autocast, evaluate
+from ..fileio import atomic_write_text
+from ..data.imagefolder import scan_images
+from ..registry import create_model
+from .run_folder import check_new_run_folder, record_resume, resume_changes, resume_folder, saved_options
+from ..sampling import ConfigSampler
 from .steplog import STEPS_FILE, StepLog
-from .splits import ValSplit, check_val_size, load_split, training_subset, val_split_of
-from .train_options import TrainOptions
+from ..data.splits import ValSplit, check_val_size, load_split, training_subset, val_split_of
+from .options import TrainOptions
 
 __all__ = ["TrainOptions", "TrainingDiverged", "train", "build_optimizer", "lr_factor"]
 

@@ -2,14 +2,14 @@
 
 Each configuration is exported to its static network (:func:`resizable.export`), loaded into the
 runtime the user deploys with (``torch`` eager, ``torchscript`` or ``onnxruntime``, see
-:mod:`resizable.runtimes`), warmed up, then timed over many repeats; the table keeps the median and
+:mod:`resizable.nas.runtimes`), warmed up, then timed over many repeats; the table keeps the median and
 the spread (inter-quartile range) per batch size, and records the runtime in its metadata. On CUDA
 the torch and TorchScript runs are timed with CUDA events and synchronized before reading them, so
 the numbers are GPU execution time, not the time to queue the kernels; ONNX Runtime is timed by the
 wall clock around each (synchronous) call, host-device copies included.
 
 The latency table is a versioned CSV like the NAS table (``# resizable-latency v1``); its columns
-``latency_ms_b{batch}_{tag}`` merge into a NAS table with :func:`resizable.tables.merge_latency`.
+``latency_ms_b{batch}_{tag}`` merge into a NAS table with :func:`resizable.nas.table_file.merge_latency`.
 """
 from __future__ import annotations
 
@@ -25,13 +25,13 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 import torch
 
-from .export import export
-from .configs import format_config, parse_config
-from .evaluate import check_configs
-from .tables import ARCH_IDENTITY, LATENCY_MAGIC, PathLike, Table, append_rows, model_meta, open_table
+from ..deploy.static import export
+from ..configs import format_config, parse_config
+from ..evaluation.walker import check_configs
+from .table_file import ARCH_IDENTITY, LATENCY_MAGIC, PathLike, Table, append_rows, model_meta, open_table
 from .runtimes import RUNTIMES, check_runtime, load_in_runtime, runtime_meta
-from .net import ResizableNet, SizeLike, to_size2d
-from .options import check_options, option
+from ..net import ResizableNet, SizeLike, to_size2d
+from ..options import check_options, option
 
 MEMORY_FORMATS = ("auto", "contiguous", "channels-last")
 
@@ -61,7 +61,7 @@ def time_module(module: Callable[[torch.Tensor], Any], example: torch.Tensor, *,
 
     Args:
         module: the network, already on ``example``'s device and in eval mode (or any callable
-            of the batch, e.g. a :class:`resizable.runtimes.OnnxRuntimeModule`).
+            of the batch, e.g. a :class:`resizable.nas.runtimes.OnnxRuntimeModule`).
         example: an input batch.
         warmup: runs before timing (allocator, cuDNN algorithm choice, caches).
         repeats: timed runs (>= 1).
@@ -248,7 +248,7 @@ def latency_template(model: ResizableNet, out: PathLike, *, input_size: SizeLike
     ``latency_ms_b{batch}_{tag}`` column per batch size. With ``export_dir``, each configuration's
     static network is also saved there as TorchScript (``0.45-0.65-1.b<batch>.pt``, traced at that
     batch size), ready for the device's own benchmark tool. Fill in milliseconds, then merge the
-    file with :func:`resizable.tables.merge_latency`.
+    file with :func:`resizable.nas.table_file.merge_latency`.
     """
     tag = _check_tag(tag)
     configs = check_configs(model, configs)
@@ -318,12 +318,12 @@ class LatencyOptions:
 
 
 def _model(opts: LatencyOptions):
-    from .registry import create_model
+    from ..registry import create_model
 
     if bool(opts.checkpoint) == bool(opts.model):
         raise ValueError("give exactly one of --checkpoint (a trained run) or --model (an architecture)")
     if opts.checkpoint:
-        from .trained_run import TrainedRun
+        from ..trained_run import TrainedRun
 
         run = TrainedRun.open(opts.checkpoint, input_size=opts.input_size, need_data=False)
         return run.model, run.model_name, run.input_size
@@ -334,7 +334,7 @@ def _model(opts: LatencyOptions):
 def latency_from_options(opts: LatencyOptions) -> Table:
     """What ``resizable latency`` runs: the latency table of a checkpoint's (or an architecture's)
     configurations, measured here, or with ``template`` an empty table to fill in elsewhere."""
-    from .runs import output_path
+    from ..training.run_folder import output_path
 
     opts = dataclasses.replace(opts, out=str(output_path(opts.out, "latency.csv")))
     model, name, size = _model(opts)

@@ -8,8 +8,8 @@ from typing import Dict, Sequence
 import torch
 from torch import nn
 
-from .layers import FixedResize2d, Resize2d, ResizableStage, ScaleBatchNorm2d
-from .net import ResizableNet, SizeLike, to_size2d
+from ..layers import FixedResize2d, Resize2d, ResizableStage, ScaleBatchNorm2d
+from ..net import ResizableNet, SizeLike, to_size2d
 
 __all__ = ["export", "probe_resize_inputs"]
 

@@ -11,7 +11,7 @@ import torch
 from ..console import progress_enabled
 from ..options import check_options, option, required
 from ..configs import parse_configs
-from ..tables import REQUIRED_COLUMNS, read_table
+from ..nas.table_file import REQUIRED_COLUMNS, read_table
 from ..trained_run import TrainedRun
 from .classifier import SOURCES, TrainedClassifier, load_classifier, save_classifier, train_classifier
 from .labels import RULES, AdaptError, LabelSet, PathLike, check_choice, config_outcomes, label_images, load_labels, save_labels
@@ -97,7 +97,7 @@ class RoutingOptions:
 
 
 def _subset(data, indices: torch.Tensor):
-    from ..data import TensorImageDataset
+    from ..data.datasets import TensorImageDataset
 
     if isinstance(data, TensorImageDataset):
         return TensorImageDataset(data.images.index_select(0, indices), data.labels.index_select(0, indices),
@@ -145,8 +145,8 @@ def _sample(total: int, num_images: Optional[int], seed: int, large: bool, split
 def label_checkpoint(opts: "LabelOptions") -> Tuple[LabelSet, Path]:
     """Label a sample of a checkpoint's images with their best configuration; what ``resizable adapt
     label`` runs. The label file defaults to ``adapt-labels.pt`` beside the checkpoint."""
-    from ..data import make_loader
-    from ..runs import output_path
+    from ..data.datasets import make_loader
+    from ..training.run_folder import output_path
 
     check_choice(opts.rule, RULES, "rule")
     run = _open(opts.checkpoint, opts.device, opts.dataset, opts.data_dir, opts.input_size)
@@ -174,8 +174,8 @@ def train_checkpoint(opts: "ClassifierOptions") -> Tuple[TrainedClassifier, Path
     The checkpoint must be the one the labels were made with (the weight hash is checked); the
     classifier file defaults to ``adapt-classifier-<source>.pt`` beside the labels.
     """
-    from ..data import make_loader
-    from ..runs import output_path
+    from ..data.datasets import make_loader
+    from ..training.run_folder import output_path
 
     name = f"adapt-classifier-{opts.source}.pt"
     out = output_path(opts.out, name) if opts.out else Path(opts.labels).parent / name
@@ -219,7 +219,7 @@ def eval_checkpoint(opts: "RoutingOptions") -> List[Dict[str, Any]]:
     The static comparison comes from ``table`` (a ``resizable table`` file of the same weights and
     split) or, without one, from the oracle's pass over every configuration (the same numbers).
     """
-    from ..data import make_loader
+    from ..data.datasets import make_loader
 
     budgets: List[Optional[float]] = list(opts.max_mmacs) or [None]
     run = _open(opts.checkpoint, opts.device, opts.dataset, opts.data_dir)

@@ -29,17 +29,17 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from .checkpoint import read_torch_file
-from .configs import Config, format_config, parse_config
-from .export import export
-from .fileio import atomic_path, atomic_write_text
-from .macs import count_macs
+from ..checkpoint import read_torch_file
+from ..configs import Config, format_config, parse_config
+from .static import export
+from ..fileio import atomic_path, atomic_write_text
+from ..macs import count_macs
 from .fold import fold_bn as fold_batchnorm
-from .runs import output_path
-from .trained_run import natural_input_size
-from .options import check_options, option, required
-from .net import ResizableNet, SizeLike, to_size2d
-from .registry import create_model
+from ..training.run_folder import output_path
+from ..trained_run import natural_input_size
+from ..options import check_options, option, required
+from ..net import ResizableNet, SizeLike, to_size2d
+from ..registry import create_model
 
 __all__ = [
     "FORMATS",
@@ -259,7 +259,7 @@ def _preprocessing(run: Any, hw: Tuple[int, int]) -> Dict[str, Any]:
 def _calibrate(run: Any, config: Config, batches: int, batch_size: int) -> Dict[str, Any]:
     """Recompute ``config``'s BN statistics on the run's calibration images, as ``resizable table --calibrate-bn``
     does (:meth:`TrainedRun.calibration_loader`)."""
-    from .calibrate import calibrate_bn
+    from ..evaluation.calibrate import calibrate_bn
 
     calibrate_bn(run.model, config, run.calibration_loader(batch_size, batches), batches)
     return {"source": "recalibrated", "batches": batches, "batch_size": batch_size,
@@ -317,7 +317,7 @@ def export_checkpoint(opts: ExportOptions) -> ExportResult:
     With ``calibrate_bn`` > 0 the configuration's BN statistics are first recomputed on that many
     training batches (the basis of ``resizable table --calibrate-bn``), and the sidecar says so.
     """
-    from .trained_run import TrainedRun
+    from ..trained_run import TrainedRun
 
     run = TrainedRun.open(opts.checkpoint, need_data=bool(opts.calibrate_bn))
     model, fold_bn = run.model, opts.fold_bn

@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from . import data as datasets
-from .data import NO_VAL_SPLIT, TensorImageDataset
+from . import datasets as datasets
+from .datasets import NO_VAL_SPLIT, TensorImageDataset
 
 __all__ = ["ValSplit", "NO_VAL_SPLIT", "val_split_of", "load_split", "default_split", "check_val_size",
            "training_subset"]
@@ -90,7 +90,7 @@ def _subset(data: TensorImageDataset, positions: Tensor, augment: bool) -> Tenso
 
 
 def load_split(name: str, split: str, *, val_split: Optional[ValSplit] = None, **kwargs: Any) -> Dataset:
-    """:func:`resizable.data.load_dataset`, with ``train`` and ``val`` taken from the held-out split.
+    """:func:`resizable.data.datasets.load_dataset`, with ``train`` and ``val`` taken from the held-out split.
 
     Args:
         name, split: as in ``load_dataset``; ``val`` needs ``val_split`` unless the dataset is an image folder.

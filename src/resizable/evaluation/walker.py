@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .calibrate import active_batchnorms
-from .configs import Config, format_config
-from .net import ResizableNet
+from ..configs import Config, format_config
+from ..net import ResizableNet
 
 __all__ = [
     "check_configs",
@@ -465,7 +465,7 @@ def evaluate(
     """
     from tqdm import tqdm
 
-    from .console import progress_enabled
+    from ..console import progress_enabled
 
     configs = [model.check_config(c) for c in configs]
     try:

@@ -19,7 +19,7 @@ from typing import Callable, Dict, Optional
 import torch
 from torch import nn
 
-from .evaluate import autocast
+from ..evaluation.walker import autocast
 
 __all__ = ["MemoryFormatChoice", "auto_memory_format", "pick_memory_format", "memory_format_name"]
 

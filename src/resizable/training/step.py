@@ -30,8 +30,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .evaluate import autocast
-from .net import Config, ResizableNet
+from ..evaluation.walker import autocast
+from ..net import Config, ResizableNet
 
 __all__ = ["LOSS_REDUCTIONS", "DISTILL_MODES", "StepTally", "EnsembleWeights", "largest_config",
            "soft_label_loss", "train_step"]

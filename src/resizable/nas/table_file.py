@@ -22,9 +22,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from .configs import Config, all_configs, format_config, format_factor, parse_config
-from .fileio import atomic_write_text, read_text
-from .net import ResizableNet, SizeLike, to_size2d
+from ..configs import Config, all_configs, format_config, format_factor, parse_config
+from ..fileio import atomic_write_text, read_text
+from ..net import ResizableNet, SizeLike, to_size2d
 
 __all__ = [
     "TABLE_MAGIC",

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 from .step import DISTILL_MODES, LOSS_REDUCTIONS
-from .imagefolder import BAD_IMAGES
-from .options import check_options, option
-from .sampling import SAMPLING_MODES
+from ..data.imagefolder import BAD_IMAGES
+from ..options import check_options, option
+from ..sampling import SAMPLING_MODES
 
 __all__ = ["TrainOptions", "SCHEDULES", "RECIPES", "LOSS_REDUCTIONS"]
 

@@ -2,13 +2,13 @@
 
 One trained ResizableNet is a search space of ``k^N`` sub-networks. :func:`build_table` evaluates
 all of them into a lookup table file (accuracy, MACs, parameters, optionally latency; the format
-is :mod:`resizable.tables`), walking the configuration tree of :mod:`resizable.evaluate` so that
+is :mod:`resizable.nas.table_file`), walking the configuration tree of :mod:`resizable.evaluation.walker` so that
 shared prefixes run once; :func:`search` answers "the most accurate sub-network under this
 budget" from the table alone, and :func:`pareto_front` gives the accuracy-versus-cost front.
 
 Rows are appended per work unit (all configurations below one prefix), so a killed build restarts
 where it stopped, and work units can be split over processes (``shard=(i, n)``) whose files
-:func:`resizable.tables.merge_tables` joins.
+:func:`resizable.nas.table_file.merge_tables` joins.
 """
 from __future__ import annotations
 
@@ -19,18 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .fileio import read_text
-from .configs import Config, format_config, parse_config
-from .console import progress_enabled
-from .runs import output_path
-from .options import check_options, option
-from .costs import config_costs
-from .data import make_loader
-from .evaluate import Calibration, evaluate_configs, topk_for
+from ..fileio import read_text
+from ..configs import Config, format_config, parse_config
+from ..console import progress_enabled
+from ..training.run_folder import output_path
+from ..options import check_options, option
+from ..costs import config_costs
+from ..data.datasets import make_loader
+from ..evaluation.walker import Calibration, evaluate_configs, topk_for
 from .latency import MEMORY_FORMATS
-from .net import ResizableNet, SizeLike
+from ..net import ResizableNet, SizeLike
 from .runtimes import RUNTIMES
-from .tables import (LATENCY_COLUMN_RE, REQUIRED_COLUMNS, TABLE_IDENTITY, TABLE_MAGIC, PathLike, Table, TableError,
+from .table_file import (LATENCY_COLUMN_RE, REQUIRED_COLUMNS, TABLE_IDENTITY, TABLE_MAGIC, PathLike, Table, TableError,
                      append_rows, check_shard, format_millions, parse_shard, latency_columns, merge_tables, model_meta, open_table,
                      read_table, shard_path, weights_sha256)
 
@@ -100,7 +100,7 @@ def build_table(
         shard: ``(i, n)``: build only this process's share of the units.
         calibrate: recompute BN statistics per configuration first (on shared prefixes, see
             :func:`calibrate_configs`; the model's own statistics are left unchanged).
-        latency: ``config -> {column: value}`` measuring latency (see :mod:`resizable.latency`).
+        latency: ``config -> {column: value}`` measuring latency (see :mod:`resizable.nas.latency`).
         latency_columns: the columns ``latency`` returns.
         extra_meta: more metadata lines.
         progress: show a progress bar with the time left.
@@ -418,8 +418,8 @@ def table_from_checkpoint(opts: TableOptions) -> Tuple[Table, Path]:
     under torchrun, one shard per rank) this process writes ``shard_path(out, i, n)``; whichever
     shard finishes last merges all of them into ``out``. Returns the table written and its path.
     """
-    from .distributed import launch_info, resolve_device
-    from .trained_run import TrainedRun
+    from ..distributed import launch_info, resolve_device
+    from ..trained_run import TrainedRun
 
     if not opts.checkpoint:
         raise ValueError("table_from_checkpoint needs a checkpoint (--checkpoint)")

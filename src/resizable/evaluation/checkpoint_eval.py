@@ -4,12 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from .configs import CONFIG_SETS, format_config, parse_configs
-from .costs import config_costs
-from .distributed import resolve_device
-from .evaluate import Calibration, evaluate
-from .options import check_options, option, required
-from .trained_run import TrainedRun
+from ..configs import CONFIG_SETS, format_config, parse_configs
+from ..costs import config_costs
+from ..distributed import resolve_device
+from .walker import Calibration, evaluate
+from ..options import check_options, option, required
+from ..trained_run import TrainedRun
 
 __all__ = ["EvalOptions", "evaluate_checkpoint"]
 

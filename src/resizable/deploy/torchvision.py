@@ -6,8 +6,8 @@ from typing import Callable, Dict, Optional, Sequence
 import torch
 from torch import nn
 
-from .layers import ScaleBatchNorm2d
-from .net import DEFAULT_FACTORS, ResizableNet
+from ..layers import ScaleBatchNorm2d
+from ..net import DEFAULT_FACTORS, ResizableNet
 
 __all__ = ["from_torchvision", "register_converter", "load_plain_weights"]
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from .distributed import resolve_device
-from .configs import format_config, parse_config
-from .fileio import atomic_write_text
-from .evaluate import Calibration, evaluate
-from .options import check_options, option, required
-from .train import TrainOptions, train
-from .trained_run import TrainedRun
+from ..distributed import resolve_device
+from ..configs import format_config, parse_config
+from ..fileio import atomic_write_text
+from ..evaluation.walker import Calibration, evaluate
+from ..options import check_options, option, required
+from ..training.trainer import TrainOptions, train
+from ..trained_run import TrainedRun
 
 __all__ = ["FinetuneOptions", "finetune"]
 

@@ -1,0 +1,2 @@
+"""Deployment: a configuration as a static network (``static``), BN folding (``fold``), files with their
+sidecar (``export``), and conversion from torchvision or a run (``torchvision``, ``convert``)."""
