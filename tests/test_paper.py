@@ -167,11 +167,15 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
         assert f"## {title}" in report
         assert (tmp_path / "res" / f"{claim}.json").is_file()
     for tag in ("T1 (a)", "T1 (b)", "Fig 5", "T9", "T11", "T8", "T2", "Fig 3d", "T1 full, chosen, equal",
-                "T1 small, chosen, RS at 2x"):
+                "T1 small, chosen, RS at 2x", "T2, chosen recipe", "T9, chosen recipe"):
         assert f"**Verdict ({tag}" in report
     # the recipes claim: every method screened on val first, then each side at its own chosen point
     screened = json.loads((tmp_path / "res" / "selection.json").read_text())["recipes"]["methods"]
-    assert {"alone-1", "fair", "paper", "sandwich-full", "fair-ensemble", "twin-teacher"} <= set(screened)
+    assert {"alone-1", "fair", "paper", "sandwich-full", "fair-ensemble", "twin-teacher", "t2-alone-1",
+            "t2-aug"} <= set(screened)
+    aug = json.loads((runs / "t2r-aug-s0.json").read_text())["options"]  # Aug at its own point, T2's regime
+    assert aug["recipe"] == "aug" and aug["lr"] == screened["t2-aug"]["best"]["point"]["lr"]
+    assert aug["train_size"] == 200
     assert all(m["best"] is not None and not m["on_edge"] for m in screened.values() if m["side"] != "rs-from-twin")
     recipes = json.loads((tmp_path / "res" / "recipes.json").read_text())["numbers"]
     for regime in ("full", "small"):

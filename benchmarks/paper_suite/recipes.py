@@ -60,7 +60,7 @@ def recipe_options(selection: Dict[str, Any], name: str) -> Dict[str, Any]:
 
 def chosen_recipes(selection: Dict[str, Any]) -> List[Tuple[str, str]]:
     """``[(label, method)]``: the best RS method from scratch on val, then the paper's recipe (once if the same)."""
-    scored = [(name, _method(selection, name)["best"]["val_score"]) for name in FROM_SCRATCH
+    scored = [(name, (_method(selection, name)["best"] or {}).get("val_score", -1.0)) for name in FROM_SCRATCH
               if name in selection.get("recipes", {}).get("methods", {})]
     if not scored:
         raise ValueError("the selection has screened no RS method from scratch: run benchmarks/paper.py --select")
@@ -71,6 +71,30 @@ def chosen_recipes(selection: Dict[str, Any]) -> List[Tuple[str, str]]:
     return out
 
 
+AUG_METHODS = ("t2-alone-1", "t2-aug")
+
+
+def aug_methods(p: Protocol, selection: Dict[str, Any]) -> List[Any]:
+    """The second stage of the screening: T2's two sides in T2's regime, each tuned like the first stage.
+
+    Resizable-Aug's fair phase uses the chosen recipe's sampling and distillation; its learning rate
+    and warm-up are tuned here, in T2's regime (``t2_train_size`` images) for a third of T2's epochs,
+    and so are the all-1.0 network's alone (T2's baseline).
+    """
+    from .screen import LRS, Method
+
+    chosen = recipe_options(selection, chosen_recipes(selection)[0][1])
+    phase = {k: v for k, v in chosen.items() if k in ("sampling", "distill", "loss_reduction")}
+    regime = {"train_size": p.t2_train_size, "epochs": max(1, p.t2_epochs // 3)}
+    top = uniform(max(p.factors))
+    grid = {"lr": LRS, "warmup_epochs": (0.0, 1.0)}
+    return [Method("t2-alone-1", f"({top}) trained alone in T2's regime", {
+                "sampling": "single", "single_config": (float(max(p.factors)),) * 3, "eval_configs": top, **regime},
+                grid, (top,), "alone"),
+            Method("t2-aug", "Resizable-Aug in T2's regime, its fair phase the chosen recipe's",
+                   {"recipe": "aug", **phase, "eval_configs": top, **regime}, grid, (top,), "aug")]
+
+
 def regime_args(p: Protocol, regime: str) -> Dict[str, Any]:
     return {"full": {"epochs": p.epochs}, "small": {"train_size": p.t2_train_size, "epochs": p.t2_epochs}}[regime]
 
@@ -79,8 +103,23 @@ def step_name(regime: str, what: str, seed: int) -> str:
     return f"{regime}-{what}-s{seed}"
 
 
+def plan_aug(p: Protocol, seeds: Sequence[int], selection: Dict[str, Any]) -> List[Step]:
+    """T2 and T9 with the chosen recipe: the baseline, RS-Aug, and RS-Aug with one shared BN, each at its tuned point."""
+    steps = []
+    regime = {"train_size": p.t2_train_size, "epochs": p.t2_epochs}
+    base, aug = recipe_options(selection, "t2-alone-1"), recipe_options(selection, "t2-aug")
+    shared = {**p.model_args, "scale_bn": False}
+    for seed in seeds:
+        steps.append(Step(f"t2r-base-s{seed}", seed=seed, train={**base, **regime}, evals=("own_cal", "own_raw")))
+        steps.append(Step(f"t2r-aug-s{seed}", seed=seed, train={**aug, **regime}, evals=("own_cal", "own_raw")))
+        steps.append(Step(f"t2r-augshared-s{seed}", seed=seed, train={**aug, **regime, "model_args": shared},
+                          evals=("own_cal", "own_raw")))
+    return steps
+
+
 def plan_recipes(p: Protocol, seeds: Sequence[int], selection: Dict[str, Any]) -> List[Step]:
-    """Every run of the claim: networks alone first (cheapest), then each recipe at E and 2E, regime by regime."""
+    """Every run of the claim: networks alone first (cheapest), then each recipe at E and 2E, regime by regime,
+    then T2 and T9 with the chosen recipe."""
     steps = []
     for regime in REGIMES:
         base = regime_args(p, regime)
@@ -94,7 +133,7 @@ def plan_recipes(p: Protocol, seeds: Sequence[int], selection: Dict[str, Any]) -
                 steps.append(Step(step_name(regime, method, seed), seed=seed, train=opts, evals=("test_cal",)))
                 steps.append(Step(step_name(regime, f"{method}-2x", seed), seed=seed,
                                   train={**opts, "epochs": 2 * base["epochs"]}, evals=("test_cal",)))
-    return steps
+    return steps + plan_aug(p, seeds, selection)
 
 
 def _gains(p: Protocol, seeds: Sequence[int], results: Results, regime: str, rs: str) -> Dict[str, Any]:
@@ -176,6 +215,7 @@ def analyse_recipes(p: Protocol, seeds: Sequence[int], results: Results, selecti
                    + ", ".join(f"{uniform(s)} {'yes' if c['converged'] else 'no'} "
                                f"(val moved {_pts(c['late_val_change'])}, train top-1 {c['final_train_top1']:.2f} %)"
                                for s, c in conv.items()), ""]
+    md += _aug_section(p, seeds, results, data)
     flagged = sorted(n for n, r in results.items() if r and r.get("stability"))
     data["stability_flagged"] = {n: results[n]["stability"] for n in flagged}
     md += ["Stability (the training loss logged inside the epochs, `steps.jsonl`, by the rule of "
@@ -184,6 +224,31 @@ def analyse_recipes(p: Protocol, seeds: Sequence[int], results: Results, selecti
               "no run's loss climbed after its first steps") + ".", ""]
     md += screening_table(selection)
     return {"json": data, "md": md, "flags": {}}
+
+
+def _aug_section(p: Protocol, seeds: Sequence[int], results: Results, data: Dict[str, Any]) -> List[str]:
+    """T2 (RS-Aug against its baseline) and T9 (scale-aware against shared BN) with the chosen recipe."""
+    top = uniform(max(p.factors))
+    rows, out = [], {}
+    for label, a, b, kind in (("T2: RS-Aug against the baseline, recalibrated", "t2r-aug", "t2r-base", "own_cal"),
+                              ("T2: RS-Aug against the baseline, as trained", "t2r-aug", "t2r-base", "own_raw"),
+                              ("T9: scale-aware against shared BN (RS-Aug), recalibrated", "t2r-aug", "t2r-augshared",
+                               "own_cal")):
+        c = compare([top1(results, f"{a}-s{s}", kind, top) for s in seeds],
+                    [top1(results, f"{b}-s{s}", kind, top) for s in seeds])
+        out[label] = c
+        rows.append(f"| {label} | {fmt(c['paper_side'])} | {fmt(c['other'])} | {fmt_diff(c)} | {c['verdict']} |")
+    conv = [converged([{"epoch": r["epoch"], "val_top1": r["top1"].get(top), "train_top1": r["train_top1"]}
+                       for r in results[f"t2r-base-s{s}"]["curve"]]) for s in seeds if f"t2r-base-s{s}" in results]
+    data["t2_t9_chosen_recipe"] = {**out, "baseline_convergence": conv}
+    t2, t9 = out["T2: RS-Aug against the baseline, recalibrated"], out[
+        "T9: scale-aware against shared BN (RS-Aug), recalibrated"]
+    return [f"### T2 and T9 with the chosen recipe ({p.t2_train_size} images, {p.t2_epochs} epochs; each side at "
+            f"its own point tuned on val)", "",
+            "| row | paper's side | other | difference | verdict |", "| --- | ---: | ---: | ---: | --- |", *rows, "",
+            f"**Verdict (T2, chosen recipe): {t2['verdict']}** ({t2.get('why', 'no values')})", "",
+            f"**Verdict (T9, chosen recipe): {t9['verdict']}** ({t9.get('why', 'no values')})", "",
+            f"Baseline converged (T2's rule) in {sum(c['converged'] for c in conv)} of {len(conv)} seed(s).", ""]
 
 
 def _pts(x: Optional[float]) -> str:
@@ -199,7 +264,9 @@ def screening_table(selection: Dict[str, Any]) -> List[str]:
     md = ["#### The screening (val, seed 0)", "",
           f"Each grid point trained {b.get('epochs')} epochs of {b.get('steps_per_epoch')} steps (batch "
           f"{b.get('batch_size')}; the cosine schedule compressed), scored on val with BN {b.get('bn')}. "
-          f"{rec.get('edge_rule', '')}. Every run is in `select/runs/`.", "",
+          f"{rec.get('edge_rule', '')}. Every run is in `select/runs/`. One seed on {b.get('val_size')} val images: "
+          f"a score's binomial standard error is about 0.4 points near 90 %, so points closer than that are a "
+          f"coin toss; the grid still picks the highest.", "",
           "| method | side | grid | best point | val score | on edge | flagged runs |",
           "| --- | --- | --- | --- | ---: | --- | --- |"]
     for name, m in rec.get("methods", {}).items():

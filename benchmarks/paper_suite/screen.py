@@ -101,6 +101,10 @@ def point_step(p: Protocol, m: Method, point: Dict[str, Any], steps: int) -> Ste
         tag = f"from-{m.init_from}-{tag}"
     if "loss_reduction" in train and train["sampling"] != "single":
         tag += f"-{train['loss_reduction']}"
+    if train.get("recipe") == "aug":
+        tag += "-aug"
+    if train.get("train_size"):  # another regime (T2's training subset)
+        tag = f"n{train['train_size']}-e{train['epochs']}-{tag}"
     name = f"sel-{tag}-lr{_value_tag(float(train['lr']))}-w{_value_tag(float(train.get('warmup_epochs', 0.0)))}"
     return Step(name, seed=0, train=train, init_from=m.init_from,
                 params={"teacher_from": m.teacher_from} if m.teacher_from else {})
@@ -170,16 +174,21 @@ def _make_kept_networks(ctx: Context, p: Protocol, chosen: Sequence[Method], job
         run_steps(ctx, [single_step(p, max(p.factors), 0)], jobs)
 
 
-def select(ctx: Context, p: Protocol, steps: int, jobs: int, only: Optional[Sequence[str]] = None
-           ) -> Dict[str, Any]:
-    """Run every method's grid with the edge rule; returns the record written into ``selection.json``."""
+def select(ctx: Context, p: Protocol, steps: int, jobs: int, only: Optional[Sequence[str]] = None,
+           candidates: Optional[Sequence[Method]] = None) -> Dict[str, Any]:
+    """Run every method's grid with the edge rule; returns the record written into ``selection.json``.
+
+    ``candidates``: the methods (default :func:`methods`; the second stage passes the ones that depend on
+    the first stage's choice).
+    """
     from .suite import run_steps
 
-    known = [m.name for m in methods(p)]
+    candidates = list(candidates) if candidates is not None else methods(p)
+    known = [m.name for m in candidates]
     unknown = sorted(set(only or ()) - set(known))
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; accepted: {', '.join(known)}")
-    chosen = [m for m in methods(p) if only is None or m.name in only]
+    chosen = [m for m in candidates if only is None or m.name in only]
     _make_kept_networks(ctx, p, chosen, jobs)
     grids = {m.name: {k: tuple(v) for k, v in m.grid.items()} for m in chosen}
     for round_ in range(MAX_ROUNDS + 1):
@@ -204,8 +213,7 @@ def select(ctx: Context, p: Protocol, steps: int, jobs: int, only: Optional[Sequ
         state = method_state(ctx, p, m, grids[m.name], steps)
         out[m.name] = {"what": m.what, "side": m.side, "fixed": {k: v for k, v in m.train.items()},
                        "grid": {k: list(v) for k, v in grids[m.name].items()},
-                       "score": ("val top-1 of its own configuration" if m.side == "alone" else
-                                 f"mean val top-1 of {', '.join(m.score_configs)}"),
+                       "score": f"mean val top-1 of {', '.join(m.score_configs)} after the last epoch",
                        "runs": state["runs"], "best": state["best"],
                        "on_edge": bool(extend(grids[m.name], state["best"]["point"]))}
     return out
@@ -213,7 +221,8 @@ def select(ctx: Context, p: Protocol, steps: int, jobs: int, only: Optional[Sequ
 
 def run_screen(p: Protocol, *, steps: int, work: Path, results: Path = SCREEN_RESULTS, out: Path = SELECTION,
                data_dir: Optional[str] = None, jobs: int = 1, threads: int = 1,
-               only: Optional[Sequence[str]] = None, device: str = "cpu") -> Dict[str, Any]:
+               only: Optional[Sequence[str]] = None, device: str = "cpu",
+               candidates: Optional[Sequence[Method]] = None) -> Dict[str, Any]:
     """Tune every method, then merge the record into ``out`` under ``recipes`` (the rest of the file is kept)."""
     import os
 
@@ -223,7 +232,7 @@ def run_screen(p: Protocol, *, steps: int, work: Path, results: Path = SCREEN_RE
     t0 = time.time()
     weights = RESULTS / "paper" / "weights" if results == SCREEN_RESULTS else Path(results) / "weights"
     ctx = Context(p, str(work), str(results), data_dir, threads, True, str(weights), device)
-    picked = select(ctx, p, steps, jobs, only)
+    picked = select(ctx, p, steps, jobs, only, candidates)
     record = json.loads(out.read_text()) if out.is_file() else {}
     recipes = record.get("recipes", {})
     recipes.update({

@@ -96,14 +96,24 @@ def screened(protocol: Protocol, work: Path, results_dir: Path, data_dir: Option
     from .protocol import SELECTION
     from .screen import SCREEN_RESULTS, SCREEN_STEPS, methods, run_screen
 
+    from .recipes import aug_methods
+
     out = results_dir / "selection.json" if protocol.quick else SELECTION
+    screen = dict(steps=2 if protocol.quick else SCREEN_STEPS, work=work,
+                  results=results_dir / "select" if protocol.quick else SCREEN_RESULTS, out=out, data_dir=data_dir,
+                  jobs=args.jobs, threads=args.threads, device=args.device)
+
+    def finished(record: Dict[str, Any], candidates: Sequence[Any]) -> bool:
+        done = record.get("recipes", {}).get("methods", {})
+        return all((done.get(m.name) or {}).get("best") for m in candidates)
+
     record = json.loads(out.read_text()) if out.is_file() else {}
-    done = record.get("recipes", {}).get("methods", {})
-    if all((done.get(m.name) or {}).get("best") for m in methods(protocol)):
-        return record
-    return run_screen(protocol, steps=2 if protocol.quick else SCREEN_STEPS, work=work,
-                      results=results_dir / "select" if protocol.quick else SCREEN_RESULTS, out=out,
-                      data_dir=data_dir, jobs=args.jobs, threads=args.threads, device=args.device)
+    if not finished(record, methods(protocol)):
+        record = run_screen(protocol, **screen)
+    second = aug_methods(protocol, record)  # they depend on the first stage's choice
+    if not finished(record, second):
+        record = run_screen(protocol, **screen, candidates=second)
+    return record
 
 
 def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str, Any]) -> int:
