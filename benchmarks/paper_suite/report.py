@@ -158,7 +158,8 @@ def write_report(path: Path, p: Protocol, seeds: Sequence[int], claims: Sequence
         "Student's t for the seeds' degrees of freedom (12.71 for 2 seeds, 4.30 for 3); disagrees: the opposite; "
         "otherwise inconclusive; one seed is always inconclusive).",
         "",
-        f"- machine: {machine()}; {jobs} run(s) at a time, {threads} torch thread(s) each",
+        f"- machine: {machine()} (where this report was written; its runs may come from earlier sittings on other "
+        f"machines of the same size); {jobs} run(s) at a time, {threads} torch thread(s) each",
         f"- date: {time.strftime('%Y-%m-%d %H:%M')}",
         f"- wall-clock of this invocation: {wall / 3600:.2f} h; compute of all {len(results)} finished steps "
         f"(summed over processes and sittings): {spent['compute'] / 3600:.2f} h, i.e. "
