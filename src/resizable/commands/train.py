@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "train a resizable network (fair/random/single sampling; --recipe aug for Resizable-Aug)"
+HELP = ("train a resizable network (fair, sandwich, random or single sampling; in-place, ensemble or teacher "
+        "distillation; --recipe aug for Resizable-Aug)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
