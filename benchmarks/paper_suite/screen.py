@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import statistics
 import time
 from pathlib import Path
@@ -253,15 +252,3 @@ def run_screen(p: Protocol, *, steps: int, work: Path, results: Path = SCREEN_RE
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(record, indent=1, default=str) + "\n")
     return record
-
-
-def best_lr(record: Dict[str, Any], method: str) -> Dict[str, Any]:
-    """The chosen point of ``method`` from a ``selection.json`` record (ValueError when it was not screened)."""
-    try:
-        best = record["recipes"]["methods"][method]["best"]
-    except KeyError:
-        raise ValueError(f"selection.json has no screened method {method!r}; run benchmarks/paper.py --select") \
-            from None
-    if best is None or not math.isfinite(best["val_score"]):
-        raise ValueError(f"the selection of {method!r} has not finished")
-    return dict(best["point"])

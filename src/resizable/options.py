@@ -246,7 +246,11 @@ def _problem(value: Any, tp: Any, meta: Dict[str, Any]) -> Optional[str]:
 def check_value(cls: Type, name: str, value: Any) -> None:
     """Raise ``ValueError`` naming the option, the value and what it accepts, unless ``value`` fits field ``name``."""
     f = {f.name: f for f in dataclasses.fields(cls)}[name]
-    why = _problem(value, typing.get_type_hints(cls)[name], dict(f.metadata))
+    _raise_misfit(name, value, typing.get_type_hints(cls)[name], f.metadata)
+
+
+def _raise_misfit(name: str, value: Any, tp: Any, meta: Any) -> None:
+    why = _problem(value, tp, dict(meta))
     if why:
         shown = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
         raise ValueError(f"--{name.replace('_', '-')} {shown!r}: {why}")
@@ -255,9 +259,10 @@ def check_value(cls: Type, name: str, value: Any) -> None:
 def check_options(obj: Any) -> None:
     """Check every field of an options dataclass against its annotation and declared bounds (call it first in
     ``__post_init__``); the first misfit raises ``ValueError`` as :func:`check_value` words it."""
+    hints = typing.get_type_hints(type(obj))  # once per check: resolving the annotations is the costly part
     for f in dataclasses.fields(obj):
         if f.init:
-            check_value(type(obj), f.name, getattr(obj, f.name))
+            _raise_misfit(f.name, getattr(obj, f.name), hints[f.name], f.metadata)
 
 
 def options_to_dict(cfg: Any) -> Dict[str, Any]:
