@@ -247,7 +247,10 @@ def test_cli_torchscript_and_state_dict(run_dir, tmp_path, capsys):
 def test_cli_errors_are_one_clear_line(run_dir, capsys, argv, message):
     run, _ = run_dir
     assert cli_main(["export", "--checkpoint", str(run)] + argv) == 2
-    err = capsys.readouterr().err.strip()
+    lines = capsys.readouterr().err.strip().splitlines()
+    # the fixture's checkpoint has no statistics bank: one warning line may say so, then the error
+    assert sum("warning: " in line and "resizable calibrate" in line for line in lines) <= 1
+    err = "\n".join(line for line in lines if "warning: " not in line)
     assert err.startswith("resizable export: error:") and "\n" not in err
     assert message in err
     assert not (run / "export").exists()

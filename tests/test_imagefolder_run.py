@@ -72,14 +72,17 @@ def test_gray_folder_run_export_and_calibrated_export_matches_the_table(gray_run
     assert header == ["config", "mmacs", "interp_mmacs", "top1_pct"] + (["top5_pct"] if len(CLASSES) > 5 else []) \
         + ["loss", "bn_statistics"]
 
-    # export: the run's input size, its preprocessing and class names; BN statistics as trained
+    # export: the run's input size, its preprocessing and class names; BN statistics from the run's bank
     assert main(["export", "--checkpoint", str(run), "--config", "0.5,0.5,1", "--out", str(root / "plain.pt")]) == 0
     meta = json.loads((root / "plain.pt.json").read_text())
     assert meta["input_size"] == [28, 28] and meta["in_chans"] == 1
     pre = meta["preprocessing"]
     assert pre["mean"] == payload["data"]["mean"] and pre["std"] == payload["data"]["std"]
     assert pre["in_chans"] == 1 and pre["input_size"] == [28, 28] and meta["classes"] == CLASSES
-    assert meta["bn_statistics"]["source"].startswith("as trained")
+    assert meta["bn_statistics"]["source"] == "statistics bank"  # the trainer built it at the end of the run
+    assert main(["export", "--checkpoint", str(run), "--config", "0.5,0.5,1", "--bn-statistics", "as-trained",
+                 "--out", str(root / "as_trained.pt")]) == 0
+    assert json.loads((root / "as_trained.pt.json").read_text())["bn_statistics"]["source"].startswith("as trained")
 
     # --calibrate-bn: the exported network scores what the calibrated table reports for it
     config = "0.5,0.5,1"

@@ -108,15 +108,18 @@ def _table(ctx: Context, run: Path, step: Step, kind: str) -> Dict[str, Any]:
     split, calibrated, which = EVALS[kind]
     p = ctx.protocol
     batches = p.eval_calibrate_bn if calibrated else 0
+    # "raw" evaluations measure the running averages as trained (T9's rows), never the statistics bank
+    basis = "bank" if kind.endswith("_bank") else "as-trained"
     if which == "own":
         own = step.train.get("single_config") or step.train.get("target") or (1.0,) * 3
         rows = evaluate_checkpoint(EvalOptions(checkpoint=str(run), configs=format_config(tuple(own)), split=split,
                                                batch_size=p.eval_batch_size, device=ctx.device, progress=False,
-                                               calibrate_bn=batches))
+                                               calibrate_bn=batches, bn_statistics=basis))
         return {r["config"]: {"top1": r["top1_pct"], "mmacs": r["mmacs"]} for r in rows}
     table, _ = table_from_checkpoint(TableOptions(checkpoint=str(run), out=str(run / f"table-{kind}.csv"), split=split,
                                                   batch_size=p.eval_batch_size, device=ctx.device, calibrate_bn=batches,
-                                                  calibrate_batch_size=p.eval_batch_size, progress=False))
+                                                  calibrate_batch_size=p.eval_batch_size, progress=False,
+                                                  bn_statistics=basis))
     return {format_config(r["config"]): {"top1": r["top1_pct"], "mmacs": r["mmacs"]} for r in table.records()}
 
 

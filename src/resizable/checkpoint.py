@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Tuple, Union
 
 import torch
 from torch import nn
 
+from .bnbank import StatisticsBank, scale_batchnorms
 from .fileio import atomic_path
 from .net import ResizableNet
 from .registry import create_model
 
 __all__ = ["read_torch_file", "atomic_save", "save_checkpoint", "load_checkpoint", "load_model", "load_weights",
-           "resolve_checkpoint", "check_model_fits", "CHECKPOINT_NAME", "VERSION", "CheckpointError"]
+           "resolve_checkpoint", "check_model_fits", "CHECKPOINT_NAME", "VERSION", "CheckpointError",
+           "write_bank", "AsTrainedStatisticsWarning"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = "resizable-checkpoint"
@@ -41,7 +44,26 @@ def save_checkpoint(path: PathLike, model: ResizableNet, model_name: str, model_
     """
     payload = {"format": FORMAT, "version": VERSION, "model_name": model_name,
                "model_kwargs": dict(model_kwargs), "model": model.state_dict(), **state}
+    if model.bank is not None and "bn_bank" not in state:
+        payload["bn_bank"] = model.bank.state_dict()
     atomic_save(payload, path)
+
+
+def write_bank(path: PathLike, bank: StatisticsBank) -> Path:
+    """Store ``bank`` in the checkpoint at ``path`` (file or run folder), replacing any bank it had; the rest of
+    the checkpoint is kept as it was, and the file is rewritten atomically. Returns the checkpoint file."""
+    p = resolve_checkpoint(path)
+    payload = load_checkpoint(p)
+    payload["bn_bank"] = bank.state_dict()
+    atomic_save(payload, p)
+    return p
+
+
+class AsTrainedStatisticsWarning(UserWarning):
+    """A checkpoint without a statistics bank: its configurations share the BN running averages as trained."""
+
+
+_WARNED: set = set()
 
 
 def resolve_checkpoint(path: PathLike) -> Path:
@@ -160,9 +182,26 @@ def load_model(path: PathLike, map_location: Any = "cpu") -> Tuple[ResizableNet,
         model = create_model(payload["model_name"], **payload["model_kwargs"])
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{resolve_checkpoint(path)}: cannot rebuild its model ({_first_line(str(e))})") from None
-    load_weights(model, payload["model"], resolve_checkpoint(path))
+    source = resolve_checkpoint(path)
+    load_weights(model, payload["model"], source)
+    _attach_stored_bank(model, payload, source)
     model.eval()
     return model, payload
+
+
+def _attach_stored_bank(model: ResizableNet, payload: Dict[str, Any], source: Path) -> None:
+    """Attach the checkpoint's statistics bank; without one, say once per file how to build it."""
+    if payload.get("bn_bank") is not None:
+        try:
+            model.attach_bank(StatisticsBank.from_state_dict(payload["bn_bank"], source))
+        except ValueError as e:
+            raise CheckpointError(f"{source}: its statistics bank does not fit the network ({e})") from None
+        return
+    if scale_batchnorms(model) and str(source) not in _WARNED:
+        _WARNED.add(str(source))
+        warnings.warn(f"{source} has no statistics bank, so every configuration uses the BN statistics as trained; "
+                      f"build the bank once with: resizable calibrate {source}", AsTrainedStatisticsWarning,
+                      stacklevel=3)
 
 
 def run_options(payload: Dict[str, Any]) -> Dict[str, Any]:

@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import sys
+import warnings
 from typing import List, NoReturn, Optional
 
 # sub-command -> module under resizable.commands defining HELP, add_arguments(parser), run(args) -> int
@@ -23,6 +24,7 @@ COMMANDS = {
     "finetune": "finetune",
     "adapt": "adapt",
     "convert": "convert",
+    "calibrate": "calibrate",
 }
 
 
@@ -63,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(command: str):
+    """``warnings.showwarning`` for the command line: ``resizable CMD: warning: message``, no source line."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"resizable {command}: warning: {message}", file=sys.stderr)
+    return show
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -72,7 +81,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(args.command)
+            return int(args._run(args) or 0)
     except BrokenPipeError:
         # the reader went away (e.g. `resizable models | head`): not an error of ours
         sys.stderr = open(os.devnull, "w")

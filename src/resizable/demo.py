@@ -33,8 +33,8 @@ class DemoOptions:
                                        "than it overfits)", min=0.0, max=1.0)
     augment: bool = option(False, "random crop and flip (slower to converge in a short run)")
     seed: int = option(0, "random seed", min=0, max=2**63 - 1)
-    calibrate_bn: int = option(5, "training batches (of 512) to recompute each "
-                                  "configuration's BN statistics on before testing it", min=0)
+    calibrate_bn: int = option(0, "training batches (of 512) to recompute each configuration's BN statistics on "
+                                  "before testing it (0: the statistics bank training ends with)", min=0)
     data_dir: Optional[str] = option(None, "Fashion-MNIST folder (default: system copy)")
     out_dir: str = option("runs", "parent of the run folder")
     name: Optional[str] = option(None, "run folder name (default: demo-TIME)", component=True)
@@ -95,7 +95,7 @@ def run_demo(cfg: DemoOptions) -> Path:
                             seed=cfg.seed, out_dir=cfg.out_dir, name=name, device=cfg.device,
                             progress=cfg.progress, augment=cfg.augment, channels_last=cfg.channels_last,
                             eval_configs="minmax",
-                            eval_calibrate_bn=cfg.calibrate_bn)
+                            eval_calibrate_bn=cfg.calibrate_bn or 5)
     print(f"training {cfg.model} {dict(cfg.model_args)} on Fashion-MNIST, factors {tuple(cfg.factors)}, "
           f"fair sampling, {cfg.epochs} epochs", flush=True)
     run_dir = train(train_cfg)

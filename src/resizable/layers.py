@@ -71,20 +71,35 @@ class ScaleBatchNorm2d(nn.ModuleList):
         self.stage = stage
         self.active = num_scales - 1  # the largest factor, i.e. the baseline network
 
+    # In eval mode, the active configuration's (mean, var) from the statistics bank when one is attached
+    # (set by ResizableNet.set_config, see resizable.bnbank); None: the branch's running averages.
+    bank_entry: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bn = self._modules[str(self.active)]
+        entry = self.bank_entry if not bn.training else None
         if bn._forward_hooks or bn._forward_pre_hooks or bn._backward_hooks or bn._backward_pre_hooks:
-            return bn(x)
+            return bn(x) if entry is None else self._hooked_with(bn, x, entry)
         buffers = bn._buffers
         mean = buffers.get("running_mean")
         if not bn.training and mean is not None and x.dim() == 4:
             # inference: the normalisation itself, tensors read from the branch's dicts (not through
-            # Module.__getattr__), so the bank costs no more than one BatchNorm2d call; at batch 1 a
+            # Module.__getattr__), so the branches cost no more than one BatchNorm2d call; at batch 1 a
             # nested module call per BN was a visible share of a small network on the CPU
+            mean, var = entry if entry is not None else (mean, buffers["running_var"])
             params = bn._parameters
-            return F.batch_norm(x, mean, buffers["running_var"], params.get("weight"), params.get("bias"), False, 0.0,
-                                bn.eps)
+            return F.batch_norm(x, mean, var, params.get("weight"), params.get("bias"), False, 0.0, bn.eps)
         return bn.forward(x)
+
+    @staticmethod
+    def _hooked_with(bn: nn.BatchNorm2d, x: torch.Tensor, entry: Tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """``bn(x)`` (hooks included) normalising with ``entry``; the branch's own buffers are put back."""
+        saved = bn._buffers["running_mean"], bn._buffers["running_var"]
+        bn._buffers["running_mean"], bn._buffers["running_var"] = entry
+        try:
+            return bn(x)
+        finally:
+            bn._buffers["running_mean"], bn._buffers["running_var"] = saved
 
     def extra_repr(self) -> str:
         return f"stage={self.stage}, active={self.active}"

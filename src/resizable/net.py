@@ -9,6 +9,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from . import bnbank
 from .configs import Config, all_configs
 from .layers import ResizableStage, ScaleBatchNorm2d, Size2d
 
@@ -103,6 +104,9 @@ class ResizableNet(nn.Module):
         self._stem_views: Optional[Tuple[nn.Module, ...]] = None
         self._stage_views: Optional[Tuple[ResizableStage, ...]] = None
         self._size_cache: dict = {}  # (H, W, config) -> stage_sizes; the strides never change
+        self._bank: Optional[bnbank.StatisticsBank] = None  # per-configuration BN statistics (resizable.bnbank)
+        self._bank_slots: list = []
+        self._bank_on = True
 
     def attach_stages(self, stem: Sequence[nn.Module], stages: Sequence[ResizableStage]) -> None:
         """Use these stem modules and stage views instead of the named top-level modules.
@@ -188,6 +192,8 @@ class ResizableNet(nn.Module):
             if isinstance(module, ScaleBatchNorm2d):
                 module.active = index[module.stage]
         self._config = config
+        if self._bank_slots:
+            bnbank.select(self._bank_slots, index, len(self._factors), self._bank_on)
 
     @contextmanager
     def using(self, config: Sequence[float]) -> Iterator["ResizableNet"]:
@@ -198,6 +204,64 @@ class ResizableNet(nn.Module):
             yield self
         finally:
             self.set_config(previous)
+
+    # ------------------------------------------------------------------ the statistics bank
+    @property
+    def bank(self) -> Optional["bnbank.StatisticsBank"]:
+        """The attached statistics bank (:mod:`resizable.bnbank`), or None."""
+        return self._bank
+
+    def attach_bank(self, bank: Optional["bnbank.StatisticsBank"]) -> None:
+        """Normalise every configuration with its own statistics from ``bank`` in eval mode (None: detach).
+
+        The bank must have been built for these weights (:func:`resizable.build_bank`); it moves with
+        the model (``.to``, ``.half``) and is not part of ``state_dict`` (checkpoints store it beside).
+        """
+        for _, layer in bnbank.scale_batchnorms(self):
+            layer.bank_entry = None
+        if bank is None:
+            self._bank, self._bank_slots = None, []
+            return
+        bank.check_fits(self)
+        p = next(self.parameters(), None)
+        if p is not None:  # the bank lives where the weights do
+            bank = bank.map(lambda t: t.to(device=p.device, dtype=p.dtype if p.is_floating_point() else t.dtype))
+        self._bank, self._bank_slots = bank, bank.slots(self)
+        self.set_config(self._config)
+
+    @property
+    def bn_statistics(self) -> str:
+        """What an eval-mode forward normalises with: ``"bank"`` (the active configuration's statistics from
+        the attached bank) or ``"as-trained"`` (each branch's running averages)."""
+        return "bank" if self._bank is not None and self._bank_on else "as-trained"
+
+    def set_bn_statistics(self, which: str) -> None:
+        """``"bank"`` (the default when a bank is attached) or ``"as-trained"``: the running averages."""
+        bnbank.check_bn_statistics(which)
+        if which == "bank" and self._bank is None:
+            raise ValueError("this model has no statistics bank: build one with resizable.build_bank (or "
+                             "`resizable calibrate RUN`) and attach it with attach_bank, or use 'as-trained'")
+        self._bank_on = which == "bank"
+        self.set_config(self._config)
+
+    @contextmanager
+    def using_bn_statistics(self, which: str) -> Iterator["ResizableNet"]:
+        """Run a block with ``which`` BN statistics (see :meth:`set_bn_statistics`), then restore the choice."""
+        previous = self._bank_on
+        self.set_bn_statistics(which)
+        try:
+            yield self
+        finally:
+            self._bank_on = previous
+            self.set_config(self._config)
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
+        out = super()._apply(fn, recurse)
+        if self.__dict__.get("_bank") is not None:  # .to / .half / .cuda move the bank too
+            self._bank = self._bank.map(fn)
+            self._bank_slots = self._bank.slots(self)
+            self.set_config(self._config)
+        return out
 
     def configs(self) -> List[Config]:
         """All k^N configurations, in lexicographic order of factor indices (min first, max last)."""

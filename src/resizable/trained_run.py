@@ -13,6 +13,10 @@ checkpoint, else in its options), else the dataset's, else the size the architec
 **Calibration images** (one rule for every command): the run's training images minus its
 held-out val images (never val, never test), no augmentation, shuffled with seed 0, whole batches
 (a single short one when there are fewer images than a batch).
+
+**BN statistics**: the checkpoint's statistics bank when it has one (every configuration its own
+statistics, measured on the calibration images: :mod:`resizable.bnbank`), else the running
+averages as trained; :meth:`TrainedRun.use_bn_statistics` chooses and says which in words.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from typing import Any, Dict, Optional
 
 from torch.utils.data import DataLoader, Dataset
 
+from .bnbank import StatisticsBank, check_bn_statistics
 from .checkpoint import CHECKPOINT_NAME, check_model_fits, load_model, resolve_checkpoint, run_options
 from .net import ResizableNet
 from .data.splits import ValSplit, default_split, load_split, val_split_of
@@ -157,6 +162,47 @@ class TrainedRun:
         """How :meth:`calibration_loader` draws its images, in words (tables and sidecars record it)."""
         held = f" minus the {self.val_split.size} held-out images" if self.val_split is not None else ""
         return f"train split{held}, batch {batch_size}, shuffled with seed {CALIBRATION_SEED}, no augmentation"
+
+    def build_bank(self, batches: Optional[int] = None, batch_size: Optional[int] = None, *, device: Any = None,
+                   dtype: Any = None) -> StatisticsBank:
+        """The statistics bank of this run's weights, measured on :meth:`calibration_loader` (not attached).
+
+        Args:
+            batches: batches to average over (default 8; fewer when the training images hold fewer).
+            batch_size: images per batch (default 256).
+            device: where to run the walk (default: where the model is).
+            dtype: store the statistics in this type (default float32).
+        """
+        import torch
+
+        from .evaluation.bank import BANK_BATCH_SIZE, BANK_BATCHES, build_bank
+
+        batch_size = batch_size or BANK_BATCH_SIZE
+        loader = self.calibration_loader(batch_size)
+        n = batches if batches is not None else min(BANK_BATCHES, len(loader))
+        if len(loader) < n:
+            raise ValueError(f"{n} calibration batches asked for, and the training images hold only {len(loader)} "
+                             f"whole batches of {batch_size}")
+        where = next(self.model.parameters()).device
+        if device is not None:
+            self.model.to(torch.device(device) if isinstance(device, str) else device)
+        try:
+            meta = {"images": self.calibration_note(batch_size), "batch_size": batch_size, "seed": CALIBRATION_SEED,
+                    "split": "train minus val" if self.val_split is not None else "train"}
+            return build_bank(self.model, loader, n, meta=meta, dtype=dtype)
+        finally:
+            self.model.to(where)
+
+    def use_bn_statistics(self, which: str = "bank") -> str:
+        """Make the network normalise with ``which`` statistics (``bank`` or ``as-trained``) and return the
+        basis in words, as results record it (``bn_statistics``). ``bank`` on a checkpoint without one falls
+        back to the running averages and says so."""
+        check_bn_statistics(which)
+        if which == "bank" and self.model.bank is None:
+            return (f"as trained (no statistics bank in {self.checkpoint}; `resizable calibrate "
+                    f"{self.checkpoint}` builds it)")
+        self.model.set_bn_statistics(which)
+        return self.model.bank.describe() if which == "bank" else "as trained (running averages)"
 
     def preprocessing(self) -> Dict[str, Any]:
         """How to feed the network outside this library: size, channels, scaling and normalisation, classes."""

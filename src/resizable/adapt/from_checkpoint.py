@@ -40,6 +40,9 @@ class LabelOptions:
                        choices=RULES)
     batch_size: int = option(256, "evaluation batch size", min=1)
     input_size: Optional[int] = option(None, "input resolution (default: the run's)", min=1, max=4096)
+    bn_statistics: str = option("bank", "BN statistics: bank (each configuration its own, from the checkpoint's "
+                                        "statistics bank) or as-trained (the running averages)",
+                                choices=("bank", "as-trained"))
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     progress: bool = option(True, "progress bar (shown only on a terminal)")
 
@@ -64,6 +67,9 @@ class ClassifierOptions:
     val_fraction: float = option(0.1, "share of labelled images held out for the report", min=0.0, below=1.0)
     rule: Optional[str] = option(None, "relabel with this rule first (default: the label file's)", choices=RULES)
     seed: int = option(0, "seed of initialisation, hold-out draw and batch order", min=0, max=2**63 - 1)
+    bn_statistics: str = option("bank", "BN statistics: bank (each configuration its own, from the checkpoint's "
+                                        "statistics bank) or as-trained (the running averages)",
+                                choices=("bank", "as-trained"))
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     progress: bool = option(True, "one line per epoch")
 
@@ -87,6 +93,9 @@ class RoutingOptions:
     data_dir: Optional[str] = option(None, "dataset folder (default: the training run's)")
     split: str = option("test", "split to evaluate", choices=("train", "test", "val"))
     batch_size: int = option(256, "evaluation batch size (images of a batch are grouped by configuration)", min=1)
+    bn_statistics: str = option("bank", "BN statistics: bank (each configuration its own, from the checkpoint's "
+                                        "statistics bank) or as-trained (the running averages)",
+                                choices=("bank", "as-trained"))
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     out: Optional[str] = option(None, "also write the results as JSON here")
     json: bool = option(False, "print JSON instead of text")
@@ -104,12 +113,14 @@ def _subset(data, indices: torch.Tensor):
                                   data.mean, data.std, augment=False, pad=data.pad)
     return torch.utils.data.Subset(data, indices.tolist())
 
-def _open(checkpoint: PathLike, device: str, dataset: Optional[str] = None, data_dir: Optional[str] = None,
-          input_size: Optional[int] = None) -> TrainedRun:
+def _open(checkpoint: PathLike, device: str, bn_statistics: str, dataset: Optional[str] = None,
+          data_dir: Optional[str] = None, input_size: Optional[int] = None) -> TrainedRun:
+    """The run on ``device``, normalising with ``bn_statistics`` (labels, classifier and routing must agree)."""
     from ..distributed import resolve_device
 
     run = TrainedRun.open(checkpoint, dataset=dataset, data_dir=data_dir, input_size=input_size)
     run.model.to(resolve_device(device))
+    run.use_bn_statistics(bn_statistics)
     return run
 
 
@@ -149,7 +160,7 @@ def label_checkpoint(opts: "LabelOptions") -> Tuple[LabelSet, Path]:
     from ..training.run_folder import output_path
 
     check_choice(opts.rule, RULES, "rule")
-    run = _open(opts.checkpoint, opts.device, opts.dataset, opts.data_dir, opts.input_size)
+    run = _open(opts.checkpoint, opts.device, opts.bn_statistics, opts.dataset, opts.data_dir, opts.input_size)
     out = output_path(opts.out, "adapt-labels.pt") if opts.out else run.run_dir / "adapt-labels.pt"
     split = opts.split or _default_label_split(run)
     data = run.split(split)
@@ -179,7 +190,7 @@ def train_checkpoint(opts: "ClassifierOptions") -> Tuple[TrainedClassifier, Path
 
     name = f"adapt-classifier-{opts.source}.pt"
     out = output_path(opts.out, name) if opts.out else Path(opts.labels).parent / name
-    run = _open(opts.checkpoint, opts.device)
+    run = _open(opts.checkpoint, opts.device, opts.bn_statistics)
     labelset = load_labels(opts.labels, run.model)
     if opts.rule is not None and opts.rule != labelset.rule:
         labelset = labelset.relabel(opts.rule)
@@ -196,7 +207,7 @@ def train_checkpoint(opts: "ClassifierOptions") -> Tuple[TrainedClassifier, Path
     return trained, save_classifier(trained, out, labels_path=opts.labels)
 
 
-def _check_table(table: PathLike, trained: TrainedClassifier, split: str, num_images: int) -> Any:
+def _check_table(table: PathLike, trained: TrainedClassifier, split: str, num_images: int, basis: str) -> Any:
     """A lookup table given to ``adapt eval``: the same weights, split and BN statistics as the routed images."""
     lookup = read_table(table, required=REQUIRED_COLUMNS)
     meta = lookup.meta
@@ -205,12 +216,17 @@ def _check_table(table: PathLike, trained: TrainedClassifier, split: str, num_im
     if meta.get("split") != split or meta.get("num_samples") != str(num_images):
         raise AdaptError(f"the table {table} is for split {meta.get('split')} ({meta.get('num_samples')} images), "
                          f"this evaluation uses {split} ({num_images} images)")
-    if meta.get("calibrate_bn", "none") != "none":
-        # routed images, the oracle and the static rows must all use the same BN statistics
-        raise AdaptError(f"the table {table} has BN statistics recalibrated per configuration "
-                         f"({meta['calibrate_bn']}), but Adapt routes with the statistics as trained; "
-                         f"give a table built without --calibrate-bn, or leave --table out")
+    # routed images, the oracle and the static rows must all use the same BN statistics
+    theirs = ("recalibrated" if meta.get("calibrate_bn", "none") != "none"
+              else meta.get("bn_statistics", "as trained (a table written before statistics banks)"))
+    if _basis_kind(theirs) != _basis_kind(basis) or (_basis_kind(basis) == "bank" and theirs != basis):
+        raise AdaptError(f"the table {table} has BN statistics {theirs!r}, and Adapt routes here with {basis!r}; "
+                         f"build the table with the same --bn-statistics (and no --calibrate-bn), or leave --table out")
     return lookup
+
+
+def _basis_kind(basis: str) -> str:
+    return "bank" if basis.startswith("statistics bank") else basis.split(" ")[0]
 
 
 def eval_checkpoint(opts: "RoutingOptions") -> List[Dict[str, Any]]:
@@ -222,7 +238,7 @@ def eval_checkpoint(opts: "RoutingOptions") -> List[Dict[str, Any]]:
     from ..data.datasets import make_loader
 
     budgets: List[Optional[float]] = list(opts.max_mmacs) or [None]
-    run = _open(opts.checkpoint, opts.device, opts.dataset, opts.data_dir)
+    run = _open(opts.checkpoint, opts.device, opts.bn_statistics, opts.dataset, opts.data_dir)
     model = run.model
     trained = load_classifier(opts.classifier, model)
     run = run.with_data(run.dataset, run.data_dir, trained.input_size[0])  # the size the classifier learnt at
@@ -231,7 +247,8 @@ def eval_checkpoint(opts: "RoutingOptions") -> List[Dict[str, Any]]:
         adapter.allowed(budget, opts.count_interp)
     data = run.split(opts.split)
     loader = make_loader(data, opts.batch_size, shuffle=False)
-    lookup = _check_table(opts.table, trained, opts.split, len(data)) if opts.table is not None else None
+    basis = run.use_bn_statistics(opts.bn_statistics)
+    lookup = _check_table(opts.table, trained, opts.split, len(data), basis) if opts.table is not None else None
     outcomes = None
     if opts.oracle:
         outcomes = _with_bar(len(loader), f"oracle ({len(adapter.configs)} configs)", opts.progress,
@@ -239,15 +256,15 @@ def eval_checkpoint(opts: "RoutingOptions") -> List[Dict[str, Any]]:
     if lookup is None:  # the table that `resizable table` would write for these images
         everything = outcomes if outcomes is not None else config_outcomes(model, loader, model.configs())
         lookup = outcomes_table(model, everything, run.input_size, dataset=run.info.name, split=opts.split,
-                                model_name=run.model_name)
+                                model_name=run.model_name, bn_statistics=basis)
     results = []
     for budget in budgets:
         r = evaluate_adapt(adapter, loader, budget, count_interp=opts.count_interp, table=lookup, outcomes=outcomes,
                            rule=opts.rule)
         r.update({"split": opts.split, "dataset": run.info.name, "batch_size": opts.batch_size,
                   "classifier": str(opts.classifier),
-                  "bn_statistics": "as trained (running averages), for the routed images, the oracle and the "
-                                   "static configurations alike",
+                  "bn_statistics": f"{basis}, for the routed images, the oracle and the static configurations "
+                                   f"alike",
                   "checkpoint": str(run.checkpoint),
                   "table": str(opts.table) if opts.table else "derived from a pass of every configuration"})
         results.append(r)

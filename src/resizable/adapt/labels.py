@@ -139,7 +139,8 @@ def model_identity(model: ResizableNet, model_name: Optional[str] = None) -> Dic
             "factors": ",".join(format_factor(f) for f in model.factors),
             "num_stages": str(model.num_stages),
             "arch_sha256": arch_sha256(model),
-            "weights_sha256": weights_sha256(model)}
+            "weights_sha256": weights_sha256(model),
+            "bn_statistics": model.bn_statistics}
 
 def check_identity(recorded: Dict[str, str], model: ResizableNet, what: str, weights: Optional[str] = None) -> None:
     weights = weights or weights_sha256(model)
@@ -150,6 +151,10 @@ def check_identity(recorded: Dict[str, str], model: ResizableNet, what: str, wei
         theirs = recorded.get("weights_sha256", "?")[:12]
         raise AdaptError(f"{what} was made with other weights (weights_sha256 {theirs}..., "
                          f"this checkpoint has {weights[:12]}...); label and train again for this checkpoint")
+    made_with = recorded.get("bn_statistics", "as-trained")  # files written before statistics banks: as trained
+    if made_with != model.bn_statistics:
+        raise AdaptError(f"{what} was made with the BN statistics {made_with!r}, and the network now normalises "
+                         f"with {model.bn_statistics!r}; pass --bn-statistics {made_with}, or label and train again")
 
 def file_sha256(path: PathLike) -> str:
     h = hashlib.sha256()

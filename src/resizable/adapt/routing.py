@@ -188,7 +188,7 @@ class _eval:
         self.module.train(self.was)
 
 def outcomes_table(model: ResizableNet, outcomes: ConfigOutcomes, input_size: SizeLike, *, dataset: str = "",
-                   split: str = "test", model_name: Optional[str] = None) -> Table:
+                   split: str = "test", model_name: Optional[str] = None, bn_statistics: str = "") -> Table:
     """The lookup table (top-1, MACs, parameters of every configuration) that ``outcomes`` imply.
 
     Its top-1 column equals what ``resizable table`` writes for the same images (same walk, same rule).
@@ -197,6 +197,7 @@ def outcomes_table(model: ResizableNet, outcomes: ConfigOutcomes, input_size: Si
     meta = model_meta(model, input_size, model_name)
     meta.update({"weights_sha256": weights_sha256(model), "dataset": dataset, "split": split,
                  "num_samples": str(len(outcomes.targets)), "calibrate_bn": "none",
+                 "bn_statistics": bn_statistics or model.bn_statistics,
                  "evaluation": "configuration tree, shared prefixes (resizable adapt eval)"})
     rows = {}
     for c, top1 in zip(outcomes.configs, outcomes.top1_pct()):

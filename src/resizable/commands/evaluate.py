@@ -25,9 +25,7 @@ def run(args: argparse.Namespace) -> int:
     opts = resolve_options(EvalOptions, args, **({"configs": "all"} if args.all else {}))
     out = output_path(opts.out, "eval.csv") if opts.out else None  # refused before the work, not after
     rows = evaluate_checkpoint(opts)
-    basis = (f"BN statistics recalibrated on {opts.calibrate_bn} training batches" if opts.calibrate_bn
-             else "BN statistics as trained")
-    print(f"{opts.split} split, {basis}")
+    print(f"{opts.split} split, BN statistics: {rows[0]['bn_statistics']}")
     print(f"{'config':<28}{'MMACs':>10}{'top-1 %':>10}{'top-5 %':>10}")
     for r in rows:
         print(f"{r['config']:<28}{r['mmacs']:>10.2f}{r['top1_pct']:>10.2f}{r.get('top5_pct', float('nan')):>10.2f}")

@@ -27,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
     bn = meta.get("bn_statistics") or {}
     if bn.get("source") == "recalibrated":
         print(f"BN statistics recalibrated on {bn['batches']} training batches of {bn['batch_size']}")
+    elif bn:
+        print(f"BN statistics: {bn.get('describe') or bn['source']}")
     print(f"wrote {result.path}")
     print(f"wrote {result.sidecar}")
     return 0

@@ -266,6 +266,14 @@ def _calibrate(run: Any, config: Config, batches: int, batch_size: int) -> Dict[
             "data": f"{run.info.name} train split at {run.input_size} px, no augmentation, shuffled with seed 0"}
 
 
+def _stored_statistics(run: Any, which: str) -> Dict[str, Any]:
+    """The sidecar's ``bn_statistics`` for statistics the checkpoint holds (its bank, or the running averages)."""
+    basis = run.use_bn_statistics(which)
+    if run.model.bn_statistics == "bank":
+        return {"source": "statistics bank", "describe": basis, **run.model.bank.meta}
+    return {"source": basis}
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     """What ``resizable export`` writes; each field is also its ``--flag``."""
@@ -278,8 +286,11 @@ class ExportOptions:
     out: Optional[str] = option(None, "file to write, or a folder for the default name (default: RUN/export/)",
                                 metavar="PATH")
     fold_bn: bool = option(False, "fold batch norm into the preceding convolutions")
+    bn_statistics: str = option("bank", "BN statistics the network carries: bank (the configuration's own, from "
+                                        "the checkpoint's statistics bank) or as-trained (the running averages)",
+                                choices=("bank", "as-trained"))
     calibrate_bn: int = option(0, "recompute the configuration's BN statistics on N training batches first, as "
-                                  "resizable table --calibrate-bn does (0: the statistics as trained)", metavar="N",
+                                  "resizable table --calibrate-bn does (0: --bn-statistics)", metavar="N",
                                min=0)
     calibrate_batch_size: int = option(256, "batch size of those batches; use the table's --calibrate-batch-size "
                                             "(or its --batch-size) to export the network whose accuracy the table "
@@ -329,7 +340,7 @@ def export_checkpoint(opts: ExportOptions) -> ExportResult:
     path = run.run_dir / "export" / name if opts.out is None else output_path(opts.out, name)
     extra = _preprocessing(run, hw)
     extra["bn_statistics"] = (_calibrate(run, config, opts.calibrate_bn, opts.calibrate_batch_size)
-                              if opts.calibrate_bn else {"source": "as trained (running averages)"})
+                              if opts.calibrate_bn else _stored_statistics(run, opts.bn_statistics))
     return export_to_file(model, config, path, input_size=hw, format=opts.format, fold_bn=fold_bn,
                           model_name=run.model_name, model_kwargs=run.payload["model_kwargs"],
                           onnx_exporter=opts.onnx_exporter, extra_meta=extra)

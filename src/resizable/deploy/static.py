@@ -45,6 +45,9 @@ def _make_static(module: nn.Module, resizes: Dict[int, tuple]) -> nn.Module:
     for name, child in list(module.named_children()):
         if isinstance(child, ScaleBatchNorm2d):
             new: nn.Module = child[child.active]
+            if child.bank_entry is not None:  # the configuration's own statistics from the bank
+                new.running_mean.copy_(child.bank_entry[0])
+                new.running_var.copy_(child.bank_entry[1])
         elif isinstance(child, Resize2d):
             size_in, size_out = resizes[id(child)]
             new = nn.Identity() if size_in == size_out else FixedResize2d(size_out, child.mode, child.align_corners)
@@ -57,10 +60,13 @@ def _make_static(module: nn.Module, resizes: Dict[int, tuple]) -> nn.Module:
     return module
 
 
+@torch.no_grad()
 def export(model: ResizableNet, config: Sequence[float], input_size: SizeLike) -> nn.Sequential:
     """The sub-network of ``config`` as a plain static ``nn.Sequential``.
 
-    One BatchNorm2d per layer (the active branch), resizes with fixed output sizes (dropped where
+    One BatchNorm2d per layer (the active branch, carrying ``config``'s statistics from the model's
+    statistics bank when it uses one: ``model.bn_statistics == "bank"``, else the branch's running
+    averages), resizes with fixed output sizes (dropped where
     they would not change the size), no scale banks; parameter names are the model's with the BN
     bank index removed (for a converted torchvision model: torchvision's names). The result is
     in the model's train/eval mode and works with ``torch.jit.script``/``trace``; it is valid for

@@ -27,7 +27,9 @@ def calibrate_bn(model: ResizableNet, config: Sequence[float], loader: Iterable,
 
     The statistics become the cumulative average over ``num_batches`` batches (BN momentum
     ``None``); the model's configuration, mode and the BNs' momentum are restored afterwards.
-    Plain BNs shared by every configuration (the stem's) are recalibrated too.
+    Plain BNs shared by every configuration (the stem's) are recalibrated too. A model with a
+    statistics bank is switched to its running averages (``set_bn_statistics("as-trained")``), so
+    the fresh statistics are the ones used.
 
     Args:
         model: the ResizableNet to calibrate, in place.
@@ -37,6 +39,8 @@ def calibrate_bn(model: ResizableNet, config: Sequence[float], loader: Iterable,
     """
     if num_batches < 1:
         raise ValueError(f"num_batches must be >= 1, got {num_batches}")
+    if model.bank is not None:
+        model.set_bn_statistics("as-trained")
     modes = {m: m.training for m in model.modules()}
     p = next(model.parameters())
     with model.using(config):

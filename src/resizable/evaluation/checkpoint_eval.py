@@ -26,8 +26,11 @@ class EvalOptions:
                         choices=("train", "test", "val"))
     batch_size: int = option(512, "evaluation batch size", min=1)
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    bn_statistics: str = option("bank", "BN statistics: bank (each configuration its own, from the checkpoint's "
+                                        "statistics bank) or as-trained (the running averages)",
+                                choices=("bank", "as-trained"))
     calibrate_bn: int = option(0, "recompute BN statistics per configuration on N training batches first "
-                                  "(0: the saved statistics)", min=0)
+                                  "(0: --bn-statistics)", min=0)
     out: Optional[str] = option(None, "also write the results to this CSV (columns as in resizable table: "
                                       "mmacs, top1_pct, ...)")
     progress: bool = option(True, "progress bar (shown only on a terminal)")
@@ -40,7 +43,8 @@ def evaluate_checkpoint(opts: EvalOptions) -> List[Dict[str, Any]]:
     """Evaluate a checkpoint at ``opts.configs``; one row per configuration with the lookup table's
     column names: ``config``, ``mmacs`` (millions of MACs, interpolation excluded),
     ``interp_mmacs``, ``top1_pct``, ``top5_pct`` (more than 5 classes), ``loss``, and
-    ``bn_statistics``: the basis of the numbers (``as trained``, or recalibrated per configuration).
+    ``bn_statistics``: the basis of the numbers (the statistics bank, as trained, or recalibrated per
+    configuration).
 
     The dataset and its folder default to the training run's; their classes and channels must fit
     the model.
@@ -52,10 +56,10 @@ def evaluate_checkpoint(opts: EvalOptions) -> List[Dict[str, Any]]:
     loader = run.loader(opts.split, opts.batch_size)
     calibrate = (Calibration(run.calibration_loader(opts.batch_size), opts.calibrate_bn)
                  if opts.calibrate_bn else None)
+    basis = (f"recalibrated on {opts.calibrate_bn} training batches of {opts.batch_size}" if opts.calibrate_bn
+             else run.use_bn_statistics(opts.bn_statistics))
     results = evaluate(model, loader, chosen, progress=opts.progress, calibrate=calibrate)
     costs = config_costs(model, run.input_size, chosen)
-    basis = (f"recalibrated on {opts.calibrate_bn} training batches of {opts.batch_size}" if opts.calibrate_bn
-             else "as trained")
     return [{"config": format_config(c), "mmacs": costs[c][0] / 1e6, "interp_mmacs": costs[c][1] / 1e6,
              **{f"{k}_pct": results[c][k] for k in ("top1", "top5") if k in results[c]}, "loss": results[c]["loss"],
              "bn_statistics": basis}

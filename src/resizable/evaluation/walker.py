@@ -249,7 +249,7 @@ def forward_all(model: ResizableNet, x: torch.Tensor, configs: Optional[Iterable
 
     if bn_stats is not None:
         _check_calibrated(bn_stats, configs)
-    with evaluating(model), _bn_buffers_kept(model, bn_stats is not None):
+    with evaluating(model), _bn_buffers_kept(model, bn_stats is not None), _recalibrated(model, bn_stats is not None):
         ConfigTreeWalker(model, configs, bn_stats.nodes if bn_stats is not None else None).run(x, keep)
     return {c: out[c] for c in configs}
 
@@ -271,6 +271,11 @@ class CalibratedBN:
 
     def __post_init__(self) -> None:
         self.calibrated = set(self.configs)
+
+
+def _recalibrated(model: ResizableNet, enabled: bool):
+    """Normalise with the (recalibrated) running averages, not the attached bank, inside the block."""
+    return model.using_bn_statistics("as-trained") if enabled else contextlib.nullcontext()
 
 
 class _bn_buffers_kept:
@@ -404,7 +409,8 @@ def evaluate_configs(model: ResizableNet, loader: Iterable, configs: Optional[It
     device = next(model.parameters()).device
     counts = _Counts(topk_for(model))
     nodes = calibrate_configs(model, calibrate.loader, calibrate.num_batches, configs).nodes if calibrate else None
-    with evaluating(model), _bn_buffers_kept(model, nodes is not None), autocast(device, amp):
+    with evaluating(model), _bn_buffers_kept(model, nodes is not None), _recalibrated(model, nodes is not None), \
+            autocast(device, amp):
         walker = ConfigTreeWalker(model, configs, nodes)
         for images, labels in batches(loader, device):
             walker.run(images, lambda config, logits: counts.add(config, logits, labels))

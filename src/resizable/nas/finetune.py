@@ -44,9 +44,13 @@ class FinetuneOptions:
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     seed: int = option(0, "seed of data order and augmentation", min=0, max=2**63 - 1)
     eval_batch_size: int = option(512, "evaluation batch size", min=1)
+    bn_statistics: str = option("bank", "score before and after with these BN statistics: bank (each "
+                                        "configuration its own; built for the source weights when their checkpoint "
+                                        "has none) or as-trained (the running averages)",
+                                choices=("bank", "as-trained"))
     calibrate_bn: int = option(0, "score before and after with BN statistics recomputed on "
                                   "this many training batches, as resizable table "
-                                  "--calibrate-bn does (0: the statistics as trained)", min=0)
+                                  "--calibrate-bn does (0: --bn-statistics)", min=0)
     calibrate_batch_size: int = option(256, "batch size of those batches (use the "
                                             "table's, to compare with it)", min=1)
     max_steps_per_epoch: Optional[int] = option(None, "cut epochs short (quick runs)", min=1)
@@ -84,6 +88,16 @@ def _train_options(cfg: FinetuneOptions, run: TrainedRun, config: tuple) -> Trai
     return TrainOptions(**base)
 
 
+def _basis(run: TrainedRun, cfg: FinetuneOptions) -> str:
+    """Put ``run``'s network on the basis ``cfg`` asks for (building a missing bank by the trainer's rule)."""
+    if cfg.calibrate_bn:
+        return (f"recalibrated on {cfg.calibrate_bn} batches of {cfg.calibrate_batch_size}: "
+                f"{run.calibration_note(cfg.calibrate_batch_size)}")
+    if cfg.bn_statistics == "bank" and run.model.bank is None:
+        run.model.attach_bank(run.build_bank(device=resolve_device(cfg.device)))
+    return run.use_bn_statistics(cfg.bn_statistics)
+
+
 def _scores(run: TrainedRun, model: Any, config: tuple, cfg: FinetuneOptions) -> Dict[str, Any]:
     """``config``'s top-1/top-5/loss on val (when the run holds images out) and test, on one BN basis."""
     model.to(resolve_device(cfg.device))
@@ -104,14 +118,15 @@ def finetune(cfg: FinetuneOptions) -> Path:
     run = TrainedRun.open(cfg.checkpoint, dataset=cfg.dataset, data_dir=cfg.data_dir)
     config = run.model.check_config(parse_config(cfg.config, run.model.factors, run.model.num_stages))
     tc = _train_options(cfg, run, config)
-    basis = (f"recalibrated on {cfg.calibrate_bn} batches of {cfg.calibrate_batch_size}: "
-             f"{run.calibration_note(cfg.calibrate_batch_size)}" if cfg.calibrate_bn else "as trained (running averages)")
+    basis = _basis(run, cfg)
     before = _scores(run, run.model, config, cfg)  # before and after on one basis
-    run_dir = train(tc)
+    run_dir = train(tc)  # its checkpoint gets the bank of the fine-tuned weights (the trainer's rule)
     tuned = TrainedRun.open(run_dir, dataset=run.dataset, data_dir=run.data_dir)
+    after_basis = _basis(tuned, cfg)
     after = _scores(tuned, tuned.model, config, cfg)
     summary = {"config": format_config(config), "from": str(run.checkpoint), "epochs": cfg.epochs, "lr": tc.lr,
                "dataset": run.dataset, "splits": list(before), "bn_statistics": basis,
+               "bn_statistics_after": after_basis,
                "before": before, "after": after}
     atomic_write_text(run_dir / "finetune.json", json.dumps(summary, indent=1) + "\n")
     return run_dir

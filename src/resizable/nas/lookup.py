@@ -389,8 +389,11 @@ class TableOptions:
     batch_size: int = option(256, "evaluation batch size", min=1)
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     input_size: Optional[int] = option(None, "input resolution (default: the run's)", min=1, max=4096)
+    bn_statistics: str = option("bank", "BN statistics: bank (each configuration its own, from the checkpoint's "
+                                        "statistics bank) or as-trained (the running averages)",
+                                choices=("bank", "as-trained"))
     calibrate_bn: int = option(0, "recompute BN statistics per configuration on this many training batches "
-                                  "(0: keep the trained ones)", min=0)
+                                  "(0: --bn-statistics)", min=0)
     calibrate_batch_size: Optional[int] = option(None, "batch size for --calibrate-bn (default: --batch-size)", min=1)
     latency: Optional[str] = option(None, "also time each exported configuration here", choices=("cpu", "cuda"))
     latency_batch: Tuple[int, ...] = option((1,), "batch sizes to time, e.g. 1,32", min=1)
@@ -434,7 +437,9 @@ def table_from_checkpoint(opts: TableOptions) -> Tuple[Table, Path]:
     if opts.calibrate_bn:  # on the images the run trained on, never its held-out ones
         cbs = opts.calibrate_batch_size or opts.batch_size
         calibration = Calibration(run.calibration_loader(cbs), opts.calibrate_bn, run.calibration_note(cbs))
-    probe, probe_columns, extra = None, (), {}
+    basis = (f"recalibrated on {opts.calibrate_bn} training batches" if calibration
+             else run.use_bn_statistics(opts.bn_statistics))
+    probe, probe_columns, extra = None, (), {"bn_statistics": basis}
     if opts.latency:
         from .latency import LatencyProbe
 
@@ -442,7 +447,7 @@ def table_from_checkpoint(opts: TableOptions) -> Tuple[Table, Path]:
                              warmup=opts.latency_warmup, repeats=opts.latency_repeats, tag=opts.latency_tag,
                              runtime=opts.latency_runtime, memory_format=opts.latency_memory_format)
         probe_columns = probe.columns
-        extra = {f"latency_{probe.tag}_{k}": v for k, v in probe.meta().items() if k != "tag"}
+        extra.update({f"latency_{probe.tag}_{k}": v for k, v in probe.meta().items() if k != "tag"})
     out = output_path(opts.out, "table.csv")
     target = shard_path(out, *shard) if shard[1] > 1 else out
     table = build_table(

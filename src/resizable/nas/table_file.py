@@ -59,7 +59,7 @@ PathLike = Union[str, os.PathLike]
 
 # Metadata that makes two tables "the same table": rows from files that differ here are never mixed.
 TABLE_IDENTITY = ("model", "factors", "num_stages", "arch_sha256", "weights_sha256", "dataset", "split",
-                  "input_size", "num_samples", "calibrate_bn")
+                  "input_size", "num_samples", "calibrate_bn", "bn_statistics")
 # What a latency measurement depends on (not the weights, not the data).
 ARCH_IDENTITY = ("factors", "num_stages", "arch_sha256", "input_size")
 REQUIRED_COLUMNS = ("config", "top1_pct", "mmacs")

@@ -92,6 +92,9 @@ class TrainOptions:
     max_steps_per_epoch: Optional[int] = option(None, "cut every epoch after this many steps (quick runs)", min=1)
     log_every: int = option(50, "write the training loss to RUN/steps.jsonl every N steps (and each of the first N)",
                              min=1)
+    bn_bank: bool = option(True, "after the last epoch, measure every configuration's BN statistics into the "
+                                 "checkpoint (the statistics bank that eval, table, export and adapt use; "
+                                 "resizable calibrate RUN builds it later)")
     progress: bool = option(True, "show progress bars (the line per epoch is printed either way)")
 
     def __post_init__(self) -> None:

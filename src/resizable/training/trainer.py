@@ -22,6 +22,7 @@ from torch import nn
 from .. import distributed
 from .memory_format import MemoryFormatChoice, auto_memory_format
 from .step import EnsembleWeights, StepTally, train_step
+from ..bnbank import scale_batchnorms
 from ..checkpoint import CHECKPOINT_NAME, check_model_fits, load_checkpoint, load_model, load_weights, save_checkpoint
 from ..options import write_options
 from ..console import progress_enabled
@@ -414,7 +415,31 @@ class _Run:
                       flush=True)
             self._save(epoch)
             distributed.barrier()
+        if cfg.bn_bank and self.dist.is_main:
+            self._build_bank()
+        distributed.barrier()
         return self.run_dir
+
+    def _build_bank(self) -> None:
+        """The statistics bank of the final weights, by the rule every command uses (``resizable calibrate``)."""
+        import warnings
+
+        from ..checkpoint import AsTrainedStatisticsWarning, write_bank
+        from ..trained_run import TrainedRun
+
+        path = self.run_dir / CHECKPOINT_NAME
+        if not path.is_file() or load_checkpoint(path).get("bn_bank") is not None:
+            return  # nothing trained, or a bank already built for these weights
+        if not scale_batchnorms(self.model):
+            self._say("shared BN: no statistics bank (every configuration uses the same BN layers)")
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AsTrainedStatisticsWarning)
+            run = TrainedRun.open(path)
+        bank = run.build_bank(device=self.dist.device)
+        write_bank(path, bank)
+        self._say(f"{bank.describe()}: {bank.meta['configs']} configurations, {bank.nbytes() / 1e6:.2f} MB, "
+                  f"{bank.meta['seconds']:.1f} s")
 
 
 def train(cfg: TrainOptions) -> Path:
