@@ -213,7 +213,13 @@ def test_label_train_eval_commands(tiny_run, tmp_path, capsys):
     assert [r["budget_mmacs"] for r in results] == [0.6, 2.0]
     assert all(r["adapt"]["max_image_mmacs"] <= r["budget_mmacs"] for r in results)
     assert results[0]["images"] == 256
-    assert all(r["bn_statistics"].startswith("as trained") for r in results)
+    assert all(r["bn_statistics"].startswith("statistics bank") for r in results)  # the run's bank, by default
+    # the table on the same basis (the bank, each configuration its own statistics) is the one to route with
+    banked = tmp_path / "bank.csv"
+    assert main(["table", "--checkpoint", str(tiny_run), "--out", str(banked), "--batch-size", "128",
+                 "--no-progress"]) == 0
+    assert main(["adapt", "eval", "--checkpoint", str(tiny_run), "--classifier", str(clf), "--table", str(banked),
+                 "--no-progress"]) == 0
     # a table on another BN basis would compare routed images with differently normalised static ones
     table = tmp_path / "cal.csv"
     assert main(["table", "--checkpoint", str(tiny_run), "--out", str(table), "--calibrate-bn", "1",
@@ -222,6 +228,10 @@ def test_label_train_eval_commands(tiny_run, tmp_path, capsys):
     assert main(["adapt", "eval", "--checkpoint", str(tiny_run), "--classifier", str(clf), "--table", str(table),
                  "--no-progress"]) == 2
     assert "recalibrated" in capsys.readouterr().err
+    # and routing with the running averages refuses labels made with the bank
+    assert main(["adapt", "eval", "--checkpoint", str(tiny_run), "--classifier", str(clf),
+                 "--bn-statistics", "as-trained", "--no-progress"]) == 2
+    assert "statistics" in capsys.readouterr().err
 
 
 def test_files_refuse_other_weights(tiny_run, tmp_path, capsys):

@@ -202,6 +202,13 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
         for row in rows[1:]:
             assert row["budget_rule"] == "below-dearest"
             assert row["max_image_mmacs"] <= row["budget_mmacs"] < rows[0]["max_image_mmacs"]
+    banked = json.loads((runs / "adapt-bank-s0.json").read_text())  # Fig 3d again, on the statistics bank
+    assert banked["bn_statistics"].startswith("statistics bank") and set(banked["tables"]) == {"val", "test"}
+    assert len(banked["tables"]["test"]) == len(banked["tables"]["val"]) >= 8
+    assert not (tmp_path / "res" / "weights" / "adapt-bank-s0.pt").exists()  # the kept weights stay as they were
+    fig3d = json.loads((tmp_path / "res" / "fig3d.json").read_text())["numbers"]
+    assert set(fig3d) >= {"as trained", "statistics bank", "front_line_goal"} and "points" in fig3d["statistics bank"]
+    assert "Goal (statistics bank, no budget)" in report
     pick = json.loads((runs / "convert-lr.json").read_text())  # the converted twin's lr, chosen on val
     assert len(pick["candidates"]) == 3 and pick["chosen"]["lr"] in [c["lr"] for c in pick["candidates"].values()]
     assert json.loads((runs / "convert-s0.json").read_text())["options"]["lr"] == pick["chosen"]["lr"]

@@ -15,6 +15,7 @@
 | ``convert-s<seed>`` | the 1.0 twin converted, fair sampling for E/4 epochs at that lr | beyond |
 | ``distill-s<seed>`` | RS with ``--distill`` (only if T1 (a) says RS is behind) | beyond |
 | ``adapt-s<seed>`` | Adapt on ``rs-s<seed>``: labels on val, two classifier seeds, test | Fig 3d |
+| ``adapt-bank-s<seed>`` | the same with the network's statistics bank, and its val and test tables | Fig 3d |
 """
 from __future__ import annotations
 
@@ -97,6 +98,9 @@ def plan(p: Protocol, seeds: Sequence[int], claims: Sequence[str]) -> List[Step]
             add(Step(f"adapt-s{seed}", kind="adapt", seed=seed, deps=(f"rs-s{seed}",),
                      params={"network": f"rs-s{seed}", "classifier_seeds": list(p.adapt_seeds),
                              "budget_below_dearest": True}))
+            add(Step(f"adapt-bank-s{seed}", kind="adapt", seed=seed, deps=(f"rs-s{seed}",),
+                     params={"network": f"rs-s{seed}", "classifier_seeds": list(p.adapt_seeds),
+                             "budget_below_dearest": True, "bn_statistics": "bank"}))
         if "beyond" in claims:
             convert = {"sampling": "fair", "epochs": max(1, round(p.epochs / 4)), "eval_configs": "default"}
             first = seeds[0]

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .claims import TITLES, all_top1, cfg, mmacs, val_front
+from .claims import TITLES, fig3d_tables, all_top1, cfg, mmacs, val_front
 from .plan import COSTLY_SEEDS
 from .protocol import Protocol
 
@@ -63,19 +63,27 @@ def plot_claim(claim: str, p: Protocol, seeds: Sequence[int], results: Results, 
         ax.set_title("Fig 5: one network trained at all-1.0, run at every configuration")
     elif claim == "fig3d":
         s = seeds[0]
-        val = all_top1(results, f"rs-s{s}", "val_raw")
-        test = all_top1(results, f"rs-s{s}", "test_raw")
-        adapt = results.get(f"adapt-s{s}")
-        if not (val and test and adapt):
+        drawn = False
+        for basis, name, colour in (("as trained", f"adapt-s{s}", "tab:blue"),
+                                    ("statistics bank", f"adapt-bank-s{s}", "tab:orange")):
+            adapt = results.get(name)
+            if not adapt:
+                continue
+            val, test, at = fig3d_tables(results, basis, s, adapt)
+            if not (val and test):
+                continue
+            drawn = True
+            ax.scatter([at[c] for c in test], list(test.values()), s=6, c=colour, alpha=0.25,
+                       label=f"every configuration, BN {basis}")
+            front = val_front(val, at)
+            ax.plot([at[c] for c in front], [test[c] for c in front], "o-", c=colour, ms=4,
+                    label=f"NAS Pareto front, BN {basis} (picked on val, test accuracy)")
+            for clf, rows in adapt["classifiers"].items():
+                ax.scatter([r["mean_mmacs"] for r in rows], [r["top1"] for r in rows], marker="*", s=120,
+                           c=colour, edgecolors="black", label=f"Adapt, BN {basis}, classifier seed {clf}")
+        if not drawn:
             plt.close(fig)
             return None
-        ax.scatter([costs[c] for c in test], list(test.values()), s=8, c="lightgrey", label="every configuration")
-        front = val_front(val, costs)
-        ax.plot([costs[c] for c in front], [test[c] for c in front], "o-", c="tab:blue", ms=4,
-                label="NAS Pareto front (picked on val, test accuracy)")
-        for clf, rows in adapt["classifiers"].items():
-            ax.scatter([r["mean_mmacs"] for r in rows], [r["top1"] for r in rows], marker="*", s=120,
-                       label=f"Adapt, classifier seed {clf}")
         ax.set_title(f"Fig 3d: Adapt vs NAS (training seed {s})")
     elif claim == "t2":
         top = cfg(max(p.factors))

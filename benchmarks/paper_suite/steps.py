@@ -215,31 +215,59 @@ def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
 
 
 def run_adapt(ctx: Context, step: Step) -> Dict[str, Any]:
-    """Fig 3d: Resizable-Adapt on a kept RS network: labels on val, classifier seeds, routed test images."""
+    """Fig 3d: Resizable-Adapt on a kept RS network: labels on val, classifier seeds, routed test images.
+
+    ``params["bn_statistics"]``: ``as-trained`` (the default: the running averages, as the first Fig 3d ran) or
+    ``bank``: a copy of the weights gets its statistics bank first, Adapt routes with it, and the step also
+    writes that network's val and test tables on the same basis (the NAS side of the comparison)."""
+    import shutil
+
     from resizable.adapt import (Adapter, ClassifierOptions, LabelOptions, evaluate_adapt, label_checkpoint,
                                  load_classifier, train_checkpoint)
-    from resizable.checkpoint import load_model
+    from resizable.checkpoint import write_bank
     from resizable.configs import format_config
     from resizable.data.datasets import make_loader
     from resizable.data.splits import load_split
+    from resizable.nas.lookup import TableOptions, table_from_checkpoint
+    from resizable.trained_run import TrainedRun
 
     p = ctx.protocol
-    source = ctx.weights_path(step.params["network"])
-    model, _ = load_model(source)
-    test = load_split(p.dataset, "test", data_dir=ctx.data_dir, augment=False)
-    loader = make_loader(test, p.eval_batch_size, shuffle=False)
+    basis = step.params.get("bn_statistics", "as-trained")
     folder = Path(ctx.work) / step.name
     folder.mkdir(parents=True, exist_ok=True)
+    source = ctx.weights_path(step.params["network"])
+    out: Dict[str, Any] = {"classifiers": {}}
+    if basis == "bank":  # the kept weights stay as committed; the bank goes into a working copy
+        banked = folder / "banked.pt"
+        if not banked.is_file():
+            shutil.copyfile(source, folder / "banked.tmp")
+            run = TrainedRun.open(folder / "banked.tmp", data_dir=ctx.data_dir)
+            write_bank(folder / "banked.tmp", run.build_bank(device=ctx.device))
+            (folder / "banked.tmp").replace(banked)
+        source = banked
+        out["tables"] = {}
+        for split in ("val", "test"):
+            table, _ = table_from_checkpoint(TableOptions(
+                checkpoint=str(source), out=str(folder / f"table-{split}.csv"), split=split,
+                batch_size=p.eval_batch_size, device=ctx.device, progress=False, bn_statistics="bank"))
+            out["tables"][split] = {format_config(r["config"]): {"top1": r["top1_pct"], "mmacs": r["mmacs"]}
+                                    for r in table.records()}
+    run = TrainedRun.open(source, data_dir=ctx.data_dir)
+    model = run.model
+    out["bn_statistics"] = run.use_bn_statistics(basis)
+    test = load_split(p.dataset, "test", data_dir=ctx.data_dir, augment=False)
+    loader = make_loader(test, p.eval_batch_size, shuffle=False)
     labels_path = folder / "labels.pt"
     if not labels_path.is_file():
         label_checkpoint(LabelOptions(checkpoint=str(source), out=str(labels_path), split="val", configs="all",
-                                      batch_size=p.eval_batch_size, device=ctx.device, progress=False))
-    out: Dict[str, Any] = {"classifiers": {}}
+                                      batch_size=p.eval_batch_size, device=ctx.device, progress=False,
+                                      bn_statistics=basis))
     for seed in step.params["classifier_seeds"]:
         clf = folder / f"classifier-s{seed}.pt"
         if not clf.is_file():
             train_checkpoint(ClassifierOptions(labels=str(labels_path), checkpoint=str(source), out=str(clf),
-                                               epochs=p.adapt_epochs, seed=seed, device=ctx.device, progress=False))
+                                               epochs=p.adapt_epochs, seed=seed, device=ctx.device, progress=False,
+                                               bn_statistics=basis))
         adapter = Adapter.from_trained(model, load_classifier(str(clf), model))
         cost = dict(zip((format_config(c) for c in adapter.costs.configs), adapter.costs.budget_costs()))
         rows = []

@@ -135,8 +135,10 @@ class TrainedRun:
         """The images of ``split`` (``train`` minus val, ``val``, ``test``) at the run's input size, no augmentation."""
         self._needs_data(f"the {split} split")
         size = None if self.input_size == self.info.input_size else self.input_size
+        # an image folder's unreadable images are handled as the run chose (--bad-images skip leaves them out)
+        bad = self.options.get("bad_images") or "error"
         return load_split(self.dataset, split, val_split=self.val_split, data_dir=self.data_dir, augment=False,
-                          input_size=size)
+                          input_size=size, bad_images=bad)
 
     def loader(self, split: str, batch_size: int, *, shuffle: bool = False, seed: int = 0,
                drop_last: bool = False) -> DataLoader:
