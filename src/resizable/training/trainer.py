@@ -424,18 +424,22 @@ class _Run:
         """The statistics bank of the final weights, by the rule every command uses (``resizable calibrate``)."""
         import warnings
 
-        from ..checkpoint import AsTrainedStatisticsWarning, write_bank
+        from ..checkpoint import AsTrainedStatisticsWarning, CheckpointError, write_bank
         from ..trained_run import TrainedRun
 
         path = self.run_dir / CHECKPOINT_NAME
-        if not path.is_file() or load_checkpoint(path).get("bn_bank") is not None:
-            return  # nothing trained, or a bank already built for these weights
         if not scale_batchnorms(self.model):
             self._say("shared BN: no statistics bank (every configuration uses the same BN layers)")
             return
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", AsTrainedStatisticsWarning)
-            run = TrainedRun.open(path)
+        try:
+            if not path.is_file() or load_checkpoint(path).get("bn_bank") is not None:
+                return  # nothing trained, or a bank already built for these weights
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", AsTrainedStatisticsWarning)
+                run = TrainedRun.open(path)
+        except CheckpointError as e:  # weights a diverged run left: the training is over, nothing to measure
+            print(f"warning: no statistics bank: {e}", file=sys.stderr, flush=True)
+            return
         bank = run.build_bank(device=self.dist.device)
         write_bank(path, bank)
         self._say(f"{bank.describe()}: {bank.meta['configs']} configurations, {bank.nbytes() / 1e6:.2f} MB, "
