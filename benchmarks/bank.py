@@ -9,7 +9,10 @@ mobilenet_v2 at 224 px with 256; factors 0.45/0.65/0.85/1.0):
   images, for the stated batches x batch size; the time grows linearly with the images, so the
   default rule's (8 batches of 256) is extrapolated from it and marked so;
 - switching: the median time of ``set_config`` (cycling through every configuration) without a
-  bank and with one, and of an eval-mode forward at batch 1 after the switch, both ways.
+  bank and with one, and of an eval-mode forward at batch 1 after the switch, both ways;
+- what float16 storage costs in accuracy: the suite's kept RS network (``results/paper/weights/rs-s0.pt``),
+  its bank built by the default rule, every configuration's val top-1 with the bank stored in float32
+  and in float16 (the largest and the mean absolute difference), and against the running averages.
 
     PYTHONPATH=src python benchmarks/bank.py      # ~5 minutes on 2 CPU cores
 
@@ -86,6 +89,32 @@ def measure(name: str, kwargs: Dict[str, Any], size: int, batches: int, batch: i
     return out
 
 
+KEPT_RS = Path(__file__).resolve().parent / "results" / "paper" / "weights" / "rs-s0.pt"
+
+
+@torch.no_grad()
+def dtype_effect(path: Path) -> Dict[str, Any]:
+    """Val top-1 of every configuration of a trained network: bank in float32, bank in float16, as trained."""
+    from resizable.evaluation.walker import accuracy, evaluate_configs
+    from resizable.trained_run import TrainedRun
+
+    run = TrainedRun.open(path)
+    bank = run.build_bank(dtype=torch.float32)
+    loader = run.loader("val", 500)
+    out: Dict[str, Any] = {"network": str(path.relative_to(RESULTS.parent.parent)), "split": "val",
+                           "images": len(loader.dataset), "bank": bank.describe()}
+    tops = {}
+    for label, stored in (("float32", bank), ("float16", bank.to(torch.float16)), ("as_trained", None)):
+        run.model.attach_bank(stored)
+        counts = evaluate_configs(run.model, loader)
+        tops[label] = {c: accuracy(v)["top1"] for c, v in counts.items()}
+    diffs = [abs(tops["float16"][c] - tops["float32"][c]) for c in tops["float32"]]
+    out.update({"max_abs_diff_float16": max(diffs), "mean_abs_diff_float16": statistics.fmean(diffs),
+                "mean_top1": {k: statistics.fmean(v.values()) for k, v in tops.items()},
+                "top1": {k: {",".join(f"{f:g}" for f in c): v for c, v in t.items()} for k, t in tops.items()}})
+    return out
+
+
 def render(record: Dict[str, Any]) -> str:
     lines = ["# The statistics bank: size, build time, switching cost", "",
              f"Written by `benchmarks/bank.py` on {record['date']} ({record['machine']}). Random weights and "
@@ -107,25 +136,44 @@ def render(record: Dict[str, Any]) -> str:
     goal = next(r for r in record["networks"] if r["model"] == "resnet50")["set_config_us_with_bank"]
     lines += ["", f"Goal: switching configuration stays under a millisecond for resnet50 on the CPU with the bank: "
                   f"{goal:.0f} us, {'met' if goal < 1000 else 'NOT met'}.", ""]
+    e = record.get("float16")
+    if e:
+        m = e["mean_top1"]
+        lines += [f"Storing the bank in float16 (`resizable calibrate --dtype float16`), on `{e['network']}` "
+                  f"({e['split']}, {e['images']} images, all 64 configurations): the largest top-1 change against "
+                  f"float32 is {e['max_abs_diff_float16']:.2f} points (mean {e['mean_abs_diff_float16']:.3f}); "
+                  f"mean top-1 {m['float32']:.2f} (float32) / {m['float16']:.2f} (float16) / {m['as_trained']:.2f} "
+                  f"(the running averages as trained).", ""]
     return "\n".join(lines)
 
 
 def readme_line(record: Dict[str, Any]) -> str:
-    r50 = next(r for r in record["networks"] if r["model"] == "resnet50")
-    r14 = next(r for r in record["networks"] if r["model"] == "resnet14")
+    by = {r["model"]: r for r in record["networks"]}
+    r14, r50, mb2 = by["resnet14"], by["resnet50"], by["mobilenet_v2"]
+    e = record.get("float16")
+    half = (f"; stored in float16, the suite's network's val top-1 moves by at most {e['max_abs_diff_float16']:.2f} "
+            f"points" if e else "")
     return (f"Statistics bank (`benchmarks/bank.py`, {record['date']}, {record['machine']}): "
             f"resnet14 {r14['bank_bytes_float32'] / 1e6:.2f} MB for 64 configurations "
             f"({100 * r14['ratio_float32']:.0f} % of its weights, built in {r14['build_seconds']:.0f} s), resnet50 "
-            f"{r50['bank_bytes_float32'] / 1e6:.1f} MB for 256 ({100 * r50['ratio_float32']:.0f} % of its weights; "
-            f"float16 halves it); `set_config` on resnet50 {r50['set_config_us_without_bank']:.0f} us without a bank, "
-            f"{r50['set_config_us_with_bank']:.0f} us with one.")
+            f"{r50['bank_bytes_float32'] / 1e6:.1f} MB for 256 ({100 * r50['ratio_float32']:.0f} % of its weights), "
+            f"mobilenet_v2 {mb2['bank_bytes_float32'] / 1e6:.1f} MB for {mb2['configs']} "
+            f"({100 * mb2['ratio_float32']:.0f} % of its weights; `--dtype float16` halves a bank{half}); "
+            f"`set_config` on resnet50 {r50['set_config_us_without_bank']:.0f} us without a bank, "
+            f"{r50['set_config_us_with_bank']:.0f} us with one (goal < 1 ms). "
+            f"Details: [benchmarks/results/bank.md](benchmarks/results/bank.md).")
 
 
 def main(argv: List[str] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--switches", type=int, default=2000, help="set_config calls timed per network")
     p.add_argument("--out", default=str(RESULTS), help="results folder")
+    p.add_argument("--render", action="store_true", help="only re-write bank.md and the README line from bank.json")
     args = p.parse_args(argv)
+    out = Path(args.out)
+    if args.render:
+        write(json.loads((out / "bank.json").read_text()), out)
+        return 0
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     record = {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -135,18 +183,25 @@ def main(argv: List[str] = None) -> int:
         r = measure(name, kwargs, size, batches, batch, args.switches)
         print(json.dumps(r), flush=True)
         record["networks"].append(r)
-    out = Path(args.out)
+    if KEPT_RS.is_file():
+        record["float16"] = dtype_effect(KEPT_RS)
+        print(json.dumps({k: v for k, v in record["float16"].items() if k != "top1"}), flush=True)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "bank.json", json.dumps(record, indent=1) + "\n")
+    write(record, out)
+    return 0
+
+
+def write(record: Dict[str, Any], out: Path) -> None:
+    """bank.md, and the README's line when ``out`` is the committed results folder."""
     atomic_write_text(out / "bank.md", render(record))
     if out.resolve() == RESULTS.resolve() and README.is_file():
         text = README.read_text()
-        marks = re.compile(r"(<!-- bank:start -->\n).*?(\n<!-- bank:end -->)", re.S)
+        marks = re.compile(r"(<!-- bank:start -->\n).*?(<!-- bank:end -->)", re.S)
         if marks.search(text):
-            atomic_write_text(README, marks.sub(lambda m: m.group(1) + readme_line(record) + m.group(2), text))
+            atomic_write_text(README, marks.sub(lambda m: m.group(1) + readme_line(record) + "\n" + m.group(2), text))
             print(f"wrote the bank line into {README}")
-    print(f"wrote {out / 'bank.json'} and {out / 'bank.md'}")
-    return 0
+    print(f"wrote {out / 'bank.md'}")
 
 
 if __name__ == "__main__":
