@@ -268,3 +268,20 @@ def test_calibrate_command_builds_the_bank_of_a_run_without_one(tiny_fmnist, tmp
     assert bank["meta"]["batches"] == 2 and bank["meta"]["batch_size"] == 100
     assert main(["calibrate", str(run_dir), "--batches", "50"]) == 2
     assert "whole batches" in capsys.readouterr().err
+
+
+def test_a_resumed_run_rebuilds_its_bank_for_the_new_weights(tiny_fmnist, tmp_path):
+    from resizable.checkpoint import load_checkpoint
+    from resizable.training.trainer import TrainOptions, train
+
+    opts = dict(model="resnet20", model_args={"widths": [4, 8, 8]}, dataset="fashion-mnist", data_dir=tiny_fmnist,
+                batch_size=32, lr=0.05, val_size=100, out_dir=str(tmp_path), name="r", progress=False,
+                max_steps_per_epoch=2, eval_calibrate_bn=0, eval_configs="min", channels_last=False)
+    run_dir = train(TrainOptions(epochs=1, **opts))
+    first = load_checkpoint(run_dir)["bn_bank"]
+    train(TrainOptions(epochs=2, resume=str(run_dir), **opts))
+    second = load_checkpoint(run_dir)
+    assert second["epoch"] == 1 and second["bn_bank"] is not None
+    name = next(iter(first["modules"]))
+    # measured again on the weights the second epoch left, not carried over from the first
+    assert not torch.equal(first["modules"][name]["mean"], second["bn_bank"]["modules"][name]["mean"])
