@@ -73,6 +73,8 @@ def test_demo_writes_table_and_plot(tiny_fmnist, tmp_path, capsys):
     assert len(rows) == 64 and {"config", "mmacs", "top1_pct"} <= set(rows[0])
     summary = json.loads((tmp_path / "d" / "summary.json").read_text())
     assert summary["num_configs"] == 64 and summary["full"]["config"] == "1,1,1"
+    # these stages run at 14/7/4 px: at 4 px factors 0.65 and 0.85 both give 3 px, so 16 configurations repeat
+    assert summary["distinct_resolutions"] == 48 and "64 configurations, 48 with distinct stage resolutions" in out
     assert summary["gap_points"] == pytest.approx(summary["full"]["top1"] - min(float(r["top1_pct"]) for r in rows), abs=0.01)
     assert 0 < summary["seconds"]["train"] <= summary["seconds"]["total"]
     png = (tmp_path / "d" / "accuracy_vs_macs.png").read_bytes()

@@ -15,6 +15,7 @@ from .fileio import atomic_path, atomic_write_text
 from .evaluation.checkpoint_eval import EvalOptions, evaluate_checkpoint
 from .training.trainer import TrainOptions, train
 from .options import check_options, option
+from .registry import create_model
 
 __all__ = ["DemoOptions", "run_demo", "write_table", "plot_accuracy_vs_macs"]
 
@@ -24,9 +25,12 @@ class DemoOptions:
     """Options of ``resizable demo`` (the defaults are the documented demo)."""
 
     model: str = option("resnet14", "registered model")
-    model_args: Dict[str, Any] = option({"stem_stride": 2, "stem_pool": True}, "architecture arguments (YAML mapping)")
+    model_args: Dict[str, Any] = option({"widths": [16, 32, 64], "stem_stride": 2, "stem_pool": True,
+                                         "strides": [1, 2, 1]},
+                                        "architecture arguments (YAML mapping); the default runs its stages at "
+                                        "14/7/7 px, so all 64 configurations have distinct resolutions")
     factors: Tuple[float, ...] = option((0.45, 0.65, 0.85, 1.0), "scaling factor list", min=0.05, max=1.0)
-    epochs: int = option(4, "training epochs", min=1)
+    epochs: int = option(3, "training epochs", min=1)
     batch_size: int = option(64, "mini-batch size (more steps learn faster in a short run)", min=1)
     lr: float = option(0.05, "peak learning rate (cosine schedule)", above=0.0, max=1e3)
     weight_decay: float = option(5e-5, "weight decay (a short run underfits more "
@@ -96,7 +100,11 @@ def run_demo(cfg: DemoOptions) -> Path:
                             progress=cfg.progress, augment=cfg.augment, channels_last=cfg.channels_last,
                             eval_configs="minmax",
                             eval_calibrate_bn=cfg.calibrate_bn or 5)
-    print(f"training {cfg.model} {dict(cfg.model_args)} on Fashion-MNIST, factors {tuple(cfg.factors)}, "
+    probe = create_model(cfg.model, num_classes=10, in_chans=1, factors=tuple(cfg.factors), **dict(cfg.model_args))
+    configs = probe.configs()
+    distinct = len({tuple(probe.stage_sizes(28, c)) for c in configs})
+    print(f"training {cfg.model} {dict(cfg.model_args)} on the 60,000 Fashion-MNIST training images, factors "
+          f"{tuple(cfg.factors)}: {len(configs)} configurations, {distinct} with distinct stage resolutions; "
           f"fair sampling, {cfg.epochs} epochs", flush=True)
     run_dir = train(train_cfg)
     train_seconds = time.perf_counter() - start
@@ -117,7 +125,7 @@ def run_demo(cfg: DemoOptions) -> Path:
         "model": cfg.model, "model_args": dict(cfg.model_args), "factors": list(cfg.factors),
         "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
         "seed": cfg.seed,
-        "calibrate_bn": cfg.calibrate_bn, "num_configs": len(rows),
+        "calibrate_bn": cfg.calibrate_bn, "num_configs": len(rows), "distinct_resolutions": distinct,
         "full": {"config": full["config"], "top1": full["top1_pct"], "mmacs": full["mmacs"]},
         "worst": {"config": worst["config"], "top1": worst["top1_pct"], "mmacs": worst["mmacs"]},
         "best": {"config": best["config"], "top1": best["top1_pct"], "mmacs": best["mmacs"]},
