@@ -19,7 +19,7 @@ def tiny_cfg(data_dir, out_dir, **kw):
     base = dict(model="resnet20", model_args={"widths": [4, 8, 8]}, dataset="fashion-mnist", data_dir=data_dir,
                 epochs=1, batch_size=32, lr=0.1, momentum=0.0, weight_decay=0.0, out_dir=str(out_dir),
                 progress=False, max_steps_per_epoch=2, eval_calibrate_bn=0, eval_configs="minmax", seed=2,
-                schedule="constant", augment=False)
+                schedule="constant", augment=False, warmup_epochs=0.0, loss_reduction="sum")
     base.update(kw)
     return TrainOptions(**base)
 

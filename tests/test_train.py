@@ -29,10 +29,14 @@ def test_schedules():
     assert lr_factor(0, 100, cfg) == pytest.approx(0.01)
     assert lr_factor(99, 100, cfg) == pytest.approx(1.0)
     assert lr_factor(999, 100, cfg) == pytest.approx(0.0, abs=1e-4)
-    step = TrainOptions(epochs=10, schedule="step", milestones=(3, 6), gamma=0.1)
+    step = TrainOptions(epochs=10, schedule="step", milestones=(3, 6), gamma=0.1, warmup_epochs=0)
     assert [round(lr_factor(e * 100, 100, step), 6) for e in (0, 3, 6, 9)] == [1, 0.1, 0.01, 0.01]
-    lin = TrainOptions(epochs=4, schedule="linear")
+    lin = TrainOptions(epochs=4, schedule="linear", warmup_epochs=0)
     assert lr_factor(200, 100, lin) == pytest.approx(0.5)
+    # the default (the recipe chosen on val): a linear warm-up over half the run, then the cosine
+    default = TrainOptions(epochs=10)
+    assert lr_factor(0, 100, default) == pytest.approx(1 / 500) and lr_factor(499, 100, default) == pytest.approx(1.0)
+    assert lr_factor(750, 100, default) == pytest.approx(0.5, abs=0.01)
 
 
 @pytest.mark.parametrize("kwargs,msg", [

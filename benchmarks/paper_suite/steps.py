@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from .protocol import Protocol
+from .protocol import PINNED, Protocol
 
 # evaluations a training step may ask for: (split, BN recalibrated?, configurations)
 EVALS = {
@@ -67,8 +67,11 @@ def load_result(ctx: Context, name: str) -> Optional[Dict[str, Any]]:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+
+
 def _options(ctx: Context, step: Step) -> Dict[str, Any]:
-    opts = dict(ctx.protocol.train_args(), seed=step.seed, data_dir=ctx.data_dir)
+    opts = dict(PINNED)
+    opts.update(ctx.protocol.train_args(), seed=step.seed, data_dir=ctx.data_dir)
     opts.update(step.train)
     if ctx.device != "cpu":  # recorded only off the CPU, so the CPU steps' keys stay as they were
         opts["device"] = ctx.device
@@ -77,7 +80,9 @@ def _options(ctx: Context, step: Step) -> Dict[str, Any]:
 
 def step_key(ctx: Context, step: Step) -> str:
     """What the step's result depends on; a committed result made with another key is refused, not reused."""
-    opts = {k: v for k, v in _options(ctx, step).items() if k not in ("data_dir", "progress", "device")}
+    given = set(ctx.protocol.train_args()) | set(step.train)
+    opts = {k: v for k, v in _options(ctx, step).items()
+            if k not in ("data_dir", "progress", "device") and (k in given or k not in PINNED)}
     what = {"options": opts, "evals": list(step.evals), "init_from": step.init_from, "params": step.params,
             "kind": step.kind}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -14,7 +14,7 @@ import statistics
 import time
 from typing import Any, Dict, Optional, Sequence
 
-from .protocol import Protocol
+from .protocol import PINNED, Protocol
 
 
 def sampling_seconds(p: Protocol, seed: int, data_dir: Optional[str], *, modes: Sequence[str] = ("fair", "random"),
@@ -31,7 +31,7 @@ def sampling_seconds(p: Protocol, seed: int, data_dir: Optional[str], *, modes: 
     from resizable.training.trainer import build_optimizer
     from resizable.training.options import TrainOptions
 
-    cfg = TrainOptions(**dict(p.train_args(), seed=seed, data_dir=data_dir))
+    cfg = TrainOptions(**dict(PINNED, **p.train_args(), seed=seed, data_dir=data_dir))
     info = dataset_info(p.dataset, data_dir)
     split = ValSplit(size=p.val_size, seed=p.val_seed) if p.val_size else None
     train_set = load_split(p.dataset, "train", val_split=split, data_dir=data_dir, augment=p.augment)

@@ -45,14 +45,18 @@ class TrainOptions:
     # optimisation (units: epochs, images per step over all ranks, learning rate per step)
     epochs: int = option(10, "training epochs", min=1, max=100000)
     batch_size: int = option(128, "global mini-batch size (split over ranks)", min=1)
-    lr: float = option(0.1, "peak learning rate", above=0.0, max=1e3)
+    lr: float = option(0.2, "peak learning rate (the default was chosen on val with --batch-size 128)", above=0.0,
+                       max=1e3)
     momentum: float = option(0.9, "SGD momentum", min=0.0, below=1.0)
     nesterov: bool = option(False, "Nesterov momentum")
     weight_decay: float = option(5e-4, "weight decay (not on BN parameters and biases)", min=0.0, max=1.0)
     schedule: str = option("cosine", "learning-rate schedule", choices=SCHEDULES)
     milestones: Tuple[int, ...] = option((), "epochs where the step schedule multiplies the rate by gamma", min=1)
     gamma: float = option(0.1, "step schedule factor", above=0.0, max=1.0)
-    warmup_epochs: float = option(0.0, "linear warm-up length in epochs", min=0.0)
+    warmup_epochs: Optional[float] = option(None, "linear warm-up length in epochs (default: half of --epochs, "
+                                                  "chosen on val; fixed when the run starts: config.yaml records "
+                                                  "it and --resume keeps it)",
+                                            min=0.0)
     label_smoothing: float = option(0.0, "label smoothing of the cross-entropy", min=0.0, below=1.0)
     # Algorithm 1
     sampling: str = option("fair", "how each step picks its configurations", choices=SAMPLING_MODES)
@@ -61,8 +65,9 @@ class TrainOptions:
     recipe: str = option("standard", "standard, or aug: fair sampling then fine-tune --target", choices=RECIPES)
     target: Optional[Tuple[float, ...]] = option(None, "Resizable-Aug target configuration (default all max)")
     aug_fraction: float = option(2 / 3, "Resizable-Aug: fraction of epochs with fair sampling", above=0.0, max=1.0)
-    loss_reduction: str = option("sum", "how a step's k losses combine: sum (Algorithm 1: gradients add up) or mean "
-                                      "(divided by k, the gradient scale of one network)", choices=LOSS_REDUCTIONS)
+    loss_reduction: str = option("mean", "how a step's k losses combine: mean (divided by k, the gradient scale of "
+                                       "one network; the default, chosen on val) or sum (the paper's Algorithm 1: "
+                                       "the k gradients add up)", choices=LOSS_REDUCTIONS)
     distill: str = option("none", "distillation inside the step: none; full (the full configuration, on the labels, "
                                 "teaches the step's others with its detached softmax; an extra pass when the "
                                 "sampling does not draw it); largest (the step's largest configuration teaches); "

@@ -48,7 +48,8 @@ class TrainingDiverged(RuntimeError):
 def lr_factor(step: int, steps_per_epoch: int, cfg: TrainOptions) -> float:
     """Multiplier of the peak rate at optimizer step ``step`` (warm-up, then the schedule)."""
     total = cfg.epochs * steps_per_epoch
-    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    epochs = cfg.epochs / 2 if cfg.warmup_epochs is None else cfg.warmup_epochs  # None: the default, half the run
+    warmup = int(round(epochs * steps_per_epoch))
     if step < warmup:
         return (step + 1) / warmup
     if cfg.schedule == "constant":
@@ -73,11 +74,21 @@ def build_optimizer(model: nn.Module, cfg: TrainOptions) -> torch.optim.Optimize
 
 
 # ---------------------------------------------------------------------------- the run
+def _with_warmup(cfg: TrainOptions) -> TrainOptions:
+    """``cfg`` with its warm-up fixed: as given, else the resumed run's, else half of ``epochs`` (the default)."""
+    if cfg.warmup_epochs is not None:
+        return cfg
+    run = resume_folder(cfg.resume) if cfg.resume else None
+    before = saved_options(run, TrainOptions).get("warmup_epochs") if run is not None and (
+        (run / "config.yaml").is_file() or (run / CHECKPOINT_NAME).is_file()) else None
+    return dataclasses.replace(cfg, warmup_epochs=before if before is not None else cfg.epochs / 2)
+
+
 class _Run:
     """State of one training run (kept off the model: models hold no training logic)."""
 
     def __init__(self, cfg: TrainOptions) -> None:
-        self.cfg = cfg
+        self.cfg = cfg = _with_warmup(cfg)
         self.dist = distributed.setup(cfg.device)
         if cfg.batch_size % self.dist.world_size:
             raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {self.dist.world_size} ranks")
