@@ -396,7 +396,8 @@ class _Run:
         elif self.dist.is_main:
             self._say(f"training {cfg.model} ({sum(p.numel() for p in self.model.parameters()) / 1e6:.3f} M params) "
                       f"into {self.run_dir}: epochs {self.start_epoch + 1}..{cfg.epochs}, {self.steps_per_epoch} "
-                      f"steps of {len(self.sampler.sample(0))} configuration(s) each")
+                      f"steps of {len(self.sampler.sample(0))} configuration(s) each; lr {cfg.lr:g} after a "
+                      f"{cfg.warmup_epochs:g}-epoch warm-up, the {cfg.loss_reduction} of the step's losses")
         eval_loader = make_loader(self.eval_set, cfg.eval_batch_size, shuffle=False)
         for epoch in range(self.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
