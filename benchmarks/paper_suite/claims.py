@@ -94,8 +94,11 @@ def analyse_t1(p: Protocol, seeds: Sequence[int], results: Results) -> Dict[str,
     floor = "met" if twin["mean"] is not None and twin["mean"] >= p.twin_floor else "NOT met"
     n2x = sum(1 for seed in seeds if f"rs2x-s{seed}" in results)
     md = [
-        f"RS network (fair sampling, {p.epochs} epochs; (b): {2 * p.epochs} epochs) against the (s,s,s) networks "
-        f"trained alone for {p.epochs} epochs; test top-1 %, BN recalibrated. Gain = RS - individual (paper: > 0).",
+        f"RS network trained with the paper's recipe (fair sampling, the k losses summed as Algorithm 1 writes it, "
+        f"no warm-up, lr {p.lr:g}; {p.epochs} epochs; (b): {2 * p.epochs} epochs) against the (s,s,s) networks "
+        f"trained alone for {p.epochs} epochs at the same lr; test top-1 %, BN recalibrated. Gain = RS - individual "
+        f"(paper: > 0). The recipe chosen on val, each side at its own tuned point, is in the recipes section when "
+        f"it has run.",
         "",
         "| config | MMACs | individual | RS (a) equal epochs | gain (a) | verdict (a) | RS (b) 2x epochs | gain (b) "
         "| verdict (b) |",
