@@ -285,3 +285,23 @@ def test_a_resumed_run_rebuilds_its_bank_for_the_new_weights(tiny_fmnist, tmp_pa
     name = next(iter(first["modules"]))
     # measured again on the weights the second epoch left, not carried over from the first
     assert not torch.equal(first["modules"][name]["mean"], second["bn_bank"]["modules"][name]["mean"])
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_the_exported_network_carries_its_configurations_statistics(banked, fold):
+    model, bank = banked
+    model = copy.deepcopy(model)
+    model.attach_bank(bank)
+    c = (0.65, 0.45, 1.0)
+    static = resizable.export(model.eval(), c, 28)
+    if fold:
+        static = resizable.fold_bn(static)
+    x = torch.randn(8, 1, 28, 28)
+    with torch.no_grad():
+        model.set_config(c)
+        banked_out = model(x)
+        with model.using_bn_statistics("as-trained"):
+            trained_out = model(x)
+        out = static.eval()(x)
+    assert torch.allclose(out, banked_out, atol=1e-4)
+    assert not torch.allclose(out, trained_out, atol=1e-3)  # the bank's statistics, not the running averages
