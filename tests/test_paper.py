@@ -180,6 +180,8 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
     recipes = json.loads((tmp_path / "res" / "recipes.json").read_text())["numbers"]
     for regime in ("full", "small"):
         assert set(recipes["regimes"][regime]["chosen"]["goal"]) >= {"met", "2x_at_least_alone", "equal_within_gap"}
+        assert set(recipes["under_training"][f"{regime}/chosen"]) >= {"gain_equal", "gain_2x", "under_training"}
+    assert "**Is RS's gap an under-training effect?**" in report
     alone = json.loads((runs / "full-alone-0.45-s0.json").read_text())["options"]
     assert alone["lr"] == screened["alone-0.45"]["best"]["point"]["lr"]
     assert "steps" in alone or "steps" in json.loads((runs / "full-alone-0.45-s0.json").read_text())

@@ -215,6 +215,7 @@ def analyse_recipes(p: Protocol, seeds: Sequence[int], results: Results, selecti
                    + ", ".join(f"{uniform(s)} {'yes' if c['converged'] else 'no'} "
                                f"(val moved {_pts(c['late_val_change'])}, train top-1 {c['final_train_top1']:.2f} %)"
                                for s, c in conv.items()), ""]
+    md += under_training(p, seeds, results, recipes, data)
     md += _aug_section(p, seeds, results, data)
     flagged = sorted(n for n, r in results.items() if r and r.get("stability"))
     data["stability_flagged"] = {n: results[n]["stability"] for n in flagged}
@@ -224,6 +225,44 @@ def analyse_recipes(p: Protocol, seeds: Sequence[int], results: Results, selecti
               "no run's loss climbed after its first steps") + ".", ""]
     md += screening_table(selection)
     return {"json": data, "md": md, "flags": {}}
+
+
+def _final_train_top1(results: Results, names: Sequence[str]) -> Optional[float]:
+    """Mean over runs of the train top-1 of the last epoch (the step's largest configuration for RS)."""
+    vals = [results[n]["curve"][-1].get("train_top1") for n in names if results.get(n) and results[n].get("curve")]
+    vals = [v for v in vals if v is not None]
+    return statistics.fmean(vals) if vals else None
+
+
+def under_training(p: Protocol, seeds: Sequence[int], results: Results, recipes: Sequence[Tuple[str, str]],
+                   data: Dict[str, Any]) -> List[str]:
+    """Whether RS's gap is an under-training effect: how much of the equal-epoch gap twice the epochs closes in
+    each regime, and how well each side fits its training images at the end."""
+    out, lines = {}, []
+    top = f"{max(p.factors):g}"
+    for label, method in recipes:
+        for regime in REGIMES:
+            r = data["regimes"][regime].get(label, {})
+            eq, two = (r.get(k, {}).get("mean_gain", {}).get("mean") for k in ("equal_epochs", "2x_epochs"))
+            if eq is None or two is None:
+                continue
+            closed = None if eq >= 0 else (two - eq) / -eq
+            fit = {what: _final_train_top1(results, [step_name(regime, name, s) for s in seeds])
+                   for what, name in (("rs", method), ("rs_2x", f"{method}-2x"), ("alone_1", f"alone-{top}"))}
+            out[f"{regime}/{label}"] = {"gain_equal": eq, "gain_2x": two, "gap_closed": closed, "train_top1": fit,
+                                        "under_training": two >= 0 or (closed is not None and closed >= 0.5)}
+            share = "" if closed is None else f", closing {100 * closed:.0f} % of the gap"
+            fits = ", ".join(f"{k} {v:.2f} %" for k, v in fit.items() if v is not None)
+            lines.append(f"{regime} regime, {label} recipe: mean gain {eq:+.2f} at equal epochs, {two:+.2f} at 2x"
+                         f"{share} (last-epoch train top-1: {fits}); "
+                         + ("twice the epochs brings RS to the networks alone or closes at least half the gap: "
+                            "the gap behaves like under-training" if out[f"{regime}/{label}"]["under_training"] else
+                            "twice the epochs leaves most of the gap: more than under-training"))
+    data["under_training"] = out
+    if not lines:
+        return []
+    return ["**Is RS's gap an under-training effect?** Computed from the rows above (RS's train top-1 is that of "
+            "the step's largest configuration):", "", *[f"- {line}." for line in lines], ""]
 
 
 def _aug_section(p: Protocol, seeds: Sequence[int], results: Results, data: Dict[str, Any]) -> List[str]:
