@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from ..console import progress_enabled
+from ..bnbank import bn_statistics_option
 from ..options import check_options, option, required
 from ..configs import parse_configs
 from ..nas.table_file import REQUIRED_COLUMNS, read_table
@@ -40,9 +41,7 @@ class LabelOptions:
                        choices=RULES)
     batch_size: int = option(256, "evaluation batch size", min=1)
     input_size: Optional[int] = option(None, "input resolution (default: the run's)", min=1, max=4096)
-    bn_statistics: str = option("bank", "BN statistics: bank (each configuration its own, from the checkpoint's "
-                                        "statistics bank) or as-trained (the running averages)",
-                                choices=("bank", "as-trained"))
+    bn_statistics: str = bn_statistics_option()
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     progress: bool = option(True, "progress bar (shown only on a terminal)")
 
@@ -67,9 +66,7 @@ class ClassifierOptions:
     val_fraction: float = option(0.1, "share of labelled images held out for the report", min=0.0, below=1.0)
     rule: Optional[str] = option(None, "relabel with this rule first (default: the label file's)", choices=RULES)
     seed: int = option(0, "seed of initialisation, hold-out draw and batch order", min=0, max=2**63 - 1)
-    bn_statistics: str = option("bank", "BN statistics: bank (each configuration its own, from the checkpoint's "
-                                        "statistics bank) or as-trained (the running averages)",
-                                choices=("bank", "as-trained"))
+    bn_statistics: str = bn_statistics_option()
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     progress: bool = option(True, "one line per epoch")
 
@@ -93,9 +90,7 @@ class RoutingOptions:
     data_dir: Optional[str] = option(None, "dataset folder (default: the training run's)")
     split: str = option("test", "split to evaluate", choices=("train", "test", "val"))
     batch_size: int = option(256, "evaluation batch size (images of a batch are grouped by configuration)", min=1)
-    bn_statistics: str = option("bank", "BN statistics: bank (each configuration its own, from the checkpoint's "
-                                        "statistics bank) or as-trained (the running averages)",
-                                choices=("bank", "as-trained"))
+    bn_statistics: str = bn_statistics_option()
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     out: Optional[str] = option(None, "also write the results as JSON here")
     json: bool = option(False, "print JSON instead of text")

@@ -37,6 +37,7 @@ from ..macs import count_macs
 from .fold import fold_bn as fold_batchnorm
 from ..training.run_folder import output_path
 from ..trained_run import natural_input_size
+from ..bnbank import bn_statistics_option
 from ..options import check_options, option, required
 from ..net import ResizableNet, SizeLike, to_size2d
 from ..registry import create_model
@@ -286,9 +287,9 @@ class ExportOptions:
     out: Optional[str] = option(None, "file to write, or a folder for the default name (default: RUN/export/)",
                                 metavar="PATH")
     fold_bn: bool = option(False, "fold batch norm into the preceding convolutions")
-    bn_statistics: str = option("bank", "BN statistics the network carries: bank (the configuration's own, from "
-                                        "the checkpoint's statistics bank) or as-trained (the running averages)",
-                                choices=("bank", "as-trained"))
+    bn_statistics: str = bn_statistics_option("BN statistics the network carries: bank (the configuration's own, "
+                                              "from the checkpoint's statistics bank) or as-trained (the running "
+                                              "averages)")
     calibrate_bn: int = option(0, "recompute the configuration's BN statistics on N training batches first, as "
                                   "resizable table --calibrate-bn does (0: --bn-statistics)", metavar="N",
                                min=0)

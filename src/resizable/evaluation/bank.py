@@ -6,7 +6,7 @@ from typing import Any, Dict, Iterable, Optional
 
 import torch
 
-from ..bnbank import StatisticsBank, scale_batchnorms
+from ..bnbank import StatisticsBank, prefix_row, scale_batchnorms
 from ..net import ResizableNet
 from .walker import calibrate_configs
 
@@ -52,10 +52,7 @@ def build_bank(model: ResizableNet, loader: Iterable, num_batches: int, *, meta:
             if len(prefix) != layer.stage + 1 or model.factors.index(prefix[-1]) != branch:
                 raise RuntimeError(f"{name} (stage {layer.stage + 1}) ran in the tree piece {key}, which its "
                                    f"stage does not key it by; the model's stage layout is inconsistent")
-            index = [model.factors.index(f) for f in prefix]
-            row = 0
-            for i in index:
-                row = row * k + i
+            row = prefix_row([model.factors.index(f) for f in prefix], k)
             if name not in tables:
                 rows = k ** (layer.stage + 1)
                 tables[name] = (mean.new_zeros((rows, mean.numel())), var.new_zeros((rows, var.numel())))

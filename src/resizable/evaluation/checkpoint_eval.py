@@ -8,6 +8,7 @@ from ..configs import CONFIG_SETS, format_config, parse_configs
 from ..costs import config_costs
 from ..distributed import resolve_device
 from .walker import Calibration, evaluate
+from ..bnbank import bn_statistics_option
 from ..options import check_options, option, required
 from ..trained_run import TrainedRun
 
@@ -26,9 +27,7 @@ class EvalOptions:
                         choices=("train", "test", "val"))
     batch_size: int = option(512, "evaluation batch size", min=1)
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
-    bn_statistics: str = option("bank", "BN statistics: bank (each configuration its own, from the checkpoint's "
-                                        "statistics bank) or as-trained (the running averages)",
-                                choices=("bank", "as-trained"))
+    bn_statistics: str = bn_statistics_option()
     calibrate_bn: int = option(0, "recompute BN statistics per configuration on N training batches first "
                                   "(0: --bn-statistics)", min=0)
     out: Optional[str] = option(None, "also write the results to this CSV (columns as in resizable table: "

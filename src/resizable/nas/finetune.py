@@ -18,6 +18,7 @@ from ..distributed import resolve_device
 from ..configs import format_config, parse_config
 from ..fileio import atomic_write_text
 from ..evaluation.walker import Calibration, evaluate
+from ..bnbank import bn_statistics_option
 from ..options import check_options, option, required
 from ..training.trainer import TrainOptions, train
 from ..trained_run import TrainedRun
@@ -44,10 +45,9 @@ class FinetuneOptions:
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     seed: int = option(0, "seed of data order and augmentation", min=0, max=2**63 - 1)
     eval_batch_size: int = option(512, "evaluation batch size", min=1)
-    bn_statistics: str = option("bank", "score before and after with these BN statistics: bank (each "
-                                        "configuration its own; built for the source weights when their checkpoint "
-                                        "has none) or as-trained (the running averages)",
-                                choices=("bank", "as-trained"))
+    bn_statistics: str = bn_statistics_option("score before and after with these BN statistics: bank (each "
+                                              "configuration its own; built for the source weights when their "
+                                              "checkpoint has none) or as-trained (the running averages)")
     calibrate_bn: int = option(0, "score before and after with BN statistics recomputed on "
                                   "this many training batches, as resizable table "
                                   "--calibrate-bn does (0: --bn-statistics)", min=0)

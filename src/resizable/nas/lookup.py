@@ -23,6 +23,7 @@ from ..fileio import read_text
 from ..configs import Config, format_config, parse_config
 from ..console import progress_enabled
 from ..training.run_folder import output_path
+from ..bnbank import bn_statistics_option
 from ..options import check_options, option
 from ..costs import config_costs
 from ..data.datasets import make_loader
@@ -389,9 +390,7 @@ class TableOptions:
     batch_size: int = option(256, "evaluation batch size", min=1)
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     input_size: Optional[int] = option(None, "input resolution (default: the run's)", min=1, max=4096)
-    bn_statistics: str = option("bank", "BN statistics: bank (each configuration its own, from the checkpoint's "
-                                        "statistics bank) or as-trained (the running averages)",
-                                choices=("bank", "as-trained"))
+    bn_statistics: str = bn_statistics_option()
     calibrate_bn: int = option(0, "recompute BN statistics per configuration on this many training batches "
                                   "(0: --bn-statistics)", min=0)
     calibrate_batch_size: Optional[int] = option(None, "batch size for --calibrate-bn (default: --batch-size)", min=1)
