@@ -87,3 +87,53 @@ def test_resnet_per_stage_strides():
         resizable.create_model("resnet14", strides=(1, 2))
     with pytest.raises(ValueError, match="each 1 or 2"):
         resizable.create_model("resnet14", strides=(1, 3, 2))
+
+
+@pytest.mark.parametrize("name", ["resnet14", "mobilenet_v1_cifar", "mobilenet_v2", "shufflenet_v2_x1_0"])
+def test_resize_antialias_low_pass_filters_only_the_shrinking_resizes(name):
+    import torch.nn.functional as F
+    from resizable.deploy.static import export
+    from resizable.layers import Resize2d
+
+    plain = resizable.create_model(name, num_classes=5)
+    smooth = resizable.create_model(name, num_classes=5, resize_antialias=True)
+    smooth.load_state_dict(plain.state_dict())
+    resizes = [m for m in smooth.modules() if isinstance(m, Resize2d)]
+    assert len(resizes) == smooth.num_stages and all(m.antialias for m in resizes)
+    x = _small_input(plain)
+    plain.eval(), smooth.eval()
+    with torch.no_grad():
+        assert torch.equal(plain(x), smooth(x))  # the baseline configuration resizes nothing
+        config = plain.min_config
+        plain.set_config(config), smooth.set_config(config)
+        seen = {}
+        for tag, model in (("plain", plain), ("smooth", smooth)):
+            first = next(m for m in model.modules() if isinstance(m, Resize2d))
+            hook = first.register_forward_hook(lambda m, i, o, tag=tag: seen.update({tag: (i[0], o)}))
+            model(x)
+            hook.remove()
+        assert torch.equal(seen["plain"][0], seen["smooth"][0])  # the same map goes in ...
+        assert seen["plain"][1].shape == seen["smooth"][1].shape and seen["plain"][1].shape[-1] < x.shape[-1]
+        assert not torch.allclose(seen["plain"][1], seen["smooth"][1], atol=1e-4)  # ... and shrinks differently
+        static = export(smooth, config, x.shape[-1]).eval()
+        assert torch.allclose(static(x), smooth(x), atol=1e-5)  # the static network keeps the filter
+
+    fmap = torch.randn(2, 3, 14, 14)
+    aa = Resize2d(antialias=True)
+    assert torch.equal(aa(fmap, (6, 6)), F.interpolate(fmap, size=(6, 6), mode="bilinear", antialias=True))
+    assert torch.allclose(aa(fmap, (20, 20)), Resize2d()(fmap, (20, 20)), atol=1e-5)  # growing: unchanged
+    with pytest.raises(ValueError, match="antialias needs mode 'bilinear' or 'bicubic'"):
+        Resize2d("nearest", antialias=True)
+    with pytest.raises(ValueError, match="resize_antialias applies to the default resize layer"):
+        resizable.create_model(name, resize_antialias=True, resize_layer=lambda: Resize2d("area"))
+
+
+def test_legacy_onnx_exporter_refuses_antialiased_resizes(tmp_path):
+    pytest.importorskip("onnx")
+    from resizable.deploy.export import export_to_file
+
+    model = resizable.create_model("resnet14", num_classes=5, resize_antialias=True).eval()
+    with pytest.raises(ValueError, match="legacy ONNX exporter cannot write antialiased resizes"):
+        export_to_file(model, model.min_config, tmp_path / "net.onnx", input_size=32, format="onnx",
+                       onnx_exporter="legacy")
+    assert not list(tmp_path.iterdir())

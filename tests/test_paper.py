@@ -233,6 +233,28 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
 
     (runs / "rs-s0.json").write_text(original)
 
+    # --report-only trains nothing: a run not finished yet shows as such, and the goal it decides is pending
+    held = runs / "small-fair-2x-s0.json"
+    kept = held.read_text()
+    held.unlink()
+    only = subprocess.run(_cmd(tiny_fmnist, tmp_path, "--claims", "recipes", "--report-only"), env=_env(),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert only.returncode == 0, only.stderr[-3000:]
+    assert "missing: small-fair-2x-s0" in only.stdout and not held.exists() and len(_trainings(tmp_path)) == count
+    partial = (tmp_path / "res" / "paper.md").read_text()
+    assert "**unfinished**: 1 of" in partial and "small-fair-2x-s0" in partial
+    assert "Goal (2x epochs >= alone at every configuration; equal epochs within 0.5): **pending" in partial
+    held.write_text(kept)
+    from benchmarks.paper_suite.protocol import quick_protocol
+    from benchmarks.paper_suite.recipes import analyse_recipes, plan_recipes
+
+    selection = json.loads((tmp_path / "res" / "selection.json").read_text())
+    results = {s.name: json.loads((runs / f"{s.name}.json").read_text())
+               for s in plan_recipes(quick_protocol(), [0], selection)}
+    head = "\n".join(analyse_recipes(quick_protocol(), [0], results, selection)["headline"])
+    assert "| full | chosen | 2 / 4 |" in head and "| small | chosen | 2 / 4 |" in head and "pending" not in head
+    assert "`--loss-reduction sum --warmup-epochs 0` is Algorithm 1" in head
+
     # a run folder left by other options is not taken for the step's own (it would "resume" as finished)
     (runs / "convert-s0.json").unlink()
     (tmp_path / "work" / "convert-s0" / ".suite-key").write_text("other-options\n")
@@ -249,3 +271,15 @@ def test_bad_arguments(tmp_path):
         r = subprocess.run(_cmd(str(tmp_path), tmp_path, *extra), env=_env(), cwd=tmp_path, capture_output=True,
                            text=True, timeout=120)
         assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_edge_rule_grows_the_grid_past_either_edge_except_a_zero_warm_up():
+    from benchmarks.paper_suite.screen import extend
+
+    grid = {"lr": (0.1, 0.2, 0.4), "warmup_epochs": (2.0, 3.0, 4.0), "loss_reduction": ("sum", "mean")}
+    assert extend(grid, {"lr": 0.2, "warmup_epochs": 3.0, "loss_reduction": "sum"}) == []  # inside: done
+    assert extend(grid, {"lr": 0.4, "warmup_epochs": 2.0, "loss_reduction": "mean"}) == [
+        {"lr": 0.8, "warmup_epochs": 2.0, "loss_reduction": "mean"},
+        {"lr": 0.4, "warmup_epochs": 1.0, "loss_reduction": "mean"}]
+    assert extend({"lr": (0.1, 0.2), "warmup_epochs": (0.0, 1.0)}, {"lr": 0.1, "warmup_epochs": 0.0}) == [
+        {"lr": 0.05, "warmup_epochs": 0.0}]  # a warm-up of 0 is a bound

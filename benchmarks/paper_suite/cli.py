@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                   "defaults")
     p.add_argument("--steps", type=int, default=None, help="--select: steps per epoch of each selection run "
                                                            "(default 80; --select-defaults: 130)")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: write the report (and the README's headline) from the runs already finished; "
+                        "a missing run shows as '-' and its verdict as 'no values'")
     p.add_argument("--device", default="cpu", help="cpu or cuda: where every run trains and evaluates (with --jobs N, "
                                                    "N runs share one GPU)")
     return p

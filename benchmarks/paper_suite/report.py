@@ -137,13 +137,15 @@ def suite_time(results: Results, trainings: Path) -> Dict[str, Optional[float]]:
                 starts.setdefault(entry["run"], []).append(entry)
     compute = 0.0
     for name, r in results.items():
+        if not r:  # not run yet
+            continue
         seconds = float(r.get("step_seconds", 0.0))
         last = starts.get(name, [])[-1:]
         if last and r.get("curve"):  # epochs before this sitting's first are not in step_seconds
             seconds += sum(float(e["seconds"]) for e in r["curve"] if int(e["epoch"]) <= int(last[0]["from_epoch"]))
         compute += seconds
     stamps = [datetime.fromisoformat(e["time"]) for runs in starts.values() for e in runs]
-    ends = [datetime.fromisoformat(r["finished"]) for r in results.values() if r.get("finished")]
+    ends = [datetime.fromisoformat(r["finished"]) for r in results.values() if r and r.get("finished")]
     span = (max(ends) - min(stamps)).total_seconds() if stamps and ends else None
     return {"compute": compute, "span": span}
 
@@ -154,6 +156,7 @@ def write_report(path: Path, p: Protocol, seeds: Sequence[int], claims: Sequence
     from resizable.fileio import atomic_write_text
 
     spent = suite_time(results, json_dir / "trainings.jsonl")
+    missing = [name for name, r in results.items() if not r]
     span = f"{spent['span'] / 3600:.2f} h" if spent["span"] is not None else "unknown"
     chosen = selection.get("chosen")
     lines: List[str] = [
@@ -169,7 +172,10 @@ def write_report(path: Path, p: Protocol, seeds: Sequence[int], claims: Sequence
         f"- machine: {machine()} (where this report was written; its runs may come from earlier sittings on other "
         f"machines of the same size); {jobs} run(s) at a time, {threads} torch thread(s) each",
         f"- date: {time.strftime('%Y-%m-%d %H:%M')}",
-        f"- wall-clock of this invocation: {wall / 3600:.2f} h; compute of all {len(results)} finished steps "
+        *([f"- **unfinished**: {len(missing)} of {len(results)} runs have not run yet ({', '.join(missing)}); "
+           "their cells show '-', and a verdict without values says so"] if missing else []),
+        f"- wall-clock of this invocation: {wall / 3600:.2f} h; compute of all {len(results) - len(missing)} "
+        f"finished steps "
         f"(summed over processes and sittings): {spent['compute'] / 3600:.2f} h, i.e. "
         f"{spent['compute'] / 3600 / max(1, jobs):.2f} h of wall-clock at {jobs} run(s) at a time; from the first "
         f"training's start to the last step's end, pauses between sittings included: {span}",
@@ -202,7 +208,7 @@ README_MARKS = ("<!-- paper:start -->", "<!-- paper:end -->")
 
 
 def write_readme_headline(readme: Path, section: Dict[str, Any], report: Path, seeds: Sequence[int],
-                          verdicts: Sequence[str] = ()) -> bool:
+                          verdicts: Sequence[str] = (), title: str = "T1") -> bool:
     """Put T1's table and verdicts (as computed for the report) between the README's paper marks, followed by
     ``verdicts`` (the report's verdict lines, which are shortened to their claim and word).
 
@@ -216,12 +222,13 @@ def write_readme_headline(readme: Path, section: Dict[str, Any], report: Path, s
         return False
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
-    body = [f"Headline (T1), written by `benchmarks/paper.py` on {time.strftime('%Y-%m-%d')} from seeds "
+    body = [f"Headline ({title}), written by `benchmarks/paper.py` on {time.strftime('%Y-%m-%d')} from seeds "
             f"{', '.join(map(str, seeds))} ({machine()}); the rest is in "
             f"[{os.path.relpath(report, readme.parent)}]({os.path.relpath(report, readme.parent)}).", ""]
     body += list(section["md"])
     if verdicts:
         body += ["", "Every claim's verdict in the report:", ""]
-        body += [f"- {line.split('** (', 1)[0].strip('*')}" for line in verdicts]
+        body += [f"- {line.split('** (', 1)[0].strip('*')}" + (" (no runs yet)" if "(no values)" in line else "")
+                 for line in verdicts]
     atomic_write_text(readme, f"{head}{start}\n" + "\n".join(body) + f"\n{end}{tail}")
     return True

@@ -12,7 +12,7 @@ held-out val images with BN recalibrated on training images (val excluded), as T
 
 **The edge rule.** When a method's best point sits on the edge of a numeric axis of its grid, the
 grid grows one step along that axis at the best point's other values (lr: x2 or /2; warm-up: +1
-epoch; a warm-up of 0 is a bound, not an edge), and again, until the best point is inside (at
+epoch, or -1 at a low edge above 0; a warm-up of 0 is a bound, not an edge), and again, until the best point is inside (at
 most ``MAX_ROUNDS`` rounds). Every run of every method is kept in ``selection.json`` under
 ``recipes``; a run is a suite step (``select/runs/<name>.json``), so an interrupted selection
 resumes and a method added later trains only its own runs.
@@ -78,6 +78,12 @@ def methods(p: Protocol) -> List[Method]:
                                "converted, fair sampling, the twin as a frozen teacher (CE + KD)",
                {"sampling": "fair", "loss_reduction": "mean", "eval_configs": "default"},
                {"lr": tuple(lr / 5 for lr in LRS)}, rs_scores, "rs-from-twin", init_from=TWIN, teacher_from=TWIN),
+        # secondary: antialiased down-resizing, on the averaged-loss recipe; its grid starts around that
+        # recipe's best point (lr 0.2, warm-up 3) and grows by the same edge rule
+        Method("fair-antialias", "fair sampling, the losses averaged, every down-resize antialiased",
+               {"sampling": "fair", "loss_reduction": "mean", "eval_configs": "default",
+                "model_args": {**p.model_args, "resize_antialias": True}},
+               {"lr": (0.1, 0.2, 0.4), "warmup_epochs": (2.0, 3.0, 4.0)}, rs_scores, "rs"),
     ]
     return out
 
@@ -94,6 +100,8 @@ def point_step(p: Protocol, m: Method, point: Dict[str, Any], steps: int) -> Ste
         tag = f"alone{train['single_config'][0]:g}"
     if train.get("distill"):
         tag += f"-{train['distill']}"
+    if train.get("model_args", {}).get("resize_antialias"):
+        tag += "-aa"
     if m.teacher_from:
         tag += f"-taught-{m.teacher_from}"
     if m.init_from:
@@ -139,7 +147,7 @@ def extend(grid: Dict[str, Tuple[Any, ...]], best: Dict[str, Any]) -> List[Dict[
         if axis == "lr":
             step = [v * 2] if v == hi else [v / 2] if v == lo else []
         else:
-            step = [v + 1.0] if v == hi else []
+            step = [v + 1.0] if v == hi else [v - 1.0] if v == lo and v > 0 else []
         new += [{**best, axis: float(s)} for s in step]
     return new
 

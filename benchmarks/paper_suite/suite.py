@@ -96,7 +96,7 @@ def screened(protocol: Protocol, work: Path, results_dir: Path, data_dir: Option
     from .protocol import SELECTION
     from .screen import SCREEN_RESULTS, SCREEN_STEPS, methods, run_screen
 
-    from .recipes import aug_methods
+    from .recipes import FROM_SCRATCH, aug_methods
 
     out = results_dir / "selection.json" if protocol.quick else SELECTION
     screen = dict(steps=2 if protocol.quick else SCREEN_STEPS, work=work,
@@ -108,6 +108,12 @@ def screened(protocol: Protocol, work: Path, results_dir: Path, data_dir: Option
         return all((done.get(m.name) or {}).get("best") for m in candidates)
 
     record = json.loads(out.read_text()) if out.is_file() else {}
+    if getattr(args, "report_only", False):
+        needed = [m for m in methods(protocol) if m.side == "alone" or m.name in FROM_SCRATCH]
+        if not finished(record, needed) or not finished(record, aug_methods(protocol, record)):
+            raise ValueError(f"--report-only: the screening in {out} has not finished; run benchmarks/paper.py "
+                             f"--claims recipes (or --select) first")
+        return record
     if not finished(record, methods(protocol)):
         record = run_screen(protocol, **screen)
     second = aug_methods(protocol, record)  # they depend on the first stage's choice
@@ -136,14 +142,20 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
         selection = screened(protocol, work, results_dir, data_dir, args)
         steps = plan_recipes(protocol, seeds, selection) + steps
         analyses["recipes"] = functools.partial(analyse_recipes, selection=selection)
-    run_steps(ctx, steps, args.jobs)
+    if not args.report_only:
+        run_steps(ctx, steps, args.jobs)
     results = {s.name: load_result(ctx, s.name) for s in steps}
+    if args.report_only:
+        missing = [s.name for s in steps if results[s.name] is None]
+        print(f"[paper] --report-only: {len(steps) - len(missing)} of {len(steps)} runs finished"
+              + (f"; missing: {', '.join(missing)}" if missing else ""), flush=True)
     sections = {c: analyses[c](protocol, seeds, results) for c in claims}
     flags = {k: v for sec in sections.values() for k, v in sec["flags"].items()}
     extra = conditional(protocol, seeds, claims, flags)
     if extra:
-        print(f"[paper] adding {', '.join(s.name for s in extra)} (flags: {flags})", flush=True)
-        run_steps(ctx, extra, args.jobs)
+        if not args.report_only:
+            print(f"[paper] adding {', '.join(s.name for s in extra)} (flags: {flags})", flush=True)
+            run_steps(ctx, extra, args.jobs)
         results.update({s.name: load_result(ctx, s.name) for s in extra})
         sections = {c: analyses[c](protocol, seeds, results) for c in claims}
     plots = {}
@@ -158,9 +170,11 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
                  args.threads, plots, results_dir)
     print(f"[paper] wrote {report}")
     verdicts = [line for claim in claims for line in sections[claim]["md"] if line.startswith("**Verdict")]
-    if "t1" in claims and report == RESULTS / "paper.md":  # the committed results: the README quotes T1
+    if report == RESULTS / "paper.md" and ("t1" in claims or "recipes" in claims):  # the README quotes T1
         readme = RESULTS.parent.parent / "README.md"
-        if write_readme_headline(readme, sections["t1"], report, seeds, verdicts):
+        head, title = ((sections["recipes"]["headline"], "T1, every side tuned on val") if "recipes" in claims else
+                       (sections["t1"]["md"], "T1"))
+        if write_readme_headline(readme, {"md": head}, report, seeds, verdicts, title):
             print(f"[paper] wrote the T1 headline into {readme}")
     for line in verdicts:
         print(f"[paper] {line}")

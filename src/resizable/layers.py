@@ -13,6 +13,7 @@ Size2d = Tuple[int, int]
 __all__ = [
     "Resize2d",
     "FixedResize2d",
+    "resize_factory",
     "ScaleBatchNorm2d",
     "ResizableStage",
     "scale_norm",
@@ -21,39 +22,60 @@ __all__ = [
 
 
 class Resize2d(nn.Module):
-    """Stage resize G: interpolates a feature map to the size the active configuration asks for."""
+    """Stage resize G: interpolates a feature map to the size the active configuration asks for.
 
-    def __init__(self, mode: str = "bilinear", align_corners: Optional[bool] = False) -> None:
+    ``antialias=True`` (bilinear and bicubic only) low-pass filters when the map shrinks, as
+    ``torchvision.transforms.v2.Resize`` does for images; growing is unchanged.
+    """
+
+    def __init__(self, mode: str = "bilinear", align_corners: Optional[bool] = False,
+                 antialias: bool = False) -> None:
         super().__init__()
         if mode not in ("bilinear", "nearest", "bicubic", "area"):
             raise ValueError(f"unknown resize mode {mode!r}; accepted: bilinear, nearest, bicubic, area")
+        if antialias and mode not in ("bilinear", "bicubic"):
+            raise ValueError(f"antialias needs mode 'bilinear' or 'bicubic', got {mode!r}")
         self.mode = mode
         # align_corners is only meaningful for the linear modes; torch rejects it for the others.
         self.align_corners = align_corners if mode in ("bilinear", "bicubic") else None
+        self.antialias = bool(antialias)
 
     def forward(self, x: torch.Tensor, size: Size2d) -> torch.Tensor:  # x: (B, C, H, W)
         if x.shape[-2] == size[0] and x.shape[-1] == size[1]:
             return x  # the baseline resolution: no op, no copy
-        return F.interpolate(x, size=size, mode=self.mode, align_corners=self.align_corners)
+        return F.interpolate(x, size=size, mode=self.mode, align_corners=self.align_corners, antialias=self.antialias)
 
     def extra_repr(self) -> str:
-        return f"mode={self.mode!r}, align_corners={self.align_corners}"
+        return f"mode={self.mode!r}, align_corners={self.align_corners}" + (", antialias=True" if self.antialias else "")
 
 
 class FixedResize2d(nn.Module):
     """A resize to one fixed size, as used by an exported static network."""
 
-    def __init__(self, size: Size2d, mode: str = "bilinear", align_corners: Optional[bool] = False) -> None:
+    def __init__(self, size: Size2d, mode: str = "bilinear", align_corners: Optional[bool] = False,
+                 antialias: bool = False) -> None:
         super().__init__()
         self.size = (int(size[0]), int(size[1]))
         self.mode = mode
         self.align_corners = align_corners
+        self.antialias = bool(antialias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, size=self.size, mode=self.mode, align_corners=self.align_corners)
+        return F.interpolate(x, size=self.size, mode=self.mode, align_corners=self.align_corners,
+                             antialias=self.antialias)
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, mode={self.mode!r}"
+        return f"size={self.size}, mode={self.mode!r}" + (", antialias=True" if self.antialias else "")
+
+
+def resize_factory(resize_layer: Callable[[], nn.Module], antialias: bool) -> Callable[[], nn.Module]:
+    """The models' ``resize_layer`` with their ``resize_antialias`` switch applied (bilinear :class:`Resize2d`)."""
+    if not antialias:
+        return resize_layer
+    if resize_layer is not Resize2d:
+        raise ValueError("resize_antialias applies to the default resize layer; give a resize_layer that "
+                         "antialiases instead")
+    return lambda: Resize2d(antialias=True)
 
 
 class ScaleBatchNorm2d(nn.ModuleList):

@@ -106,6 +106,9 @@ def _write_onnx(net: nn.Module, example: torch.Tensor, path: Path, meta: Dict[st
     except ImportError:
         raise ValueError("ONNX export needs the onnx packages: pip install 'resizable[onnx]'") from None
     names = {"input_names": ["input"], "output_names": ["logits"]}
+    if exporter == "legacy" and any(getattr(m, "antialias", False) for m in net.modules()):
+        raise ValueError("the legacy ONNX exporter cannot write antialiased resizes (resize_antialias=True); "
+                         "use onnx_exporter='dynamo' (the default)")
     with atomic_path(path) as tmp:
         if exporter == "dynamo":
             program = torch.onnx.export(

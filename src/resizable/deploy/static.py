@@ -50,7 +50,8 @@ def _make_static(module: nn.Module, resizes: Dict[int, tuple]) -> nn.Module:
                 new.running_var.copy_(child.bank_entry[1])
         elif isinstance(child, Resize2d):
             size_in, size_out = resizes[id(child)]
-            new = nn.Identity() if size_in == size_out else FixedResize2d(size_out, child.mode, child.align_corners)
+            new = (nn.Identity() if size_in == size_out else
+                   FixedResize2d(size_out, child.mode, child.align_corners, child.antialias))
         else:
             new = _make_static(child, resizes)
         if new is not child:

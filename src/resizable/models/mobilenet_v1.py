@@ -27,7 +27,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import nn
 
-from ..layers import Resize2d, plain_norm, scale_norm
+from ..layers import Resize2d, resize_factory, plain_norm, scale_norm
 from ..net import ResizableNet
 from ..registry import register_model
 from ._common import (NormFactory, check_counts, NormLayer, build_staged_features, conv_norm_act, init_weights,
@@ -77,6 +77,7 @@ class ResizableMobileNetV1(ResizableNet):
         scale_bn: one BN per factor (True) or one shared BN (the paper's ablation).
         norm_layer: ``(num_scales, stage) -> norm_layer(num_features)``; overrides ``scale_bn``.
         resize_layer: builds the stage resize module (default bilinear :class:`Resize2d`).
+        resize_antialias: the default resize low-pass filters when it shrinks a map (``antialias=True``).
     """
 
     def __init__(
@@ -93,6 +94,7 @@ class ResizableMobileNetV1(ResizableNet):
         scale_bn: bool = True,
         norm_layer: Optional[NormFactory] = None,
         resize_layer: Callable[[], nn.Module] = Resize2d,
+        resize_antialias: bool = False,
     ) -> None:
         check_counts(num_classes=num_classes, in_chans=in_chans, stem_channels=stem_channels)
         if not width_mult > 0:
@@ -129,7 +131,8 @@ class ResizableMobileNetV1(ResizableNet):
         norm_factory = norm_layer or (scale_norm if scale_bn else plain_norm)
         k = len(self.factors)
         stem_block = conv_norm_act(in_chans, width, 3, stem_stride, norm_factory(k, -1), _relu)
-        built = build_staged_features([stem_block], chain, lambda stage: norm_factory(k, stage), resize_layer)
+        built = build_staged_features([stem_block], chain, lambda stage: norm_factory(k, stage),
+                                       resize_factory(resize_layer, resize_antialias))
         self.features = built.features
         self.attach_stages(built.stem, built.stages)
         self.avgpool = nn.AdaptiveAvgPool2d(1)

@@ -6,7 +6,7 @@ from typing import Callable, Optional, Sequence, Type, Union
 import torch
 from torch import nn
 
-from ..layers import Resize2d, ResizableStage, plain_norm, scale_norm
+from ..layers import Resize2d, resize_factory, ResizableStage, plain_norm, scale_norm
 from ..net import DEFAULT_FACTORS, ResizableNet
 from ..deploy.torchvision import register_converter
 from ..registry import register_model
@@ -123,6 +123,7 @@ class ResizableResNet(ResizableNet):
         scale_bn: one BN per factor (True) or one shared BN (the paper's ablation).
         norm_layer: ``(num_scales, stage) -> norm_layer(num_features)``; overrides ``scale_bn``.
         resize_layer: builds the stage resize module (default bilinear :class:`Resize2d`).
+        resize_antialias: the default resize low-pass filters when it shrinks a map (``antialias=True``).
         drop_rate: dropout before the classifier.
         zero_init_residual: zero the last BN of each residual branch.
     """
@@ -146,6 +147,7 @@ class ResizableResNet(ResizableNet):
         scale_bn: bool = True,
         norm_layer: Optional[NormFactory] = None,
         resize_layer: Callable[[], nn.Module] = Resize2d,
+        resize_antialias: bool = False,
         drop_rate: float = 0.0,
         zero_init_residual: bool = False,
     ) -> None:
@@ -209,6 +211,7 @@ class ResizableResNet(ResizableNet):
         elif stem_pool:
             self.maxpool = nn.MaxPool2d(2, stride=2, ceil_mode=True)
 
+        resize = resize_factory(resize_layer, resize_antialias)
         for i, (planes, n, stride) in enumerate(zip(widths, layers, strides)):
             # A strided first block runs at the previous stage's scale, so its BNs follow that
             # stage's factor; the resize comes right after it.
@@ -217,7 +220,7 @@ class ResizableResNet(ResizableNet):
             for j in range(n):
                 key = i - 1 if j < resize_at else i
                 blocks.append(self._make_block(block_cls, planes, stride if j == 0 else 1, norm_factory(k, key)))
-            setattr(self, f"layer{i + 1}", ResizableStage(blocks, resize_layer(), resize_at))
+            setattr(self, f"layer{i + 1}", ResizableStage(blocks, resize(), resize_at))
 
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)

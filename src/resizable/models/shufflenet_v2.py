@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..deploy.torchvision import register_converter
-from ..layers import Resize2d, ResizableStage, plain_norm, scale_norm
+from ..layers import Resize2d, resize_factory, ResizableStage, plain_norm, scale_norm
 from ..net import DEFAULT_FACTORS, ResizableNet
 from ..registry import register_model
 from ._common import NormFactory, NormLayer, check_counts, conv_norm_act, init_weights
@@ -102,6 +102,7 @@ class ResizableShuffleNetV2(ResizableNet):
         scale_bn: one BN per factor (True) or one shared BN (the paper's ablation).
         norm_layer: ``(num_scales, stage) -> norm_layer(num_features)``; overrides ``scale_bn``.
         resize_layer: builds the stage resize module (default bilinear :class:`Resize2d`).
+        resize_antialias: the default resize low-pass filters when it shrinks a map (``antialias=True``).
     """
 
     def __init__(
@@ -116,6 +117,7 @@ class ResizableShuffleNetV2(ResizableNet):
         scale_bn: bool = True,
         norm_layer: Optional[NormFactory] = None,
         resize_layer: Callable[[], nn.Module] = Resize2d,
+        resize_antialias: bool = False,
     ) -> None:
         check_counts(num_classes=num_classes, in_chans=in_chans, stages_repeats=list(stages_repeats),
                      stages_out_channels=list(stages_out_channels))
@@ -156,11 +158,12 @@ class ResizableShuffleNetV2(ResizableNet):
         if stem == "imagenet":
             self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         inp = widths[0]
+        resize = resize_factory(resize_layer, resize_antialias)
         for i, (name, n, oup) in enumerate(zip(stage_names, repeats, widths[1:-1])):
             # The strided first unit runs at the previous stage's scale: its BNs follow that factor.
             units: List[nn.Module] = [ShuffleUnit(inp, oup, 2, norm_factory(k, i - 1))]
             units += [ShuffleUnit(oup, oup, 1, norm_factory(k, i)) for _ in range(n - 1)]
-            setattr(self, name, ResizableStage(units, resize_layer(), resize_at=1))
+            setattr(self, name, ResizableStage(units, resize(), resize_at=1))
             inp = oup
         self.conv5 = conv_norm_act(inp, widths[-1], 1, 1, norm_factory(k, num_stages - 1), _relu)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
