@@ -21,7 +21,7 @@ demo: setup dataset
 test: setup dataset
 	$(BIN)/python -m pytest -q
 
-# the edit-test loop: everything but the tests marked slow (under 2 minutes on 2 cores)
+# the edit-test loop: everything but the tests marked slow (a few minutes on 2 cores)
 test-quick: setup dataset
 	$(BIN)/python -m pytest -q -m "not slow"
 
