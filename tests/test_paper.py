@@ -283,3 +283,32 @@ def test_edge_rule_grows_the_grid_past_either_edge_except_a_zero_warm_up():
         {"lr": 0.4, "warmup_epochs": 1.0, "loss_reduction": "mean"}]
     assert extend({"lr": (0.1, 0.2), "warmup_epochs": (0.0, 1.0)}, {"lr": 0.1, "warmup_epochs": 0.0}) == [
         {"lr": 0.05, "warmup_epochs": 0.0}]  # a warm-up of 0 is a bound
+
+
+def test_headline_seeds_add_runs_to_the_headline_row_only():
+    from benchmarks.paper_suite.protocol import Protocol
+    from benchmarks.paper_suite.recipes import analyse_recipes, plan_recipes
+
+    selection = json.loads((ROOT / "benchmarks" / "results" / "paper" / "selection.json").read_text())
+    p = Protocol()
+    base = {s.name for s in plan_recipes(p, [0, 1, 2], selection)}
+    more = {s.name for s in plan_recipes(p, [0, 1, 2], selection, [3, 2])} - base  # 2 is a suite seed already
+    assert more == {"full-alone-0.45-s3", "full-alone-0.65-s3", "full-alone-0.85-s3", "full-alone-1-s3",
+                    "full-fair-s3", "full-fair-2x-s3"}
+
+    # four seeds on the headline row, three everywhere else: made-up results where seed 3 alone decides
+    def run(kind, value):
+        cfgs = {",".join([f"{s:g}"] * 3): {"top1": value} for s in p.factors}
+        return {"evals": {kind: cfgs}, "curve": [{"epoch": 1, "top1": {c: value for c in cfgs}, "train_top1": 90.0}]}
+
+    results = {}
+    for seed in (0, 1, 2, 3):
+        for s in p.factors:
+            results[f"full-alone-{s:g}-s{seed}"] = run("own_cal", 90.0)
+        for name in ("full-fair", "full-fair-2x"):
+            results[f"{name}-s{seed}"] = run("test_cal", 90.0 + (seed == 3) * 0.4 + seed * 0.01)
+    rows = analyse_recipes(p, [0, 1, 2], results, selection, [3])["json"]["regimes"]
+    assert rows["full"]["chosen"]["seeds"] == [0, 1, 2, 3] and rows["full"]["paper"]["seeds"] == [0, 1, 2]
+    assert rows["full"]["chosen"]["equal_epochs"]["mean_gain"]["n"] == 4
+    assert abs(rows["full"]["chosen"]["equal_epochs"]["mean_gain"]["mean"] - (0.4 + 0.06) / 4) < 1e-9
+    assert rows["small"]["chosen"]["seeds"] == [0, 1, 2]

@@ -16,6 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--claims", default="all", help="all, or a comma-separated list of: t1, fig5, t9, t11, t2, "
                                                    "fig3d, beyond")
     p.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
+    p.add_argument("--headline-seeds", default=None,
+                   help="recipes claim: more seeds for the headline row only (full regime: the networks alone and "
+                        "the chosen recipe at E and 2E), comma-separated, e.g. 3,4")
     p.add_argument("--quick", action="store_true", help="tiny epochs and network, one seed: every path in a minute "
                                                         "(results under --results-dir, default runs/paper-quick)")
     p.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the system copy)")

@@ -117,9 +117,17 @@ def plan_aug(p: Protocol, seeds: Sequence[int], selection: Dict[str, Any]) -> Li
     return steps
 
 
-def plan_recipes(p: Protocol, seeds: Sequence[int], selection: Dict[str, Any]) -> List[Step]:
+def row_seeds(seeds: Sequence[int], headline_seeds: Sequence[int], regime: str, label: str) -> List[int]:
+    """The seeds of one T1 row: the suite's, plus ``headline_seeds`` for the headline row (full regime, chosen)."""
+    extra = [s for s in headline_seeds if s not in seeds] if (regime, label) == ("full", "chosen") else []
+    return [*seeds, *extra]
+
+
+def plan_recipes(p: Protocol, seeds: Sequence[int], selection: Dict[str, Any],
+                 headline_seeds: Sequence[int] = ()) -> List[Step]:
     """Every run of the claim: networks alone first (cheapest), then each recipe at E and 2E, regime by regime,
-    then T2 and T9 with the chosen recipe."""
+    then T2 and T9 with the chosen recipe; then the headline row's extra seeds (full regime: the networks alone
+    and the chosen recipe at E and 2E)."""
     steps = []
     for regime in REGIMES:
         base = regime_args(p, regime)
@@ -133,7 +141,19 @@ def plan_recipes(p: Protocol, seeds: Sequence[int], selection: Dict[str, Any]) -
                 steps.append(Step(step_name(regime, method, seed), seed=seed, train=opts, evals=("test_cal",)))
                 steps.append(Step(step_name(regime, f"{method}-2x", seed), seed=seed,
                                   train={**opts, "epochs": 2 * base["epochs"]}, evals=("test_cal",)))
-    return steps + plan_aug(p, seeds, selection)
+    steps += plan_aug(p, seeds, selection)
+    extra = row_seeds(seeds, headline_seeds, "full", "chosen")[len(seeds):]
+    if extra:
+        base, method = regime_args(p, "full"), chosen_recipes(selection)[0][1]
+        opts = {**recipe_options(selection, method), **base}
+        for seed in extra:
+            for s in p.factors:
+                steps.append(Step(step_name("full", f"alone-{s:g}", seed), seed=seed,
+                                  train={**recipe_options(selection, f"alone-{s:g}"), **base}, evals=("own_cal",)))
+            steps.append(Step(step_name("full", method, seed), seed=seed, train=opts, evals=("test_cal",)))
+            steps.append(Step(step_name("full", f"{method}-2x", seed), seed=seed,
+                              train={**opts, "epochs": 2 * base["epochs"]}, evals=("test_cal",)))
+    return steps
 
 
 def _gains(p: Protocol, seeds: Sequence[int], results: Results, regime: str, rs: str) -> Dict[str, Any]:
@@ -203,8 +223,8 @@ def _table(equal: Dict[str, Any], double: Dict[str, Any]) -> List[str]:
     return rows
 
 
-def analyse_recipes(p: Protocol, seeds: Sequence[int], results: Results, selection: Dict[str, Any]
-                    ) -> Dict[str, Any]:
+def analyse_recipes(p: Protocol, seeds: Sequence[int], results: Results, selection: Dict[str, Any],
+                    headline_seeds: Sequence[int] = ()) -> Dict[str, Any]:
     data: Dict[str, Any] = {"recipes": {}, "regimes": {}}
     md: List[str] = []
     recipes = chosen_recipes(selection)
@@ -220,11 +240,15 @@ def analyse_recipes(p: Protocol, seeds: Sequence[int], results: Results, selecti
                   "the training images" if regime == "full" else f"{p.t2_train_size} images")
         data["regimes"][regime] = {}
         for label, method in recipes:
-            equal = _gains(p, seeds, results, regime, method)
-            double = _gains(p, seeds, results, regime, f"{method}-2x")
+            these = row_seeds(seeds, headline_seeds, regime, label)
+            equal = _gains(p, these, results, regime, method)
+            double = _gains(p, these, results, regime, f"{method}-2x")
             g = goal(equal, double)
-            data["regimes"][regime][label] = {"equal_epochs": equal, "2x_epochs": double, "goal": g}
+            data["regimes"][regime][label] = {"equal_epochs": equal, "2x_epochs": double, "goal": g, "seeds": these}
             md += [f"### {regime} regime ({images}, {base['epochs']} epochs alone), {label} recipe (`{method}`)", ""]
+            if these != list(seeds):
+                md += [f"The headline row: seeds {', '.join(map(str, these))} (the suite's and `--headline-seeds`).",
+                       ""]
             md += _table(equal, double)
             md += ["", f"**Verdict (T1 {regime}, {label}, equal epochs): {equal['mean_gain']['verdict']}** "
                        f"({equal['mean_gain'].get('why', 'no values')})", "",
@@ -240,7 +264,7 @@ def analyse_recipes(p: Protocol, seeds: Sequence[int], results: Results, selecti
         if conv:
             md += ["Networks alone, first seed, converged by T2's rule (val moved < 0.5 over the last quarter): "
                    + ", ".join(f"{uniform(s)} {'yes' if c['converged'] else 'no'} "
-                               f"(val moved {_pts(c['late_val_change'])}, train top-1 {c['final_train_top1']:.2f} %)"
+                               f"(val moved {_pts(c['late_val_change'])}, train top-1 {_pct(c['final_train_top1'])})"
                                for s, c in conv.items()), ""]
     md += closest(data)
     md += under_training(p, seeds, results, recipes, data)
@@ -286,7 +310,8 @@ def headline(p: Protocol, seeds: Sequence[int], data: Dict[str, Any], selection:
              f"recalibrated, seeds {', '.join(map(str, seeds))}; gain = RS - alone, averaged over the four "
              "configurations per seed; verdicts by the t distribution for the seeds' degrees of freedom. Goal: "
              f"(b) >= alone at every configuration and (a) within {EQUAL_EPOCH_GAP:g} point.", "", *rows, "",
-             f"Full regime ({60000 - p.val_size:,} images, {p.epochs} epochs alone), chosen recipe, per configuration:",
+             f"Full regime ({60000 - p.val_size:,} images, {p.epochs} epochs alone), chosen recipe, per configuration"
+             f" (seeds {', '.join(map(str, full.get('seeds', seeds)))}):",
              "", *_table(full["equal_epochs"], full["2x_epochs"]), "",
              f"What changed: the first suite trained RS with Algorithm 1 at the lr tuned for the all-1.0 network alone "
              f"(its T1 is in the report). Tuned on val with the same budget as every baseline (mean val top-1 of the uniform "
@@ -335,7 +360,7 @@ def under_training(p: Protocol, seeds: Sequence[int], results: Results, recipes:
             if eq is None or two is None:
                 continue
             closed = None if eq >= 0 else (two - eq) / -eq
-            fit = {what: _final_train_top1(results, [step_name(regime, name, s) for s in seeds])
+            fit = {what: _final_train_top1(results, [step_name(regime, name, s) for s in r.get("seeds", seeds)])
                    for what, name in (("rs", method), ("rs_2x", f"{method}-2x"), ("alone_1", f"alone-{top}"))}
             out[f"{regime}/{label}"] = {"gain_equal": eq, "gain_2x": two, "gap_closed": closed, "train_top1": fit,
                                         "under_training": two >= 0 or (closed is not None and closed >= 0.5)}
@@ -376,6 +401,10 @@ def _aug_section(p: Protocol, seeds: Sequence[int], results: Results, data: Dict
             f"**Verdict (T2, chosen recipe): {t2['verdict']}** ({t2.get('why', 'no values')})", "",
             f"**Verdict (T9, chosen recipe): {t9['verdict']}** ({t9.get('why', 'no values')})", "",
             f"Baseline converged (T2's rule) in {sum(c['converged'] for c in conv)} of {len(conv)} seed(s).", ""]
+
+
+def _pct(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x:.2f} %"
 
 
 def _pts(x: Optional[float]) -> str:

@@ -140,8 +140,9 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
     steps = plan(protocol, seeds, [c for c in claims if c != "recipes"])
     if "recipes" in claims:  # the screening first (resumable), then every side at its own tuned point
         selection = screened(protocol, work, results_dir, data_dir, args)
-        steps = plan_recipes(protocol, seeds, selection) + steps
-        analyses["recipes"] = functools.partial(analyse_recipes, selection=selection)
+        more = parse_seeds(args.headline_seeds) if args.headline_seeds and not protocol.quick else []
+        steps = plan_recipes(protocol, seeds, selection, more) + steps
+        analyses["recipes"] = functools.partial(analyse_recipes, selection=selection, headline_seeds=more)
     if not args.report_only:
         run_steps(ctx, steps, args.jobs)
     results = {s.name: load_result(ctx, s.name) for s in steps}
