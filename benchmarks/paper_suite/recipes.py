@@ -335,7 +335,8 @@ def headline(p: Protocol, seeds: Sequence[int], data: Dict[str, Any], selection:
     if ut:
         lines += ["", "Under-training? " + "; ".join(
             f"{k}: the gap {v['gain_equal']:+.2f} at equal epochs becomes {v['gain_2x']:+.2f} at 2x"
-            + (" (under-training)" if v["under_training"] else " (more than under-training)") for k, v in ut.items())
+            + (" (under-training)" if v["under_training"] else " (more than under-training)")
+            + ("" if v["complete"] else ", partial") for k, v in ut.items())
             + "."]
     return lines
 
@@ -363,10 +364,12 @@ def under_training(p: Protocol, seeds: Sequence[int], results: Results, recipes:
             fit = {what: _final_train_top1(results, [step_name(regime, name, s) for s in r.get("seeds", seeds)])
                    for what, name in (("rs", method), ("rs_2x", f"{method}-2x"), ("alone_1", f"alone-{top}"))}
             out[f"{regime}/{label}"] = {"gain_equal": eq, "gain_2x": two, "gap_closed": closed, "train_top1": fit,
-                                        "under_training": two >= 0 or (closed is not None and closed >= 0.5)}
+                                        "under_training": two >= 0 or (closed is not None and closed >= 0.5),
+                                        "complete": bool(r.get("goal", {}).get("complete"))}
             share = "" if closed is None else f", closing {100 * closed:.0f} % of the gap"
             fits = ", ".join(f"{k} {v:.2f} %" for k, v in fit.items() if v is not None)
-            lines.append(f"{regime} regime, {label} recipe: mean gain {eq:+.2f} at equal epochs, {two:+.2f} at 2x"
+            lines.append(("" if r.get("goal", {}).get("complete") else "(partial: some runs unfinished) ")
+                         + f"{regime} regime, {label} recipe: mean gain {eq:+.2f} at equal epochs, {two:+.2f} at 2x"
                          f"{share} (last-epoch train top-1: {fits}); "
                          + ("twice the epochs brings RS to the networks alone or closes at least half the gap: "
                             "the gap behaves like under-training" if out[f"{regime}/{label}"]["under_training"] else
