@@ -281,15 +281,16 @@ def analyse_recipes(p: Protocol, seeds: Sequence[int], results: Results, selecti
 
 def _recipe_words(opts: Dict[str, Any]) -> str:
     warm = opts.get("warmup_epochs")
-    return (f"{opts.get('sampling')} sampling, the k losses {'summed' if opts.get('loss_reduction') == 'sum' else 'averaged'}"
-            f", lr {_g(opts.get('lr'))}, " + ("no warm-up" if not warm else f"warm-up {_g(warm)} epochs")
+    combined = "summed" if opts.get("loss_reduction") == "sum" else "averaged"
+    return (f"{opts.get('sampling')} sampling, the k losses {combined}, lr {_g(opts.get('lr'))}, " + ("no warm-up" if not warm else f"warm-up {_g(warm)} epochs")
             + (f", distillation {opts['distill']}" if opts.get("distill") not in (None, "none") else ""))
 
 
 def headline(p: Protocol, seeds: Sequence[int], data: Dict[str, Any], selection: Dict[str, Any]) -> List[str]:
     """The README's summary: each recipe's mean gain in each regime, the chosen recipe's per-configuration table in
     the full regime, the under-training reading, and what the screening changed (its val scores)."""
-    rows = ["| regime | recipe | RS epochs (a) / (b) | mean gain (a) | verdict (a) | mean gain (b) | verdict (b) | goal |",
+    rows = ["| regime | recipe | RS epochs (a) / (b) | mean gain (a) | verdict (a) | mean gain (b) | verdict (b) "
+            "| goal |",
             "| --- | --- | --- | ---: | --- | ---: | --- | --- |"]
     for regime in REGIMES:
         e = regime_args(p, regime)["epochs"]
@@ -304,9 +305,8 @@ def headline(p: Protocol, seeds: Sequence[int], data: Dict[str, Any], selection:
     scores = {name: _method(selection, name)["best"]["val_score"] for name in (method, "paper")}
     chosen_opts, paper_opts = data["recipes"]["chosen"]["options"], recipe_options(selection, "paper")
     lines = ["Each uniform configuration trained alone at its own point tuned on val, against one RS network "
-             "trained with the **chosen** recipe (" + _recipe_words(data["recipes"]["chosen"]["options"]) + ") and "
-             "with the **paper**'s Algorithm 1 at its own tuned lr (" + _recipe_words(recipe_options(selection, "paper"))
-             + "). (a): RS trains as many epochs as each network alone, (b): twice as many. Test top-1 %, BN "
+             "trained with the **chosen** recipe (" + _recipe_words(chosen_opts) + ") and "
+             "with the **paper**'s Algorithm 1 at its own tuned lr (" + _recipe_words(paper_opts) + "). (a): RS trains as many epochs as each network alone, (b): twice as many. Test top-1 %, BN "
              f"recalibrated, seeds {', '.join(map(str, seeds))}; gain = RS - alone, averaged over the four "
              "configurations per seed; verdicts by the t distribution for the seeds' degrees of freedom. Goal: "
              f"(b) >= alone at every configuration and (a) within {EQUAL_EPOCH_GAP:g} point.", "", *rows, "",
@@ -314,9 +314,9 @@ def headline(p: Protocol, seeds: Sequence[int], data: Dict[str, Any], selection:
              f" (seeds {', '.join(map(str, full.get('seeds', seeds)))}):",
              "", *_table(full["equal_epochs"], full["2x_epochs"]), "",
              f"What changed: the first suite trained RS with Algorithm 1 at the lr tuned for the all-1.0 network alone "
-             f"(its T1 is in the report). Tuned on val with the same budget as every baseline (mean val top-1 of the uniform "
-             f"configurations after the screening's short runs), Algorithm 1 scores "
-             f"{scores['paper']:.2f} at its best lr, {_g(recipe_options(selection, 'paper')['lr'])}, and the chosen "
+             f"(its T1 is in the report). Tuned on val with the same budget as every baseline (mean val top-1 of the "
+             f"uniform configurations after the screening's short runs), Algorithm 1 scores "
+             f"{scores['paper']:.2f} at its best lr, {_g(paper_opts['lr'])}, and the chosen "
              f"recipe {scores[method]:.2f}" + (
                  ": summed, the k losses step the shared weights about k times as far as one network's, so a lr that "
                  "suits one network throws them off in the first steps, and a lr small enough for the sum trains "

@@ -12,8 +12,8 @@ held-out val images with BN recalibrated on training images (val excluded), as T
 
 **The edge rule.** When a method's best point sits on the edge of a numeric axis of its grid, the
 grid grows one step along that axis at the best point's other values (lr: x2 or /2; warm-up: +1
-epoch, or -1 at a low edge above 0; a warm-up of 0 is a bound, not an edge), and again, until the best point is inside (at
-most ``MAX_ROUNDS`` rounds). Every run of every method is kept in ``selection.json`` under
+epoch, or -1 at a low edge above 0; a warm-up of 0 is a bound, not an edge), and again, until the
+best point is inside (at most ``MAX_ROUNDS`` rounds). Every run of every method is kept in ``selection.json`` under
 ``recipes``; a run is a suite step (``select/runs/<name>.json``), so an interrupted selection
 resumes and a method added later trains only its own runs.
 """

@@ -56,7 +56,8 @@ def run_selection(protocol: Protocol, *, steps: Optional[int], work: Path, out: 
     for lr in lrs:
         for aug in augment:
             base = dataclasses.replace(protocol, lr=lr, augment=aug, max_steps_per_epoch=steps)
-            train_args = dict(PINNED, **base.train_args(), data_dir=data_dir, sampling="single", single_config=(1.0, 1.0, 1.0),
+            train_args = dict(PINNED, **base.train_args(), data_dir=data_dir, sampling="single",
+                              single_config=(1.0, 1.0, 1.0),
                               eval_configs="1,1,1", eval_calibrate_bn=0, seed=0)
             tasks.append({"train": train_args, "name": f"select-lr{lr:g}-aug{int(aug)}-s{steps or 0}", "lr": lr,
                           "augment": aug, "threads": threads, "work": str(work), "device": device})

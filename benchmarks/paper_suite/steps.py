@@ -67,8 +67,6 @@ def load_result(ctx: Context, name: str) -> Optional[Dict[str, Any]]:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-
-
 def _options(ctx: Context, step: Step) -> Dict[str, Any]:
     opts = dict(PINNED)
     opts.update(ctx.protocol.train_args(), seed=step.seed, data_dir=ctx.data_dir)

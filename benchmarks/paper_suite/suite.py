@@ -108,7 +108,7 @@ def screened(protocol: Protocol, work: Path, results_dir: Path, data_dir: Option
         return all((done.get(m.name) or {}).get("best") for m in candidates)
 
     record = json.loads(out.read_text()) if out.is_file() else {}
-    if getattr(args, "report_only", False):
+    if args.report_only:
         needed = [m for m in methods(protocol) if m.side == "alone" or m.name in FROM_SCRATCH]
         if not finished(record, needed) or not finished(record, aug_methods(protocol, record)):
             raise ValueError(f"--report-only: the screening in {out} has not finished; run benchmarks/paper.py "

@@ -99,7 +99,7 @@ def run_demo(cfg: DemoOptions) -> Path:
                             dataset="fashion-mnist", data_dir=cfg.data_dir, epochs=cfg.epochs,
                             batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             schedule="cosine", sampling="fair", loss_reduction=cfg.loss_reduction,
-                            warmup_epochs=cfg.epochs / 2 if cfg.warmup_epochs is None else cfg.warmup_epochs,
+                            warmup_epochs=cfg.warmup_epochs,
                             seed=cfg.seed, out_dir=cfg.out_dir, name=name, device=cfg.device,
                             progress=cfg.progress, augment=cfg.augment, channels_last=cfg.channels_last,
                             eval_configs="minmax",
@@ -110,7 +110,7 @@ def run_demo(cfg: DemoOptions) -> Path:
     print(f"training {cfg.model} {dict(cfg.model_args)} on the 60,000 Fashion-MNIST training images, factors "
           f"{tuple(cfg.factors)}: {len(configs)} configurations, {distinct} with distinct stage resolutions; "
           f"fair sampling, the {cfg.loss_reduction} of the 4 losses, lr {cfg.lr:g} after a warm-up of "
-          f"{train_cfg.warmup_epochs:g} epochs, {cfg.epochs} epochs", flush=True)
+          f"{train_cfg.warmup:g} epochs, {cfg.epochs} epochs", flush=True)
     run_dir = train(train_cfg)
     train_seconds = time.perf_counter() - start
     rows = evaluate_checkpoint(EvalOptions(checkpoint=str(run_dir), configs="all", device=cfg.device,
@@ -129,7 +129,7 @@ def run_demo(cfg: DemoOptions) -> Path:
     summary = {
         "model": cfg.model, "model_args": dict(cfg.model_args), "factors": list(cfg.factors),
         "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
-        "loss_reduction": cfg.loss_reduction, "warmup_epochs": train_cfg.warmup_epochs,
+        "loss_reduction": cfg.loss_reduction, "warmup_epochs": train_cfg.warmup,
         "seed": cfg.seed,
         "calibrate_bn": cfg.calibrate_bn, "num_configs": len(rows), "distinct_resolutions": distinct,
         "full": {"config": full["config"], "top1": full["top1_pct"], "mmacs": full["mmacs"]},

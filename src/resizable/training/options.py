@@ -102,6 +102,11 @@ class TrainOptions:
                                  "resizable calibrate RUN builds it later)")
     progress: bool = option(True, "show progress bars (the line per epoch is printed either way)")
 
+    @property
+    def warmup(self) -> float:
+        """The warm-up in epochs: ``warmup_epochs``, or half of ``epochs`` when it is None (the default)."""
+        return self.epochs / 2 if self.warmup_epochs is None else self.warmup_epochs
+
     def __post_init__(self) -> None:
         if isinstance(self.distill, bool):  # the option was a switch: true meant the step's largest configuration
             object.__setattr__(self, "distill", "largest" if self.distill else "none")

@@ -48,8 +48,7 @@ class TrainingDiverged(RuntimeError):
 def lr_factor(step: int, steps_per_epoch: int, cfg: TrainOptions) -> float:
     """Multiplier of the peak rate at optimizer step ``step`` (warm-up, then the schedule)."""
     total = cfg.epochs * steps_per_epoch
-    epochs = cfg.epochs / 2 if cfg.warmup_epochs is None else cfg.warmup_epochs  # None: the default, half the run
-    warmup = int(round(epochs * steps_per_epoch))
+    warmup = int(round(cfg.warmup * steps_per_epoch))
     if step < warmup:
         return (step + 1) / warmup
     if cfg.schedule == "constant":
@@ -81,7 +80,7 @@ def _with_warmup(cfg: TrainOptions) -> TrainOptions:
     run = resume_folder(cfg.resume) if cfg.resume else None
     before = saved_options(run, TrainOptions).get("warmup_epochs") if run is not None and (
         (run / "config.yaml").is_file() or (run / CHECKPOINT_NAME).is_file()) else None
-    return dataclasses.replace(cfg, warmup_epochs=before if before is not None else cfg.epochs / 2)
+    return dataclasses.replace(cfg, warmup_epochs=before if before is not None else cfg.warmup)
 
 
 class _Run:
