@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .claims import converged, top1
 from .protocol import Protocol
+from .screen import grid_value, screening_table
 from .stats import compare, fmt, fmt_diff, verdict
 from .steps import Step
 
@@ -268,6 +269,7 @@ def analyse_recipes(p: Protocol, seeds: Sequence[int], results: Results, selecti
                                for s, c in conv.items()), ""]
     md += closest(data)
     md += under_training(p, seeds, results, recipes, data)
+    md += limits(data)
     md += _aug_section(p, seeds, results, data)
     flagged = sorted(n for n, r in results.items() if r and r.get("stability"))
     data["stability_flagged"] = {n: results[n]["stability"] for n in flagged}
@@ -282,7 +284,8 @@ def analyse_recipes(p: Protocol, seeds: Sequence[int], results: Results, selecti
 def _recipe_words(opts: Dict[str, Any]) -> str:
     warm = opts.get("warmup_epochs")
     combined = "summed" if opts.get("loss_reduction") == "sum" else "averaged"
-    return (f"{opts.get('sampling')} sampling, the k losses {combined}, lr {_g(opts.get('lr'))}, " + ("no warm-up" if not warm else f"warm-up {_g(warm)} epochs")
+    return (f"{opts.get('sampling')} sampling, the k losses {combined}, lr {grid_value(opts.get('lr'))}, "
+            + ("no warm-up" if not warm else f"warm-up {grid_value(warm)} epochs")
             + (f", distillation {opts['distill']}" if opts.get("distill") not in (None, "none") else ""))
 
 
@@ -306,7 +309,8 @@ def headline(p: Protocol, seeds: Sequence[int], data: Dict[str, Any], selection:
     chosen_opts, paper_opts = data["recipes"]["chosen"]["options"], recipe_options(selection, "paper")
     lines = ["Each uniform configuration trained alone at its own point tuned on val, against one RS network "
              "trained with the **chosen** recipe (" + _recipe_words(chosen_opts) + ") and "
-             "with the **paper**'s Algorithm 1 at its own tuned lr (" + _recipe_words(paper_opts) + "). (a): RS trains as many epochs as each network alone, (b): twice as many. Test top-1 %, BN "
+             "with the **paper**'s Algorithm 1 at its own tuned lr (" + _recipe_words(paper_opts) + "). (a): RS trains "
+             "as many epochs as each network alone, (b): twice as many. Test top-1 %, BN "
              f"recalibrated, seeds {', '.join(map(str, seeds))}; gain = RS - alone, averaged over the four "
              "configurations per seed; verdicts by the t distribution for the seeds' degrees of freedom. Goal: "
              f"(b) >= alone at every configuration and (a) within {EQUAL_EPOCH_GAP:g} point.", "", *rows, "",
@@ -316,7 +320,7 @@ def headline(p: Protocol, seeds: Sequence[int], data: Dict[str, Any], selection:
              f"What changed: the first suite trained RS with Algorithm 1 at the lr tuned for the all-1.0 network alone "
              f"(its T1 is in the report). Tuned on val with the same budget as every baseline (mean val top-1 of the "
              f"uniform configurations after the screening's short runs), Algorithm 1 scores "
-             f"{scores['paper']:.2f} at its best lr, {_g(paper_opts['lr'])}, and the chosen "
+             f"{scores['paper']:.2f} at its best lr, {grid_value(paper_opts['lr'])}, and the chosen "
              f"recipe {scores[method]:.2f}" + (
                  ": summed, the k losses step the shared weights about k times as far as one network's, so a lr that "
                  "suits one network throws them off in the first steps, and a lr small enough for the sum trains "
@@ -330,7 +334,8 @@ def headline(p: Protocol, seeds: Sequence[int], data: Dict[str, Any], selection:
         c = data["closest"]
         lines += ["", f"Goal met by none; closest: the {c['recipe']} recipe in the {c['regime']} regime (worst "
                       f"configuration {_pts(c['worst_gain_2x'])} at 2x epochs, {_pts(c['worst_gain_equal'])} at "
-                      f"equal epochs)."]
+                      f"equal epochs)." + (f" What limits it: {data['limits_text']}" if data.get("limits_text")
+                                           else "")]
     ut = data.get("under_training", {})
     if ut:
         lines += ["", "Under-training? " + "; ".join(
@@ -381,6 +386,63 @@ def under_training(p: Protocol, seeds: Sequence[int], results: Results, recipes:
             "the step's largest configuration):", "", *[f"- {line}." for line in lines], ""]
 
 
+def limits(data: Dict[str, Any]) -> List[str]:
+    """What limits the recipe closest to the goal, read from its numbers (only when no recipe meets the goal):
+    at equal epochs, whether RS fits its training images less than the network alone and how much of the gap
+    twice the epochs closes; at 2x epochs, whether the configurations still short of alone are within the seeds'
+    noise, and, where one is really below, whether RS fits its training images as well (then the shared weights'
+    compromise between resolutions, not training, is what is left)."""
+    c = data.get("closest")
+    if not c:
+        return []
+    regime, label = c["regime"], c["recipe"]
+    row, ut = data["regimes"][regime][label], data.get("under_training", {}).get(f"{regime}/{label}", {})
+    fit = ut.get("train_top1", {})
+    rs, rs2, alone = (fit.get(k) for k in ("rs", "rs_2x", "alone_1"))
+    out, reading = [], {}
+    short_eq = {cfg: x["mean"] for cfg, x in row["equal_epochs"]["configs"].items()
+                if x.get("mean") is not None and x["mean"] < -EQUAL_EPOCH_GAP}
+    if short_eq:
+        underfit = rs is not None and alone is not None and rs < alone
+        closed = ut.get("gap_closed")
+        reading["equal_epochs"] = "training budget" if underfit and (closed or 0) >= 0.5 else "other"
+        out.append(f"at equal epochs, {', '.join(f'{k} ({v:+.2f})' for k, v in short_eq.items())} miss the "
+                   f"{EQUAL_EPOCH_GAP:g}-point allowance; RS's largest configuration ends at train top-1 {_pct(rs)} "
+                   f"against {_pct(alone)} alone, and twice the epochs "
+                   + ("keeps RS ahead on average" if closed is None else "closes the whole mean gap" if closed >= 1
+                      else f"closes {100 * closed:.0f} % of the mean gap")
+                   + (": RS under-fits at equal epochs, so what limits it there is the training budget (each step's "
+                      "update of the shared weights is shared by the k configurations, each adding a k-th of the "
+                      "loss), not what the shared weights can learn" if reading["equal_epochs"] == "training budget"
+                      else ": the gap is not only under-fitting"))
+    short_2x = {cfg: x for cfg, x in row["2x_epochs"]["configs"].items()
+                if x.get("mean") is not None and x["mean"] < 0}
+    noise = {k: x for k, x in short_2x.items() if x["verdict"] != "disagrees"}
+    real = {k: x for k, x in short_2x.items() if x["verdict"] == "disagrees"}
+    if noise:
+        reading["2x_within_noise"] = sorted(noise)
+        out.append("at 2x epochs, " + ", ".join(
+            f"{k} ({x['mean']:+.2f}, t x se = {x['t_critical'] * x['se']:.2f})" if x.get("se") is not None
+            else f"{k} ({x['mean']:+.2f})" for k, x in noise.items())
+            + " fall short by less than the seeds can resolve: their sign, which the goal's rule turns on, is "
+              "within the noise, and more seeds would tell")
+    if real:
+        fits = rs2 is not None and alone is not None and rs2 >= alone
+        reading["2x_below"] = {"configs": sorted(real), "fits_as_well": fits}
+        below = ", ".join(f"{k} ({x['mean']:+.2f})" for k, x in real.items())
+        out.append(f"at 2x epochs, {below} stay below alone "
+                   + (f"although RS fits its training images as well ({_pct(rs2)} against {_pct(alone)}): what is "
+                      "left is the shared weights' compromise between resolutions, not training" if fits else
+                      f"and RS still fits its training images less ({_pct(rs2)} against {_pct(alone)}): more "
+                      "epochs may still help"))
+    data["limits"] = reading
+    if not out:
+        return []
+    data["limits_text"] = "; ".join(out) + "."
+    return [f"**What limits the closest recipe ({label}, {regime} regime)?** Read from its rows: "
+            + data["limits_text"], ""]
+
+
 def _aug_section(p: Protocol, seeds: Sequence[int], results: Results, data: Dict[str, Any]) -> List[str]:
     """T2 (RS-Aug against its baseline) and T9 (scale-aware against shared BN) with the chosen recipe."""
     top = uniform(max(p.factors))
@@ -412,40 +474,3 @@ def _pct(x: Optional[float]) -> str:
 
 def _pts(x: Optional[float]) -> str:
     return "-" if x is None else f"{x:+.2f}"
-
-
-def screening_table(selection: Dict[str, Any]) -> List[str]:
-    """Every screened method: its grid, best point, val score, and the runs the stability rule flagged."""
-    rec = selection.get("recipes") or {}
-    if not rec:
-        return []
-    b = rec.get("budget", {})
-    md = ["#### The screening (val, seed 0)", "",
-          f"Each grid point trained {b.get('epochs')} epochs of {b.get('steps_per_epoch')} steps (batch "
-          f"{b.get('batch_size')}; the cosine schedule compressed), scored on val with BN {b.get('bn')}. "
-          f"{rec.get('edge_rule', '')}. Every run is in `select/runs/`. One seed on {b.get('val_size')} val images: "
-          f"a score's binomial standard error is about 0.4 points near 90 %, so points closer than that are a "
-          f"coin toss; the grid still picks the highest.", "",
-          "| method | side | grid | best point | val score | on edge | flagged runs |",
-          "| --- | --- | --- | --- | ---: | --- | --- |"]
-    for name, m in rec.get("methods", {}).items():
-        best = m.get("best") or {}
-        grid = "; ".join(f"{k}: {', '.join(map(_g, v))}" for k, v in m["grid"].items())
-        flagged = [r["run"] for r in m["runs"] if r.get("stability")]
-        score = f"{best['val_score']:.2f}" if best else "unfinished"
-        md.append(f"| `{name}` | {m['side']} | {grid} | {best.get('point', '-')} | {score} | "
-                  f"{'yes' if m.get('on_edge') else 'no'} | "
-                  f"{', '.join(flagged) or '-'} |")
-    md.append("")
-    aa, plain = (rec.get("methods", {}).get(n, {}).get("best") for n in ("fair-antialias", "fair"))
-    if aa and plain:
-        md += [f"Antialiased down-resizing (secondary): val {aa['val_score']:.2f} at {aa['point']} against "
-               f"{plain['val_score']:.2f} for the same recipe without it at {plain['point']}: "
-               + ("it helps on val, so it is kept (`resize_antialias=True`)" if aa["val_score"] > plain["val_score"]
-                  else "it does not help on val, so the network keeps plain bilinear resizes "
-                       "(`resize_antialias` stays an option, off by default)") + ".", ""]
-    return md
-
-
-def _g(v: Any) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)

@@ -260,3 +260,40 @@ def run_screen(p: Protocol, *, steps: int, work: Path, results: Path = SCREEN_RE
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(record, indent=1, default=str) + "\n")
     return record
+
+
+def screening_table(selection: Dict[str, Any]) -> List[str]:
+    """Every screened method: its grid, best point, val score, and the runs the stability rule flagged."""
+    rec = selection.get("recipes") or {}
+    if not rec:
+        return []
+    b = rec.get("budget", {})
+    md = ["#### The screening (val, seed 0)", "",
+          f"Each grid point trained {b.get('epochs')} epochs of {b.get('steps_per_epoch')} steps (batch "
+          f"{b.get('batch_size')}; the cosine schedule compressed), scored on val with BN {b.get('bn')}. "
+          f"{rec.get('edge_rule', '')}. Every run is in `select/runs/`. One seed on {b.get('val_size')} val images: "
+          f"a score's binomial standard error is about 0.4 points near 90 %, so points closer than that are a "
+          f"coin toss; the grid still picks the highest.", "",
+          "| method | side | grid | best point | val score | on edge | flagged runs |",
+          "| --- | --- | --- | --- | ---: | --- | --- |"]
+    for name, m in rec.get("methods", {}).items():
+        best = m.get("best") or {}
+        grid = "; ".join(f"{k}: {', '.join(map(grid_value, v))}" for k, v in m["grid"].items())
+        flagged = [r["run"] for r in m["runs"] if r.get("stability")]
+        score = f"{best['val_score']:.2f}" if best else "unfinished"
+        md.append(f"| `{name}` | {m['side']} | {grid} | {best.get('point', '-')} | {score} | "
+                  f"{'yes' if m.get('on_edge') else 'no'} | "
+                  f"{', '.join(flagged) or '-'} |")
+    md.append("")
+    aa, plain = (rec.get("methods", {}).get(n, {}).get("best") for n in ("fair-antialias", "fair"))
+    if aa and plain:
+        md += [f"Antialiased down-resizing (secondary): val {aa['val_score']:.2f} at {aa['point']} against "
+               f"{plain['val_score']:.2f} for the same recipe without it at {plain['point']}: "
+               + ("it helps on val, so it is kept (`resize_antialias=True`)" if aa["val_score"] > plain["val_score"]
+                  else "it does not help on val, so the network keeps plain bilinear resizes "
+                       "(`resize_antialias` stays an option, off by default)") + ".", ""]
+    return md
+
+
+def grid_value(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
