@@ -101,7 +101,7 @@ def test_t_critical_values_are_the_textbook_ones():
 
 
 def test_the_val_front_and_its_random_mix():
-    from benchmarks.paper_suite.claims import front_mix, val_front
+    from benchmarks.paper_suite.fig3d import front_mix, val_front
 
     costs = {"a": 1.0, "b": 2.0, "c": 2.5, "d": 3.0}
     val = {"a": 80.0, "b": 90.0, "c": 85.0, "d": 95.0}  # c is dominated by b

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Sequence
 
-from .claims import cfg
+from .runs import cfg
 from .protocol import Protocol
 from .steps import Step
 

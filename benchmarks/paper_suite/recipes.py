@@ -24,13 +24,13 @@ from __future__ import annotations
 import statistics
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .claims import converged, top1
+from .claims import converged
 from .protocol import Protocol
+from .runs import Results, top1
 from .screen import grid_value, screening_table
 from .stats import compare, fmt, fmt_diff, verdict
 from .steps import Step
 
-Results = Dict[str, Dict[str, Any]]
 FROM_SCRATCH = ("fair", "paper", "sandwich-full", "fair-ensemble")
 EQUAL_EPOCH_GAP = 0.5
 REGIMES = ("full", "small")

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .claims import TITLES, fig3d_tables, all_top1, cfg, mmacs, val_front
+from .claims import TITLES
+from .fig3d import fig3d_tables, val_front
 from .plan import COSTLY_SEEDS
 from .protocol import Protocol
-
-Results = Dict[str, Dict[str, Any]]
+from .runs import Results, all_top1, cfg, mmacs
 
 
 def _mean_table(results: Results, names: Sequence[str], kind: str) -> Dict[str, float]:

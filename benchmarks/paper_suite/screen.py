@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .protocol import RESULTS, SELECTION, Protocol
-from .steps import Context, Step, load_result
+from .steps import Context, Step, load_result, run_steps
 
 SCREEN_RESULTS = RESULTS / "paper" / "select"
 SCREEN_STEPS = 80          # steps per epoch of a screening run (6 x 80 = 480 steps, 1.1 passes over 55k images)
@@ -169,7 +169,6 @@ def method_state(ctx: Context, p: Protocol, m: Method, grid: Dict[str, Tuple[Any
 def _make_kept_networks(ctx: Context, p: Protocol, chosen: Sequence[Method], jobs: int) -> None:
     """The networks some methods start from: the suite's own (refused when missing), or trained here in --quick."""
     from .plan import single_step
-    from .suite import run_steps
 
     needed = sorted({n for m in chosen for n in (m.init_from, m.teacher_from) if n})
     missing = [n for n in needed if not ctx.weights_path(n).is_file()]
@@ -188,8 +187,6 @@ def select(ctx: Context, p: Protocol, steps: int, jobs: int, only: Optional[Sequ
     ``candidates``: the methods (default :func:`methods`; the second stage passes the ones that depend on
     the first stage's choice).
     """
-    from .suite import run_steps
-
     candidates = list(candidates) if candidates is not None else methods(p)
     known = [m.name for m in candidates]
     unknown = sorted(set(only or ()) - set(known))

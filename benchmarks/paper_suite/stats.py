@@ -15,7 +15,7 @@ import math
 import statistics
 from typing import Any, Dict, List, Optional, Sequence
 
-__all__ = ["summary", "compare", "verdict", "fmt", "fmt_diff", "t_cdf", "t_critical"]
+__all__ = ["summary", "compare", "verdict", "verdict_line", "fmt", "fmt_diff", "t_cdf", "t_critical"]
 
 
 def _t_pdf(x: float, df: int) -> float:
@@ -105,3 +105,8 @@ def fmt_diff(c: Dict[str, Any]) -> str:
         return "-"
     se = f" (se {c['se']:.2f})" if c.get("se") is not None else ""
     return f"{c['mean']:+.2f}{se}"
+
+
+def verdict_line(name: str, c: Dict[str, Any], what: str) -> str:
+    """The report's bold verdict line: ``**Verdict (T2): inconclusive** (what was compared; the t rule's numbers)``."""
+    return f"**Verdict ({name}): {c['verdict']}** ({what}; {c.get('why', 'no values')})"

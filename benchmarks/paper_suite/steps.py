@@ -16,7 +16,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .protocol import PINNED, Protocol
 
@@ -361,6 +361,38 @@ def execute(ctx: Context, step: Step) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(result, indent=1, default=str) + "\n")
     return step.name
+
+
+def run_steps(ctx: Context, steps: Sequence[Step], jobs: int) -> None:
+    """Every unfinished step once, dependencies first; ``jobs`` > 1 runs independent steps in parallel processes."""
+    todo = [s for s in steps if load_result(ctx, s.name) is None]
+    for s in steps:  # a finished step made with other options is refused before anything trains
+        if s not in todo:
+            execute(ctx, s)
+    if jobs == 1:
+        for s in todo:
+            print(f"[paper] {s.name} ...", flush=True)
+            execute(ctx, s)
+        return
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    done = {s.name for s in steps if s not in todo}
+    running: Dict[Any, str] = {}
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        while todo or running:
+            ready = [s for s in todo if all(d in done for d in s.deps)]
+            for s in ready[: jobs - len(running)]:
+                print(f"[paper] {s.name} ...", flush=True)
+                running[pool.submit(execute, ctx, s)] = s.name
+                todo.remove(s)
+            if not running:
+                missing = sorted({d for s in todo for d in s.deps} - done)
+                raise ValueError(f"steps wait on steps that are not planned: {missing}")
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for f in finished:
+                done.add(f.result())
+                running.pop(f)
 
 
 def replace_train(step: Step, **train: Any) -> Step:

@@ -13,7 +13,7 @@ from .plan import CLAIMS, conditional, plan
 from .recipes import analyse_recipes, plan_recipes
 from .protocol import RESULTS, Protocol
 from .report import plot_claim, write_readme_headline, write_report
-from .steps import Context, Step, execute, load_result
+from .steps import Context, load_result, run_steps
 
 
 def parse_claims(text: str) -> List[str]:
@@ -56,38 +56,6 @@ def small_copy(out: Path, data_dir: Optional[str], n_train: int = 2000, n_test: 
             with atomic_path(path) as tmp, gzip.open(tmp, "wb") as f:
                 f.write(header + data.tobytes())
     return str(out)
-
-
-def run_steps(ctx: Context, steps: Sequence[Step], jobs: int) -> None:
-    """Every unfinished step once, dependencies first; ``jobs`` > 1 runs independent steps in parallel processes."""
-    todo = [s for s in steps if load_result(ctx, s.name) is None]
-    for s in steps:  # a finished step made with other options is refused before anything trains
-        if s not in todo:
-            execute(ctx, s)
-    if jobs == 1:
-        for s in todo:
-            print(f"[paper] {s.name} ...", flush=True)
-            execute(ctx, s)
-        return
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    done = {s.name for s in steps if s not in todo}
-    running: Dict[Any, str] = {}
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        while todo or running:
-            ready = [s for s in todo if all(d in done for d in s.deps)]
-            for s in ready[: jobs - len(running)]:
-                print(f"[paper] {s.name} ...", flush=True)
-                running[pool.submit(execute, ctx, s)] = s.name
-                todo.remove(s)
-            if not running:
-                missing = sorted({d for s in todo for d in s.deps} - done)
-                raise ValueError(f"steps wait on steps that are not planned: {missing}")
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for f in finished:
-                done.add(f.result())
-                running.pop(f)
 
 
 def screened(protocol: Protocol, work: Path, results_dir: Path, data_dir: Optional[str],

@@ -1,0 +1,33 @@
+"""Reading the finished runs' records: a uniform configuration's name, one top-1, a whole table, its MACs.
+
+``results`` maps a step's name to its result record (``None`` or absent: not run yet); every accessor
+returns ``None`` (or an empty table) for a run or an evaluation that does not exist.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+Results = Dict[str, Dict[str, Any]]
+
+
+def cfg(s: float, n: int = 3) -> str:
+    return ",".join([f"{s:g}"] * n)
+
+
+def top1(results: Results, name: str, kind: str, config: str) -> Optional[float]:
+    r = results.get(name)
+    if r is None or config not in r.get("evals", {}).get(kind, {}):
+        return None
+    return float(r["evals"][kind][config]["top1"])
+
+
+def all_top1(results: Results, name: str, kind: str) -> Optional[Dict[str, float]]:
+    r = results.get(name)
+    if r is None or kind not in r.get("evals", {}):
+        return None
+    return {c: float(v["top1"]) for c, v in r["evals"][kind].items()}
+
+
+def mmacs(results: Results, name: str, kind: str) -> Dict[str, float]:
+    r = results.get(name) or {}
+    return {c: float(v["mmacs"]) for c, v in r.get("evals", {}).get(kind, {}).items()}
