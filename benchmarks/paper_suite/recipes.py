@@ -258,15 +258,18 @@ def analyse_recipes(p: Protocol, seeds: Sequence[int], results: Results, selecti
                    f"Goal (2x epochs >= alone at every configuration; equal epochs within {EQUAL_EPOCH_GAP:g}): "
                    f"**{_goal_word(g)}** (worst gain at 2x {_pts(g['worst_gain_2x'])}, at equal "
                    f"epochs {_pts(g['worst_gain_equal'])}).", ""]
-        conv = {s: converged([{"epoch": r["epoch"], "val_top1": r["top1"].get(uniform(s)),
-                               "train_top1": r["train_top1"]} for r in results[n]["curve"]])
-                for s in p.factors for n in [step_name(regime, f"alone-{s:g}", seeds[0])] if results.get(n)}
-        data["regimes"][regime]["alone_convergence_first_seed"] = conv
-        if conv:
-            md += ["Networks alone, first seed, converged by T2's rule (val moved < 0.5 over the last quarter): "
-                   + ", ".join(f"{uniform(s)} {'yes' if c['converged'] else 'no'} "
-                               f"(val moved {_pts(c['late_val_change'])}, train top-1 {_pct(c['final_train_top1'])})"
-                               for s, c in conv.items()), ""]
+        conv = {s: {seed: converged([{"epoch": r["epoch"], "val_top1": r["top1"].get(uniform(s)),
+                                      "train_top1": r["train_top1"]} for r in results[n]["curve"]])
+                    for seed in seeds for n in [step_name(regime, f"alone-{s:g}", seed)] if results.get(n)}
+                for s in p.factors}
+        data["regimes"][regime]["alone_convergence"] = {uniform(s): c for s, c in conv.items()}
+        if any(conv.values()):
+            md += ["Networks alone, converged by T2's rule (val moved < 0.5 over the last quarter of the epochs), per "
+                   "configuration over the seeds that have run (val moved; last-epoch train top-1): "
+                   + "; ".join(f"{uniform(s)} {sum(x['converged'] for x in c.values())} of {len(c)} ("
+                               + ", ".join(f"{_pts(x['late_val_change'])}; {_pct(x['final_train_top1'])}"
+                                           for x in c.values()) + ")"
+                               for s, c in conv.items() if c), ""]
     md += closest(data)
     md += under_training(p, seeds, results, recipes, data)
     md += limits(data)
@@ -371,7 +374,8 @@ def under_training(p: Protocol, seeds: Sequence[int], results: Results, recipes:
             out[f"{regime}/{label}"] = {"gain_equal": eq, "gain_2x": two, "gap_closed": closed, "train_top1": fit,
                                         "under_training": two >= 0 or (closed is not None and closed >= 0.5),
                                         "complete": bool(r.get("goal", {}).get("complete"))}
-            share = "" if closed is None else f", closing {100 * closed:.0f} % of the gap"
+            share = ("" if closed is None else ", closing the whole gap" if closed >= 1 else
+                     f", closing {100 * closed:.0f} % of the gap")
             fits = ", ".join(f"{k} {v:.2f} %" for k, v in fit.items() if v is not None)
             lines.append(("" if r.get("goal", {}).get("complete") else "(partial: some runs unfinished) ")
                          + f"{regime} regime, {label} recipe: mean gain {eq:+.2f} at equal epochs, {two:+.2f} at 2x"
