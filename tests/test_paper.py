@@ -345,7 +345,9 @@ def test_when_no_recipe_meets_the_goal_the_report_names_the_closest_and_what_lim
     assert abs(out["closest"]["worst_gain_2x"] - (-1.0 + 0.01)) < 1e-9
     assert out["limits"]["equal_epochs"] == "training budget"
     assert out["limits"]["2x_within_noise"] == ["0.45,0.45,0.45"]
-    assert out["limits"]["2x_below"] == {"configs": ["0.65,0.65,0.65"], "fits_as_well": True}
+    assert out["limits"]["2x_below"] == {"configs": ["0.65,0.65,0.65"], "fits_as_well": True,
+                                         "lower_than_equal_epochs": ["0.65,0.65,0.65"]}
+    assert out["under_training"]["full/chosen"]["reading"] == "under-training"
     assert "**Goal met by none.** Closest: the chosen recipe in the full regime" in md
     assert "**What limits the closest recipe (chosen, full regime)?**" in md
     assert "compromise between resolutions" in md and "What limits it: at equal epochs" in "\n".join(data["headline"])
@@ -356,3 +358,11 @@ def test_when_no_recipe_meets_the_goal_the_report_names_the_closest_and_what_lim
         results[f"full-fair-2x-s{seed}"] = run("test_cal", [90.3 + seed * 0.01] * 4, 96.0)
     out = analyse_recipes(p, [0, 1, 2], results, selection)["json"]
     assert out["goal_met_by"] == ["full/chosen"] and "closest" not in out and "limits" not in out
+
+    # RS above alone at equal epochs and lower at 2x: no gap to close, and the extra epochs over-fit
+    for seed in (0, 1, 2):
+        results[f"small-fair-s{seed}"] = run("test_cal", [90.3 + seed * 0.01] * 4, 97.0)
+        results[f"small-fair-2x-s{seed}"] = run("test_cal", [90.1 + seed * 0.01] * 4, 99.9)
+    data = analyse_recipes(p, [0, 1, 2], results, selection)
+    assert data["json"]["under_training"]["small/chosen"]["reading"] == "no gap"
+    assert "twice the epochs lowers it by 0.20 (RS over-fits its training images" in "\n".join(data["md"])

@@ -342,8 +342,7 @@ def headline(p: Protocol, seeds: Sequence[int], data: Dict[str, Any], selection:
     ut = data.get("under_training", {})
     if ut:
         lines += ["", "Under-training? " + "; ".join(
-            f"{k}: the gap {v['gain_equal']:+.2f} at equal epochs becomes {v['gain_2x']:+.2f} at 2x"
-            + (" (under-training)" if v["under_training"] else " (more than under-training)")
+            f"{k}: mean gain {v['gain_equal']:+.2f} at equal epochs, {v['gain_2x']:+.2f} at 2x ({v['reading']})"
             + ("" if v["complete"] else ", partial") for k, v in ut.items())
             + "."]
     return lines
@@ -371,18 +370,27 @@ def under_training(p: Protocol, seeds: Sequence[int], results: Results, recipes:
             closed = None if eq >= 0 else (two - eq) / -eq
             fit = {what: _final_train_top1(results, [step_name(regime, name, s) for s in r.get("seeds", seeds)])
                    for what, name in (("rs", method), ("rs_2x", f"{method}-2x"), ("alone_1", f"alone-{top}"))}
+            if eq >= 0:
+                reading = "no gap"
+                words = ("RS is not below the networks alone at equal epochs, so there is no gap to close"
+                         + (f"; twice the epochs lowers it by {eq - two:.2f} (RS over-fits its training images: "
+                            f"train top-1 {_pct(fit['rs_2x'])} at 2x)" if two < eq else ""))
+            elif two >= 0 or closed >= 0.5:
+                reading = "under-training"
+                words = ("twice the epochs brings RS to the networks alone or closes at least half the gap: the gap "
+                         "behaves like under-training")
+            else:
+                reading = "more than under-training"
+                words = "twice the epochs leaves most of the gap: more than under-training"
             out[f"{regime}/{label}"] = {"gain_equal": eq, "gain_2x": two, "gap_closed": closed, "train_top1": fit,
-                                        "under_training": two >= 0 or (closed is not None and closed >= 0.5),
+                                        "under_training": reading == "under-training", "reading": reading,
                                         "complete": bool(r.get("goal", {}).get("complete"))}
             share = ("" if closed is None else ", closing the whole gap" if closed >= 1 else
                      f", closing {100 * closed:.0f} % of the gap")
             fits = ", ".join(f"{k} {v:.2f} %" for k, v in fit.items() if v is not None)
             lines.append(("" if r.get("goal", {}).get("complete") else "(partial: some runs unfinished) ")
                          + f"{regime} regime, {label} recipe: mean gain {eq:+.2f} at equal epochs, {two:+.2f} at 2x"
-                         f"{share} (last-epoch train top-1: {fits}); "
-                         + ("twice the epochs brings RS to the networks alone or closes at least half the gap: "
-                            "the gap behaves like under-training" if out[f"{regime}/{label}"]["under_training"] else
-                            "twice the epochs leaves most of the gap: more than under-training"))
+                         f"{share} (last-epoch train top-1: {fits}); {words}")
     data["under_training"] = out
     if not lines:
         return []
@@ -432,13 +440,16 @@ def limits(data: Dict[str, Any]) -> List[str]:
               "within the noise, and more seeds would tell")
     if real:
         fits = rs2 is not None and alone is not None and rs2 >= alone
-        reading["2x_below"] = {"configs": sorted(real), "fits_as_well": fits}
+        worse = sorted(k for k, x in real.items() if x["mean"] < row["equal_epochs"]["configs"][k].get("mean", -1e9))
+        reading["2x_below"] = {"configs": sorted(real), "fits_as_well": fits, "lower_than_equal_epochs": worse}
         below = ", ".join(f"{k} ({x['mean']:+.2f})" for k, x in real.items())
         out.append(f"at 2x epochs, {below} stay below alone "
                    + (f"although RS fits its training images as well ({_pct(rs2)} against {_pct(alone)}): what is "
                       "left is the shared weights' compromise between resolutions, not training" if fits else
                       f"and RS still fits its training images less ({_pct(rs2)} against {_pct(alone)}): more "
-                      "epochs may still help"))
+                      "epochs may still help")
+                   + (f"; {', '.join(worse)} lose more at 2x than at equal epochs, so there the extra epochs "
+                      "over-fit" if worse else ""))
     data["limits"] = reading
     if not out:
         return []
