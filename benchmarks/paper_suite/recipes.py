@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .claims import converged
 from .protocol import Protocol
-from .runs import Results, top1
+from .runs import Results, cfg, top1
 from .screen import grid_value, screening_table
 from .stats import compare, fmt, fmt_diff, verdict
 from .steps import Step
@@ -34,10 +34,6 @@ from .steps import Step
 FROM_SCRATCH = ("fair", "paper", "sandwich-full", "fair-ensemble")
 EQUAL_EPOCH_GAP = 0.5
 REGIMES = ("full", "small")
-
-
-def uniform(s: float, n: int = 3) -> str:
-    return ",".join([f"{s:g}"] * n)
 
 
 def _method(selection: Dict[str, Any], name: str) -> Dict[str, Any]:
@@ -87,7 +83,7 @@ def aug_methods(p: Protocol, selection: Dict[str, Any]) -> List[Any]:
     chosen = recipe_options(selection, chosen_recipes(selection)[0][1])
     phase = {k: v for k, v in chosen.items() if k in ("sampling", "distill", "loss_reduction")}
     regime = {"train_size": p.t2_train_size, "epochs": max(1, p.t2_epochs // 3)}
-    top = uniform(max(p.factors))
+    top = cfg(max(p.factors))
     grid = {"lr": LRS, "warmup_epochs": (0.0, 1.0)}
     return [Method("t2-alone-1", f"({top}) trained alone in T2's regime", {
                 "sampling": "single", "single_config": (float(max(p.factors)),) * 3, "eval_configs": top, **regime},
@@ -162,7 +158,7 @@ def _gains(p: Protocol, seeds: Sequence[int], results: Results, regime: str, rs:
     per_seed: Dict[int, List[float]] = {s: [] for s in seeds}
     configs = {}
     for s in p.factors:
-        c = uniform(s)
+        c = cfg(s)
         alone = [top1(results, step_name(regime, f"alone-{s:g}", seed), "own_cal", c) for seed in seeds]
         mine = [top1(results, step_name(regime, rs, seed), "test_cal", c) for seed in seeds]
         configs[c] = compare(mine, alone)
@@ -258,15 +254,15 @@ def analyse_recipes(p: Protocol, seeds: Sequence[int], results: Results, selecti
                    f"Goal (2x epochs >= alone at every configuration; equal epochs within {EQUAL_EPOCH_GAP:g}): "
                    f"**{_goal_word(g)}** (worst gain at 2x {_pts(g['worst_gain_2x'])}, at equal "
                    f"epochs {_pts(g['worst_gain_equal'])}).", ""]
-        conv = {s: {seed: converged([{"epoch": r["epoch"], "val_top1": r["top1"].get(uniform(s)),
+        conv = {s: {seed: converged([{"epoch": r["epoch"], "val_top1": r["top1"].get(cfg(s)),
                                       "train_top1": r["train_top1"]} for r in results[n]["curve"]])
                     for seed in seeds for n in [step_name(regime, f"alone-{s:g}", seed)] if results.get(n)}
                 for s in p.factors}
-        data["regimes"][regime]["alone_convergence"] = {uniform(s): c for s, c in conv.items()}
+        data["regimes"][regime]["alone_convergence"] = {cfg(s): c for s, c in conv.items()}
         if any(conv.values()):
             md += ["Networks alone, converged by T2's rule (val moved < 0.5 over the last quarter of the epochs), per "
                    "configuration over the seeds that have run (val moved; last-epoch train top-1): "
-                   + "; ".join(f"{uniform(s)} {sum(x['converged'] for x in c.values())} of {len(c)} ("
+                   + "; ".join(f"{cfg(s)} {sum(x['converged'] for x in c.values())} of {len(c)} ("
                                + ", ".join(f"{_pts(x['late_val_change'])}; {_pct(x['final_train_top1'])}"
                                            for x in c.values()) + ")"
                                for s, c in conv.items() if c), ""]
@@ -382,13 +378,13 @@ def under_training(p: Protocol, seeds: Sequence[int], results: Results, recipes:
             else:
                 reading = "more than under-training"
                 words = "twice the epochs leaves most of the gap: more than under-training"
+            complete = bool(r.get("goal", {}).get("complete"))
             out[f"{regime}/{label}"] = {"gain_equal": eq, "gain_2x": two, "gap_closed": closed, "train_top1": fit,
                                         "under_training": reading == "under-training", "reading": reading,
-                                        "complete": bool(r.get("goal", {}).get("complete"))}
-            share = ("" if closed is None else ", closing the whole gap" if closed >= 1 else
-                     f", closing {100 * closed:.0f} % of the gap")
+                                        "complete": complete}
+            share = "" if closed is None else f", {_closing(closed, 'closing', 'gap')}"
             fits = ", ".join(f"{k} {v:.2f} %" for k, v in fit.items() if v is not None)
-            lines.append(("" if r.get("goal", {}).get("complete") else "(partial: some runs unfinished) ")
+            lines.append(("" if complete else "(partial: some runs unfinished) ")
                          + f"{regime} regime, {label} recipe: mean gain {eq:+.2f} at equal epochs, {two:+.2f} at 2x"
                          f"{share} (last-epoch train top-1: {fits}); {words}")
     data["under_training"] = out
@@ -396,6 +392,11 @@ def under_training(p: Protocol, seeds: Sequence[int], results: Results, recipes:
         return []
     return ["**Is RS's gap an under-training effect?** Computed from the rows above (RS's train top-1 is that of "
             "the step's largest configuration):", "", *[f"- {line}." for line in lines], ""]
+
+
+def _closing(closed: float, verb: str, gap: str) -> str:
+    """How much of an equal-epoch gap twice the epochs closes: ``closing 83 % of the gap``, or the whole gap."""
+    return f"{verb} the whole {gap}" if closed >= 1 else f"{verb} {100 * closed:.0f} % of the {gap}"
 
 
 def limits(data: Dict[str, Any]) -> List[str]:
@@ -412,22 +413,21 @@ def limits(data: Dict[str, Any]) -> List[str]:
     fit = ut.get("train_top1", {})
     rs, rs2, alone = (fit.get(k) for k in ("rs", "rs_2x", "alone_1"))
     out, reading = [], {}
-    short_eq = {cfg: x["mean"] for cfg, x in row["equal_epochs"]["configs"].items()
+    short_eq = {name: x["mean"] for name, x in row["equal_epochs"]["configs"].items()
                 if x.get("mean") is not None and x["mean"] < -EQUAL_EPOCH_GAP}
     if short_eq:
         underfit = rs is not None and alone is not None and rs < alone
         closed = ut.get("gap_closed")
-        reading["equal_epochs"] = "training budget" if underfit and (closed or 0) >= 0.5 else "other"
+        reading["equal_epochs"] = "training budget" if underfit and ut.get("under_training") else "other"
         out.append(f"at equal epochs, {', '.join(f'{k} ({v:+.2f})' for k, v in short_eq.items())} miss the "
                    f"{EQUAL_EPOCH_GAP:g}-point allowance; RS's largest configuration ends at train top-1 {_pct(rs)} "
                    f"against {_pct(alone)} alone, and twice the epochs "
-                   + ("keeps RS ahead on average" if closed is None else "closes the whole mean gap" if closed >= 1
-                      else f"closes {100 * closed:.0f} % of the mean gap")
+                   + ("keeps RS ahead on average" if closed is None else _closing(closed, "closes", "mean gap"))
                    + (": RS under-fits at equal epochs, so what limits it there is the training budget (each step's "
                       "update of the shared weights is shared by the k configurations, each adding a k-th of the "
                       "loss), not what the shared weights can learn" if reading["equal_epochs"] == "training budget"
                       else ": the gap is not only under-fitting"))
-    short_2x = {cfg: x for cfg, x in row["2x_epochs"]["configs"].items()
+    short_2x = {name: x for name, x in row["2x_epochs"]["configs"].items()
                 if x.get("mean") is not None and x["mean"] < 0}
     noise = {k: x for k, x in short_2x.items() if x["verdict"] != "disagrees"}
     real = {k: x for k, x in short_2x.items() if x["verdict"] == "disagrees"}
@@ -440,7 +440,7 @@ def limits(data: Dict[str, Any]) -> List[str]:
               "within the noise, and more seeds would tell")
     if real:
         fits = rs2 is not None and alone is not None and rs2 >= alone
-        worse = sorted(k for k, x in real.items() if x["mean"] < row["equal_epochs"]["configs"][k].get("mean", -1e9))
+        worse = sorted(k for k, x in real.items() if x["mean"] < row["equal_epochs"]["configs"][k]["mean"])
         reading["2x_below"] = {"configs": sorted(real), "fits_as_well": fits, "lower_than_equal_epochs": worse}
         below = ", ".join(f"{k} ({x['mean']:+.2f})" for k, x in real.items())
         out.append(f"at 2x epochs, {below} stay below alone "
@@ -460,7 +460,7 @@ def limits(data: Dict[str, Any]) -> List[str]:
 
 def _aug_section(p: Protocol, seeds: Sequence[int], results: Results, data: Dict[str, Any]) -> List[str]:
     """T2 (RS-Aug against its baseline) and T9 (scale-aware against shared BN) with the chosen recipe."""
-    top = uniform(max(p.factors))
+    top = cfg(max(p.factors))
     rows, out = [], {}
     for label, a, b, kind in (("T2: RS-Aug against the baseline, recalibrated", "t2r-aug", "t2r-base", "own_cal"),
                               ("T2: RS-Aug against the baseline, as trained", "t2r-aug", "t2r-base", "own_raw"),
