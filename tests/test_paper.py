@@ -295,6 +295,9 @@ def test_headline_seeds_add_runs_to_the_headline_row_only():
     more = {s.name for s in plan_recipes(p, [0, 1, 2], selection, [3, 2])} - base  # 2 is a suite seed already
     assert more == {"full-alone-0.45-s3", "full-alone-0.65-s3", "full-alone-0.85-s3", "full-alone-1-s3",
                     "full-fair-s3", "full-fair-2x-s3"}
+    tail = [s.name for s in plan_recipes(p, [0, 1, 2], selection, [3, 4])][-12:]  # longest first
+    assert tail[:4] == ["full-fair-2x-s3", "full-fair-2x-s4", "full-fair-s3", "full-fair-s4"]
+    assert tail[4:6] == ["full-alone-1-s3", "full-alone-0.85-s3"] and tail[-1] == "full-alone-0.45-s4"
 
     # four seeds on the headline row, three everywhere else: made-up results where seed 3 alone decides
     def run(kind, value):

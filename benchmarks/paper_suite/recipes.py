@@ -123,8 +123,8 @@ def row_seeds(seeds: Sequence[int], headline_seeds: Sequence[int], regime: str, 
 def plan_recipes(p: Protocol, seeds: Sequence[int], selection: Dict[str, Any],
                  headline_seeds: Sequence[int] = ()) -> List[Step]:
     """Every run of the claim: networks alone first (cheapest), then each recipe at E and 2E, regime by regime,
-    then T2 and T9 with the chosen recipe; then the headline row's extra seeds (full regime: the networks alone
-    and the chosen recipe at E and 2E)."""
+    then T2 and T9 with the chosen recipe; then the headline row's extra seeds (full regime: the chosen recipe at
+    2E and E and the networks alone, longest first)."""
     steps = []
     for regime in REGIMES:
         base = regime_args(p, regime)
@@ -143,13 +143,13 @@ def plan_recipes(p: Protocol, seeds: Sequence[int], selection: Dict[str, Any],
     if extra:
         base, method = regime_args(p, "full"), chosen_recipes(selection)[0][1]
         opts = {**recipe_options(selection, method), **base}
-        for seed in extra:
-            for s in p.factors:
-                steps.append(Step(step_name("full", f"alone-{s:g}", seed), seed=seed,
-                                  train={**recipe_options(selection, f"alone-{s:g}"), **base}, evals=("own_cal",)))
-            steps.append(Step(step_name("full", method, seed), seed=seed, train=opts, evals=("test_cal",)))
-            steps.append(Step(step_name("full", f"{method}-2x", seed), seed=seed,
-                              train={**opts, "epochs": 2 * base["epochs"]}, evals=("test_cal",)))
+        # longest first, so that parallel jobs finish together: RS at 2E, RS at E, then the networks alone
+        steps += [Step(step_name("full", f"{method}-2x", seed), seed=seed,
+                       train={**opts, "epochs": 2 * base["epochs"]}, evals=("test_cal",)) for seed in extra]
+        steps += [Step(step_name("full", method, seed), seed=seed, train=opts, evals=("test_cal",)) for seed in extra]
+        steps += [Step(step_name("full", f"alone-{s:g}", seed), seed=seed,
+                       train={**recipe_options(selection, f"alone-{s:g}"), **base}, evals=("own_cal",))
+                  for seed in extra for s in sorted(p.factors, reverse=True)]
     return steps
 
 
