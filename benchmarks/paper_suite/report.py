@@ -179,8 +179,9 @@ def write_report(path: Path, p: Protocol, seeds: Sequence[int], claims: Sequence
         f"(summed over processes and sittings): {spent['compute'] / 3600:.2f} h, i.e. "
         f"{spent['compute'] / 3600 / max(1, jobs):.2f} h of wall-clock at {jobs} run(s) at a time; from the first "
         f"training's start to the last step's end, pauses between sittings included: {span}",
-        f"- seeds: {', '.join(map(str, seeds))}" + (f"; the costliest row (RS at 2x epochs) runs the first "
-                                                     f"{COSTLY_SEEDS['rs2x']} seeds only, to fit the time"
+        f"- seeds: {', '.join(map(str, seeds))}" + (f"; in the T1 (Table 1) section, RS at 2x epochs runs the "
+                                                     f"first {COSTLY_SEEDS['rs2x']} seeds only, to fit the time "
+                                                     f"(the recipes' T1 runs every seed)"
                                                      if len(seeds) > COSTLY_SEEDS["rs2x"] else ""),
         f"- network: {p.model} {p.model_args}, L = {tuple(p.factors)}: stages at 14/7/7 px, all "
         f"{len(p.factors) ** 3} configurations with distinct resolutions",
