@@ -280,7 +280,7 @@ def test_bad_input_cases_each_give_one_line_and_exit_2(world):
     assert tmp == [] and new_runs == [], (tmp, new_runs)
     assert sorted(p.name for p in w["runs"].iterdir()) == before
     for folder in (w["run"], w["run3"]):  # nothing overwrote or added to a run's own files
-        assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt", "config.yaml", "metrics.jsonl",
+        assert sorted(p.name for p in folder.iterdir()) == [".lock", "checkpoint.pt", "config.yaml", "metrics.jsonl",
                                                             "steps.jsonl"]
     assert not (w["root"].parent / "escaped").exists() and not Path("/tmp/abs-run").exists()  # --name stayed put
     assert not w["marker"].exists()  # the crafted checkpoints ran nothing

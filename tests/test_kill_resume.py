@@ -2,6 +2,7 @@
 to continue: the result equals the uninterrupted one, bit for bit."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,26 @@ def test_killed_table_rebuilt_by_the_same_command_is_identical(reference, tmp_pa
     proc = _cli(args + ["--out", str(out)], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert out.read_bytes() == (tmp_path / "full.csv").read_bytes()
+
+
+def test_a_second_training_into_a_run_folder_in_use_is_refused_and_changes_nothing(reference, tmp_path):
+    from resizable.training.run_folder import RunFolderBusy, hold_run_folder
+
+    run = tmp_path / "full"
+    shutil.copytree(reference / "full", run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.name != ".lock"}
+    assert (run / ".lock").read_text().startswith("pid ")  # the reference run held it; a finished run keeps the file
+    holder = hold_run_folder(run)  # this process plays the first training, still alive
+    try:
+        with pytest.raises(RunFolderBusy, match=f"in use: pid {os.getpid()} on "):
+            hold_run_folder(run)
+        proc = _cli(["train", "--resume", str(run), "--epochs", "4"], tmp_path)
+        assert proc.returncode == 2 and f"is in use: pid {os.getpid()}" in proc.stderr, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+        assert {p.name: p.read_bytes() for p in run.iterdir() if p.name != ".lock"} == before  # nothing written
+    finally:
+        holder.close()
+    # the first training gone (a clean end, or a kill: the OS drops the lock either way), the resume trains
+    proc = _cli(["train", "--resume", str(run), "--epochs", "4"], tmp_path)
+    assert proc.returncode == 0 and "epoch 4/4" in proc.stdout, proc.stderr[-2000:]
+    assert load_checkpoint(run)["epoch"] == 3

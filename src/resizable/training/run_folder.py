@@ -10,14 +10,18 @@ finished, ``checkpoint.pt``. Rules:
   record of them). An option that differs from the run's is refused by name, except the ones in
   :data:`SAFE_ON_RESUME`; those changes are printed, appended to ``RUN/resumes.jsonl`` and written
   into ``config.yaml`` (so the next ``--resume`` keeps them).
+- One training at a time: a run holds ``RUN/.lock`` while it trains, and a second training into the
+  same folder is refused (see :func:`hold_run_folder`).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import socket
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Type
+from typing import IO, Any, Dict, Optional, Tuple, Type
 
 import yaml
 
@@ -26,7 +30,7 @@ from ..options import options_to_dict, write_options, yaml_problem
 from ..fileio import atomic_write_text
 
 __all__ = ["SAFE_ON_RESUME", "RUN_FILES", "OWN_FILES", "output_path", "resume_folder", "saved_options", "resume_changes", "record_resume",
-           "check_new_run_folder", "flag"]
+           "check_new_run_folder", "flag", "LOCK_NAME", "RunFolderBusy", "hold_run_folder"]
 
 # options that may change when a run is continued: they do not change what the checkpoint's state means
 SAFE_ON_RESUME = ("epochs", "lr", "device", "progress", "workers", "eval_batch_size", "download", "data_dir")
@@ -149,3 +153,40 @@ def check_new_run_folder(run_dir: Path) -> bool:
         raise ValueError(f"run folder {run_dir} exists and is not empty ({', '.join(others[:5])}); pick another "
                          f"--name")
     return bool(entries)
+
+
+LOCK_NAME = ".lock"
+
+
+class RunFolderBusy(OSError):
+    """Another live process is training into the run folder."""
+
+
+def hold_run_folder(run_dir: Path) -> Optional[IO[str]]:
+    """Hold ``RUN/.lock`` for as long as the returned file stays open.
+
+    A second training into the same folder (a second ``--resume``, or a job restarted while its first
+    process still runs) raises :class:`RunFolderBusy` instead of interleaving its epochs, step log and
+    checkpoints with the first one's. The lock is the operating system's (``flock``): it goes when the
+    process ends, however it ends, so a killed run never leaves its folder locked. The file names the
+    holder (pid, host, start time) for the error message. Returns None where ``flock`` does not exist
+    (Windows): there, nothing guards the folder.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    handle = open(run_dir / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise RunFolderBusy(f"run folder {run_dir} is in use: {holder} is training into it; wait for that "
+                            f"training to end (or stop it), then run this again") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.flush()
+    return handle

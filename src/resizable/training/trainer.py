@@ -32,7 +32,8 @@ from ..evaluation.walker import Calibration, autocast, evaluate
 from ..fileio import atomic_write_text
 from ..data.imagefolder import scan_images
 from ..registry import create_model
-from .run_folder import check_new_run_folder, record_resume, resume_changes, resume_folder, saved_options
+from .run_folder import (check_new_run_folder, hold_run_folder, record_resume, resume_changes, resume_folder,
+                         saved_options)
 from ..sampling import ConfigSampler
 from .steplog import STEPS_FILE, StepLog
 from ..data.splits import ValSplit, check_val_size, load_split, training_subset, val_split_of
@@ -95,6 +96,7 @@ class _Run:
             raise ValueError("amp on CPU needs bfloat16 support")
         # Everything is checked before the run folder is made: a refused run leaves nothing behind.
         self.run_dir, self.resume_changes, self.reused = self._plan_run_dir()
+        self.lock = None  # RUN/.lock, held by the main process from the first write to the end
         self._setup_data()
         self._setup_model()
         self._setup_sampling()
@@ -248,6 +250,7 @@ class _Run:
             if self.reused:
                 self._say(f"re-using {self.run_dir}: it holds no finished epoch")
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.lock = hold_run_folder(self.run_dir)  # before anything is written: a second training stops here
             for stale in self.run_dir.glob(".*.tmp"):  # an atomic write cut short by a kill
                 stale.unlink()
             metrics = self.run_dir / "metrics.jsonl"
@@ -473,6 +476,8 @@ def train(cfg: TrainOptions) -> Path:
                   f"--resume {run.run_dir}", file=sys.stderr, flush=True)
         raise
     finally:
+        if run.lock is not None:
+            run.lock.close()
         distributed.cleanup()
 
 
