@@ -379,7 +379,8 @@ def run_steps(ctx: Context, steps: Sequence[Step], jobs: int) -> None:
 
     done = {s.name for s in steps if s not in todo}
     running: Dict[Any, str] = {}
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=end_with_parent) as pool:
         while todo or running:
             ready = [s for s in todo if all(d in done for d in s.deps)]
             for s in ready[: jobs - len(running)]:
@@ -393,6 +394,17 @@ def run_steps(ctx: Context, steps: Sequence[Step], jobs: int) -> None:
             for f in finished:
                 done.add(f.result())
                 running.pop(f)
+
+
+def end_with_parent() -> None:
+    """In a worker: end (SIGTERM) when the suite's process ends, so that stopping the suite stops its trainings
+    (Linux; elsewhere a no-op). A killed worker's run resumes from its last finished epoch."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
 def replace_train(step: Step, **train: Any) -> Step:
