@@ -256,7 +256,8 @@ def analyse_recipes(p: Protocol, seeds: Sequence[int], results: Results, selecti
                    f"epochs {_pts(g['worst_gain_equal'])}).", ""]
         conv = {s: {seed: converged([{"epoch": r["epoch"], "val_top1": r["top1"].get(cfg(s)),
                                       "train_top1": r["train_top1"]} for r in results[n]["curve"]])
-                    for seed in seeds for n in [step_name(regime, f"alone-{s:g}", seed)] if results.get(n)}
+                    for seed in row_seeds(seeds, headline_seeds, regime, "chosen")
+                    for n in [step_name(regime, f"alone-{s:g}", seed)] if results.get(n)}
                 for s in p.factors}
         data["regimes"][regime]["alone_convergence"] = {cfg(s): c for s, c in conv.items()}
         if any(conv.values()):
@@ -310,7 +311,10 @@ def headline(p: Protocol, seeds: Sequence[int], data: Dict[str, Any], selection:
              "trained with the **chosen** recipe (" + _recipe_words(chosen_opts) + ") and "
              "with the **paper**'s Algorithm 1 at its own tuned lr (" + _recipe_words(paper_opts) + "). (a): RS trains "
              "as many epochs as each network alone, (b): twice as many. Test top-1 %, BN "
-             f"recalibrated, seeds {', '.join(map(str, seeds))}; gain = RS - alone, averaged over the four "
+             f"recalibrated, seeds {', '.join(map(str, seeds))}"
+             + (f" (the full regime's chosen row: {', '.join(map(str, full['seeds']))})"
+                if list(full.get("seeds", seeds)) != list(seeds) else "")
+             + "; gain = RS - alone, averaged over the four "
              "configurations per seed; verdicts by the t distribution for the seeds' degrees of freedom. Goal: "
              f"(b) >= alone at every configuration and (a) within {EQUAL_EPOCH_GAP:g} point.", "", *rows, "",
              f"Full regime ({60000 - p.val_size:,} images, {p.epochs} epochs alone), chosen recipe, per configuration"
