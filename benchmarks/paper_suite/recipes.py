@@ -313,7 +313,7 @@ def headline(p: Protocol, seeds: Sequence[int], data: Dict[str, Any], selection:
              "as many epochs as each network alone, (b): twice as many. Test top-1 %, BN "
              f"recalibrated, seeds {', '.join(map(str, seeds))}"
              + (f" (the full regime's chosen row: {', '.join(map(str, full['seeds']))})"
-                if list(full.get("seeds", seeds)) != list(seeds) else "")
+                if list(full["seeds"]) != list(seeds) else "")
              + "; gain = RS - alone, averaged over the four "
              "configurations per seed; verdicts by the t distribution for the seeds' degrees of freedom. Goal: "
              f"(b) >= alone at every configuration and (a) within {EQUAL_EPOCH_GAP:g} point.", "", *rows, "",

@@ -264,11 +264,11 @@ def screening_table(selection: Dict[str, Any]) -> List[str]:
     rec = selection.get("recipes") or {}
     if not rec:
         return []
-    b = rec.get("budget", {})
+    b, rule = rec.get("budget", {}), rec.get("edge_rule", "")
     md = ["#### The screening (val, seed 0)", "",
           f"Each grid point trained {b.get('epochs')} epochs of {b.get('steps_per_epoch')} steps (batch "
           f"{b.get('batch_size')}; the cosine schedule compressed), scored on val with BN {b.get('bn')}. "
-          f"{rec.get('edge_rule', '')[:1].upper()}{rec.get('edge_rule', '')[1:]}. Every run is in `select/runs/`. One seed on {b.get('val_size')} val images: "
+          f"{rule[:1].upper()}{rule[1:]}. Every run is in `select/runs/`. One seed on {b.get('val_size')} val images: "
           f"a score's binomial standard error is about 0.4 points near 90 %, so points closer than that are a "
           f"coin toss; the grid still picks the highest.", "",
           "| method | side | grid | best point | val score | on edge | flagged runs |",
