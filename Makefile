@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-quick setup dataset clean-venv
+.PHONY: demo test test-quick test-paper setup dataset clean-venv
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,10 @@ test: setup dataset
 # the edit-test loop: everything but the tests marked slow (a few minutes on 2 cores)
 test-quick: setup dataset
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# the paper's experiment suite (experiments/paper): its own tests, apart from the library's
+test-paper: setup
+	$(BIN)/python -m pytest -q experiments/paper/tests
 
 clean-venv:
 	rm -rf $(VENV)

@@ -10,7 +10,7 @@ mobilenet_v2 at 224 px with 256; factors 0.45/0.65/0.85/1.0):
   default rule's (8 batches of 256) is extrapolated from it and marked so;
 - switching: the median time of ``set_config`` (cycling through every configuration) without a
   bank and with one, and of an eval-mode forward at batch 1 after the switch, both ways;
-- what float16 storage costs in accuracy: the suite's kept RS network (``results/paper/weights/rs-s0.pt``),
+- what float16 storage costs in accuracy: the suite's kept RS network (``experiments/paper/results/weights/rs-s0.pt``),
   its bank built by the default rule, every configuration's val top-1 with the bank stored in float32
   and in float16 (the largest and the mean absolute difference), and against the running averages.
 
@@ -89,7 +89,7 @@ def measure(name: str, kwargs: Dict[str, Any], size: int, batches: int, batch: i
     return out
 
 
-KEPT_RS = Path(__file__).resolve().parent / "results" / "paper" / "weights" / "rs-s0.pt"
+KEPT_RS = Path(__file__).resolve().parent.parent / "experiments" / "paper" / "results" / "weights" / "rs-s0.pt"
 
 
 @torch.no_grad()

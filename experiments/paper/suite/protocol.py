@@ -14,8 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-RESULTS = Path(__file__).resolve().parent.parent / "results"
-SELECTION = RESULTS / "paper" / "selection.json"
+HOME = Path(__file__).resolve().parent.parent  # experiments/paper
+RESULTS = HOME / "results"
+SELECTION = RESULTS / "selection.json"
+REPORT = RESULTS / "report.md"
+# the READMEs that quote the headline between their paper marks (the repository's and the suite's own)
+READMES = (HOME.parent.parent / "README.md", HOME / "README.md")
 
 
 # TrainOptions defaults the suite's first results were trained with. The trainer's defaults are now the recipe

@@ -1,4 +1,4 @@
-"""``benchmarks/paper.py``: parse the command line, then select hyper-parameters or run the suite."""
+"""``experiments/paper/run.py``: parse the command line, then select hyper-parameters or run the suite."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +12,7 @@ WORK = Path("runs") / "paper"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="benchmarks/paper.py", description="The paper's claims on Fashion-MNIST.")
+    p = argparse.ArgumentParser(prog="experiments/paper/run.py", description="The paper's claims on Fashion-MNIST.")
     p.add_argument("--claims", default="all", help="all, or a comma-separated list of: t1, fig5, t9, t11, t2, "
                                                    "fig3d, beyond")
     p.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="training runs at a time (processes)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--work-dir", default=None, help=f"run folders (git-ignored; default {WORK})")
-    p.add_argument("--results-dir", default=None, help=f"results (default {RESULTS}/paper; quick: runs/paper-quick)")
+    p.add_argument("--results-dir", default=None, help=f"results (default {RESULTS}; quick: runs/paper-quick)")
     p.add_argument("--select", action="store_true", help="tune every compared method on val (screen.py) instead of "
                                                          "running the suite")
     p.add_argument("--methods", default=None, help="--select: only these methods, comma-separated (default: all)")

@@ -40,9 +40,9 @@ def _method(selection: Dict[str, Any], name: str) -> Dict[str, Any]:
     try:
         m = selection["recipes"]["methods"][name]
     except KeyError:
-        raise ValueError(f"the selection has no screened method {name!r}: run benchmarks/paper.py --select") from None
+        raise ValueError(f"the selection has no screened method {name!r}: run experiments/paper/run.py --select") from None
     if m.get("best") is None:
-        raise ValueError(f"the screening of {name!r} has not finished: run benchmarks/paper.py --select")
+        raise ValueError(f"the screening of {name!r} has not finished: run experiments/paper/run.py --select")
     return m
 
 
@@ -60,7 +60,7 @@ def chosen_recipes(selection: Dict[str, Any]) -> List[Tuple[str, str]]:
     scored = [(name, (_method(selection, name)["best"] or {}).get("val_score", -1.0)) for name in FROM_SCRATCH
               if name in selection.get("recipes", {}).get("methods", {})]
     if not scored:
-        raise ValueError("the selection has screened no RS method from scratch: run benchmarks/paper.py --select")
+        raise ValueError("the selection has screened no RS method from scratch: run experiments/paper/run.py --select")
     best = max(scored, key=lambda x: x[1])[0]
     out = [("chosen", best)]
     if recipe_options(selection, best) != recipe_options(selection, "paper"):

@@ -227,7 +227,7 @@ def analyse_t11(p: Protocol, seeds: Sequence[int], results: Results) -> Dict[str
         "never reached it counts as missing (shown as -, with fewer seeds behind the mean).",
         "",
         "The runs' epoch times depend on what shared the machine with them; the back-to-back timing "
-        "(`benchmarks/paper_suite/timing.py`: blocks of training steps of each mode in alternating order, the "
+        "(`experiments/paper/suite/timing.py`: blocks of training steps of each mode in alternating order, the "
         "protocol's RS network, data loading left out) is the controlled measure and gives the verdict when present.",
     ]
     return {"json": data, "md": md, "flags": {}}

@@ -29,12 +29,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .protocol import RESULTS, SELECTION, Protocol
 from .steps import Context, Step, load_result, run_steps
 
-SCREEN_RESULTS = RESULTS / "paper" / "select"
+SCREEN_RESULTS = RESULTS / "select"
 SCREEN_STEPS = 80          # steps per epoch of a screening run (6 x 80 = 480 steps, 1.1 passes over 55k images)
 SCREEN_LOG_EVERY = 20      # the loss every 20 steps
 MAX_ROUNDS = 3
 LRS = (0.05, 0.1, 0.2)
-TWIN = "single-1-s0"       # the suite's all-1.0 network trained alone, seed 0 (weights kept in RESULTS/paper/weights)
+TWIN = "single-1-s0"       # the suite's all-1.0 network trained alone, seed 0 (weights kept in RESULTS/weights)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +174,7 @@ def _make_kept_networks(ctx: Context, p: Protocol, chosen: Sequence[Method], job
     missing = [n for n in needed if not ctx.weights_path(n).is_file()]
     if missing and not p.quick:
         raise ValueError(f"the screening starts from the suite's kept networks {missing}, and "
-                         f"{[str(ctx.weights_path(n)) for n in missing]} are missing: run benchmarks/paper.py "
+                         f"{[str(ctx.weights_path(n)) for n in missing]} are missing: run experiments/paper/run.py "
                          f"--claims t1 --seeds 0 first")
     if missing:
         run_steps(ctx, [single_step(p, max(p.factors), 0)], jobs)
@@ -234,13 +234,13 @@ def run_screen(p: Protocol, *, steps: int, work: Path, results: Path = SCREEN_RE
     from resizable.nas.latency import device_description
 
     t0 = time.time()
-    weights = RESULTS / "paper" / "weights" if results == SCREEN_RESULTS else Path(results) / "weights"
+    weights = RESULTS / "weights" if results == SCREEN_RESULTS else Path(results) / "weights"
     ctx = Context(p, str(work), str(results), data_dir, threads, True, str(weights), device)
     picked = select(ctx, p, steps, jobs, only, candidates)
     record = json.loads(out.read_text()) if out.is_file() else {}
     recipes = record.get("recipes", {})
     recipes.update({
-        "what": "every compared method tuned on val with the same budget and rule (benchmarks/paper_suite/screen.py)",
+        "what": "every compared method tuned on val with the same budget and rule (experiments/paper/suite/screen.py)",
         "budget": {"epochs": p.epochs, "steps_per_epoch": steps, "batch_size": p.batch_size, "seed": 0,
                    "augment": p.augment, "weight_decay": p.weight_decay, "schedule": p.schedule,
                    "val_size": p.val_size, "bn": f"recalibrated on {p.eval_calibrate_bn} training batches of "

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from .claims import ANALYSES
 from .plan import CLAIMS, conditional, plan
 from .recipes import analyse_recipes, plan_recipes
-from .protocol import RESULTS, Protocol
+from .protocol import READMES, REPORT, RESULTS, Protocol
 from .report import plot_claim, write_readme_headline, write_report
 from .steps import Context, load_result, run_steps
 
@@ -79,7 +79,7 @@ def screened(protocol: Protocol, work: Path, results_dir: Path, data_dir: Option
     if args.report_only:
         needed = [m for m in methods(protocol) if m.side == "alone" or m.name in FROM_SCRATCH]
         if not finished(record, needed) or not finished(record, aug_methods(protocol, record)):
-            raise ValueError(f"--report-only: the screening in {out} has not finished; run benchmarks/paper.py "
+            raise ValueError(f"--report-only: the screening in {out} has not finished; run experiments/paper/run.py "
                              f"--claims recipes (or --select) first")
         return record
     if not finished(record, methods(protocol)):
@@ -97,7 +97,7 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
     claims, seeds = parse_claims(args.claims), parse_seeds(args.seeds)
     if protocol.quick:
         seeds = seeds[:1]
-    default = Path("runs/paper-quick") if protocol.quick else RESULTS / "paper"
+    default = Path("runs/paper-quick") if protocol.quick else RESULTS
     results_dir = Path(args.results_dir) if args.results_dir else default
     work = Path(args.work_dir) if args.work_dir else Path("runs") / ("paper-quick-work" if protocol.quick else "paper")
     data_dir = args.data_dir
@@ -133,18 +133,17 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
         record = {"claim": claim, "seeds": seeds, "protocol": protocol.to_dict(), "flags": sections[claim]["flags"],
                   "numbers": sections[claim]["json"]}
         atomic_write_text(results_dir / f"{claim}.json", json.dumps(record, indent=1, default=str) + "\n")
-    report = (RESULTS / "paper.md") if results_dir.resolve() == (RESULTS / "paper").resolve() \
-        else results_dir / "paper.md"
+    report = results_dir / REPORT.name
     write_report(report, protocol, seeds, claims, sections, results, selection, time.time() - t0, args.jobs,
                  args.threads, plots, results_dir)
     print(f"[paper] wrote {report}")
     verdicts = [line for claim in claims for line in sections[claim]["md"] if line.startswith("**Verdict")]
-    if report == RESULTS / "paper.md" and ("t1" in claims or "recipes" in claims):  # the README quotes T1
-        readme = RESULTS.parent.parent / "README.md"
+    if report.resolve() == REPORT.resolve() and ("t1" in claims or "recipes" in claims):  # the READMEs quote T1
         head, title = ((sections["recipes"]["headline"], "T1, every side tuned on val") if "recipes" in claims else
                        (sections["t1"]["md"], "T1"))
-        if write_readme_headline(readme, {"md": head}, report, seeds, verdicts, title):
-            print(f"[paper] wrote the T1 headline into {readme}")
+        for readme in READMES:
+            if readme.is_file() and write_readme_headline(readme, {"md": head}, report, seeds, verdicts, title):
+                print(f"[paper] wrote the T1 headline into {readme}")
     for line in verdicts:
         print(f"[paper] {line}")
     return 0

@@ -1,4 +1,4 @@
-"""benchmarks/paper.py --quick: the whole suite end to end, a report with every section, and a killed suite
+"""experiments/paper/run.py --quick: the whole suite end to end, a report with every section, and a killed suite
 that, run again, repeats no finished run (and resumes the one cut short)."""
 import pytest
 import json
@@ -9,14 +9,15 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.paper_suite.claims import TITLES
-from benchmarks.paper_suite.stats import compare, t_cdf, t_critical, verdict
+from suite.claims import TITLES
+from suite.stats import compare, t_cdf, t_critical, verdict
 
-ROOT = Path(__file__).resolve().parent.parent
+HOME = Path(__file__).resolve().parent.parent  # experiments/paper
+ROOT = HOME.parent.parent
 
 
 def _cmd(data_dir, tmp_path, *extra):
-    return [sys.executable, str(ROOT / "benchmarks" / "paper.py"), "--quick", "--data-dir", data_dir,
+    return [sys.executable, str(HOME / "run.py"), "--quick", "--data-dir", data_dir,
             "--results-dir", str(tmp_path / "res"), "--work-dir", str(tmp_path / "work"), *extra]
 
 
@@ -31,18 +32,18 @@ def _trainings(tmp_path):
 
 
 def test_readme_headline_is_written_between_its_marks_only(tmp_path):
-    from benchmarks.paper_suite.report import README_MARKS, write_readme_headline
+    from suite.report import README_MARKS, write_readme_headline
 
     readme = tmp_path / "README.md"
     start, end = README_MARKS
     readme.write_text(f"# x\n\nbefore\n{start}\nold text\n{end}\nafter\n")
     section = {"md": ["| config | gain |", "| --- | --- |", "| 1,1,1 | +0.3 |", "", "**Verdict (T1 (a)): agrees**"]}
-    report = tmp_path / "benchmarks" / "results" / "paper.md"
+    report = tmp_path / "experiments" / "paper" / "results" / "report.md"
     assert write_readme_headline(readme, section, report, [0, 1, 2])
     text = readme.read_text()
     assert "old text" not in text and "| 1,1,1 | +0.3 |" in text and "seeds 0, 1, 2" in text
     assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{end}\nafter\n")
-    assert "(benchmarks/results/paper.md)" in text
+    assert "(experiments/paper/results/report.md)" in text
     assert write_readme_headline(readme, section, report, [0, 1, 2],  # again: still one table
                                  ["**Verdict (T2): disagrees** (mean difference -1.19)"])
     assert readme.read_text().count("| 1,1,1 | +0.3 |") == 1
@@ -53,7 +54,7 @@ def test_readme_headline_is_written_between_its_marks_only(tmp_path):
 
 
 def test_suite_time_adds_the_epochs_of_earlier_sittings(tmp_path):
-    from benchmarks.paper_suite.report import suite_time
+    from suite.report import suite_time
 
     log = tmp_path / "trainings.jsonl"
     log.write_text("\n".join(json.dumps(e) for e in [
@@ -70,7 +71,7 @@ def test_suite_time_adds_the_epochs_of_earlier_sittings(tmp_path):
 
 
 def test_convergence_rule():
-    from benchmarks.paper_suite.claims import converged
+    from suite.claims import converged
 
     flat = [{"epoch": e, "val_top1": 90.0 + min(e, 6) * 0.5, "train_top1": 99.0} for e in range(1, 13)]
     rising = [{"epoch": e, "val_top1": 80.0 + e, "train_top1": 90.0} for e in range(1, 13)]
@@ -101,7 +102,7 @@ def test_t_critical_values_are_the_textbook_ones():
 
 
 def test_the_val_front_and_its_random_mix():
-    from benchmarks.paper_suite.fig3d import front_mix, val_front
+    from suite.fig3d import front_mix, val_front
 
     costs = {"a": 1.0, "b": 2.0, "c": 2.5, "d": 3.0}
     val = {"a": 80.0, "b": 90.0, "c": 85.0, "d": 95.0}  # c is dominated by b
@@ -114,8 +115,8 @@ def test_the_val_front_and_its_random_mix():
 
 
 def test_distillation_is_kept_only_when_it_helps_on_val():
-    from benchmarks.paper_suite.claims import analyse_beyond
-    from benchmarks.paper_suite.protocol import load_protocol
+    from suite.claims import analyse_beyond
+    from suite.protocol import load_protocol
 
     protocol, _ = load_protocol(True)
     uniform = [",".join([f"{s:g}"] * 3) for s in protocol.factors]
@@ -162,7 +163,7 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
     names = [t["run"] for t in _trainings(tmp_path)]
     assert all(names.count(n) <= 2 for n in names)  # at most the killed run twice (resumed or restarted once)
 
-    report = (tmp_path / "res" / "paper.md").read_text()
+    report = (tmp_path / "res" / "report.md").read_text()
     for claim, title in TITLES.items():
         assert f"## {title}" in report
         assert (tmp_path / "res" / f"{claim}.json").is_file()
@@ -241,12 +242,12 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert only.returncode == 0, only.stderr[-3000:]
     assert "missing: small-fair-2x-s0" in only.stdout and not held.exists() and len(_trainings(tmp_path)) == count
-    partial = (tmp_path / "res" / "paper.md").read_text()
+    partial = (tmp_path / "res" / "report.md").read_text()
     assert "**unfinished**: 1 of" in partial and "small-fair-2x-s0" in partial
     assert "Goal (2x epochs >= alone at every configuration; equal epochs within 0.5): **pending" in partial
     held.write_text(kept)
-    from benchmarks.paper_suite.protocol import quick_protocol
-    from benchmarks.paper_suite.recipes import analyse_recipes, plan_recipes
+    from suite.protocol import quick_protocol
+    from suite.recipes import analyse_recipes, plan_recipes
 
     selection = json.loads((tmp_path / "res" / "selection.json").read_text())
     results = {s.name: json.loads((runs / f"{s.name}.json").read_text())
@@ -274,7 +275,7 @@ def test_bad_arguments(tmp_path):
 
 
 def test_edge_rule_grows_the_grid_past_either_edge_except_a_zero_warm_up():
-    from benchmarks.paper_suite.screen import extend
+    from suite.screen import extend
 
     grid = {"lr": (0.1, 0.2, 0.4), "warmup_epochs": (2.0, 3.0, 4.0), "loss_reduction": ("sum", "mean")}
     assert extend(grid, {"lr": 0.2, "warmup_epochs": 3.0, "loss_reduction": "sum"}) == []  # inside: done
@@ -286,10 +287,10 @@ def test_edge_rule_grows_the_grid_past_either_edge_except_a_zero_warm_up():
 
 
 def test_headline_seeds_add_runs_to_the_headline_row_only():
-    from benchmarks.paper_suite.protocol import Protocol
-    from benchmarks.paper_suite.recipes import analyse_recipes, plan_recipes
+    from suite.protocol import Protocol
+    from suite.recipes import analyse_recipes, plan_recipes
 
-    selection = json.loads((ROOT / "benchmarks" / "results" / "paper" / "selection.json").read_text())
+    selection = json.loads((HOME / "results" / "selection.json").read_text())
     p = Protocol()
     base = {s.name for s in plan_recipes(p, [0, 1, 2], selection)}
     more = {s.name for s in plan_recipes(p, [0, 1, 2], selection, [3, 2])} - base  # 2 is a suite seed already
@@ -318,10 +319,10 @@ def test_headline_seeds_add_runs_to_the_headline_row_only():
 
 
 def test_when_no_recipe_meets_the_goal_the_report_names_the_closest_and_what_limits_it():
-    from benchmarks.paper_suite.protocol import Protocol
-    from benchmarks.paper_suite.recipes import analyse_recipes
+    from suite.protocol import Protocol
+    from suite.recipes import analyse_recipes
 
-    selection = json.loads((ROOT / "benchmarks" / "results" / "paper" / "selection.json").read_text())
+    selection = json.loads((HOME / "results" / "selection.json").read_text())
     p = Protocol()
     cfgs = [",".join([f"{s:g}"] * 3) for s in p.factors]
 

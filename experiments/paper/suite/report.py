@@ -1,4 +1,4 @@
-"""The report: ``paper.md`` (machine, date, wall-clock, protocol, every claim's table and verdict) and plots."""
+"""The report: ``report.md`` (machine, date, wall-clock, protocol, every claim's table and verdict) and plots."""
 from __future__ import annotations
 
 import os
@@ -162,9 +162,9 @@ def write_report(path: Path, p: Protocol, seeds: Sequence[int], claims: Sequence
     lines: List[str] = [
         "# The paper's claims on Fashion-MNIST",
         "",
-        "Written by `benchmarks/paper.py`" + (" in --quick mode: tiny network and steps, numbers mean nothing"
+        "Written by `experiments/paper/run.py`" + (" in --quick mode: tiny network and steps, numbers mean nothing"
                                              if p.quick else "") + "; every number below is computed from the "
-        "run results in `" + os.path.relpath(json_dir / "runs", path.parent) + "/`, every verdict by the rule in `benchmarks/paper_suite/stats.py` (agrees: the "
+        "run results in `" + os.path.relpath(json_dir / "runs", path.parent) + "/`, every verdict by the rule in `experiments/paper/suite/stats.py` (agrees: the "
         "paper's direction by more than t x se of the per-seed differences, t the two-sided 95 % critical value of "
         "Student's t for the seeds' degrees of freedom (12.71 for 2 seeds, 4.30 for 3); disagrees: the opposite; "
         "otherwise inconclusive; one seed is always inconclusive).",
@@ -223,7 +223,7 @@ def write_readme_headline(readme: Path, section: Dict[str, Any], report: Path, s
         return False
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
-    body = [f"Headline ({title}), written by `benchmarks/paper.py` on {time.strftime('%Y-%m-%d')} from seeds "
+    body = [f"Headline ({title}), written by `experiments/paper/run.py` on {time.strftime('%Y-%m-%d')} from seeds "
             f"{', '.join(map(str, seeds))} ({machine()}); the rest is in "
             f"[{os.path.relpath(report, readme.parent)}]({os.path.relpath(report, readme.parent)}).", ""]
     body += list(section["md"])

@@ -4,9 +4,9 @@ A small grid (``LRS`` x ``AUGMENT``) of the protocol's all-1.0 network trained a
 single``), each run for the protocol's epochs cut to ``--steps`` steps per epoch (a third of an
 epoch by default: the cosine schedule is the full one, compressed), scored by its top-1 on the
 held-out val images (BN as trained). The best score wins; the RS network and every baseline then use it.
-Writes ``benchmarks/results/paper/selection.json`` with every run's curve, the device and the time.
+Writes ``experiments/paper/results/selection.json`` with every run's curve, the device and the time.
 
-    PYTHONPATH=src python benchmarks/paper.py --select [--steps 130] [--jobs 1]
+    python experiments/paper/run.py --select [--steps 130] [--jobs 1]
 """
 from __future__ import annotations
 
