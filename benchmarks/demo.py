@@ -5,7 +5,8 @@ start-up and data loading), then writes ``benchmarks/results/demo.md`` and ``dem
 machine, the command, the demo's own summary (``summary.json`` of its run folder), the wall time,
 and whether the targets hold (full configuration >= 90% top-1, every configuration within 4
 points of it, about 5 minutes: at most 300 s). The demo's table and plot are copied beside them, and the
-README's demo block (between ``<!-- demo:start -->`` and ``<!-- demo:end -->``) is rewritten from the result.
+README's demo block (between ``<!-- demo:start -->`` and ``<!-- demo:end -->``: one line and what the demo
+printed) is rewritten from the result. ``--render`` rewrites the report and that block from the saved JSON.
 
     PYTHONPATH=src python benchmarks/demo.py            # about 5 minutes on 2 CPU cores
     PYTHONPATH=src python benchmarks/demo.py -- --epochs 1   # anything after -- goes to the demo
@@ -13,6 +14,7 @@ README's demo block (between ``<!-- demo:start -->`` and ``<!-- demo:end -->``) 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -22,9 +24,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import List, Optional
 
 import torch
 
+from resizable.fileio import atomic_write_text
 from resizable.nas.latency import device_description
 
 RESULTS = Path(__file__).parent / "results"
@@ -46,7 +50,7 @@ def main() -> int:
     if args.render:
         out = Path(args.out)
         result = json.loads(out.read_text())
-        out.with_suffix(".md").write_text(render(result))
+        atomic_write_text(out.with_suffix(".md"), render(result, out))
         write_readme(result, out)
         return 0
     work = Path(args.work_dir)
@@ -90,8 +94,8 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run / "configs.csv", out.with_name(out.stem + "_configs.csv"))
     shutil.copyfile(run / "accuracy_vs_macs.png", out.with_name(out.stem + ".png"))
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(render(result))
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out.with_suffix(".md"), render(result, out))
     write_readme(result, out)
     print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0 if all(checks.values()) else 1
@@ -103,37 +107,62 @@ def bn_basis(s: dict) -> str:
     return "each configuration's BN statistics from the run's statistics bank"
 
 
+def spread(out: Path) -> Optional[dict]:
+    """Every configuration's top-1 range and the cheapest configuration, from the copied ``*_configs.csv``."""
+    table = out.with_name(out.stem + "_configs.csv")
+    if not table.is_file():
+        return None
+    with table.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    top = {row["config"]: float(row["top1_pct"]) for row in rows}
+    macs = {row["config"]: float(row["mmacs"]) for row in rows}
+    cheap = min(macs, key=macs.get)
+    return {"count": len(rows), "low": min(top.values()), "high": max(top.values()), "cheap": cheap,
+            "cheap_mmacs": macs[cheap], "cheap_top1": top[cheap]}
+
+
+def spread_sentence(r: dict, out: Path) -> str:
+    sp, best, full = spread(out), r["summary"]["best"], r["summary"]["full"]
+    if sp is None:
+        return ""
+    return (f"All {sp['count']} configurations lie between {sp['low']:.2f}% and {sp['high']:.2f}%. The best, "
+            f"`{best['config']}`, gives {best['top1']:.2f}% at {best['mmacs']:.2f} MMACs; the cheapest, "
+            f"`{sp['cheap']}` at {sp['cheap_mmacs']:.2f} MMACs ({full['mmacs'] / sp['cheap_mmacs']:.1f}x cheaper "
+            f"than the full one), keeps {sp['cheap_top1']:.2f}%.")
+
+
+def printed(r: dict) -> List[str]:
+    """What the demo printed, shortened: its epoch lines, then its last lines."""
+    return ["```", *r.get("demo_epoch_lines", []), "...", *r["demo_output_tail"][-5:], "```"]
+
+
+def readme_block(r: dict, out: Path) -> List[str]:
+    """The README's demo block: one line (what it scored, where it ran, a link to the full record), then what
+    it printed."""
+    s, m, sp = r["summary"], r["machine"], spread(out)
+    line = (f"Run by `benchmarks/demo.py` on {r['date_utc'].split()[0]} ({m['cores']}-core {m['cpu']}, torch "
+            f"{m['torch']}), {r['wall_seconds']:.0f} s: the full configuration scores {s['full']['top1']:.2f}% "
+            f"top-1 at {s['full']['mmacs']:.2f} MMACs")
+    if sp:
+        line += (f", all {sp['count']} lie between {sp['low']:.2f}% and {sp['high']:.2f}%, and the cheapest "
+                 f"({s['full']['mmacs'] / sp['cheap_mmacs']:.1f}x cheaper) keeps {sp['cheap_top1']:.2f}%")
+    line += ". [Full record](benchmarks/results/demo.md). What it printed:"
+    return [line, "", *printed(r)]
+
+
 def write_readme(r: dict, out: Path) -> None:
-    """The README's demo block: where and when it ran, and what it printed (only for the committed result)."""
+    """Rewrite the README's demo block, only for the committed result."""
     if out.resolve() != (RESULTS / "demo.json").resolve() or not README.is_file():
         return
-    s, m = r["summary"], r["machine"]
-    block = [f"Measured by `benchmarks/demo.py`, which runs `{r['command']}` in a fresh process and checks the "
-             f"targets. This run was on {r['date_utc']} UTC, on a {m['cores']}-core {m['cpu']} machine (torch "
-             f"{m['torch']}, {s['threads']} threads), in {r['wall_seconds']:.0f} s of wall time. Full record: "
-             f"[benchmarks/results/demo.md](benchmarks/results/demo.md).",
-             "", "```", *r.get("demo_epoch_lines", []), "...", *r["demo_output_tail"][-5:], "```", ""]
-    table = out.with_name(out.stem + "_configs.csv")
-    if table.is_file():
-        import csv
-
-        rows = list(csv.DictReader(table.open()))
-        top = {row["config"]: float(row["top1_pct"]) for row in rows}
-        macs = {row["config"]: float(row["mmacs"]) for row in rows}
-        cheap = min(macs, key=macs.get)
-        best, full = s["best"], s["full"]
-        block.append(f"All {len(rows)} configurations lie between {min(top.values()):.2f}% and "
-                     f"{max(top.values()):.2f}%. The best, `{best['config']}`, gives {best['top1']:.2f}% at "
-                     f"{best['mmacs']:.2f} MFLOPs; the cheapest, `{cheap}` at {macs[cheap]:.2f} MFLOPs "
-                     f"({full['mmacs'] / macs[cheap]:.1f}x cheaper than the full one), keeps {top[cheap]:.2f}%.")
+    block = readme_block(r, out)
     text = README.read_text()
     marks = re.compile(r"(<!-- demo:start -->\n).*?(<!-- demo:end -->)", re.S)
     if marks.search(text):
-        README.write_text(marks.sub(lambda mm: mm.group(1) + "\n".join(block) + "\n" + mm.group(2), text))
+        atomic_write_text(README, marks.sub(lambda mm: mm.group(1) + "\n".join(block) + "\n" + mm.group(2), text))
         print(f"wrote the demo block into {README}")
 
 
-def render(r: dict) -> str:
+def render(r: dict, out: Path) -> str:
     s, m = r["summary"], r["machine"]
     ok = lambda b: "yes" if b else "NO"  # noqa: E731
     lines = [
@@ -147,7 +176,7 @@ def render(r: dict) -> str:
         f"seed {s['seed']}; {s.get('distinct_resolutions', '?')} of its {s['num_configs']} configurations with "
         f"distinct stage resolutions; {bn_basis(s)}).",
         "",
-        "| | configuration | MFLOPs | test top-1 % |",
+        "| | configuration | MMACs | test top-1 % |",
         "|---|---|---|---|",
         f"| full | {s['full']['config']} | {s['full']['mmacs']:.2f} | {s['full']['top1']:.2f} |",
         f"| worst | {s['worst']['config']} | {s['worst']['mmacs']:.2f} | {s['worst']['top1']:.2f} |",
@@ -163,13 +192,15 @@ def render(r: dict) -> str:
         f"(gap {s['gap_points']:.2f}) | {ok(r['checks']['every_config_within_4_points'])} |",
         f"| at most {r['targets']['seconds_max']:.0f} s | {ok(r['checks']['wall_seconds'])} |",
         "",
-        f"All {s['num_configs']} configurations: `demo_configs.csv`; accuracy against MFLOPs: `demo.png`.",
+        spread_sentence(r, out),
         "",
-        "The demo's last lines:",
+        f"All {s['num_configs']} configurations: [demo_configs.csv](demo_configs.csv); accuracy against MMACs:",
         "",
-        "```",
-        *r["demo_output_tail"],
-        "```",
+        "![accuracy against MMACs of every configuration](demo.png)",
+        "",
+        "What the demo printed (its epoch lines, then its last lines):",
+        "",
+        *printed(r),
         "",
     ]
     return "\n".join(lines)

@@ -31,8 +31,9 @@ torchvision network as much as for the resizable one; that noise would swamp rat
     PYTHONPATH=src python benchmarks/overhead.py            # ~12 minutes on 2 CPU cores
     PYTHONPATH=src python benchmarks/overhead.py --render   # rewrite overhead.md from the JSON files
 
-A run into ``benchmarks/results/`` (and ``--render``) also rewrites the README's performance line,
-between its ``<!-- overhead:start -->`` and ``<!-- overhead:end -->`` marks.
+A run into ``benchmarks/results/`` (and ``--render``) also rewrites the summary of ``docs/performance.md``
+(each ratio's range) and the README's one-line summary, between their ``<!-- overhead:start -->`` and
+``<!-- overhead:end -->`` marks.
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ import torchvision
 from torch import nn
 
 import resizable
+from resizable.fileio import atomic_write_text
 from resizable.training.step import train_step
 from resizable.nas.latency import device_description
 from resizable.nas.runtimes import load_in_runtime, runtime_description
@@ -70,6 +72,12 @@ LABELS = {
     "dynamic_vs_static": "dynamic sub-network / its exported static network",
     "folded_vs_unfolded": "exported static with BN folded / unfolded",
     "train_step_vs_plain": "fair training step / the same passes through the plain static networks",
+}
+SHORT_LABELS = {  # the README's words for the same ratios
+    "all_max_vs_torchvision": "RS at all-1.0 / torchvision",
+    "dynamic_vs_static": "sub-network / its static export",
+    "folded_vs_unfolded": "BN folded / unfolded",
+    "train_step_vs_plain": "fair step / plain networks' passes",
 }
 # name -> (torchvision builder or None, builder kwargs, input size, batch sizes)
 CASES = {
@@ -384,7 +392,7 @@ def render_gpu(gpu: dict | None) -> list:
 
 
 def summary_line(data: dict, gpu: dict | None) -> str:
-    """The README's performance line: the range of each ratio, where it came from, GPU speed-up."""
+    """docs/performance.md's summary: the range of each ratio, where it came from, GPU speed-up."""
     parts = []
     for key in GOALS:
         rows = data["training"] if key == "train_step_vs_plain" else data["inference"]
@@ -401,18 +409,40 @@ def summary_line(data: dict, gpu: dict | None) -> str:
         line += (f" On an {gpu['device']} (`benchmarks/gpu_check.py`, {gpu['date']}), a fair training step with AMP "
                  f"and channels-last ran {run['speedup_amp_channels_last']:.1f}x the fp32 step "
                  f"({gpu['train']['model']}, batch {gpu['train']['batch']}).")
-    return line + " Details: [benchmarks/results/overhead.md](benchmarks/results/overhead.md)."
+    return line + " Details: [benchmarks/results/overhead.md](../benchmarks/results/overhead.md)."
 
 
-def write_readme_line(readme: Path, line: str) -> None:
-    """Replace the text between the README's ``<!-- overhead:start -->`` / ``<!-- overhead:end -->`` marks."""
+def readme_line(data: dict) -> str:
+    """The README's one line: how many goals hold, and each ratio's worst value against its goal."""
+    worst = []
+    for key, (goal, op) in GOALS.items():
+        rows = data["training"] if key == "train_step_vs_plain" else data["inference"]
+        vals = [row[key] for row in rows if key in row]
+        if vals:
+            worst.append((key, max(vals) if op == "<=" else min(vals), goal, op))
+    held = sum(met(key, value) for key, value, _, _ in worst)
+    return (f"**Cost of being resizable** (`benchmarks/overhead.py`, {data['date'].split()[0]}, {data['cpu']}, "
+            f"{data['threads']} threads): {held} of {len(worst)} goals met; worst cases: "
+            + "; ".join(f"{SHORT_LABELS[key]} {value:.3f} (goal {op} {goal})" for key, value, goal, op in worst)
+            + ". [Details](docs/performance.md).")
+
+
+def write_marked_line(page: Path, line: str) -> None:
+    """Replace the text between the page's ``<!-- overhead:start -->`` / ``<!-- overhead:end -->`` marks."""
     start, end = "<!-- overhead:start -->", "<!-- overhead:end -->"
-    text = readme.read_text()
+    text = page.read_text()
     if start not in text or end not in text:
-        raise SystemExit(f"{readme} has no {start} ... {end} section to write into")
+        raise SystemExit(f"{page} has no {start} ... {end} section to write into")
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{line}\n{end}{tail}")
+    atomic_write_text(page, f"{head}{start}\n{line}\n{end}{tail}")
+
+
+def write_summaries(data: dict, gpu: dict | None) -> None:
+    """The README's line and docs/performance.md's summary, from the committed results."""
+    root = Path(__file__).resolve().parent.parent
+    write_marked_line(root / "docs" / "performance.md", summary_line(data, gpu))
+    write_marked_line(root / "README.md", readme_line(data))
 
 
 def main() -> int:
@@ -435,11 +465,10 @@ def main() -> int:
     out = Path(args.out)
     gpu_path = out.with_name("overhead_gpu.json")
     gpu = json.loads(gpu_path.read_text()) if gpu_path.is_file() else None
-    readme = Path(__file__).resolve().parent.parent / "README.md"
     if args.render:
         data = json.loads(out.read_text())
-        out.with_suffix(".md").write_text(render(data, gpu))
-        write_readme_line(readme, summary_line(data, gpu))
+        atomic_write_text(out.with_suffix(".md"), render(data, gpu))
+        write_summaries(data, gpu)
         return 0
     if args.copies < 1:
         p.error("--copies must be >= 1")
@@ -475,9 +504,9 @@ def main() -> int:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=1) + "\n")
-    out.with_suffix(".md").write_text(render(data, gpu))
-    if out.resolve().parent == RESULTS.resolve():  # the committed results: the README quotes them
-        write_readme_line(readme, summary_line(data, gpu))
+    atomic_write_text(out.with_suffix(".md"), render(data, gpu))
+    if out.resolve().parent == RESULTS.resolve():  # the committed results: the README and docs quote them
+        write_summaries(data, gpu)
     print(f"wrote {out} and {out.with_suffix('.md')}; all goals met: {all_met}")
     return 0
 

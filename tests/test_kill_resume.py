@@ -1,4 +1,4 @@
-"""Real kills (SIGKILL, no clean-up) of `resizable train` and `resizable table`, then the README's commands
+"""Real kills (SIGKILL, no clean-up) of `resizable train` and `resizable table`, then the commands docs/training.md gives
 to continue: the result equals the uninterrupted one, bit for bit."""
 import json
 import os
@@ -104,7 +104,7 @@ def test_killed_train_resumed_as_the_readme_says_equals_the_uninterrupted_run(re
     run = root / f"cut-{where}"
     _killed(where, at, TRAIN + ["--data-dir", tiny_fmnist, "--out-dir", str(root), "--name", run.name], root)
     assert load_checkpoint(run)["epoch"] == 0  # only the first epoch was saved
-    proc = _cli(["train", "--resume", str(run)], root)  # the README's line, nothing else
+    proc = _cli(["train", "--resume", str(run)], root)  # the line docs/training.md gives, nothing else
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "epoch 3/3" in proc.stdout and "epoch 1/3" not in proc.stdout
     a, b = load_checkpoint(root / "full")["model"], load_checkpoint(run)["model"]
