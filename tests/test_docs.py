@@ -109,6 +109,7 @@ def quick_start_blocks():
     return re.findall(r"^```python\n(.*?)^```", section, re.S | re.M)
 
 
+@pytest.mark.slow
 def test_readme_quick_start_runs(tmp_path, monkeypatch):
     """Each block as written, one after the other in one namespace; the run the second one opens is a tiny
     network saved where the block looks (a demo run's layout: a run folder holding checkpoint.pt, with a bank)."""
@@ -141,6 +142,7 @@ def marked(page: Path, name: str) -> str:
     return found.group(1)
 
 
+@pytest.mark.slow  # imports torchvision, through benchmarks/overhead.py
 def test_readme_results_are_rendered_from_the_saved_benchmark_results():
     """The README's generated lines (and docs/performance.md's summary) are what the benchmarks' renderers make of
     the committed results, each one line with a link to its full report."""
