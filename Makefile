@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-quick test-paper setup dataset clean-venv
+.PHONY: demo test test-quick test-paper setup dataset docs clean-venv
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,10 @@ test-quick: setup dataset
 # the paper's experiment suite (experiments/paper): its own tests, apart from the library's
 test-paper: setup
 	$(BIN)/python -m pytest -q experiments/paper/tests
+
+# docs/cli.md from the command line's parsers (a test checks it is current)
+docs: setup
+	$(BIN)/python scripts/gen_cli_docs.py
 
 clean-venv:
 	rm -rf $(VENV)
