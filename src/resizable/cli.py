@@ -10,6 +10,8 @@ import sys
 import warnings
 from typing import List, NoReturn, Optional
 
+__all__ = ["main", "build_parser"]
+
 # sub-command -> module under resizable.commands defining HELP, add_arguments(parser), run(args) -> int
 COMMANDS = {
     "models": "models",
@@ -17,6 +19,7 @@ COMMANDS = {
     "eval": "evaluate",
     "demo": "demo",
     "export": "export",
+    "predict": "predict",
     "table": "table",
     "latency": "latency",
     "search": "search",

@@ -33,7 +33,9 @@ __all__ = [
     "default_data_root",
     "load_dataset",
     "make_loader",
+    "normalize_uint8",
     "read_idx",
+    "resize_uint8",
 ]
 
 DATASETS: tuple[str, ...] = ("fashion-mnist", "cifar10", "cifar100", "imagefolder")
@@ -132,8 +134,9 @@ def dataset_info(name: str, data_dir: str | None = None) -> DatasetInfo:
 # --------------------------------------------------------------- in-memory dataset
 
 
-def _normalize(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """uint8 (..., C, H, W) -> normalized float32; shared by __getitem__ and the batch path."""
+def normalize_uint8(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """uint8 (..., C, H, W) -> normalized float32, ``(x / 255 - mean) / std`` with ``mean``, ``std`` float32
+    (C, 1, 1); shared by __getitem__, the batch path and ``resizable predict`` (so their inputs are bit-identical)."""
     return images.to(torch.float32).div_(255.0).sub_(mean).div_(std)
 
 
@@ -216,18 +219,21 @@ class TensorImageDataset(Dataset):
 
     def normalize(self, images: Tensor) -> Tensor:
         """Convert uint8 images (..., C, H, W) to normalized float32."""
-        return _normalize(images, self._mean_t, self._std_t)
+        return normalize_uint8(images, self._mean_t, self._std_t)
 
 
 # --------------------------------------------------------------------- loading
 
 
-def _resize_uint8(images: Tensor, size: int, chunk: int = 4096) -> Tensor:
-    out = torch.empty((len(images), images.shape[1], size, size), dtype=torch.uint8)
+def resize_uint8(images: Tensor, size: int | tuple[int, int], chunk: int = 4096) -> Tensor:
+    """uint8 (N, C, H, W) images resized to ``size`` (a side, or ``(H, W)``): bilinear with antialiasing,
+    rounded back to uint8; how the in-memory datasets reach an input size other than their own."""
+    h, w = (size, size) if isinstance(size, int) else size
+    out = torch.empty((len(images), images.shape[1], h, w), dtype=torch.uint8)
     # Chunked so the float copy never holds the whole dataset at once.
     for start in range(0, len(images), chunk):
         x = images[start : start + chunk].to(torch.float32)
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
         out[start : start + chunk] = x.round_().clamp_(0, 255).to(torch.uint8)
     return out
 
@@ -284,7 +290,7 @@ def load_dataset(
     info = dataset_info(key)
     size = input_size or info.input_size
     if size != info.input_size:
-        images = _resize_uint8(images, size)
+        images = resize_uint8(images, size)
     pad = round(_CROP_PAD[key] * size / info.input_size)
     return TensorImageDataset(images, labels, info.mean, info.std, augment=augment, pad=pad)
 

@@ -20,13 +20,13 @@ import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 from torch.utils.data import Dataset
 
 __all__ = ["BAD_IMAGES", "IMAGENET_MEAN", "IMAGENET_STD", "MAX_INPUT_SIZE", "BadImageError", "FolderStats",
            "folder_stats", "describe", "list_classes", "split_dir", "load_imagefolder", "scan_images",
-           "drop_unreadable"]
+           "drop_unreadable", "read_image", "eval_resize_side", "eval_transform"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -286,14 +286,30 @@ def load_imagefolder(root: str, split: str, *, augment: bool, input_size: Option
                 f"(missing: {missing[:5]}, extra: {extra[:5]}); labels would not match"
             )
     small = stats.native_size <= size * 8 / 7
-    if small and augment:
+    if not augment:
+        transform = eval_transform(size, eval_resize_side(stats.native_size, size), stats.mean, stats.std)
+        return _Folder(directory, stats.classes, transform, stats.in_chans, bad_images)
+    if small:
         steps = [T.Resize(size), T.CenterCrop(size), T.RandomCrop(size, padding=max(1, round(size / 8))),
                  T.RandomHorizontalFlip()]
-    elif small:
-        steps = [T.Resize(size), T.CenterCrop(size)]
-    elif augment:
-        steps = [T.RandomResizedCrop(size), T.RandomHorizontalFlip()]
     else:
-        steps = [T.Resize(int(size / 0.875)), T.CenterCrop(size)]
+        steps = [T.RandomResizedCrop(size), T.RandomHorizontalFlip()]
     transform = T.Compose(steps + [T.ToTensor(), T.Normalize(stats.mean, stats.std)])
     return _Folder(directory, stats.classes, transform, stats.in_chans, bad_images)
+
+
+def eval_resize_side(native_size: int, size: Union[int, Tuple[int, int]]) -> int:
+    """The shorter side a test image is resized to before its centre crop to ``size``: ``size`` itself for
+    images about that size or smaller (``native_size`` at most 8/7 of it), else ``size / 0.875`` (the
+    ImageNet recipe). A non-square ``(H, W)`` counts as its larger side."""
+    side = size if isinstance(size, int) else max(size)
+    return side if native_size <= side * 8 / 7 else int(side / 0.875)
+
+
+def eval_transform(size: Union[int, Tuple[int, int]], resize_side: int, mean: Sequence[float],
+                   std: Sequence[float]) -> Any:
+    """How evaluation prepares a folder's (``L`` or ``RGB``) PIL image: shorter side to ``resize_side``,
+    centre crop to ``size``, values to [0, 1], ``(x - mean) / std`` per channel."""
+    from torchvision import transforms as T
+
+    return T.Compose([T.Resize(resize_side), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)])

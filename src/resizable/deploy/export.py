@@ -257,6 +257,13 @@ def _preprocessing(run: Any, hw: Tuple[int, int]) -> Dict[str, Any]:
            data.get("in_chans") == 3 else "gray", "pixel_scale": "values in [0, 1] (uint8 / 255)",
            "mean": data.get("mean"), "std": data.get("std"), "normalize": "(x - mean) / std per channel",
            "dataset": data.get("dataset")}
+    if run.info is not None and run.info.name == "imagefolder":
+        # evaluation resizes a folder's images by a rule that needs their median size: record its outcome
+        from ..data.imagefolder import eval_resize_side, folder_stats
+
+        stats = folder_stats(str(Path(run.data_dir).expanduser()))
+        pre["resize_shorter_side"] = eval_resize_side(stats.native_size, hw)
+        pre["resize"] = "shorter side to resize_shorter_side px (PIL bilinear), then a centre crop to input_size"
     return {"preprocessing": pre, "classes": data.get("classes") or None}
 
 
