@@ -34,9 +34,8 @@ from typing import Any, Dict, List
 import torch
 
 import resizable
-from resizable.bnbank import size_report
-from resizable.evaluation.bank import BANK_BATCH_SIZE, BANK_BATCHES, build_bank
-from resizable.fileio import atomic_write_text
+from resizable import atomic_write_text
+from resizable.evaluation import BANK_BATCH_SIZE, BANK_BATCHES, build_bank
 
 RESULTS = Path(__file__).resolve().parent / "results"
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -65,7 +64,9 @@ def measure(name: str, kwargs: Dict[str, Any], size: int, batches: int, batch: i
     t0 = time.perf_counter()
     bank = build_bank(model, images, batches)
     build = time.perf_counter() - t0
-    sizes = size_report(bank, model)
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    sizes = {"bank_bytes": bank.nbytes(), "weights_bytes": weights, "ratio": bank.nbytes() / weights,
+             "rows": sum(t[0].shape[0] for t in bank.tables.values())}
     configs = model.configs()
     state = {"i": 0}
 
@@ -95,8 +96,8 @@ KEPT_RS = Path(__file__).resolve().parent.parent / "experiments" / "paper" / "re
 @torch.no_grad()
 def dtype_effect(path: Path) -> Dict[str, Any]:
     """Val top-1 of every configuration of a trained network: bank in float32, bank in float16, as trained."""
-    from resizable.evaluation.walker import accuracy, evaluate_configs
-    from resizable.trained_run import TrainedRun
+    from resizable import TrainedRun, evaluate_configs
+    from resizable.evaluation import accuracy
 
     run = TrainedRun.open(path)
     bank = run.build_bank(dtype=torch.float32)

@@ -28,8 +28,8 @@ from typing import List, Optional
 
 import torch
 
-from resizable.fileio import atomic_write_text
-from resizable.nas.latency import device_description
+from resizable import atomic_write_text
+from resizable.nas import device_description
 
 RESULTS = Path(__file__).parent / "results"
 TARGETS = {"full_top1_min": 90.0, "gap_points_max": 4.0, "seconds_max": 300.0}

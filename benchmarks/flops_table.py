@@ -17,8 +17,7 @@ from pathlib import Path
 
 import torch
 
-from resizable import count_macs, create_model, list_models
-from resizable.trained_run import natural_input_size
+from resizable import count_macs, create_model, list_models, natural_input_size
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,7 +5,7 @@ of configurations for every variant), batch 128, SGD; four variants (fp32 / AMP,
 and channels-last), each on its own copy of the same initial weights. Steps are timed in blocks,
 the variants interleaved, after warm-up steps; throughput is images per second (each image goes
 through the k configurations of the step). The goal is AMP + channels-last >= 2x the fp32 step.
-The automatic memory-format choice of the trainer (:func:`resizable.training.memory_format.pick_memory_format`) is
+The automatic memory-format choice of the trainer (:func:`resizable.training.pick_memory_format`) is
 run once as well. Every variant runs with cuDNN autotuning (``cudnn.benchmark``) off and on.
 "fp32" is PyTorch's default precision: cuDNN convolutions may use TF32 (the flags are recorded).
 
@@ -35,10 +35,9 @@ import torch
 from torch import nn
 
 import resizable
-from resizable.training.memory_format import pick_memory_format
-from resizable.training.step import train_step
-from resizable.nas.latency import device_description
-from resizable.sampling import ConfigSampler
+from resizable import ConfigSampler
+from resizable.nas import device_description
+from resizable.training import pick_memory_format, train_step
 
 HERE = Path(__file__).resolve().parent
 FULL = dict(model="resnet50", kwargs={}, size=224, batch=128, warmup=3, blocks=3, steps=5,
@@ -113,7 +112,7 @@ def train_throughput(spec: dict, device: torch.device, cudnn_benchmark: bool) ->
 
 def latency_matrix(spec: dict, device: torch.device) -> list:
     """Static-network latency in process: cuDNN autotuning off/on x memory format x configuration."""
-    from resizable.nas.latency import time_module
+    from resizable.nas import time_module
 
     torch.manual_seed(0)
     model = resizable.create_model(spec["model"], **spec["kwargs"]).eval()
@@ -155,7 +154,7 @@ def cuda_latency(spec: dict, device: torch.device, out_dir: Path) -> dict:
                  "exit_code": proc.returncode, "seconds": round(time.perf_counter() - t0, 1),
                  "output": proc.stdout.strip().splitlines()[-4:]}
         if proc.returncode == 0:
-            from resizable.nas.table_file import LATENCY_MAGIC, read_table
+            from resizable.nas import LATENCY_MAGIC, read_table
 
             table = read_table(csv, magic=LATENCY_MAGIC)
             entry["runtime_version"] = table.meta.get("runtime_version")

@@ -52,11 +52,9 @@ import torchvision
 from torch import nn
 
 import resizable
-from resizable.fileio import atomic_write_text
-from resizable.training.step import train_step
-from resizable.nas.latency import device_description
-from resizable.nas.runtimes import load_in_runtime, runtime_description
-from resizable.sampling import ConfigSampler
+from resizable import ConfigSampler, atomic_write_text
+from resizable.nas import device_description, load_in_runtime, runtime_description
+from resizable.training import train_step
 
 RESULTS = Path(__file__).parent / "results"
 # glibc's thresholds for returning memory to the system, fixed at 4 GiB (see --allocator)

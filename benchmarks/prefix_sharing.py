@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 
 import resizable
-from resizable.nas.latency import device_description
-from resizable.evaluation.walker import evaluate_configs, evaluate_naive
+from resizable import evaluate_configs
+from resizable.evaluation import evaluate_naive
+from resizable.nas import device_description
 
 # name, builder arguments, input size (H = W), samples, batch size
 CASES = {

@@ -1,7 +1,10 @@
 """The package's layout rules, checked on its source: no import cycle, no private name used across
-modules, no module much over 500 lines, and evaluation that works under ``torch.inference_mode``."""
+modules, no module much over 500 lines, evaluation that works under ``torch.inference_mode``, and code
+outside the library (benchmarks, experiments, scripts) that uses its public names only."""
 import pytest
 import ast
+import importlib
+import re
 from pathlib import Path
 
 import torch
@@ -164,3 +167,119 @@ def test_how_to_feed_a_trained_network_is_said_in_one_place():
             if pattern in text and name not in allowed:
                 offences.append(f"{name} has {pattern!r}")
     assert not offences, offences
+
+
+# The code outside the library (benchmarks, the paper's suite, scripts) uses it as a user does: through the names
+# docs/api.md describes under a package that lists them in its __all__. Internal names stay free to change.
+ROOT = Path(__file__).resolve().parent.parent
+API_PAGE = ROOT / "docs" / "api.md"
+NOT_OUTSIDE = {"src", "tests", "runs", "build", "dist"}  # the library and its tests; run and build outputs
+
+
+def _api_sections(text):
+    """``{module: names}``: the names each ``## `module``` section of the API page describes (``- `name`: ...``)."""
+    sections, current = {}, None
+    for line in text.splitlines():
+        heading = re.match(r"^## `([\w.]+)`\s*$", line)
+        item = re.match(r"^- ((?:`\w+`(?:, )?)+):", line)
+        if heading:
+            current = sections.setdefault(heading.group(1), set())
+        elif item and current is not None:
+            current.update(re.findall(r"`(\w+)`", item.group(1)))
+    return sections
+
+
+def _public_names():
+    """``{module: names}``: the described names that their module lists in ``__all__``."""
+    return {m: names & set(getattr(importlib.import_module(m), "__all__", ())) for m, names in
+            _api_sections(API_PAGE.read_text()).items()}
+
+
+def _dotted(node):
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return [node.id] + parts[::-1] if isinstance(node, ast.Name) else None
+
+
+def _non_public_uses(tree, public):
+    """Every import of a library name that is not public, and every attribute path through a library module that
+    reaches one (``resizable.training.trainer``)."""
+    offences, bound = [], {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "resizable":
+            for a in node.names:
+                if f"{node.module}.{a.name}" in public:  # a public package
+                    bound[a.asname or a.name] = f"{node.module}.{a.name}"
+                elif a.name not in public.get(node.module, ()):
+                    offences.append(f"line {node.lineno}: from {node.module} import {a.name}")
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] != "resizable":
+                    continue
+                if a.name not in public:
+                    offences.append(f"line {node.lineno}: import {a.name}")
+                bound[a.asname or "resizable"] = a.name if a.asname else "resizable"
+    inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    for node in ast.walk(tree):
+        path = _dotted(node) if isinstance(node, ast.Attribute) and id(node) not in inner else None
+        if not path or path[0] not in bound:
+            continue
+        module = bound[path[0]]
+        for attr in path[1:]:
+            if f"{module}.{attr}" in public:
+                module = f"{module}.{attr}"
+            else:
+                if attr not in public.get(module, ()):
+                    offences.append(f"line {node.lineno}: {'.'.join(path)}")
+                break
+    return offences
+
+
+def _outside_code():
+    for top in sorted(ROOT.iterdir()):
+        if top.suffix == ".py":
+            yield top
+        elif top.is_dir() and top.name not in NOT_OUTSIDE and not top.name.startswith("."):
+            yield from sorted(top.rglob("*.py"))
+
+
+def test_the_api_page_describes_public_names_of_packages():
+    scripts = re.search(r"^\[project\.scripts\]\n(.*?)(?=^\[|\Z)", (ROOT / "pyproject.toml").read_text(), re.M | re.S)
+    entry_modules = set(re.findall(r'"([\w.]+):\w+"', scripts.group(1)))
+    sections = _api_sections(API_PAGE.read_text())
+    assert {"resizable", "resizable.training", "resizable.evaluation", "resizable.nas"} <= set(sections)
+    problems = []
+    for module, names in sections.items():
+        mod = importlib.import_module(module)
+        if not hasattr(mod, "__path__") and module not in entry_modules:
+            problems.append(f"{module} is a module, not a package: describe its names under their package")
+        listed = set(getattr(mod, "__all__", ()))
+        problems += [f"{module}.{n} is described but not in its __all__" for n in sorted(names - listed)]
+        problems += [f"{module}.{n} is in __all__ but missing" for n in sorted(n for n in listed if not hasattr(mod, n))]
+    assert not problems, problems
+
+
+def test_code_outside_the_library_uses_public_names_only():
+    public = _public_names()
+    files = list(_outside_code())
+    assert any(p.parts[-3:] == ("experiments", "paper", "run.py") for p in files)  # the paper's suite is looked at
+    offences = [f"{p.relative_to(ROOT)} {o}" for p in files for o in _non_public_uses(ast.parse(p.read_text()), public)]
+    assert not offences, "not public (add the name to its package's __all__ and docs/api.md): " + "; ".join(offences)
+
+
+def test_the_public_name_check_can_fail():
+    public = _api_sections("## `resizable`\n- `create_model`: build.\n## `resizable.training`\n- `train`, `X`: t.\n")
+    assert public == {"resizable": {"create_model"}, "resizable.training": {"train", "X"}}
+    clean = ("import resizable\nimport resizable.training as rt\nfrom resizable import create_model, training\n"
+             "from resizable.training import train\nfrom . import mine\n"
+             "resizable.create_model('x').configs()\nresizable.training.train(1)\nrt.train(2)\ntraining.train(3)\n")
+    assert _non_public_uses(ast.parse(clean), public) == []
+    bad = ("from resizable.training.trainer import build_optimizer\nfrom resizable import _private\n"
+           "import resizable.training.step\nimport resizable as r\nr.trained_run.TrainedRun\nr.training.steplog\n"
+           "from resizable.training import loss_climbs\n")
+    assert _non_public_uses(ast.parse(bad), public) == [
+        "line 1: from resizable.training.trainer import build_optimizer", "line 2: from resizable import _private",
+        "line 3: import resizable.training.step", "line 7: from resizable.training import loss_climbs",
+        "line 5: r.trained_run.TrainedRun", "line 6: r.training.steplog"]

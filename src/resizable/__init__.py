@@ -16,6 +16,10 @@ from .registry import create_model, list_models, register_model
 from . import models  # noqa: E402,F401  (registers every model family and its torchvision converter)
 from .configs import format_config, parse_config
 from .evaluation.walker import calibrate_configs, evaluate_configs, forward_all
+from .sampling import ConfigSampler
+from .checkpoint import load_checkpoint, load_model, save_checkpoint, write_bank
+from .trained_run import TrainedRun, natural_input_size
+from .fileio import atomic_path, atomic_write_text
 
 __version__ = "0.1.0"
 
@@ -45,4 +49,13 @@ __all__ = [
     "list_models",
     "load_static",
     "register_model",
+    "ConfigSampler",
+    "TrainedRun",
+    "natural_input_size",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+    "write_bank",
+    "atomic_path",
+    "atomic_write_text",
 ]

@@ -113,7 +113,7 @@ def plot_claim(claim: str, p: Protocol, seeds: Sequence[int], results: Results, 
 
 
 def machine() -> str:
-    from resizable.nas.latency import device_description
+    from resizable.nas import device_description
 
     return f"{device_description('cpu')}, {os.cpu_count()} cores"
 
@@ -153,7 +153,7 @@ def suite_time(results: Results, trainings: Path) -> Dict[str, Optional[float]]:
 def write_report(path: Path, p: Protocol, seeds: Sequence[int], claims: Sequence[str], sections: Dict[str, Any],
                  results: Results, selection: Dict[str, Any], wall: float, jobs: int, threads: int,
                  plots: Dict[str, Optional[Path]], json_dir: Path) -> Path:
-    from resizable.fileio import atomic_write_text
+    from resizable import atomic_write_text
 
     spent = suite_time(results, json_dir / "trainings.jsonl")
     missing = [name for name, r in results.items() if not r]
@@ -191,7 +191,7 @@ def write_report(path: Path, p: Protocol, seeds: Sequence[int], claims: Sequence
         f"weight decay {p.weight_decay:g}, augmentation {'crop+flip' if p.augment else 'none'}, {p.epochs} epochs "
         f"(RS at 2x in T1 (b)); BN recalibrated on {p.eval_calibrate_bn} batches of {p.eval_batch_size} training "
         "images",
-        f"- hyper-parameter selection: {selection.get('source') or 'paper/selection.json'}"
+        f"- hyper-parameter selection: {selection.get('source') or 'selection.json'}"
         + (f": lr {chosen['lr']:g}, augmentation {chosen['augment']} (val top-1 {chosen['val_top1']:.2f}, "
            f"{selection.get('device', '')})" if chosen else ""),
         "",
@@ -215,7 +215,7 @@ def write_readme_headline(readme: Path, section: Dict[str, Any], report: Path, s
 
     Returns False (and leaves the README alone) when it has no such marks.
     """
-    from resizable.fileio import atomic_write_text
+    from resizable import atomic_write_text
 
     start, end = README_MARKS
     text = readme.read_text()

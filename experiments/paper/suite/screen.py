@@ -230,8 +230,8 @@ def run_screen(p: Protocol, *, steps: int, work: Path, results: Path = SCREEN_RE
     """Tune every method, then merge the record into ``out`` under ``recipes`` (the rest of the file is kept)."""
     import os
 
-    from resizable.fileio import atomic_write_text
-    from resizable.nas.latency import device_description
+    from resizable import atomic_write_text
+    from resizable.nas import device_description
 
     t0 = time.time()
     weights = RESULTS / "weights" if results == SCREEN_RESULTS else Path(results) / "weights"

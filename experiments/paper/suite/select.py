@@ -27,7 +27,7 @@ AUGMENT = (True, False)
 def _one(args: Dict[str, Any]) -> Dict[str, Any]:
     import torch
 
-    from resizable.training.trainer import TrainOptions, train
+    from resizable.training import TrainOptions, train
 
     torch.set_num_threads(args.pop("threads"))
     work = args.pop("work")
@@ -48,8 +48,8 @@ def run_selection(protocol: Protocol, *, steps: Optional[int], work: Path, out: 
                   data_dir: Optional[str] = None, jobs: int = 1, threads: int = 1, device: str = "cpu",
                   lrs: Sequence[float] = LRS, augment: Sequence[bool] = AUGMENT) -> Dict[str, Any]:
     """Train the grid, pick the best val top-1, write ``out`` (atomically); returns the record."""
-    from resizable.fileio import atomic_write_text
-    from resizable.nas.latency import device_description
+    from resizable import atomic_write_text
+    from resizable.nas import device_description
 
     t0 = time.time()
     tasks = []

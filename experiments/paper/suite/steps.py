@@ -104,9 +104,9 @@ def _curve(run: Path) -> List[Dict[str, Any]]:
 
 
 def _table(ctx: Context, run: Path, step: Step, kind: str) -> Dict[str, Any]:
-    from resizable.configs import format_config
-    from resizable.evaluation.checkpoint_eval import EvalOptions, evaluate_checkpoint
-    from resizable.nas.lookup import TableOptions, table_from_checkpoint
+    from resizable import format_config
+    from resizable.evaluation import EvalOptions, evaluate_checkpoint
+    from resizable.nas import TableOptions, table_from_checkpoint
 
     split, calibrated, which = EVALS[kind]
     p = ctx.protocol
@@ -127,7 +127,7 @@ def _table(ctx: Context, run: Path, step: Step, kind: str) -> Dict[str, Any]:
 
 
 def _keep_weights(ctx: Context, run: Path, name: str) -> str:
-    from resizable.checkpoint import load_checkpoint, load_model, save_checkpoint
+    from resizable import load_checkpoint, load_model, save_checkpoint
 
     model, payload = load_model(run)
     keep = {k: payload[k] for k in ("train_options", "input_size", "data", "val_split", "history") if k in payload}
@@ -144,7 +144,7 @@ def _check_run_folder(run: Path, name: str, key: str, opts: Dict[str, Any], reco
     The folder's ``.suite-key`` decides; a folder from before that file is judged by its checkpoint's options
     (an option added since counts at its default).
     """
-    from resizable.training.trainer import TrainOptions
+    from resizable.training import TrainOptions
 
     key_file, differ = run / ".suite-key", []
     if key_file.is_file():
@@ -162,12 +162,12 @@ def _check_run_folder(run: Path, name: str, key: str, opts: Dict[str, Any], reco
 
 def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
     """Train (or resume) the step's run, evaluate it, keep its weights if asked; returns the result record."""
-    from resizable.training.trainer import TrainOptions, train
+    from resizable.training import TrainOptions, train
 
     run = Path(ctx.work) / step.name
     opts = _options(ctx, step)
     if step.init_from:
-        from resizable.deploy.convert import convert_checkpoint
+        from resizable.deploy import convert_checkpoint
 
         source = ctx.weights_path(step.init_from)
         if not source.is_file():
@@ -185,7 +185,7 @@ def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
     key, key_file = step_key(ctx, step), run / ".suite-key"
     if (run / "checkpoint.pt").is_file():
         if ctx.resume:
-            from resizable.checkpoint import load_checkpoint
+            from resizable import load_checkpoint
 
             payload = load_checkpoint(run)
             _check_run_folder(run, step.name, key, opts, payload.get("train_options") or {})
@@ -202,7 +202,7 @@ def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
         run.mkdir(parents=True, exist_ok=True)
         key_file.write_text(key + "\n")
         train(cfg)
-    from resizable.training.steplog import STEPS_FILE, loss_climbs, read_steps
+    from resizable.training import STEPS_FILE, loss_climbs, read_steps
 
     result: Dict[str, Any] = {"curve": _curve(run), "evals": {}}
     result["train_seconds"] = sum(r["seconds"] for r in result["curve"])
@@ -227,12 +227,11 @@ def run_adapt(ctx: Context, step: Step) -> Dict[str, Any]:
 
     from resizable.adapt import (Adapter, ClassifierOptions, LabelOptions, evaluate_adapt, label_checkpoint,
                                  load_classifier, train_checkpoint)
-    from resizable.checkpoint import write_bank
-    from resizable.configs import format_config
-    from resizable.data.datasets import make_loader
-    from resizable.data.splits import load_split
-    from resizable.nas.lookup import TableOptions, table_from_checkpoint
-    from resizable.trained_run import TrainedRun
+    from resizable import write_bank
+    from resizable import format_config
+    from resizable.data import load_split, make_loader
+    from resizable.nas import TableOptions, table_from_checkpoint
+    from resizable import TrainedRun
 
     p = ctx.protocol
     basis = step.params.get("bn_statistics", "as-trained")
@@ -341,7 +340,7 @@ def execute(ctx: Context, step: Step) -> str:
     """Run one step unless finished; write its result file last (atomically). Returns the step's name."""
     import torch
 
-    from resizable.fileio import atomic_write_text
+    from resizable import atomic_write_text
 
     torch.set_num_threads(ctx.threads)
     step = resolve(ctx, step)

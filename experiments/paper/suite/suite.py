@@ -41,8 +41,8 @@ def small_copy(out: Path, data_dir: Optional[str], n_train: int = 2000, n_test: 
     import gzip
     import struct
 
-    from resizable.fileio import atomic_path
-    from resizable.data.readers import FASHION_FILES, load_fashion_mnist
+    from resizable import atomic_path
+    from resizable.data import FASHION_FILES, load_fashion_mnist
 
     for split, n in (("train", n_train), ("test", n_test)):
         images, labels = load_fashion_mnist(split, data_dir, False)
@@ -91,7 +91,7 @@ def screened(protocol: Protocol, work: Path, results_dir: Path, data_dir: Option
 
 
 def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str, Any]) -> int:
-    from resizable.fileio import atomic_write_text
+    from resizable import atomic_write_text
 
     t0 = time.time()
     claims, seeds = parse_claims(args.claims), parse_seeds(args.seeds)

@@ -23,13 +23,9 @@ def sampling_seconds(p: Protocol, seed: int, data_dir: Optional[str], *, modes: 
     import torch
     import torch.nn as nn
 
-    from resizable.training.step import train_step
-    from resizable.data.datasets import dataset_info, make_loader
-    from resizable.registry import create_model
-    from resizable.sampling import ConfigSampler
-    from resizable.data.splits import ValSplit, load_split
-    from resizable.training.trainer import build_optimizer
-    from resizable.training.options import TrainOptions
+    from resizable import ConfigSampler, create_model
+    from resizable.data import ValSplit, dataset_info, load_split, make_loader
+    from resizable.training import TrainOptions, build_optimizer, train_step
 
     cfg = TrainOptions(**dict(PINNED, **p.train_args(), seed=seed, data_dir=data_dir))
     info = dataset_info(p.dataset, data_dir)
