@@ -392,6 +392,13 @@ def test_an_export_is_fixed_and_one_without_class_names_prints_indices(quick_run
         assert main(["predict", str(export), str(image)] + extra) == 2
         assert message in _one_error_line(capsys.readouterr().err)
     assert main(["predict", str(export), str(image), "--config", "min"]) == 0  # its own configuration is fine
+    scripted = capsys.readouterr().out.split("\t")
+    state = tmp_path / "n.state_dict.pt"
+    assert main(["export", "--checkpoint", str(quick_run), "--config", "min", "--format", "state_dict",
+                 "--out", str(state)]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(state), str(image)]) == 0
+    assert [f.split(":")[0] for f in capsys.readouterr().out.split("\t")] == [f.split(":")[0] for f in scripted]
     sidecar = export.with_name(export.name + ".json")
     meta = json.loads(sidecar.read_text())
     meta["classes"] = None

@@ -107,16 +107,20 @@ def export_preprocessing(meta: Dict[str, Any], where: str) -> Tuple[Preprocessin
 
 
 def export_network(path: Path, kind: str, choice: NetworkChoice, device: torch.device) -> Network:
+    """The exported network at ``path`` (``kind``: one of the export formats) on ``device``, fed as its sidecar
+    says; ``choice`` must leave the network as it was exported (see the module notes)."""
     meta, where = _export_meta(path, kind)
     if meta.get("format") not in (None, kind):
         raise ValueError(f"{where} describes a {meta.get('format')} file, and {path} is read as {kind}")
     _refuse_choice(choice, meta, where)
     prep, classes = export_preprocessing(meta, where)
+    note = ""
     if kind == "onnx":
         from ..nas.runtimes import OnnxRuntimeModule
 
         if device.type == "cuda" and not _onnx_has_cuda():
-            device = torch.device("cpu")  # auto chose CUDA; this onnxruntime runs on the CPU only
+            # this onnxruntime runs on the CPU only (pip install onnxruntime-gpu for CUDA); the line says so
+            device, note = torch.device("cpu"), " (this onnxruntime has no CUDA provider)"
         net: Callable[[Tensor], Tensor] = _load_onnx(path, device, OnnxRuntimeModule)
     elif kind == "torchscript":
         net = _load_torchscript(path, device)
@@ -132,7 +136,7 @@ def export_network(path: Path, kind: str, choice: NetworkChoice, device: torch.d
     about = {"source": str(path), "kind": kind, "model": meta.get("model_name"),
              "config": format_config(meta.get("config") or ()), "mmacs": (meta.get("macs") or 0) / 1e6,
              "bn_statistics": bn.get("describe") or bn.get("source") or "as exported",
-             "classes_recorded": bool(meta.get("classes")), "device": str(device)}
+             "classes_recorded": bool(meta.get("classes")), "device": f"{device}{note}"}
 
     @torch.no_grad()
     def forward(x: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
