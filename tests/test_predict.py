@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from resizable.cli import main
-from resizable.data.datasets import dataset_info, load_dataset, make_loader
+from resizable.data.datasets import dataset_info, load_dataset
 from resizable.data.readers import load_fashion_mnist
 from resizable.inference import NetworkChoice, Preprocessing, image_paths, open_network
 
