@@ -199,7 +199,7 @@ def test_label_train_eval_commands(tiny_run, tmp_path, capsys):
     labels, clf, res = tmp_path / "labels.pt", tmp_path / "clf.pt", tmp_path / "res.json"
     assert main(["adapt", "label", "--checkpoint", str(tiny_run), "--out", str(labels), "--num-images", "96",
                  "--batch-size", "64", "--no-progress"]) == 0
-    assert "labelled 96 train images over 64 configurations" in capsys.readouterr().out
+    assert "labelled 96 images of train:0-0.5 over 64 configurations" in capsys.readouterr().out
     loaded = adapt.load_labels(labels, resizable.checkpoint.load_model(tiny_run)[0])
     assert loaded.indices.shape == (96,) and loaded.outcomes.correct.shape == (96, 64)
     assert main(["adapt", "train", "--labels", str(labels), "--checkpoint", str(tiny_run), "--out", str(clf),

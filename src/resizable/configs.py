@@ -17,7 +17,7 @@ import numpy as np
 Config = Tuple[float, ...]
 
 __all__ = ["Config", "format_factor", "format_config", "parse_config", "parse_configs", "all_configs",
-           "CONFIG_SETS"]
+           "CONFIG_SETS", "shared_prefix"]
 
 # Named sets of configurations that ``parse_configs`` understands.
 CONFIG_SETS = ("default", "minmax", "all")
@@ -118,3 +118,11 @@ def parse_configs(text: str, factors: Sequence[float], num_stages: int) -> List[
         raise ValueError(f"no configuration given; use one of {', '.join(CONFIG_SETS)} or e.g. "
                          f"'{format_config([factors[0]] * num_stages)}'")
     return configs
+
+
+def shared_prefix(a: Sequence[float], b: Sequence[float]) -> int:
+    """How many leading stages two configurations share (their activations up to there are the same)."""
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n

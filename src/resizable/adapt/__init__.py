@@ -37,18 +37,26 @@ refuse to be used with other weights (:class:`AdaptError`).
 """
 from .classifier import (CLASSIFIER_FORMAT, SOURCES, ConfigClassifier, FeaturePass, TrainedClassifier, feature_pass,
                          feature_shape, load_classifier, module_macs, save_classifier, train_classifier)
-from .labels import (LABELS_FORMAT, RULES, AdaptError, ConfigOutcomes, LabelSet, best_config_index, config_outcomes,
-                     label_images, load_labels, model_identity, save_labels)
+from .labels import (LABELS_FORMAT, RULES, AdaptError, ConfigOutcomes, LabelKnob, LabelSet, best_config_index,
+                     config_outcomes, label_images, label_knobs, load_label_sets, load_labels, model_identity,
+                     save_labels)
 from .routing import Adapter, RoutingCosts, evaluate_adapt, outcomes_table, routing_costs
-from .from_checkpoint import (LARGE_SAMPLE, ClassifierOptions, LabelOptions, RoutingOptions, eval_checkpoint, label_checkpoint,
-                   train_checkpoint)
+from .cascade import (CASCADE_FORMAT, Cascade, CascadeChoice, CascadePlan, cascade_plan, choose_cascades, load_cascade,
+                      save_cascade)
+from .front import Comparison, FrontPoint, Setting, front_points, line_top1, oracle_setting, pick_setting
+from .from_checkpoint import (LARGE_SAMPLE, ClassifierOptions, LabelOptions, RoutingOptions, eval_checkpoint,
+                              label_checkpoint, train_checkpoint, train_classifiers)
+from .compare import CascadeOptions, cascade_checkpoint, evaluate_checkpoint
 
 __all__ = [
-    "LABELS_FORMAT", "CLASSIFIER_FORMAT", "RULES", "SOURCES", "LARGE_SAMPLE", "AdaptError",
-    "ConfigOutcomes", "config_outcomes", "best_config_index", "model_identity", "LabelSet", "label_images",
-    "save_labels", "load_labels",
+    "LABELS_FORMAT", "CLASSIFIER_FORMAT", "CASCADE_FORMAT", "RULES", "SOURCES", "LARGE_SAMPLE", "AdaptError",
+    "ConfigOutcomes", "config_outcomes", "best_config_index", "LabelKnob", "label_knobs", "model_identity", "LabelSet",
+    "label_images", "save_labels", "load_labels", "load_label_sets",
+    "CascadePlan", "cascade_plan", "Cascade", "CascadeChoice", "choose_cascades", "save_cascade", "load_cascade",
+    "FrontPoint", "front_points", "line_top1", "Setting", "pick_setting", "oracle_setting", "Comparison",
     "ConfigClassifier", "module_macs", "FeaturePass", "feature_pass", "feature_shape", "TrainedClassifier",
     "train_classifier", "save_classifier", "load_classifier",
     "RoutingCosts", "routing_costs", "Adapter", "outcomes_table", "evaluate_adapt",
-    "LabelOptions", "ClassifierOptions", "RoutingOptions", "label_checkpoint", "train_checkpoint", "eval_checkpoint",
+    "LabelOptions", "ClassifierOptions", "RoutingOptions", "label_checkpoint", "train_checkpoint", "train_classifiers",
+    "eval_checkpoint", "evaluate_checkpoint", "CascadeOptions", "cascade_checkpoint",
 ]

@@ -16,7 +16,7 @@ from ..checkpoint import atomic_save
 from ..configs import Config, format_config, parse_config
 from ..evaluation.walker import batches, evaluating
 from ..net import ResizableNet, SizeLike, to_size2d
-from .labels import LabelSet, PathLike, check_choice, check_identity, file_sha256, read_payload
+from .labels import LabelKnob, LabelSet, PathLike, check_choice, check_identity, file_sha256, read_payload
 
 __all__ = ["CLASSIFIER_FORMAT", "SOURCES", "ConfigClassifier", "module_macs", "FeaturePass", "feature_pass",
            "feature_shape", "TrainedClassifier", "train_classifier", "save_classifier", "load_classifier"]
@@ -136,6 +136,13 @@ class TrainedClassifier:
     input_size: Tuple[int, int]
     rule: str
     report: Dict[str, Any] = field(default_factory=dict)
+    max_mmacs: Optional[float] = None  # the label threshold it was trained for (its configurations fit under it)
+    cost_weight: Optional[float] = None  # the cost-aware rule's lambda it was trained with
+
+    @property
+    def knob(self) -> LabelKnob:
+        """The label rule and knob it learnt."""
+        return LabelKnob(self.rule, self.max_mmacs, self.cost_weight)
 
 def _batched_features(model: ResizableNet, loader: Iterable, source: str, device: torch.device) -> torch.Tensor:
     out = []
@@ -150,7 +157,8 @@ def train_classifier(model: ResizableNet, loader: Iterable, labels: LabelSet, *,
                      progress: bool = False) -> TrainedClassifier:
     """Train a :class:`ConfigClassifier` to predict ``labels.labels`` from the ``source`` features.
 
-    The network stays frozen (eval mode). AdamW with a cosine-decayed rate and cross-entropy over
+    Under a label threshold (``labels.max_mmacs``) the classifier chooses among the configurations
+    under it only (:meth:`LabelSet.restrict`). The network stays frozen (eval mode). AdamW with a cosine-decayed rate and cross-entropy over
     the label set's configurations; ``val_fraction`` of the images (drawn with ``seed``) are held out
     to report label accuracy and the top-1 and MACs the routed network would get on them (read
     from the recorded outcomes). Features are computed once and kept in memory when they fit in
@@ -173,6 +181,7 @@ def train_classifier(model: ResizableNet, loader: Iterable, labels: LabelSet, *,
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0, got {epochs}, {batch_size}, {lr}")
     check_identity(labels.identity, model, "the label set")
+    labels = labels.restrict()
     device = next(model.parameters()).device
     n = len(labels.labels)
     shape = feature_shape(model, labels.input_size, source)
@@ -201,7 +210,7 @@ def train_classifier(model: ResizableNet, loader: Iterable, labels: LabelSet, *,
         if len(idx):
             report[name] = _routing_report(clf, features_for, labels, idx)
     return TrainedClassifier(clf, source, list(labels.configs), dict(labels.identity), tuple(labels.input_size),
-                             labels.rule, report)
+                             labels.rule, report, labels.max_mmacs, labels.cost_weight)
 
 def _fit(clf: nn.Module, features_for: Callable[[torch.Tensor], torch.Tensor], y_all: torch.Tensor,
          train_idx: torch.Tensor, g: torch.Generator, *, epochs: int, batch_size: int, lr: float,
@@ -266,7 +275,7 @@ def save_classifier(trained: TrainedClassifier, path: PathLike, *, labels_path: 
     payload = {
         "format": CLASSIFIER_FORMAT, "version": 1, "identity": dict(trained.identity), "source": trained.source,
         "configs": [format_config(c) for c in trained.configs], "input_size": list(trained.input_size),
-        "rule": trained.rule,
+        "rule": trained.rule, "max_mmacs": trained.max_mmacs, "cost_weight": trained.cost_weight,
         "arch": {"in_chans": clf.in_chans, "num_configs": clf.num_configs, "feature_size": list(clf.feature_size),
                  "width": clf.width},
         "state_dict": {k: v.detach().cpu() for k, v in clf.state_dict().items()},
@@ -291,4 +300,4 @@ def load_classifier(path: PathLike, model: Optional[ResizableNet] = None) -> Tra
     factors = tuple(float(f) for f in p["identity"]["factors"].split(","))
     configs = [parse_config(c, factors, int(p["identity"]["num_stages"])) for c in p["configs"]]
     return TrainedClassifier(clf, p["source"], configs, p["identity"], tuple(p["input_size"]), p["rule"],
-                             json.loads(p.get("report") or "{}"))
+                             json.loads(p.get("report") or "{}"), p.get("max_mmacs"), p.get("cost_weight"))

@@ -1,27 +1,39 @@
-"""Resizable-Adapt from a checkpoint: what ``resizable adapt label|train|eval`` run."""
+"""Resizable-Adapt from a checkpoint: what ``resizable adapt label|train`` run, and the routed network at
+per-image budgets of ``resizable adapt eval`` (its comparison along the front: :mod:`resizable.adapt.compare`)."""
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..console import progress_enabled
 from ..bnbank import bn_statistics_option
-from ..options import check_options, option, required
 from ..configs import parse_configs
+from ..data.splits import parse_split_part
 from ..nas.table_file import REQUIRED_COLUMNS, read_table
+from ..options import check_options, option, required
 from ..trained_run import TrainedRun
 from .classifier import SOURCES, TrainedClassifier, load_classifier, save_classifier, train_classifier
-from .labels import RULES, AdaptError, LabelSet, PathLike, check_choice, config_outcomes, label_images, load_labels, save_labels
+from .labels import (RULES, AdaptError, ConfigOutcomes, LabelSet, PathLike, config_outcomes, label_images,
+                     label_knobs, load_label_sets, save_labels)
 from .routing import Adapter, evaluate_adapt, outcomes_table
+from .runs import default_part, open_run, split_images, subset, with_bar
 
 __all__ = ["LARGE_SAMPLE", "LabelOptions", "ClassifierOptions", "RoutingOptions", "label_checkpoint",
-           "train_checkpoint", "eval_checkpoint"]
+           "train_classifiers", "train_checkpoint", "classifier_paths", "load_classifiers", "check_routing", "routed_results",
+           "eval_checkpoint"]
 
 LARGE_SAMPLE = 50_000  # paper: 50k training images; the default sample on datasets larger than memory
+SPLIT_HELP = "SPLIT or SPLIT:START-STOP, a part of a split (e.g. val:0.5-0.75)"
+
+
+def _check_part(value: Optional[str], flag: str) -> None:
+    if value is not None:
+        try:
+            parse_split_part(value)
+        except ValueError as e:
+            raise ValueError(f"{flag}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -32,13 +44,18 @@ class LabelOptions:
     out: Optional[str] = option(None, "label file (default: RUN/adapt-labels.pt)")
     dataset: Optional[str] = option(None, "dataset (default: the training run's)")
     data_dir: Optional[str] = option(None, "dataset folder (default: the training run's)")
-    split: Optional[str] = option(None, "split to sample the images from (default: val when the run holds images "
-                                        "out with --val-size, else train)", choices=("train", "test", "val"))
+    split: Optional[str] = option(None, f"images to label, {SPLIT_HELP} (default: val:0-0.5 when the run holds "
+                                        "images out with --val-size, else train:0-0.5)", metavar="SPLIT")
     num_images: Optional[int] = option(None, "images to label (default: all of Fashion-MNIST/CIFAR, 50000 of a folder)", min=1)
     seed: int = option(0, "seed of the image sample", min=0, max=2**63 - 1)
     configs: str = option("all", "allowed configurations: all, default, or '0.45,0.65,1;1,1,1'")
-    rule: str = option("cheapest", "best configuration: cheapest correct (else most confident), or most confident",
-                       choices=RULES)
+    rule: str = option("cheapest", "best configuration: cheapest correct (else most confident), most confident "
+                       "(the paper's rule), or cost-aware (p_true - lambda x MACs / full MACs)", choices=RULES)
+    max_mmacs: Tuple[float, ...] = option((), "label thresholds: one label set per threshold, each choosing among "
+                                              "the configurations of at most that many MMACs (comma-separated)",
+                                          above=0.0)
+    cost_weight: Tuple[float, ...] = option((), "the cost-aware rule's lambda(s), comma-separated: one label set "
+                                                "each", min=0.0)
     batch_size: int = option(256, "evaluation batch size", min=1)
     input_size: Optional[int] = option(None, "input resolution (default: the run's)", min=1, max=4096)
     bn_statistics: str = bn_statistics_option()
@@ -47,6 +64,8 @@ class LabelOptions:
 
     def __post_init__(self) -> None:
         check_options(self)  # types and declared bounds
+        _check_part(self.split, "--split")
+        label_knobs(self.rule, self.max_mmacs, self.cost_weight)
 
 
 @dataclass(frozen=True)
@@ -55,7 +74,8 @@ class ClassifierOptions:
 
     labels: Optional[str] = required("label file (resizable adapt label)")
     checkpoint: Optional[str] = required("the checkpoint the labels were made with")
-    out: Optional[str] = option(None, "classifier file (default: adapt-classifier-<source>.pt beside the labels)")
+    out: Optional[str] = option(None, "classifier file (default: adapt-classifier-<source>.pt beside the labels; "
+                                      "with several knobs, each file's name ends in its knob)")
     source: str = option("min", "classifier input: the last stage at the smallest configuration, or the stem output",
                          choices=SOURCES)
     width: int = option(32, "channels of the classifier's three convolutions", min=1)
@@ -65,6 +85,11 @@ class ClassifierOptions:
     weight_decay: float = option(1e-4, "AdamW weight decay", min=0.0, max=1.0)
     val_fraction: float = option(0.1, "share of labelled images held out for the report", min=0.0, below=1.0)
     rule: Optional[str] = option(None, "relabel with this rule first (default: the label file's)", choices=RULES)
+    max_mmacs: Tuple[float, ...] = option((), "relabel under these thresholds: one classifier each, choosing among "
+                                              "the configurations under it (default: the label file's knobs)",
+                                          above=0.0)
+    cost_weight: Tuple[float, ...] = option((), "relabel with these cost-aware lambdas: one classifier each",
+                                            min=0.0)
     seed: int = option(0, "seed of initialisation, hold-out draw and batch order", min=0, max=2**63 - 1)
     bn_statistics: str = bn_statistics_option()
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
@@ -79,62 +104,43 @@ class RoutingOptions:
     """What ``resizable adapt eval`` routes and compares; each field is also its ``--flag``."""
 
     checkpoint: Optional[str] = required("the trained ResizableNet")
-    classifier: Optional[str] = required("classifier file (resizable adapt train)")
-    max_mmacs: Tuple[float, ...] = option((), "per-image budget(s) in millions of MACs, comma-separated "
-                                              "(default: no budget; --max-mflops is an alias)", above=0.0)
-    count_interp: bool = option(False, "the budget also counts the resizes' interpolation MACs")
+    classifier: Optional[str] = option(None, "classifier file(s) (resizable adapt train), comma-separated; the "
+                                             "comparison groups them by label rule")
+    max_mmacs: Tuple[float, ...] = option((), "per-image budget(s) of the routed network in millions of MACs, "
+                                              "comma-separated (default: no budget; --max-mflops is an alias)",
+                                          above=0.0)
+    count_interp: bool = option(False, "budgets and costs also count the resizes' interpolation MACs")
     table: Optional[str] = option(None, "lookup table of the same weights and split (default: from the oracle pass)")
     oracle: bool = option(True, "also run every configuration on the split (oracle, and the table if none is given)")
-    rule: str = option("cheapest", "the oracle's rule", choices=RULES)
+    rule: str = option("cheapest", "the routed network's oracle's rule", choices=RULES)
+    routed: bool = option(True, "run each classifier's routed network on the split at every --max-mmacs budget")
+    compare: bool = option(True, "compare every method with the NAS front along it, at knobs chosen on "
+                                 "--knob-split (see --curves)")
+    mean_mmacs: Tuple[float, ...] = option((), "target mean MMACs per image of the comparison (default: the "
+                                               "front's costs and the midpoints between them)", above=0.0)
+    cascade: bool = option(True, "include the confidence cascade in the comparison")
+    cascade_steps: int = option(3, "longest cascade, in configurations", min=1, max=6)
+    knob_split: Optional[str] = option(None, f"images that choose the knobs, {SPLIT_HELP} (default: val:0.5-0.75, "
+                                             "else train:0.5-0.75)", metavar="SPLIT")
+    front_split: Optional[str] = option(None, f"images whose table gives the Pareto front, {SPLIT_HELP} (default: "
+                                              "val:0.75-1, else train:0.75-1)", metavar="SPLIT")
+    curves: Optional[str] = option(None, "write the comparison as PATH.csv and PATH.json", metavar="PATH")
+    plot: Optional[str] = option(None, "plot the comparison (PNG, PDF or SVG by the suffix)", metavar="PATH")
     dataset: Optional[str] = option(None, "dataset (default: the training run's)")
     data_dir: Optional[str] = option(None, "dataset folder (default: the training run's)")
-    split: str = option("test", "split to evaluate", choices=("train", "test", "val"))
+    split: str = option("test", "split to evaluate (to report on)", choices=("train", "test", "val"))
     batch_size: int = option(256, "evaluation batch size (images of a batch are grouped by configuration)", min=1)
     bn_statistics: str = bn_statistics_option()
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
-    out: Optional[str] = option(None, "also write the results as JSON here")
+    out: Optional[str] = option(None, "also write the routed network's results as JSON here")
     json: bool = option(False, "print JSON instead of text")
     progress: bool = option(True, "progress bar (shown only on a terminal)")
 
     def __post_init__(self) -> None:
         check_options(self)  # types and declared bounds
-
-
-def _subset(data, indices: torch.Tensor):
-    from ..data.datasets import TensorImageDataset
-
-    if isinstance(data, TensorImageDataset):
-        return TensorImageDataset(data.images.index_select(0, indices), data.labels.index_select(0, indices),
-                                  data.mean, data.std, augment=False, pad=data.pad)
-    return torch.utils.data.Subset(data, indices.tolist())
-
-def _open(checkpoint: PathLike, device: str, bn_statistics: str, dataset: Optional[str] = None,
-          data_dir: Optional[str] = None, input_size: Optional[int] = None) -> TrainedRun:
-    """The run on ``device``, normalising with ``bn_statistics`` (labels, classifier and routing must agree)."""
-    from ..distributed import resolve_device
-
-    run = TrainedRun.open(checkpoint, dataset=dataset, data_dir=data_dir, input_size=input_size)
-    run.model.to(resolve_device(device))
-    run.use_bn_statistics(bn_statistics)
-    return run
-
-
-def _bar(total: int, desc: str, enabled: bool):
-    if not progress_enabled(enabled):
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, dynamic_ncols=True, leave=False)
-
-
-def _with_bar(total: int, desc: str, enabled: bool, work: Callable[[Optional[Callable[[], None]]], Any]) -> Any:
-    """``work(on_batch)`` with a progress bar that ``on_batch`` advances (none when progress is off)."""
-    bar = _bar(total, desc, enabled)
-    try:
-        return work((lambda: bar.update(1)) if bar is not None else None)
-    finally:
-        if bar is not None:
-            bar.close()
+        _check_part(self.knob_split, "--knob-split")
+        _check_part(self.front_split, "--front-split")
+        classifier_paths(self.classifier)
 
 
 def _sample(total: int, num_images: Optional[int], seed: int, large: bool, split: str) -> torch.Tensor:
@@ -142,64 +148,107 @@ def _sample(total: int, num_images: Optional[int], seed: int, large: bool, split
     if num_images is None:
         num_images = min(total, LARGE_SAMPLE) if large else total
     if not 1 <= num_images <= total:
-        raise ValueError(f"num_images must be in [1, {total}] (the {split} split's size), got {num_images}")
+        raise ValueError(f"num_images must be in [1, {total}] (the {split} images), got {num_images}")
     if num_images == total:
         return torch.arange(total)
     return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:num_images].sort().values
 
 
-def label_checkpoint(opts: "LabelOptions") -> Tuple[LabelSet, Path]:
+def label_checkpoint(opts: LabelOptions) -> Tuple[LabelSet, Path]:
     """Label a sample of a checkpoint's images with their best configuration; what ``resizable adapt
-    label`` runs. The label file defaults to ``adapt-labels.pt`` beside the checkpoint."""
+    label`` runs. Every configuration runs once on every image; each knob's labels come from those
+    outcomes (:func:`resizable.adapt.load_label_sets` reads them all; this returns the first). The label
+    file defaults to ``adapt-labels.pt`` beside the checkpoint."""
     from ..data.datasets import make_loader
     from ..training.run_folder import output_path
 
-    check_choice(opts.rule, RULES, "rule")
-    run = _open(opts.checkpoint, opts.device, opts.bn_statistics, opts.dataset, opts.data_dir, opts.input_size)
+    knobs = label_knobs(opts.rule, opts.max_mmacs, opts.cost_weight)
+    run = open_run(opts.checkpoint, opts.device, opts.bn_statistics, opts.dataset, opts.data_dir, opts.input_size)
     out = output_path(opts.out, "adapt-labels.pt") if opts.out else run.run_dir / "adapt-labels.pt"
-    split = opts.split or _default_label_split(run)
-    data = run.split(split)
-    indices = _sample(len(data), opts.num_images, opts.seed, run.info.name == "imagefolder", split)
-    loader = make_loader(_subset(data, indices), opts.batch_size, shuffle=False)
+    data, part = split_images(run, opts.split or default_part(run, "labels"))
+    indices = _sample(len(data), opts.num_images, opts.seed, run.info.name == "imagefolder", str(part))
+    loader = make_loader(subset(data, indices), opts.batch_size, shuffle=False)
     chosen = parse_configs(opts.configs, run.model.factors, run.model.num_stages)
-    labels = _with_bar(len(loader), f"label ({len(chosen)} configs)", opts.progress, lambda on_batch: label_images(
-        run.model, loader, input_size=run.input_size, indices=indices, dataset=run.info.name, split=split,
-        data_dir=run.data_dir, configs=chosen, rule=opts.rule, model_name=run.model_name,
-        checkpoint=str(run.checkpoint), on_batch=on_batch))
-    return labels, save_labels(labels, out)
+    first = with_bar(len(loader), f"label ({len(chosen)} configs)", opts.progress, lambda on_batch: label_images(
+        run.model, loader, input_size=run.input_size, indices=indices, dataset=run.info.name, split=str(part),
+        data_dir=run.data_dir, configs=chosen, model_name=run.model_name, checkpoint=str(run.checkpoint),
+        on_batch=on_batch, knob=knobs[0]))
+    sets = [first] + [first.relabel(k) for k in knobs[1:]]
+    return first, save_labels(sets, out)
 
 
-def _default_label_split(run: TrainedRun) -> str:
-    """Adapt learns from images the network may have seen: val when the run holds some out, else train."""
-    return "val" if run.val_split is not None else "train"
+def _knob_sets(opts: ClassifierOptions, model: Any) -> List[LabelSet]:
+    """The label sets to train on: the file's, or its outcomes relabelled by the options' knobs."""
+    sets = load_label_sets(opts.labels, model)
+    if opts.rule is None and not opts.max_mmacs and not opts.cost_weight:
+        return sets
+    rule = opts.rule or ("cost-aware" if opts.cost_weight else sets[0].rule)
+    return [sets[0].relabel(k) for k in label_knobs(rule, opts.max_mmacs, opts.cost_weight)]
 
 
-def train_checkpoint(opts: "ClassifierOptions") -> Tuple[TrainedClassifier, Path]:
-    """Train the configuration classifier from a label file; what ``resizable adapt train`` runs.
+def _classifier_out(opts: ClassifierOptions, knob_name: str, several: bool) -> Path:
+    from ..training.run_folder import output_path
+
+    name = f"adapt-classifier-{opts.source}{'-' + knob_name if several else ''}.pt"
+    if not opts.out:
+        return Path(opts.labels).parent / name
+    path = output_path(opts.out, name)
+    return path.with_name(f"{path.stem}-{knob_name}{path.suffix}") if several and path.name != name else path
+
+
+def train_classifiers(opts: ClassifierOptions) -> List[Tuple[TrainedClassifier, Path]]:
+    """Train one configuration classifier per label knob; what ``resizable adapt train`` runs.
 
     The checkpoint must be the one the labels were made with (the weight hash is checked); the
-    classifier file defaults to ``adapt-classifier-<source>.pt`` beside the labels.
+    classifier file defaults to ``adapt-classifier-<source>.pt`` beside the labels (one knob) or
+    ``adapt-classifier-<source>-<knob>.pt`` (several).
     """
     from ..data.datasets import make_loader
-    from ..training.run_folder import output_path
 
-    name = f"adapt-classifier-{opts.source}.pt"
-    out = output_path(opts.out, name) if opts.out else Path(opts.labels).parent / name
-    run = _open(opts.checkpoint, opts.device, opts.bn_statistics)
-    labelset = load_labels(opts.labels, run.model)
-    if opts.rule is not None and opts.rule != labelset.rule:
-        labelset = labelset.relabel(opts.rule)
-    run = run.with_data(labelset.dataset, labelset.data_dir, labelset.input_size[0])
-    subset = _subset(run.split(labelset.split), labelset.indices)
-    loader = make_loader(subset, opts.batch_size, shuffle=False)
-    targets = torch.cat([y for _, y in make_loader(subset, 4096, shuffle=False)]) if hasattr(subset, "images") else None
-    if targets is not None and not torch.equal(targets, labelset.outcomes.targets):
+    run = open_run(opts.checkpoint, opts.device, opts.bn_statistics)
+    sets = _knob_sets(opts, run.model)
+    outs = [_classifier_out(opts, s.knob.name, len(sets) > 1) for s in sets]
+    first = sets[0]
+    run = run.with_data(first.dataset, first.data_dir, first.input_size[0])
+    images = subset(split_images(run, first.split)[0], first.indices)
+    loader = make_loader(images, opts.batch_size, shuffle=False)
+    targets = torch.cat([y for _, y in make_loader(images, 4096, shuffle=False)]) if hasattr(images, "images") else None
+    if targets is not None and not torch.equal(targets, first.outcomes.targets):
         raise AdaptError(f"the images of {opts.labels} are not the ones that were labelled (class labels differ); "
-                         f"is the dataset at {labelset.data_dir or 'the default location'} the same?")
-    trained = train_classifier(run.model, loader, labelset, source=opts.source, width=opts.width, epochs=opts.epochs,
-                               batch_size=opts.batch_size, lr=opts.lr, weight_decay=opts.weight_decay,
-                               val_fraction=opts.val_fraction, seed=opts.seed, progress=opts.progress)
-    return trained, save_classifier(trained, out, labels_path=opts.labels)
+                         f"is the dataset at {first.data_dir or 'the default location'} the same?")
+    done = []
+    for labelset, out in zip(sets, outs):
+        trained = train_classifier(run.model, loader, labelset, source=opts.source, width=opts.width,
+                                   epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr,
+                                   weight_decay=opts.weight_decay, val_fraction=opts.val_fraction, seed=opts.seed,
+                                   progress=opts.progress)
+        done.append((trained, save_classifier(trained, out, labels_path=opts.labels)))
+    return done
+
+
+def train_checkpoint(opts: ClassifierOptions) -> Tuple[TrainedClassifier, Path]:
+    """:func:`train_classifiers` for a single knob (several knobs: use that function)."""
+    done = train_classifiers(opts)
+    if len(done) != 1:
+        raise ValueError(f"{len(done)} label knobs gave {len(done)} classifiers; use train_classifiers")
+    return done[0]
+
+
+def classifier_paths(text: Optional[str]) -> List[str]:
+    """``--classifier a.pt,b.pt`` -> ``["a.pt", "b.pt"]`` (none: ``[]``); a file named twice is an error."""
+    paths = [p.strip() for p in (text or "").split(",") if p.strip()]
+    if len(set(paths)) != len(paths):
+        raise ValueError(f"--classifier names a file more than once: {text}")
+    return paths
+
+
+def load_classifiers(paths: Sequence[str], model: Any) -> List[TrainedClassifier]:
+    """The classifier files for ``model``; they must share one input size (the images are fed once)."""
+    trained = [load_classifier(p, model) for p in paths]
+    sizes = {tuple(t.input_size) for t in trained}
+    if len(sizes) > 1:
+        raise AdaptError(f"the classifiers were trained at different input sizes {sorted(sizes)}; evaluate them apart")
+    return trained
 
 
 def _check_table(table: PathLike, trained: TrainedClassifier, split: str, num_images: int, basis: str) -> Any:
@@ -224,43 +273,66 @@ def _basis_kind(basis: str) -> str:
     return "bank" if basis.startswith("statistics bank") else basis.split(" ")[0]
 
 
-def eval_checkpoint(opts: "RoutingOptions") -> List[Dict[str, Any]]:
-    """Routed inference of a checkpoint at each budget (``max_mmacs``); what ``resizable adapt eval`` runs.
+def check_routing(opts: RoutingOptions, model: Any, basis: str, classifiers: Sequence[TrainedClassifier],
+                  num_images: int) -> Any:
+    """Refuse an impossible budget or a table of other weights, split or BN statistics before the long passes;
+    the checked ``--table`` (or None)."""
+    for t in classifiers:
+        adapter = Adapter.from_trained(model, t)
+        for budget in list(opts.max_mmacs) or [None]:
+            adapter.allowed(budget, opts.count_interp)
+    if opts.table is None or not classifiers:
+        return None
+    return _check_table(opts.table, classifiers[0], opts.split, num_images, basis)
 
-    The static comparison comes from ``table`` (a ``resizable table`` file of the same weights and
-    split) or, without one, from the oracle's pass over every configuration (the same numbers).
-    """
-    from ..data.datasets import make_loader
 
-    budgets: List[Optional[float]] = list(opts.max_mmacs) or [None]
-    run = _open(opts.checkpoint, opts.device, opts.bn_statistics, opts.dataset, opts.data_dir)
-    model = run.model
-    trained = load_classifier(opts.classifier, model)
-    run = run.with_data(run.dataset, run.data_dir, trained.input_size[0])  # the size the classifier learnt at
-    adapter = Adapter.from_trained(model, trained)
-    for budget in budgets:  # refuse an impossible budget before the long passes
-        adapter.allowed(budget, opts.count_interp)
-    data = run.split(opts.split)
-    loader = make_loader(data, opts.batch_size, shuffle=False)
-    basis = run.use_bn_statistics(opts.bn_statistics)
-    lookup = _check_table(opts.table, trained, opts.split, len(data), basis) if opts.table is not None else None
-    outcomes = None
-    if opts.oracle:
-        outcomes = _with_bar(len(loader), f"oracle ({len(adapter.configs)} configs)", opts.progress,
-                             lambda on_batch: config_outcomes(model, loader, model.configs(), on_batch=on_batch))
+def routed_results(opts: RoutingOptions, run: TrainedRun, basis: str, classifiers: Sequence[TrainedClassifier],
+                   loader: Any, lookup: Any, outcomes: Optional[ConfigOutcomes]) -> List[Dict[str, Any]]:
+    """Each classifier's routed network on ``loader`` at every ``opts.max_mmacs`` budget (:func:`evaluate_adapt`),
+    with the static configurations of ``lookup`` (a table checked by :func:`check_routing`; None: derived from
+    ``outcomes``) and, given ``outcomes`` of every configuration on those images, the oracle."""
+    model, budgets = run.model, list(opts.max_mmacs) or [None]
+    adapters = [Adapter.from_trained(model, t) for t in classifiers]
     if lookup is None:  # the table that `resizable table` would write for these images
         everything = outcomes if outcomes is not None else config_outcomes(model, loader, model.configs())
         lookup = outcomes_table(model, everything, run.input_size, dataset=run.info.name, split=opts.split,
                                 model_name=run.model_name, bn_statistics=basis)
     results = []
-    for budget in budgets:
-        r = evaluate_adapt(adapter, loader, budget, count_interp=opts.count_interp, table=lookup, outcomes=outcomes,
-                           rule=opts.rule)
-        r.update({"split": opts.split, "dataset": run.info.name, "batch_size": opts.batch_size,
-                  "classifier": str(opts.classifier),
-                  "bn_statistics": f"{basis}, for the routed images, the oracle and the static configurations "
-                                   f"alike",
-                  "checkpoint": str(run.checkpoint),
-                  "table": str(opts.table) if opts.table else "derived from a pass of every configuration"})
-        results.append(r)
+    for path, adapter in zip(classifier_paths(opts.classifier), adapters):
+        for budget in budgets:
+            r = evaluate_adapt(adapter, loader, budget, count_interp=opts.count_interp, table=lookup,
+                               outcomes=outcomes, rule=opts.rule)
+            r.update({"split": opts.split, "dataset": run.info.name, "batch_size": opts.batch_size,
+                      "classifier": path,
+                      "bn_statistics": f"{basis}, for the routed images, the oracle and the static configurations "
+                                       f"alike",
+                      "checkpoint": str(run.checkpoint),
+                      "table": str(opts.table) if opts.table else "derived from a pass of every configuration"})
+            results.append(r)
     return results
+
+
+def eval_checkpoint(opts: RoutingOptions) -> List[Dict[str, Any]]:
+    """Routed inference of a checkpoint at each budget (``max_mmacs``), one classifier after the other.
+
+    The static comparison comes from ``table`` (a ``resizable table`` file of the same weights and
+    split) or, without one, from the oracle's pass over every configuration (the same numbers). The
+    comparison along the front is :func:`resizable.adapt.compare.evaluate_checkpoint`.
+    """
+    from ..data.datasets import make_loader
+
+    if not classifier_paths(opts.classifier):
+        raise ValueError("--classifier is required to route images")
+    run = open_run(opts.checkpoint, opts.device, opts.bn_statistics, opts.dataset, opts.data_dir)
+    classifiers = load_classifiers(classifier_paths(opts.classifier), run.model)
+    run = run.with_data(run.dataset, run.data_dir, classifiers[0].input_size[0])  # the size they learnt at
+    data = run.split(opts.split)
+    loader = make_loader(data, opts.batch_size, shuffle=False)
+    basis = run.use_bn_statistics(opts.bn_statistics)
+    lookup = check_routing(opts, run.model, basis, classifiers, len(data))
+    outcomes = None
+    if opts.oracle:
+        outcomes = with_bar(len(loader), f"oracle ({len(run.model.configs())} configs)", opts.progress,
+                            lambda on_batch: config_outcomes(run.model, loader, run.model.configs(),
+                                                             on_batch=on_batch))
+    return routed_results(opts, run, basis, classifiers, loader, lookup, outcomes)

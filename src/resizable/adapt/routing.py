@@ -10,7 +10,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..configs import Config, format_config, parse_config
+from ..configs import Config, format_config, parse_config, shared_prefix
 from ..costs import config_costs, part_costs
 from ..evaluation.walker import batches, evaluating
 from ..nas.lookup import NoFeasibleConfig, search
@@ -61,12 +61,6 @@ class RoutingCosts:
                 f"the rest of the configuration)")
         return mask
 
-def _shared_prefix(a: Config, b: Config) -> int:
-    n = 0
-    while n < len(a) and a[n] == b[n]:
-        n += 1
-    return n
-
 def routing_costs(model: ResizableNet, input_size: SizeLike, configs: Sequence[Config], source: str,
                   classifier_macs: int) -> RoutingCosts:
     """The :class:`RoutingCosts` of routing among ``configs`` with features from ``source``."""
@@ -81,7 +75,7 @@ def routing_costs(model: ResizableNet, input_size: SizeLike, configs: Sequence[C
         feature = (sum(m for m, _ in parts[probe]), sum(r for _, r in parts[probe]))
     start, routed, routed_interp = [], [], []
     for c in configs:
-        j = 0 if source == "stem" else _shared_prefix(c, probe)
+        j = 0 if source == "stem" else shared_prefix(c, probe)
         rest = [] if j == n else parts[c][1 + j:]  # stages j+1..N and the head
         start.append(j)
         routed.append(feature[0] + classifier_macs + sum(m for m, _ in rest))
@@ -125,6 +119,14 @@ class Adapter:
     def allowed(self, max_mmacs: Optional[float] = None, count_interp: bool = False) -> torch.Tensor:
         """(C,) bool: the configurations an image may be routed to under the per-image budget."""
         return self.costs.allowed(max_mmacs, count_interp)
+
+    @torch.no_grad()
+    def choose(self, x: torch.Tensor, allowed: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The configuration index the classifier picks for each image of ``x`` (only the feature pass and
+        the classifier run; :meth:`infer` runs the chosen configurations too)."""
+        allowed = self.allowed() if allowed is None else allowed
+        with evaluating(self.model), _eval(self.classifier):
+            return self._choose(x, allowed)[0]
 
     def _choose(self, x: torch.Tensor, allowed: torch.Tensor) -> Tuple[torch.Tensor, FeaturePass]:
         fp = feature_pass(self.model, x, self.source)

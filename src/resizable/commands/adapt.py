@@ -1,4 +1,4 @@
-"""``resizable adapt label | train | eval``: Resizable-Adapt, a scaling configuration per image."""
+"""``resizable adapt label | train | eval | cascade``: Resizable-Adapt, a scaling configuration per image."""
 from __future__ import annotations
 
 import argparse
@@ -11,13 +11,15 @@ HELP = "Resizable-Adapt: label images with their best configuration, train the c
 
 _SUB = {"label": ("LabelOptions", "label a sample of images with their best configuration"),
         "train": ("ClassifierOptions", "train the scaling-configuration classifier on a label file"),
-        "eval": ("RoutingOptions", "route each test image to its predicted configuration under a budget")}
+        "eval": ("RoutingOptions", "route each test image to its predicted configuration under a budget, and "
+                                   "compare every method with the NAS front along it"),
+        "cascade": ("CascadeOptions", "choose a confidence cascade for a target mean cost and write it")}
 
 
 def _options_class(step: str):
-    from ..adapt import from_checkpoint
+    from ..adapt import compare, from_checkpoint
 
-    return getattr(from_checkpoint, _SUB[step][0])
+    return getattr(compare if step == "cascade" else from_checkpoint, _SUB[step][0])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,34 +39,38 @@ def _label(opts) -> int:
     from ..adapt import label_checkpoint
     from ..console import progress_enabled
 
+    from ..adapt import load_label_sets
+
     labels, path = label_checkpoint(dataclasses.replace(opts, progress=progress_enabled(opts.progress)))
+    sets = load_label_sets(path)
     s = labels.summary()
-    common = ", ".join(f"{c} ({n})" for c, n in s["most_frequent"])
-    print(f"labelled {s['images']} {labels.split} images over {s['configs']} configurations (rule: {s['rule']}); "
-          f"{s['any_correct_pct']:.2f} % have a correct configuration; mean label cost "
-          f"{s['label_mean_mmacs']:.3f} MMACs; most frequent labels: {common}")
+    print(f"labelled {s['images']} images of {labels.split} over {s['configs']} configurations; "
+          f"{s['any_correct_pct']:.2f} % have a correct configuration")
+    for one in sets:
+        s = one.summary()
+        common = ", ".join(f"{c} ({n})" for c, n in s["most_frequent"])
+        print(f"  {s['knob']}: {s['allowed_configs']} configurations allowed; mean label cost "
+              f"{s['label_mean_mmacs']:.3f} MMACs; most frequent labels: {common}")
     print(f"wrote {path}")
     return 0
 
 
 def _train(opts) -> int:
-    from ..adapt import train_checkpoint
+    from ..adapt import module_macs, train_classifiers
 
-    trained, path = train_checkpoint(opts)
-    from ..adapt import module_macs
-
-    clf = trained.classifier
-    macs = module_macs(clf, (clf.in_chans, *clf.feature_size))
-    print(f"classifier on the '{trained.source}' features {tuple(trained.report['feature_shape'])}: "
-          f"{macs / 1e6:.4f} MMACs per image, {sum(p.numel() for p in clf.parameters())} parameters, "
-          f"{len(trained.configs)} configurations (rule: {trained.rule})")
-    for part in ("train", "val"):
-        r = trained.report.get(part)
-        if r:
-            print(f"  {part}: label accuracy {r['label_accuracy_pct']:.2f} %, routed top-1 "
-                  f"{r['routed_top1_pct']:.2f} % (labels: {r['label_top1_pct']:.2f} %), mean configuration "
-                  f"{r['routed_mean_config_mmacs']:.3f} MMACs")
-    print(f"wrote {path}")
+    for trained, path in train_classifiers(opts):
+        clf = trained.classifier
+        macs = module_macs(clf, (clf.in_chans, *clf.feature_size))
+        print(f"classifier on the '{trained.source}' features {tuple(trained.report['feature_shape'])}: "
+              f"{macs / 1e6:.4f} MMACs per image, {sum(p.numel() for p in clf.parameters())} parameters, "
+              f"{len(trained.configs)} configurations (labels: {trained.knob.name})")
+        for part in ("train", "val"):
+            r = trained.report.get(part)
+            if r:
+                print(f"  {part}: label accuracy {r['label_accuracy_pct']:.2f} %, routed top-1 "
+                      f"{r['routed_top1_pct']:.2f} % (labels: {r['label_top1_pct']:.2f} %), mean configuration "
+                      f"{r['routed_mean_config_mmacs']:.3f} MMACs")
+        print(f"wrote {path}")
     return 0
 
 
@@ -93,23 +99,57 @@ def format_result(r: Dict[str, Any]) -> List[str]:
     return lines
 
 
+def format_comparison(comparison) -> List[str]:
+    """The comparison along the front as text lines: one block per method, one line per target."""
+    m = comparison.meta
+    lines = [f"along the front: {len(comparison.front)} front configurations (chosen on {m['front_split']}), knobs "
+             f"chosen on {m['knob_split']}, measured on {m['report_images']} {m['report_split']} images"
+             f"{'; interpolation counted' if m['count_interp'] else ''}"]
+    for method in comparison.methods():
+        lines.append(f"  {method}")
+        for r in (r for r in comparison.rows if r["method"] == method):
+            gain = "" if r["gain_vs_line_pct"] is None else f"  vs line {r['gain_vs_line_pct']:+6.2f}"
+            lines.append(f"    target {r['target_mmacs']:8.3f}  mean {r['mean_mmacs']:8.3f} MMACs  top-1 "
+                         f"{r['top1_pct']:6.2f} %{gain}  {r['knob']}")
+    return lines
+
+
 def _eval(opts) -> int:
-    from ..adapt import eval_checkpoint
+    from ..adapt.compare import evaluate_checkpoint
     from ..console import progress_enabled
     from ..training.run_folder import output_path
 
     if opts.out:
         opts = dataclasses.replace(opts, out=str(output_path(opts.out, "adapt-eval.json")))
-    results = eval_checkpoint(dataclasses.replace(opts, progress=progress_enabled(opts.progress)))
+    if not opts.classifier and not opts.compare:
+        raise ValueError("nothing to evaluate: give --classifier, or leave --compare on")
+    results, comparison = evaluate_checkpoint(dataclasses.replace(opts, progress=progress_enabled(opts.progress)))
     if opts.out:
         _write_json(opts.out, results)
     if opts.json:
-        print(json.dumps(results, indent=1))
-    else:
-        for r in results:
-            print("\n".join(format_result(r)))
-        if opts.out:
-            print(f"wrote {opts.out}")
+        print(json.dumps(results if comparison is None else {"routed": results, "comparison": comparison.to_dict()},
+                         indent=1))
+        return 0
+    for r in results:
+        print("\n".join(format_result(r)))
+    if comparison is not None:
+        print("\n".join(format_comparison(comparison)))
+    for path in ([opts.out] if opts.out else []) + (comparison.meta["files"] if comparison is not None else []):
+        print(f"wrote {path}")
+    return 0
+
+
+def _cascade(opts) -> int:
+    from ..adapt.compare import cascade_checkpoint
+    from ..configs import format_config
+    from ..console import progress_enabled
+
+    for choice, path in cascade_checkpoint(dataclasses.replace(opts, progress=progress_enabled(opts.progress))):
+        steps = " > ".join(format_config(c) for c in choice.configs)
+        at = f" at threshold {choice.thresholds[0]:.4g}" if choice.thresholds else ""
+        print(f"target {choice.target_mmacs:g} MMACs/image: {steps}{at}; on the {choice.knob_images} knob images "
+              f"top-1 {choice.knob_top1_pct:.2f} %, mean {choice.knob_mean_mmacs:.3f} MMACs")
+        print(f"wrote {path}")
     return 0
 
 
@@ -127,4 +167,4 @@ def run(args: argparse.Namespace) -> int:
         args._adapt_parser.print_help()
         return 2
     opts = resolve_options(_options_class(step), args)
-    return {"label": _label, "train": _train, "eval": _eval}[step](opts)
+    return {"label": _label, "train": _train, "eval": _eval, "cascade": _cascade}[step](opts)

@@ -9,6 +9,12 @@ rebuilds exactly the same two sets from the checkpoint alone:
 - ``split="val"`` is the held-out images (model selection: tables, search, Adapt's labels);
 - ``split="test"`` is the dataset's test set, for reporting only.
 
+**Parts of a split** (:class:`SplitPart`, written ``val:0.5-0.75``): a share of a split's images,
+positions ``[start, stop)`` of a permutation of that split drawn from seed 0. Parts of one split with
+ranges that do not overlap hold different images, so one held-out set serves several purposes
+(Resizable-Adapt labels on ``val:0-0.5``, chooses its knobs on ``val:0.5-0.75`` and its Pareto
+front on ``val:0.75-1``).
+
 ``--train-size N`` then trains on the first ``N`` images of another permutation of that training
 set (:func:`training_subset`), drawn from ``val_seed`` too, so runs of every seed share them.
 
@@ -29,7 +35,9 @@ from . import datasets as datasets
 from .datasets import NO_VAL_SPLIT, TensorImageDataset
 
 __all__ = ["ValSplit", "NO_VAL_SPLIT", "val_split_of", "load_split", "default_split", "check_val_size",
-           "training_subset"]
+           "training_subset", "SplitPart", "parse_split_part", "PART_SEED"]
+
+PART_SEED = 0  # the permutation every part of a split is cut from (fixed, so parts are disjoint across commands)
 
 
 @dataclass(frozen=True)
@@ -132,3 +140,61 @@ def training_subset(data: Dataset, size: int, seed: int = 0) -> Dataset:
     if isinstance(data, TensorImageDataset):
         return _subset(data, positions, data.augment)
     return torch.utils.data.Subset(data, positions.tolist())
+
+
+@dataclass(frozen=True)
+class SplitPart:
+    """Positions ``[start, stop)`` (fractions) of a permutation of ``split`` drawn from ``seed``; ``val:0.5-0.75``."""
+
+    split: str
+    start: float = 0.0
+    stop: float = 1.0
+    seed: int = PART_SEED
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.start < self.stop <= 1.0:
+            raise ValueError(f"a split part needs 0 <= start < stop <= 1, got {self.start:g}-{self.stop:g}")
+
+    @property
+    def whole(self) -> bool:
+        """True when the part is the whole split."""
+        return self.start == 0.0 and self.stop == 1.0
+
+    def indices(self, total: int) -> Tensor:
+        """Sorted positions of the part's images in a split of ``total`` images (none is an error)."""
+        if self.whole:
+            return torch.arange(total)
+        order = torch.randperm(total, generator=torch.Generator().manual_seed(self.seed))
+        lo, hi = int(round(self.start * total)), int(round(self.stop * total))
+        if hi <= lo:
+            raise ValueError(f"the part {self} of a split of {total} images holds no image; take a wider range")
+        return order[lo:hi].sort().values
+
+    def overlaps(self, other: "SplitPart") -> bool:
+        """True when both parts may hold the same image (same split and seed, overlapping ranges)."""
+        if self.split != other.split:
+            return False
+        return self.seed != other.seed or (self.start < other.stop and other.start < self.stop)
+
+    def __str__(self) -> str:
+        return self.split if self.whole else f"{self.split}:{self.start:g}-{self.stop:g}"
+
+
+def parse_split_part(text: str, splits: Tuple[str, ...] = ("train", "test", "val")) -> SplitPart:
+    """``"val"`` (the whole split) or ``"val:0.5-0.75"`` (a part of it) -> :class:`SplitPart`."""
+    name, _, span = str(text).strip().partition(":")
+    name = name.strip().lower()
+    if name not in splits:
+        raise ValueError(f"unknown split {name!r} in {text!r}; accepted: {', '.join(splits)}, optionally with "
+                         f"a part such as val:0.5-0.75")
+    if not span:
+        return SplitPart(name)
+    lo, sep, hi = span.partition("-")
+    try:
+        start, stop = float(lo), float(hi)
+    except ValueError:
+        sep = ""
+    if not sep or not 0.0 <= start < stop <= 1.0:
+        raise ValueError(f"a split part is SPLIT:START-STOP with fractions 0 <= START < STOP <= 1 (e.g. "
+                         f"val:0.5-0.75), got {text!r}")
+    return SplitPart(name, start, stop)
