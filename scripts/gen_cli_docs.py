@@ -126,7 +126,7 @@ def main(argv: List[str] = None) -> int:
             print(f"{OUT} is out of date: run python scripts/gen_cli_docs.py", file=sys.stderr)
             return 1
         return 0
-    from resizable.fileio import atomic_write_text
+    from resizable import atomic_write_text
 
     atomic_write_text(OUT, text)
     print(f"wrote {OUT}")

@@ -103,24 +103,23 @@ def test_readme_command_table_lists_every_command():
     assert set(COMMANDS) <= listed, f"missing from the README's command table: {sorted(set(COMMANDS) - listed)}"
 
 
-def quick_start_blocks():
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Python quick-start", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"^```python\n(.*?)^```", section, re.S | re.M)
+def python_blocks(page: Path, section: str):
+    text = page.read_text().split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
 
 
 @pytest.mark.slow
 def test_readme_quick_start_runs(tmp_path, monkeypatch):
-    """Each block as written, one after the other in one namespace; the run the second one opens is a tiny
-    network saved where the block looks (a demo run's layout: a run folder holding checkpoint.pt, with a bank)."""
-    from resizable import create_model
-    from resizable.checkpoint import save_checkpoint
-    from resizable.evaluation.bank import build_bank
+    """Each block as written, one after the other in one namespace, then docs/deploy.md's; the run they open is
+    a tiny network saved where they look (a demo run's layout: a run folder holding checkpoint.pt, with a bank)."""
+    from resizable import create_model, save_checkpoint
+    from resizable.evaluation import build_bank
 
-    blocks = quick_start_blocks()
+    blocks = python_blocks(ROOT / "README.md", "Python quick-start")
     assert len(blocks) >= 2
+    blocks += python_blocks(ROOT / "docs" / "deploy.md", "In Python")
     runs = set(re.findall(r"load_model\(\"([^\"]+)\"\)", "".join(blocks)))
-    assert len(runs) == 1, "the quick-start should open one run, by a literal path"
+    assert len(runs) == 1, "the snippets should open one run, by a literal path"
     kwargs = {"num_classes": 10, "in_chans": 1, "widths": [4, 8, 8], "stem_stride": 2, "stem_pool": True,
               "strides": [1, 2, 1]}
     tiny = create_model("resnet14", **kwargs)
@@ -132,7 +131,8 @@ def test_readme_quick_start_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace = {}
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)
+        exec(compile(block, "snippet", "exec"), namespace)
+    assert (tmp_path / "small.pt").is_file() and (tmp_path / "small.pt.json").is_file()  # deploy.md's export
 
 
 def marked(page: Path, name: str) -> str:
