@@ -24,20 +24,30 @@ def tiny_cfg(data_dir, out_dir, **kw):
     return TrainOptions(**base)
 
 
-def test_sandwich_runs_both_ends_every_step_and_each_factor_once():
-    sampler = ConfigSampler((0.25, 0.5, 0.75, 1.0), 3, "sandwich", seed=5)
-    seen_middle = set()
-    for step in range(40):
+def test_sandwich_runs_both_ends_every_step_and_draws_the_middle_ones_over_every_factor():
+    import itertools
+
+    factors = (0.25, 0.5, 0.75, 1.0)
+    sampler = ConfigSampler(factors, 3, "sandwich", seed=5)
+    middles, per_stage = set(), [set() for _ in range(3)]
+    for step in range(600):
         configs = sampler.sample(step)
         assert len(configs) == 4
-        assert configs[0] == (1.0, 1.0, 1.0) and configs[1] == (0.25, 0.25, 0.25)
-        for stage in range(3):  # every factor of every stage exactly once: every BN branch gets a gradient
-            assert sorted(c[stage] for c in configs) == [0.25, 0.5, 0.75, 1.0]
-        seen_middle.add(configs[2])
+        assert configs[0] == (1.0, 1.0, 1.0) and configs[1] == (0.25, 0.25, 0.25)  # the ends, every step
+        for c in configs[2:]:
+            middles.add(c)
+            for stage, f in enumerate(c):
+                per_stage[stage].add(f)
         assert sampler.sample(step) == configs  # from (seed, step) alone
-    assert len(seen_middle) > 4  # the middle ones are drawn, not fixed
+    # the middle ones are drawn from the whole list at every stage (not only from the middle factors)
+    assert all(s == set(factors) for s in per_stage)
+    assert middles == set(itertools.product(factors, repeat=3))  # every one of the k^N configurations trains
     with pytest.raises(ValueError, match="sandwich sampling uses exactly k=4"):
-        ConfigSampler((0.25, 0.5, 0.75, 1.0), 3, "sandwich", num_configs=2)
+        ConfigSampler(factors, 3, "sandwich", num_configs=2)
+    # a checkpoint saved when the middle ones came from the middle factors only is not resumed as if it were this
+    old = {k: v for k, v in sampler.state_dict().items() if k != "middles"}
+    with pytest.raises(ValueError, match="differs"):
+        sampler.load_state_dict(old)
 
 
 def _model_and_batch(seed=0):
@@ -101,28 +111,34 @@ def test_full_configuration_teaches_on_labels_with_a_detached_output():
     assert order == [full] + fair
 
 
-def test_ensemble_distillation_learns_its_weights():
+@pytest.mark.parametrize("top_down", [True, False])
+def test_ensemble_distillation_learns_its_weights(top_down):
     model, images, labels = _model_and_batch(1)
     ensemble = EnsembleWeights(3)
     with torch.no_grad():
         ensemble.alpha.copy_(torch.tensor([0.3, -0.2, 0.1]))
     configs = [(0.5, 0.5, 0.5), (1.0, 1.0, 1.0), (0.75, 0.75, 0.75)]
     got, order = _step_grads(model, images, labels, configs, distill="ensemble", distill_weight=0.5,
-                             ensemble=ensemble, loss_reduction="mean")
-    assert order == [(1.0, 1.0, 1.0), (0.75, 0.75, 0.75), (0.5, 0.5, 0.5)]  # ranked largest first
+                             ensemble=ensemble, loss_reduction="mean", top_down=top_down, temperature=2.0)
+    assert order == [(1.0, 1.0, 1.0), (0.75, 0.75, 0.75), (0.5, 0.5, 0.5)]  # ranked dearest first
     alpha_grad = ensemble.alpha.grad.clone()
     assert alpha_grad.abs().sum() > 0  # the weights get a gradient: they are learned
 
-    def reference():
+    def reference():  # RS-Nets: members detached for the ensemble's CE; dense top-down KD scaled by 2/(k+1)
         zs = []
         for c in order:
             with model.using(c):
                 zs.append(model(images))
         w = ensemble.alpha.detach().softmax(0)
-        ens = sum(w[r] * z for r, z in enumerate(zs))
-        target = ens.detach().softmax(1)
-        per = [nn.functional.cross_entropy(z, labels) + 0.5 * soft_label_loss(z, target) for z in zs]
-        return (sum(per) + nn.functional.cross_entropy(ens, labels)) / 3
+        ens = sum(w[r] * z.detach() for r, z in enumerate(zs))
+        soft = [(z.detach() / 2.0).softmax(1) for z in zs]
+        target = (ens / 2.0).softmax(1)
+        kd_scale = 0.5 * (2 / 4 if top_down else 1)
+        per = []
+        for j, z in enumerate(zs):
+            kd = soft_label_loss(z, target, 2.0) + sum(soft_label_loss(z, t, 2.0) for t in soft[:j] if top_down)
+            per.append(nn.functional.cross_entropy(z, labels) + kd_scale * kd)
+        return sum(per) / 3
 
     _close(got, _grads_of(model, reference))
     # one optimizer step moves the weights (the trainer puts them in its optimizer)

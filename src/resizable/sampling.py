@@ -17,10 +17,15 @@ class ConfigSampler:
     - ``fair``: for every stage a random permutation of L; configuration j takes the j-th entry of
       each stage's permutation, so each factor of each stage is used exactly once per step (k
       configurations).
-    - ``sandwich``: the all-smallest and the all-largest configurations every step, plus k - 2
-      middle ones drawn fair over the remaining factors (a random permutation of the middle
-      factors per stage). Each factor of each stage is still used exactly once per step, so every
-      BN branch gets a gradient each step, as with ``fair``. Order: largest, smallest, middle ones.
+    - ``sandwich`` (slimmable / US-Nets): the all-largest and the all-smallest configurations every
+      step, plus k - 2 middle ones, each stage's factor drawn uniformly from the whole list L (as
+      US-Nets draw widths over the whole range), so every one of the k^N configurations can be
+      trained. The two ends give the smallest and the largest factor's BN branch of every stage a
+      gradient each step; a middle factor's branch gets one in the steps whose middle
+      configurations draw it (probability ``1 - (1 - 1/k)^(k-2)`` per stage and step). Covering
+      every branch each step would force the middle ones to be permutations of the middle factors,
+      and then only (k-2)^N + 2 of the k^N configurations would ever train (10 of 64 for k = 4,
+      N = 3). Order: largest, smallest, middle ones.
     - ``random``: every stage's factor drawn uniformly and independently, ``num_configs`` times
       (default k, the same cost as fair).
     - ``single``: one fixed configuration (``single_config``, default all-max), ``num_configs``
@@ -78,15 +83,17 @@ class ConfigSampler:
             perms = [rng.sample(self.factors, len(self.factors)) for _ in range(self.num_stages)]
             return [tuple(perm[j] for perm in perms) for j in range(len(self.factors))]
         if self.mode == "sandwich":
-            middle = list(self.factors[1:-1])
-            perms = [rng.sample(middle, len(middle)) for _ in range(self.num_stages)]
             ends = [(self.factors[-1],) * self.num_stages, (self.factors[0],) * self.num_stages]
-            return ends + [tuple(perm[j] for perm in perms) for j in range(len(middle))]
+            return ends + [tuple(rng.choice(self.factors) for _ in range(self.num_stages))
+                           for _ in range(len(self.factors) - 2)]
         return [tuple(rng.choice(self.factors) for _ in range(self.num_stages)) for _ in range(self.num_configs)]
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"factors": list(self.factors), "num_stages": self.num_stages, "mode": self.mode, "seed": self.seed,
-                "num_configs": self.num_configs, "single_config": list(self.single_config)}
+        state = {"factors": list(self.factors), "num_stages": self.num_stages, "mode": self.mode, "seed": self.seed,
+                 "num_configs": self.num_configs, "single_config": list(self.single_config)}
+        if self.mode == "sandwich":  # a run saved when the middle ones came from the middle factors only differs
+            state["middles"] = "every factor"
+        return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Check that a resumed run samples as the saved one did (the sampler has no other state)."""

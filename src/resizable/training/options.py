@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 from .step import DISTILL_MODES, LOSS_REDUCTIONS
+from .warmstart import WARM_STARTS, WARM_TEACHERS
 from ..data.imagefolder import BAD_IMAGES
 from ..options import check_options, option
 from ..sampling import SAMPLING_MODES
@@ -73,11 +74,31 @@ class TrainOptions:
                                 "sampling does not draw it); largest (the step's largest configuration teaches); "
                                 "ensemble (every configuration on the labels, plus KD from the learned ensemble of "
                                 "the step's logits)", choices=DISTILL_MODES)
-    distill_weight: float = option(1.0, "--distill full/largest: the taught configurations' loss is (1 - w) CE + w KD; "
-                                      "--distill ensemble: CE + w KD", min=0.0, max=1.0)
+    distill_weight: float = option(1.0, "--distill full/largest (and --warm-start-teacher inplace): the taught "
+                                      "configurations' loss is (1 - w) CE + w KD; --distill ensemble: CE + w KD",
+                                   min=0.0, max=1.0)
+    distill_temperature: float = option(1.0, "temperature T of every distillation term (--distill, --teacher, "
+                                            "--warm-start-teacher): the teacher's softmax(z/T) against the student's "
+                                            "log_softmax(z/T), the term multiplied by T^2; 1 is plain soft labels",
+                                        above=0.0, max=100.0)
+    distill_top_down: bool = option(True, "--distill ensemble: each configuration also learns from the detached "
+                                          "output of every dearer configuration of the step (by counted MACs), the "
+                                          "KD terms scaled by 2/(k+1), as RS-Nets; --no-distill-top-down: from the "
+                                          "ensemble alone")
     teacher: Optional[str] = option(None, "a frozen teacher (checkpoint or run folder, e.g. the network the run starts "
                                         "from): every configuration's loss is CE + --teacher-weight x KD")
-    teacher_weight: float = option(1.0, "--teacher: weight of the KD term", min=0.0, max=1e3)
+    teacher_weight: float = option(1.0, "--teacher (and --warm-start-teacher snapshot): weight of the KD term",
+                                   min=0.0, max=1e3)
+    warm_start: str = option("none", "full: the full configuration alone for --warm-start-share of the counted cost, "
+                                   "then --sampling over every factor; the run costs what --epochs epochs without "
+                                   "the warm start cost, so it has more steps (docs/training.md). progressive: after "
+                                   "the full configuration alone, the smaller factors join one at a time",
+                             choices=WARM_STARTS)
+    warm_start_share: float = option(0.3, "--warm-start: share of the run's counted training cost (MACs) spent on the "
+                                          "full configuration alone", above=0.0, below=1.0)
+    warm_start_teacher: str = option("inplace", "--warm-start: who teaches after the switch: inplace (the running "
+                                                "full configuration, as --distill full), snapshot (the network frozen "
+                                                "at the switch, as --teacher) or none", choices=WARM_TEACHERS)
     # evaluation and bookkeeping
     eval_configs: str = option("default", "configs evaluated each epoch: default (each factor at every stage), "
                                         "minmax, all, or a list like '0.45,0.45,0.45;1,1,1'")
@@ -117,6 +138,12 @@ class TrainOptions:
                         f"the architecture's own arguments, e.g. widths)"),
             (self.teacher is None or self.distill == "none",
              f"--teacher and --distill {self.distill} exclude each other: use one source of soft labels"),
+            (self.warm_start == "none" or (self.distill == "none" and self.teacher is None),
+             "--warm-start sets who teaches after its switch (--warm-start-teacher inplace, snapshot or none); "
+             "leave --distill none and --teacher unset"),
+            (self.warm_start == "none" or (self.recipe == "standard" and self.sampling != "single"),
+             "--warm-start switches to resizable training: it needs --recipe standard and --sampling fair, "
+             "sandwich or random"),
             (self.val_size == 0 or self.dataset != "imagefolder",
              "--val-size is for fashion-mnist and cifar: an image folder's val/ folder is its validation split"),
             (self.schedule != "step" or bool(self.milestones), "the step schedule needs --milestones, e.g. 30,60,80"),

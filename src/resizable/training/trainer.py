@@ -20,15 +20,19 @@ import torch
 from torch import nn
 
 from .. import distributed
+from .cost import TrainingCost
 from .memory_format import MemoryFormatChoice, auto_memory_format
+from .schedule import build_optimizer, lr_factor
 from .step import EnsembleWeights, StepTally, train_step
+from .teacher import load_teacher, teacher_probs
+from .warmstart import WarmStart
 from ..bnbank import scale_batchnorms
-from ..checkpoint import CHECKPOINT_NAME, check_model_fits, load_checkpoint, load_model, load_weights, save_checkpoint
+from ..checkpoint import CHECKPOINT_NAME, check_model_fits, load_checkpoint, load_weights, save_checkpoint
 from ..options import write_options
 from ..console import progress_enabled
 from ..data.datasets import dataset_info, load_dataset, make_loader
 from ..configs import format_config, parse_configs
-from ..evaluation.walker import Calibration, autocast, evaluate
+from ..evaluation.walker import Calibration, evaluate
 from ..fileio import atomic_write_text
 from ..data.imagefolder import scan_images
 from ..registry import create_model
@@ -44,34 +48,6 @@ __all__ = ["TrainOptions", "TrainingDiverged", "train", "build_optimizer", "lr_f
 
 class TrainingDiverged(RuntimeError):
     """A training step's loss was not finite: training stopped there; the last finished epoch's checkpoint stays."""
-
-# ---------------------------------------------------------------------------- small helpers
-def lr_factor(step: int, steps_per_epoch: int, cfg: TrainOptions) -> float:
-    """Multiplier of the peak rate at optimizer step ``step`` (warm-up, then the schedule)."""
-    total = cfg.epochs * steps_per_epoch
-    warmup = int(round(cfg.warmup * steps_per_epoch))
-    if step < warmup:
-        return (step + 1) / warmup
-    if cfg.schedule == "constant":
-        return 1.0
-    if cfg.schedule == "step":
-        epoch = step / steps_per_epoch
-        return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
-    progress = (step - warmup) / max(1, total - warmup)
-    if cfg.schedule == "linear":
-        return max(0.0, 1.0 - progress)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def build_optimizer(model: nn.Module, cfg: TrainOptions) -> torch.optim.Optimizer:
-    """SGD; weight decay on convolution and linear weights only (not BN parameters, not biases)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
-
 
 # ---------------------------------------------------------------------------- the run
 def _with_warmup(cfg: TrainOptions) -> TrainOptions:
@@ -157,7 +133,7 @@ class _Run:
         if cfg.channels_last is not None:
             self._use_memory_format(MemoryFormatChoice(cfg.channels_last, f"set: channels_last={cfg.channels_last}",
                                                        {}))
-        self.teacher = self._load_teacher(info) if cfg.teacher else None
+        self.teacher = load_teacher(cfg.teacher, info, self.dist.device) if cfg.teacher else None
 
     def _load_initial_weights(self) -> None:
         cfg = self.cfg
@@ -185,7 +161,7 @@ class _Run:
                                      cfg.single_config)
         self.finetune_sampler = ConfigSampler(model.factors, model.num_stages, "single", cfg.seed,
                                               single_config=self.target)
-        self.switch_epoch = (int(round(cfg.epochs * cfg.aug_fraction)) if cfg.recipe == "aug" else cfg.epochs)
+        self.switch_epoch = int(round(cfg.epochs * cfg.aug_fraction)) if cfg.recipe == "aug" else math.inf
 
     def _setup_optimisation(self) -> None:
         """Optimizer (with the ensemble's learned weights), steps per epoch, schedule, loss scaler and loss."""
@@ -201,25 +177,21 @@ class _Run:
         if n_batches == 0:
             raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set")
         self.steps_per_epoch = min(n_batches, cfg.max_steps_per_epoch or n_batches)
+        self.cost = TrainingCost(self.model, self.dist.world_size)  # MACs of the passes that ran (cost.py)
+        self.warm = WarmStart.plan(cfg.warm_start, cfg.warm_start_share, cfg.warm_start_teacher, model=self.model,
+                                   sampler=self.sampler, distill=cfg.distill, teacher=self.teacher,
+                                   num_configs=cfg.num_configs, epochs=cfg.epochs, steps_per_epoch=self.steps_per_epoch,
+                                   batch_size=cfg.batch_size, input_size=self.input_size, cost=self.cost)
+        self.epochs = self.warm.epochs  # --epochs; more with a warm start (equal cost, cheaper steps first)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: lr_factor(step, self.steps_per_epoch, cfg))
+            self.optimizer, lambda step: lr_factor(step, self.steps_per_epoch, cfg, self.warm.total_steps))
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and self.dist.device.type == "cuda")
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
-    def _load_teacher(self, info: Any) -> nn.Module:
-        """The frozen teacher of ``--teacher``: eval mode, no gradients, its full configuration."""
-        teacher, payload = load_model(self.cfg.teacher)
-        kw = payload["model_kwargs"]
-        check_model_fits(int(kw.get("num_classes", 0)), int(kw.get("in_chans", 0)), info, self.cfg.teacher)
-        teacher.set_config(teacher.max_config)
-        teacher.requires_grad_(False)
-        return teacher.to(self.dist.device).eval()
-
-    def _teacher_probs(self, images: torch.Tensor) -> Optional[torch.Tensor]:
-        if self.teacher is None:
-            return None
-        with torch.no_grad(), autocast(images.device, self.cfg.amp):
-            return self.teacher(images).float().softmax(1)
+    def _teacher_probs(self, images: torch.Tensor, teacher: Optional[nn.Module] = None) -> Optional[torch.Tensor]:
+        """Soft labels of ``teacher`` (default: ``--teacher``'s), or None without one."""
+        teacher = teacher or self.teacher
+        return None if teacher is None else teacher_probs(teacher, images, self.cfg.amp, self.cfg.distill_temperature)
 
     def _val_split(self, load: Dict[str, Any]) -> Optional[ValSplit]:
         """The held-out split of ``--val-size`` (checked against the training set's size), or None."""
@@ -275,16 +247,18 @@ class _Run:
         self.scheduler.load_state_dict(payload["scheduler"])
         if self.scheduler.base_lrs[0] != self.cfg.lr:  # --lr changed on resume (e.g. after a divergence)
             self.scheduler.base_lrs = [self.cfg.lr] * len(self.optimizer.param_groups)
-            factor = lr_factor(payload["step"], self.steps_per_epoch, self.cfg)
+            factor = lr_factor(payload["step"], self.steps_per_epoch, self.cfg, self.warm.total_steps)
             for group in self.optimizer.param_groups:
                 group["initial_lr"], group["lr"] = self.cfg.lr, self.cfg.lr * factor
         self.scaler.load_state_dict(payload["scaler"])
         self.sampler.load_state_dict(payload["sampler"])
+        self.cost.load_state_dict(payload.get("cost"), payload["step"])
+        self.warm.load_state_dict(payload.get("warm_start"), payload["step"])
         torch.set_rng_state(payload["rng"]["torch"])
         if self.dist.device.type == "cuda" and payload["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(payload["rng"]["cuda"], self.dist.device)
         self.start_epoch = payload["epoch"] + 1
-        if self.cfg.epochs < self.start_epoch:
+        if self.epochs < self.start_epoch:
             raise ValueError(f"--epochs {self.cfg.epochs}: {self.run_dir} has already finished {self.start_epoch} "
                              f"epochs; --resume continues a run, so --epochs must be >= {self.start_epoch}")
         self.step = payload["step"]
@@ -327,7 +301,8 @@ class _Run:
                         val_split=self.val_split.to_dict() if self.val_split is not None else None,
                         data=data_record(self.info, self.input_size),
                         memory_format=self.memory_format.name if self.memory_format else None,
-                        ensemble=self.ensemble.state_dict() if self.ensemble is not None else None)
+                        ensemble=self.ensemble.state_dict() if self.ensemble is not None else None,
+                        cost=self.cost.state_dict(), warm_start=self.warm.state_dict())
 
     def _diverged(self, epoch: int, passes: list, lr: float) -> "TrainingDiverged":
         """The error of a step whose loss is not finite: where, which configuration, and how to go on."""
@@ -353,11 +328,11 @@ class _Run:
                              epoch=epoch, rank=self.dist.rank, world_size=self.dist.world_size, drop_last=True,
                              num_workers=cfg.workers)
         self.model.train()
-        loss_sum, seen, tally = 0.0, 0, StepTally()
-        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+        loss_sum, seen, tally, first = 0.0, 0, StepTally(), self.step
+        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.epochs}", leave=False,
                    disable=not progress_enabled(cfg.progress and self.dist.is_main))
         for i, (images, labels) in enumerate(loader):
-            if i >= self.steps_per_epoch:
+            if i >= self.steps_per_epoch or self.step >= self.warm.total_steps:  # a warm start's last epoch is short
                 break
             images, labels = images.to(dev, non_blocking=True), labels.to(dev, non_blocking=True)
             if self.memory_format is None:
@@ -365,14 +340,16 @@ class _Run:
             self._wrap_ddp()
             if self.memory_format.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            configs = sampler.sample(self.step)
+            configs, distill, teacher = self.warm.before_step(self.step, sampler)  # a switch acts here
             passes: list = []
             step_loss = train_step(self.model, images, labels, configs, self.optimizer, self.criterion, amp=cfg.amp,
                                    scaler=self.scaler if self.scaler.is_enabled() else None, ddp=self.ddp,
-                                   loss_reduction=cfg.loss_reduction, distill=cfg.distill,
+                                   loss_reduction=cfg.loss_reduction, distill=distill,
                                    distill_weight=cfg.distill_weight, ensemble=self.ensemble,
-                                   teacher_probs=self._teacher_probs(images), teacher_weight=cfg.teacher_weight,
-                                   tally=tally, losses=passes)
+                                   teacher_probs=self._teacher_probs(images, teacher), teacher_weight=cfg.teacher_weight,
+                                   temperature=cfg.distill_temperature, top_down=cfg.distill_top_down,
+                                   rank_by=self.cost.ranker(images.shape[-2:]), tally=tally, losses=passes)
+            self.cost.add_step([c for c, _ in passes], images, teacher)
             lr = self.optimizer.param_groups[0]["lr"]
             if not math.isfinite(step_loss):
                 self.steplog.add(self.step + 1, epoch + 1, step_loss, lr)
@@ -388,20 +365,23 @@ class _Run:
         self.model.set_config(self.model.max_config)
         # top-1 of the predictions the step made anyway (augmented images, weights changing within the epoch)
         return {"train_loss": loss_sum / max(1, seen), "lr": self.optimizer.param_groups[0]["lr"],
-                "train_top1": tally.top1(), "train_top1_of": "the largest configuration of each step"}
+                "train_top1": tally.top1(), "train_top1_of": "the largest configuration of each step",
+                "cost": self.cost.end_epoch(), **self.warm.record(first, self.step)}
 
     def run(self) -> Path:
         cfg = self.cfg
-        if self.start_epoch >= cfg.epochs:
-            self._say(f"{self.run_dir} has finished all {cfg.epochs} epochs; nothing to train "
+        if self.start_epoch >= self.epochs:
+            self._say(f"{self.run_dir} has finished all {self.epochs} epochs; nothing to train "
                       f"(--resume {self.run_dir} --epochs N trains it longer)")
         elif self.dist.is_main:
             self._say(f"training {cfg.model} ({sum(p.numel() for p in self.model.parameters()) / 1e6:.3f} M params) "
-                      f"into {self.run_dir}: epochs {self.start_epoch + 1}..{cfg.epochs}, {self.steps_per_epoch} "
+                      f"into {self.run_dir}: epochs {self.start_epoch + 1}..{self.epochs}, {self.steps_per_epoch} "
                       f"steps of {len(self.sampler.sample(0))} configuration(s) each; lr {cfg.lr:g} after a "
                       f"{cfg.warmup_epochs:g}-epoch warm-up, the {cfg.loss_reduction} of the step's losses")
+            if self.warm.switch_step is not None:
+                self._say(self.warm.describe())
         eval_loader = make_loader(self.eval_set, cfg.eval_batch_size, shuffle=False)
-        for epoch in range(self.start_epoch, cfg.epochs):
+        for epoch in range(self.start_epoch, self.epochs):
             t0 = time.perf_counter()
             record: Dict[str, Any] = {"epoch": epoch + 1, "step": 0,
                                       "phase": "train" if epoch < self.switch_epoch else "finetune"}
@@ -424,7 +404,7 @@ class _Run:
                 if cfg.recipe == "aug":  # which half of Resizable-Aug this epoch belongs to
                     phase = ("  [fair sampling]" if epoch < self.switch_epoch
                              else f"  [fine-tuning {format_config(self.target)}]")
-                print(f"epoch {epoch + 1}/{cfg.epochs}{phase}  loss {record['train_loss']:.4f}  train top-1 "
+                print(f"epoch {epoch + 1}/{self.epochs}{phase}  loss {record['train_loss']:.4f}  train top-1 "
                       f"{record['train_top1']:.2f}  {record['train_seconds']:.1f}s  {self.eval_split} top-1 [{best}]",
                       flush=True)
             self._save(epoch)
