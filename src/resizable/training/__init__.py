@@ -5,7 +5,8 @@ from .memory_format import pick_memory_format
 from .options import TrainOptions
 from .step import train_step
 from .steplog import STEPS_FILE, loss_climbs, read_steps
-from .trainer import build_optimizer, train
+from .schedule import build_optimizer
+from .trainer import train
 
 __all__ = ["TrainOptions", "train", "train_step", "build_optimizer", "STEPS_FILE", "read_steps", "loss_climbs",
            "pick_memory_format"]
