@@ -130,9 +130,13 @@ def test_outputs_name_folders_and_never_a_runs_own_files(tiny_fmnist, tmp_path, 
 @pytest.mark.slow
 def test_divergence_stops_at_the_step_and_keeps_the_last_epoch(tiny_fmnist, tmp_path, capsys):
     out = tmp_path / "runs"
+    # Weight decay 1 at lr 1000 multiplies every weight by about -1000 per step, so the weights (and the loss with
+    # them) overflow within a few steps on any CPU, well inside an epoch of 20 steps; how the loss grows at the
+    # default decay depends on the CPU's arithmetic. --divergence-ratio 0 leaves the non-finite loss as the only
+    # stop (a loss exploding while finite, and an epoch leaving non-finite state, have their own tests).
     base = ["--data-dir", tiny_fmnist, "--out-dir", str(out), "--name", "r", "--model", "resnet20", "--model-args",
-            "{widths: [4, 8, 8]}", "--max-steps-per-epoch", "5", "--eval-calibrate-bn", "0", "--eval-configs",
-            "minmax", "--no-progress"]
+            "{widths: [4, 8, 8]}", "--max-steps-per-epoch", "20", "--eval-calibrate-bn", "0", "--eval-configs",
+            "minmax", "--no-progress", "--batch-size", "16", "--weight-decay", "1", "--divergence-ratio", "0"]
     assert main(["train", "--epochs", "2", "--lr", "0.05"] + base) == 0
     run = out / "r"
     kept = (run / "checkpoint.pt").read_bytes()
@@ -164,6 +168,84 @@ def test_divergence_stops_at_the_step_and_keeps_the_last_epoch(tiny_fmnist, tmp_
     line = _one_line_error(capsys, code, expected_code=3)
     assert "no epoch finished, so run the same command again with a lower --lr" in line
     assert main(["train", "--epochs", "1", "--lr", "0.05"] + fresh) == 0
+
+
+def test_the_divergence_threshold_is_relative_to_the_runs_start_and_said_in_help(capsys):
+    from resizable.training.divergence import loss_limit
+
+    assert loss_limit(2.5, 100, 10) == pytest.approx(250)  # a run from scratch: its first step's loss
+    assert loss_limit(0.01, 100, 10) == pytest.approx(100 * np.log(10))  # from trained weights: a uniform guess
+    assert loss_limit(9.2, 100, 10) == pytest.approx(920)  # a loss that starts high (e.g. KD terms) scales it
+    assert loss_limit(2.5, 0, 10) == float("inf")
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--divergence-ratio" in text and "more than this many times the loss of the run's first step" in text
+
+
+@pytest.mark.slow
+def test_a_loss_exploding_while_finite_stops_the_run(tiny_fmnist, tmp_path, capsys):
+    out = tmp_path / "runs"
+    base = ["--data-dir", tiny_fmnist, "--out-dir", str(out), "--name", "r"] + TINY[:4] + [
+        "--batch-size", "32", "--max-steps-per-epoch", "4", "--eval-calibrate-bn", "0", "--eval-configs", "min",
+        "--no-progress"]
+    assert main(["train", "--epochs", "1", "--lr", "0.05"] + base) == 0
+    run = out / "r"
+    kept = (run / "checkpoint.pt").read_bytes()
+    start = torch.load(run / "checkpoint.pt", weights_only=True)["loss_start"]
+    capsys.readouterr()
+    # at lr 1000 the loss grows by orders of magnitude per step while staying finite for many more steps
+    line = _one_line_error(capsys, main(["train", "--resume", str(run), "--epochs", "3", "--lr", "1000",
+                                         "--no-progress"]), expected_code=3)
+    assert "training diverged at step" in line and "more than --divergence-ratio 100 times" in line, line
+    assert f"the loss the run started at ({start:.4g}" in line and "for configuration" in line
+    assert f"{run} keeps the checkpoint of epoch 1" in line
+    step = int(line.split("at step ")[1].split()[0])
+    last = [__import__("json").loads(r) for r in (run / "steps.jsonl").read_text().splitlines()][-1]
+    assert last["step"] == step and np.isfinite(last["loss"]) and last["loss"] > 100 * max(start, np.log(10))
+    assert (run / "checkpoint.pt").read_bytes() == kept  # the stopped epoch wrote nothing
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    # the ratio may change on resume (as --lr may), and continued with a sane rate the run goes on
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--lr", "0.05", "--divergence-ratio", "1e6",
+                 "--no-progress"]) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["bn", "optimizer"])
+def test_an_epoch_leaving_non_finite_state_stops_before_writing(tiny_fmnist, tmp_path, capsys, monkeypatch, where):
+    """The loss stays finite while the state goes non-finite (injected in the last step of epoch 2): the run
+    stops before that epoch's metrics line and checkpoint, exit 3, naming the tensor and the epoch it keeps."""
+    from resizable.training import trainer as train_module
+
+    out = tmp_path / "runs"
+    argv = ["train", "--data-dir", tiny_fmnist, "--out-dir", str(out), "--name", "r"] + TINY[:4] + [
+        "--epochs", "3", "--batch-size", "32", "--max-steps-per-epoch", "2", "--eval-calibrate-bn", "0",
+        "--eval-configs", "min", "--no-progress"]
+    calls = {"n": 0}
+    original = train_module.train_step
+
+    def poisoning_step(model, *args, **kwargs):
+        loss = original(model, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 4:  # the last step of epoch 2
+            with torch.no_grad():
+                if where == "bn":
+                    model.layer2[0].bn1[1].running_var.fill_(float("inf"))
+                else:
+                    optimizer = args[3]  # train_step(model, images, labels, configs, optimizer, ...)
+                    next(iter(optimizer.state.values()))["momentum_buffer"].fill_(float("nan"))
+        return loss
+
+    monkeypatch.setattr(train_module, "train_step", poisoning_step)
+    run = out / "r"
+    line = _one_line_error(capsys, main(argv), expected_code=3)
+    words = ("the BN statistics hold NaN or infinite values (first in layer2.0.bn1.1.running_var)" if where == "bn"
+             else "the optimizer state holds NaN or infinite values")
+    assert "training diverged in epoch 2 (by step 4)" in line and words in line and "loss was finite" in line, line
+    assert f"{run} keeps the checkpoint of epoch 1: continue it with a lower peak rate" in line
+    payload = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert payload["epoch"] == 0 and "bn_bank" not in payload  # epoch 1's, as written, finite
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
 
 
 @pytest.mark.slow

@@ -13,9 +13,12 @@ layer of a network built with shared BN) keep their running averages as trained.
 In eval mode a network with a bank attached (:meth:`ResizableNet.attach_bank`) normalises with the
 active configuration's rows; :meth:`ResizableNet.set_config` only points each layer at its rows, so
 switching stays as cheap as before. Training never reads the bank: in train mode every branch uses
-batch statistics and updates its running averages as always. A bank belongs to the weights it was
-measured on; after the weights change it is rebuilt (``resizable calibrate``, or
-:func:`resizable.build_bank`).
+batch statistics and updates its running averages as always.
+
+A bank belongs to the weights it was measured on: its ``meta`` records their SHA-256
+(:func:`resizable.fingerprint.weights_sha256`, running averages included), and a bank is attached
+only to the weights it names (:meth:`StatisticsBank.mismatch`). After the weights change it is
+rebuilt (``resizable calibrate``, or :func:`resizable.evaluation.bank.build_bank`).
 """
 from __future__ import annotations
 
@@ -81,6 +84,20 @@ class StatisticsBank:
     @property
     def k(self) -> int:
         return len(self.factors)
+
+    @property
+    def weights_sha256(self) -> Optional[str]:
+        """The SHA-256 of the weights the bank was measured on, or None when it records none (older banks)."""
+        return self.meta.get("weights_sha256") or None
+
+    def mismatch(self, weights_sha256: str) -> Optional[str]:
+        """Why the bank does not belong to the weights of hash ``weights_sha256``, in words; None when it does."""
+        mine = self.weights_sha256
+        if mine is None:
+            return "records no weights it was measured on (it was built before banks were tied to their weights)"
+        if mine != weights_sha256:
+            return f"was measured on other weights (weights_sha256 {mine[:12]}..., these are {weights_sha256[:12]}...)"
+        return None
 
     def describe(self) -> str:
         """How the bank was made, in words (what results record as their ``bn_statistics``)."""

@@ -5,19 +5,21 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
 from .bnbank import StatisticsBank, scale_batchnorms
 from .fileio import atomic_path
+from .fingerprint import first_non_finite, state_sha256, weights_sha256
 from .net import ResizableNet
 from .registry import create_model
 
 __all__ = ["read_torch_file", "atomic_save", "save_checkpoint", "load_checkpoint", "load_model", "load_weights",
            "resolve_checkpoint", "check_model_fits", "CHECKPOINT_NAME", "VERSION", "CheckpointError",
-           "write_bank", "AsTrainedStatisticsWarning"]
+           "write_bank", "AsTrainedStatisticsWarning", "StaleBankWarning", "WeightsMovedOnWarning",
+           "weights_moved_on", "warn_if_moved_on", "non_finite_state"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = "resizable-checkpoint"
@@ -41,19 +43,47 @@ def save_checkpoint(path: PathLike, model: ResizableNet, model_name: str, model_
         model_kwargs: the arguments of :func:`resizable.create_model` that rebuild it
             (``factors``, ``num_classes``, ``in_chans`` and architecture arguments).
         **state: anything else (optimizer, scheduler, epoch, RNG state, train config...).
+
+    Raises :class:`CheckpointError` (and writes nothing) when a tensor of the weights, BN statistics or
+    ``state`` holds NaN or infinite values: such a file could never be used (see :func:`non_finite_state`).
     """
     payload = {"format": FORMAT, "version": VERSION, "model_name": model_name,
                "model_kwargs": dict(model_kwargs), "model": model.state_dict(), **state}
     if model.bank is not None and "bn_bank" not in state:
         payload["bn_bank"] = model.bank.state_dict()
+    problem = non_finite_state(payload)
+    if problem:
+        raise CheckpointError(f"{path}: not written: {problem}")
     atomic_save(payload, path)
+
+
+def non_finite_state(payload: Dict[str, Any]) -> Optional[str]:
+    """What in a checkpoint's ``payload`` holds NaN or infinite values, in words (the first tensor of the
+    weights, BN statistics, optimizer state or anything else), or None when every tensor is finite."""
+    model = payload.get("model") or {}
+    bad = first_non_finite(model)
+    if bad is not None:
+        what = "BN statistics" if bad.rsplit(".", 1)[-1].startswith("running_") else "weights"
+        return f"the {what} hold NaN or infinite values (first in {bad})"
+    bad = first_non_finite({k: v for k, v in payload.items() if k != "model"})
+    if bad is not None:
+        what = "optimizer state" if bad.startswith("optimizer") else "saved state"
+        return f"the {what} holds NaN or infinite values (first in {bad})"
+    return None
 
 
 def write_bank(path: PathLike, bank: StatisticsBank) -> Path:
     """Store ``bank`` in the checkpoint at ``path`` (file or run folder), replacing any bank it had; the rest of
-    the checkpoint is kept as it was, and the file is rewritten atomically. Returns the checkpoint file."""
+    the checkpoint is kept as it was, and the file is rewritten atomically. Returns the checkpoint file.
+
+    The checkpoint is read again just before writing, and a bank that was not measured on the weights it
+    holds then (a training saved an epoch meanwhile) raises :class:`CheckpointError`: nothing is written."""
     p = resolve_checkpoint(path)
     payload = load_checkpoint(p)
+    problem = bank.mismatch(state_sha256(payload["model"]))
+    if problem:
+        raise CheckpointError(f"{p}: statistics bank not written: it {problem}; the checkpoint's weights changed "
+                              f"while it was measured? build it again: resizable calibrate {p}")
     payload["bn_bank"] = bank.state_dict()
     atomic_save(payload, p)
     return p
@@ -61,6 +91,14 @@ def write_bank(path: PathLike, bank: StatisticsBank) -> Path:
 
 class AsTrainedStatisticsWarning(UserWarning):
     """A checkpoint without a statistics bank: its configurations share the BN running averages as trained."""
+
+
+class StaleBankWarning(AsTrainedStatisticsWarning):
+    """A checkpoint whose statistics bank belongs to other weights: not used, the BN statistics as trained are."""
+
+
+class WeightsMovedOnWarning(UserWarning):
+    """A file computed from a run's weights, read after the run's checkpoint moved on to other weights."""
 
 
 _WARNED: set = set()
@@ -137,8 +175,7 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= VERSION:
         raise CheckpointError(f"{p}: checkpoint format version {version!r}, and this version of resizable reads "
                               f"versions 1..{VERSION} (a newer resizable wrote it? upgrade to read it)")
-    bad = next((k for k, v in payload["model"].items()
-                if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    bad = first_non_finite(payload["model"])
     if bad is not None:
         raise CheckpointError(f"{p}: the weights hold NaN or infinite values (first in {bad}): the run that wrote "
                               f"them diverged; nothing it computes would mean anything")
@@ -190,18 +227,53 @@ def load_model(path: PathLike, map_location: Any = "cpu") -> Tuple[ResizableNet,
 
 
 def _attach_stored_bank(model: ResizableNet, payload: Dict[str, Any], source: Path) -> None:
-    """Attach the checkpoint's statistics bank; without one, say once per file how to build it."""
+    """Attach the checkpoint's statistics bank when it belongs to the checkpoint's weights; without one, or
+    with one of other weights, say once per file (and bank) how to build it."""
     if payload.get("bn_bank") is not None:
         try:
-            model.attach_bank(StatisticsBank.from_state_dict(payload["bn_bank"], source))
+            bank = StatisticsBank.from_state_dict(payload["bn_bank"], source)
+            bank.check_fits(model)
         except ValueError as e:
             raise CheckpointError(f"{source}: its statistics bank does not fit the network ({e})") from None
+        problem = bank.mismatch(weights_sha256(model))
+        if problem is None:
+            model.attach_bank(bank)
+        elif (str(source), bank.weights_sha256) not in _WARNED:
+            _WARNED.add((str(source), bank.weights_sha256))
+            warnings.warn(f"{source}: its statistics bank {problem}, so it is not used: every configuration uses the "
+                          f"BN statistics as trained; build the bank of these weights with: resizable calibrate "
+                          f"{source}", StaleBankWarning, stacklevel=3)
         return
     if scale_batchnorms(model) and str(source) not in _WARNED:
         _WARNED.add(str(source))
         warnings.warn(f"{source} has no statistics bank, so every configuration uses the BN statistics as trained; "
                       f"build the bank once with: resizable calibrate {source}", AsTrainedStatisticsWarning,
                       stacklevel=3)
+
+
+def weights_moved_on(checkpoint: Any, recorded: Optional[str], what: Any) -> Optional[str]:
+    """A one-line note when ``what`` (a file computed from ``checkpoint``'s weights, whose SHA-256 it records as
+    ``recorded``) no longer matches the weights that checkpoint holds now; None when they match, or when
+    there is nothing to compare (no record, or the checkpoint is gone or unreadable)."""
+    if not recorded or not checkpoint or checkpoint == "-":
+        return None
+    try:
+        payload = load_checkpoint(checkpoint)
+    except (OSError, ValueError):
+        return None
+    if state_sha256(payload["model"]) == recorded:
+        return None
+    at = f" (now at epoch {payload['epoch'] + 1})" if isinstance(payload.get("epoch"), int) else ""
+    return (f"{what} was computed from weights that {resolve_checkpoint(checkpoint)} no longer holds: its weights "
+            f"have moved on since{at}; compute it again to match them")
+
+
+def warn_if_moved_on(checkpoint: Any, recorded: Optional[str], what: Any) -> Optional[str]:
+    """:func:`weights_moved_on`, said as a :class:`WeightsMovedOnWarning`; returns the note."""
+    note = weights_moved_on(checkpoint, recorded, what)
+    if note:
+        warnings.warn(note, WeightsMovedOnWarning, stacklevel=2)
+    return note
 
 
 def run_options(payload: Dict[str, Any]) -> Dict[str, Any]:

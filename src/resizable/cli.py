@@ -96,6 +96,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise
         print(f"resizable {args.command}: error: {e}", file=sys.stderr)
         return 3
+    except ImportError as e:
+        # an optional package imported where no check of the command expected it: still one line, exit 2
+        if (e.name or "").split(".")[0] in ("resizable", ""):
+            raise  # a broken installation of this library is a bug to report, with its traceback
+        from .optional import missing_dependency
+
+        print(f"resizable {args.command}: error: {missing_dependency(e, f'resizable {args.command}')}",
+              file=sys.stderr)
+        return 2
     except (ValueError, OSError) as e:
         # User errors (bad options, missing or unreadable files): one clear line, no traceback.
         print(f"resizable {args.command}: error: {e}", file=sys.stderr)

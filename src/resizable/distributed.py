@@ -82,6 +82,16 @@ def broadcast_object(obj):
     return box[0]
 
 
+def mean_over_ranks(value: float, device: torch.device) -> float:
+    """The mean of ``value`` over every rank (``value`` itself in a single process), so that a decision taken
+    on it (e.g. that a step diverged) is the same on every rank."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    box = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(box)
+    return float(box) / dist.get_world_size()
+
+
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

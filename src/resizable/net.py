@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from . import bnbank
+from .fingerprint import weights_sha256
 from .configs import Config, all_configs
 from .layers import ResizableStage, ScaleBatchNorm2d, Size2d
 
@@ -214,15 +215,21 @@ class ResizableNet(nn.Module):
     def attach_bank(self, bank: Optional["bnbank.StatisticsBank"]) -> None:
         """Normalise every configuration with its own statistics from ``bank`` in eval mode (None: detach).
 
-        The bank must have been built for these weights (:func:`resizable.build_bank`); it moves with
-        the model (``.to``, ``.half``) and is not part of ``state_dict`` (checkpoints store it beside).
+        The bank must have been built for these weights (:func:`resizable.build_bank`): a bank that records
+        other weights (:attr:`StatisticsBank.weights_sha256`) raises ``ValueError``. It moves with the model
+        (``.to``, ``.half``) and is not part of ``state_dict`` (checkpoints store it beside).
         """
+        if bank is not None:
+            bank.check_fits(self)
+            problem = bank.mismatch(weights_sha256(self)) if bank.weights_sha256 is not None else None
+            if problem:  # a bank without a record (built by hand, or an older one) is the caller's word
+                raise ValueError(f"the statistics bank {problem}; build the bank of these weights "
+                                 f"(resizable.evaluation.bank.build_bank) or use 'as-trained'")
         for _, layer in bnbank.scale_batchnorms(self):
             layer.bank_entry = None
         if bank is None:
             self._bank, self._bank_slots = None, []
             return
-        bank.check_fits(self)
         p = next(self.parameters(), None)
         if p is not None:  # the bank lives where the weights do
             bank = bank.map(lambda t: t.to(device=p.device, dtype=p.dtype if p.is_floating_point() else t.dtype))

@@ -14,9 +14,10 @@ checkpoint, else in its options), else the dataset's, else the size the architec
 held-out val images (never val, never test), no augmentation, shuffled with seed 0, whole batches
 (a single short one when there are fewer images than a batch).
 
-**BN statistics**: the checkpoint's statistics bank when it has one (every configuration its own
-statistics, measured on the calibration images: :mod:`resizable.bnbank`), else the running
-averages as trained; :meth:`TrainedRun.use_bn_statistics` chooses and says which in words.
+**BN statistics**: the checkpoint's statistics bank when it has one measured on the checkpoint's
+weights (every configuration its own statistics, measured on the calibration images:
+:mod:`resizable.bnbank`), else the running averages as trained (a bank of other weights is said in
+one warning and not used); :meth:`TrainedRun.use_bn_statistics` chooses and says which in words.
 """
 from __future__ import annotations
 
@@ -201,8 +202,9 @@ class TrainedRun:
         back to the running averages and says so."""
         check_bn_statistics(which)
         if which == "bank" and self.model.bank is None:
-            return (f"as trained (no statistics bank in {self.checkpoint}; `resizable calibrate "
-                    f"{self.checkpoint}` builds it)")
+            why = ("its statistics bank belongs to other weights" if self.payload.get("bn_bank") is not None
+                   else "no statistics bank in it")
+            return f"as trained ({self.checkpoint}: {why}; `resizable calibrate {self.checkpoint}` builds it)"
         self.model.set_bn_statistics(which)
         return self.model.bank.describe() if which == "bank" else "as trained (running averages)"
 

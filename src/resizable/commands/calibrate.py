@@ -37,24 +37,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def calibrate_checkpoint(opts: CalibrateOptions) -> dict:
-    """Build the bank of ``opts.checkpoint`` and store it there; returns what was done (bank size, time, rule)."""
+    """Build the bank of ``opts.checkpoint`` and store it there; returns what was done (bank size, time, rule).
+
+    A run folder's checkpoint is measured and written under the run's lock (``RUN/.lock``, see
+    :func:`resizable.training.run_folder.hold_run_folder`): while a training holds it, this raises
+    :class:`~resizable.training.run_folder.RunFolderBusy` naming the holder, and nothing is written. The bank
+    records the weights it was measured on, and is written only into a checkpoint that still holds them.
+    """
     import warnings
 
     import torch
 
     from ..bnbank import size_report
-    from ..checkpoint import AsTrainedStatisticsWarning, write_bank
+    from ..checkpoint import CHECKPOINT_NAME, AsTrainedStatisticsWarning, resolve_checkpoint, write_bank
     from ..distributed import resolve_device
     from ..trained_run import TrainedRun
+    from ..training.run_folder import hold_run_folder
 
-    with warnings.catch_warnings():  # the missing bank is what this command makes
-        warnings.simplefilter("ignore", AsTrainedStatisticsWarning)
-        run = TrainedRun.open(opts.checkpoint, dataset=opts.dataset, data_dir=opts.data_dir)
-    t0 = time.perf_counter()
-    bank = run.build_bank(opts.batches, opts.batch_size, device=resolve_device(opts.device),
-                          dtype=getattr(torch, opts.dtype))
-    seconds = time.perf_counter() - t0
-    path = write_bank(run.checkpoint, bank)
+    checkpoint = resolve_checkpoint(opts.checkpoint)
+    # only a run folder's checkpoint.pt is rewritten by a training; another file has no run to wait for
+    lock = hold_run_folder(checkpoint.parent, "resizable calibrate") if checkpoint.name == CHECKPOINT_NAME else None
+    try:
+        with warnings.catch_warnings():  # the missing (or another weights') bank is what this command makes
+            warnings.simplefilter("ignore", AsTrainedStatisticsWarning)
+            run = TrainedRun.open(checkpoint, dataset=opts.dataset, data_dir=opts.data_dir)
+        t0 = time.perf_counter()
+        bank = run.build_bank(opts.batches, opts.batch_size, device=resolve_device(opts.device),
+                              dtype=getattr(torch, opts.dtype))
+        seconds = time.perf_counter() - t0
+        path = write_bank(run.checkpoint, bank)
+    finally:
+        if lock is not None:
+            lock.close()
     return {"checkpoint": str(path), "seconds": seconds, "bank": bank, **size_report(bank, run.model)}
 
 

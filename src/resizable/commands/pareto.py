@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..checkpoint import warn_if_moved_on
     from ..options import resolve_options
     from ..nas.lookup import pareto_front, plot_pareto, read_baselines
     from ..nas.table_file import REQUIRED_COLUMNS, Table, read_table
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         if out:
             output_path(out, name)  # a run's own files, or a folder without a name, refused before reading
     table = read_table(opts.table, required=REQUIRED_COLUMNS)
+    # a table of weights the run has moved on from still reads, and says so (one warning line)
+    warn_if_moved_on(table.meta.get("checkpoint"), table.meta.get("weights_sha256"), opts.table)
     front = pareto_front(table, opts.cost)
     baselines = read_baselines(opts.baselines, opts.cost) if opts.baselines else []
     print(f"Pareto front: {len(front)} of {len(table.rows)} configurations (cost: {opts.cost})")

@@ -59,6 +59,7 @@ def shown_columns(table_columns: Sequence[str]) -> List[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..checkpoint import warn_if_moved_on
     from ..options import resolve_options
     from ..configs import format_config
     from ..nas.lookup import search
@@ -66,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
     opts = resolve_options(SearchOptions, args)
     table = read_table(opts.table, required=REQUIRED_COLUMNS)
+    # a table of weights the run has moved on from still reads, and says so (one warning line)
+    warn_if_moved_on(table.meta.get("checkpoint"), table.meta.get("weights_sha256"), opts.table)
     if table.meta.get("split") == "test":
         print(f"note: {opts.table} was built on the test split; selecting on it makes test accuracy optimistic "
               f"(train with --val-size N and build the table on val; report on test)", file=sys.stderr)

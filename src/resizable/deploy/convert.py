@@ -28,6 +28,7 @@ from ..configs import format_config, parse_config
 from .torchvision import from_torchvision
 from ..layers import ScaleBatchNorm2d
 from ..net import DEFAULT_FACTORS, ResizableNet
+from ..optional import MissingDependency, missing_dependency
 from ..registry import create_model, list_models
 
 __all__ = ["convert_checkpoint", "spread_bn_branches"]
@@ -77,10 +78,10 @@ def _plain_model(name: str, weights: str) -> nn.Module:
     else:
         try:
             timm = importlib.import_module("timm")
-        except ImportError:
-            raise ValueError(f"{name!r} is not a torchvision model, and timm is not installed to look it up "
-                             f"(pip install timm); torchvision classification models: "
-                             f"{', '.join(sorted(builders)[:12])}, ...") from None
+        except ImportError as e:
+            raise MissingDependency(f"{missing_dependency(e, f'converting {name!r} (not a torchvision model)')}; "
+                                    f"torchvision classification models: {', '.join(sorted(builders)[:12])}, ...") \
+                from None
         if name not in timm.list_models():
             raise ValueError(f"{name!r} is neither a torchvision nor a timm model name")
         first = state.get("conv1.weight")

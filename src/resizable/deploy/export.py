@@ -29,7 +29,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from ..checkpoint import read_torch_file
+from ..checkpoint import read_torch_file, warn_if_moved_on
+from ..fingerprint import weights_sha256
+from ..optional import ONNX_MODULES, missing_dependency, require
 from ..configs import Config, format_config, parse_config
 from .static import export
 from ..fileio import atomic_path, atomic_write_text
@@ -53,6 +55,7 @@ __all__ = [
     "load_static",
     "natural_input_size",
     "default_export_name",
+    "source_moved_on",
 ]
 
 FORMATS = ("torchscript", "onnx", "state_dict")
@@ -99,12 +102,24 @@ def _write_torchscript(net: nn.Module, path: Path, meta_json: str) -> None:
             torch.jit.save(scripted, str(tmp), _extra_files={"resizable.json": meta_json})
 
 
+def _onnx_modules(exporter: str) -> Tuple[str, ...]:
+    """The packages writing an ONNX file with ``exporter`` imports (the legacy exporter needs no onnxscript)."""
+    return ONNX_MODULES if exporter == "dynamo" else ("onnx",)
+
+
 def _write_onnx(net: nn.Module, example: torch.Tensor, path: Path, meta: Dict[str, Any], exporter: str,
                 opset: Optional[int]) -> None:
+    require(_onnx_modules(exporter), "ONNX export")
+    import onnx
+
     try:
-        import onnx
-    except ImportError:
-        raise ValueError("ONNX export needs the onnx packages: pip install 'resizable[onnx]'") from None
+        _export_onnx(net, example, path, meta, exporter, opset, onnx)
+    except ImportError as e:  # a package torch's exporter imports on its own: the same one line, nothing written
+        raise missing_dependency(e, "ONNX export") from None
+
+
+def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path, meta: Dict[str, Any], exporter: str,
+                 opset: Optional[int], onnx: Any) -> None:
     names = {"input_names": ["input"], "output_names": ["logits"]}
     if exporter == "legacy" and any(getattr(m, "antialias", False) for m in net.modules()):
         raise ValueError("the legacy ONNX exporter cannot write antialiased resizes (resize_antialias=True); "
@@ -167,6 +182,8 @@ def export_to_file(
         raise ValueError(f"unknown ONNX exporter {onnx_exporter!r}; accepted: {', '.join(ONNX_EXPORTERS)}")
     if not isinstance(model, ResizableNet):
         raise ValueError(f"export_to_file needs a ResizableNet, got {type(model).__name__}")
+    if format == "onnx":  # before any work: a missing package is one line, and nothing is written
+        require(_onnx_modules(onnx_exporter), "ONNX export")
     config = parse_config(config, model.factors, model.num_stages)
     hw = to_size2d(natural_input_size(model) if input_size is None else input_size)
     path = Path(path)
@@ -341,8 +358,13 @@ def export_checkpoint(opts: ExportOptions) -> ExportResult:
     """
     from ..trained_run import TrainedRun
 
+    if opts.format == "onnx":
+        require(_onnx_modules(opts.onnx_exporter), "ONNX export")
     run = TrainedRun.open(opts.checkpoint, need_data=bool(opts.calibrate_bn))
     model, fold_bn = run.model, opts.fold_bn
+    # which weights the file is computed from (before any recalibration): a later reader compares them
+    source = {"checkpoint": str(run.checkpoint.resolve()), "weights_sha256": weights_sha256(model),
+              "epoch": run.payload["epoch"] + 1 if isinstance(run.payload.get("epoch"), int) else None}
     config = parse_config(opts.config, model.factors, model.num_stages)
     input_size = parse_input_size(opts.input_size)
     hw = to_size2d(run.input_size if input_size is None else input_size)
@@ -350,11 +372,19 @@ def export_checkpoint(opts: ExportOptions) -> ExportResult:
     name = default_export_name(run.model_name, config, hw, opts.format, fold_bn)
     path = run.run_dir / "export" / name if opts.out is None else output_path(opts.out, name)
     extra = _preprocessing(run, hw)
+    extra["source"] = source
     extra["bn_statistics"] = (_calibrate(run, config, opts.calibrate_bn, opts.calibrate_batch_size)
                               if opts.calibrate_bn else _stored_statistics(run, opts.bn_statistics))
     return export_to_file(model, config, path, input_size=hw, format=opts.format, fold_bn=fold_bn,
                           model_name=run.model_name, model_kwargs=run.payload["model_kwargs"],
                           onnx_exporter=opts.onnx_exporter, extra_meta=extra)
+
+
+def source_moved_on(meta: Dict[str, Any], path: PathLike) -> Optional[str]:
+    """When the checkpoint an export was computed from (its sidecar's ``source``) now holds other weights,
+    say so (a :class:`resizable.checkpoint.WeightsMovedOnWarning`, one line) and return the note; else None."""
+    source = meta.get("source") or {}
+    return warn_if_moved_on(source.get("checkpoint"), source.get("weights_sha256"), path)
 
 
 def load_static(path: PathLike) -> nn.Module:
@@ -368,6 +398,7 @@ def load_static(path: PathLike) -> nn.Module:
     if not sidecar.is_file():
         raise FileNotFoundError(f"no sidecar {sidecar} next to {path}")
     meta = json.loads(sidecar.read_text())
+    source_moved_on(meta, path)
     if meta["format"] == "torchscript":
         return torch.jit.load(str(path), map_location="cpu").eval()
     if meta["format"] != "state_dict":

@@ -7,6 +7,7 @@ from typing import Any, Dict, Iterable, Optional
 import torch
 
 from ..bnbank import StatisticsBank, prefix_row, scale_batchnorms
+from ..fingerprint import weights_sha256
 from ..net import ResizableNet
 from .walker import calibrate_configs
 
@@ -24,7 +25,8 @@ def build_bank(model: ResizableNet, loader: Iterable, num_batches: int, *, meta:
     Every prefix's statistics are what :func:`resizable.calibrate_bn` gives a configuration alone
     (reset, then the cumulative average over the first ``num_batches`` batches in train mode), computed
     once per node of the configuration tree (:func:`resizable.calibrate_configs`). The model's weights,
-    running averages, mode and configuration are left as they were.
+    running averages, mode and configuration are left as they were; the bank records their SHA-256
+    (``meta["weights_sha256"]``), and is attached only to those weights.
 
     Args:
         model: the trained ResizableNet.
@@ -38,6 +40,7 @@ def build_bank(model: ResizableNet, loader: Iterable, num_batches: int, *, meta:
         raise ValueError("this network has no scale-aware BN layers (built with shared BN?): every configuration "
                          "uses the same BN layers, so there are no per-configuration statistics to keep")
     t0 = time.perf_counter()
+    weights = weights_sha256(model)  # what the bank belongs to: the weights as they are when it is measured
     calibrated = calibrate_configs(model, loader, num_batches)
     owner = {id(branch): (name, layer, j) for name, layer in layers for j, branch in enumerate(layer)}
     k = len(model.factors)
@@ -65,7 +68,7 @@ def build_bank(model: ResizableNet, loader: Iterable, num_batches: int, *, meta:
             raise RuntimeError(f"{name}: the calibration walk did not reach every prefix of its stage")
     ordered = {name: tables[name] for name, _ in layers}
     info = dict(meta or {})
-    info.update(batches=calibrated.num_batches, configs=len(calibrated.configs),
+    info.update(weights_sha256=weights, batches=calibrated.num_batches, configs=len(calibrated.configs),
                 seconds=round(time.perf_counter() - t0, 3), built=time.strftime("%Y-%m-%d %H:%M:%S"))
     bank = StatisticsBank(model.factors, model.num_stages, ordered, info)
     bank = bank.map(lambda t: t.detach().cpu().clone())

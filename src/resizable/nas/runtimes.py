@@ -17,11 +17,11 @@ import torch
 from ..deploy.export import export_to_file
 from ..deploy.static import export
 from ..net import ResizableNet, SizeLike, to_size2d
+from ..optional import ONNX_MODULES, require
 
 __all__ = ["RUNTIMES", "check_runtime", "runtime_description", "runtime_meta", "load_in_runtime", "OnnxRuntimeModule"]
 
 RUNTIMES = ("torch", "torchscript", "onnxruntime")
-ONNX_MISSING = "the onnxruntime runtime needs the onnx extra: pip install 'resizable[onnx]'"
 
 
 def check_runtime(runtime: str) -> str:
@@ -32,10 +32,10 @@ def check_runtime(runtime: str) -> str:
 
 
 def _onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ValueError(ONNX_MISSING) from None
+    # the runtime loads an ONNX file this library writes first: its exporter's packages are needed too
+    require(("onnxruntime",) + ONNX_MODULES, "the onnxruntime runtime")
+    import onnxruntime
+
     return onnxruntime
 
 

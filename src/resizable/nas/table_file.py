@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-import torch
-from torch import nn
-
 from ..configs import Config, all_configs, format_config, format_factor, parse_config
 from ..fileio import atomic_write_text, read_text
+from ..fingerprint import weights_sha256  # the one weights identity (tables record it)
 from ..net import ResizableNet, SizeLike, to_size2d
 
 __all__ = [
@@ -71,22 +69,6 @@ class TableError(ValueError):
 
 
 # ---------------------------------------------------------------------------- fingerprints
-def _tensor_bytes(t: torch.Tensor) -> bytes:
-    t = t.detach().to("cpu").contiguous()
-    if t.dtype == torch.bfloat16:
-        t = t.view(torch.int16)
-    return t.numpy().tobytes()
-
-
-def weights_sha256(model: nn.Module) -> str:
-    """SHA-256 of the model's state (names, dtypes, shapes and values): the same weights, the same hash."""
-    h = hashlib.sha256()
-    for name, value in sorted(model.state_dict().items()):
-        h.update(f"{name}|{value.dtype}|{tuple(value.shape)}\n".encode())
-        h.update(_tensor_bytes(value))
-    return h.hexdigest()
-
-
 def arch_sha256(model: ResizableNet) -> str:
     """SHA-256 of the architecture alone (class, factor list, stage layout, parameter names and shapes)."""
     h = hashlib.sha256()

@@ -118,6 +118,12 @@ class TrainOptions:
     max_steps_per_epoch: Optional[int] = option(None, "cut every epoch after this many steps (quick runs)", min=1)
     log_every: int = option(50, "write the training loss to RUN/steps.jsonl every N steps (and each of the first N)",
                              min=1)
+    divergence_ratio: float = option(100.0, "stop as diverged at a step whose loss (the mean over its "
+                                            "configurations) is more than this many times the loss of the run's "
+                                            "first step, or of ln(classes) (a uniform guess) when that is larger; "
+                                            "0: only a NaN or infinite loss stops. Either way an epoch whose "
+                                            "weights, BN statistics or optimizer state are not finite stops the "
+                                            "run before its checkpoint is written", min=0.0)
     bn_bank: bool = option(True, "after the last epoch, measure every configuration's BN statistics into the "
                                  "checkpoint (the statistics bank that eval, table, export and adapt use; "
                                  "resizable calibrate RUN builds it later)")

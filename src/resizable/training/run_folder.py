@@ -10,8 +10,9 @@ finished, ``checkpoint.pt``. Rules:
   record of them). An option that differs from the run's is refused by name, except the ones in
   :data:`SAFE_ON_RESUME`; those changes are printed, appended to ``RUN/resumes.jsonl`` and written
   into ``config.yaml`` (so the next ``--resume`` keeps them).
-- One training at a time: a run holds ``RUN/.lock`` while it trains, and a second training into the
-  same folder is refused (see :func:`hold_run_folder`).
+- One writer of the checkpoint at a time: a run holds ``RUN/.lock`` while it trains, and so does
+  ``resizable calibrate`` while it measures and writes the bank; a second one is refused (see
+  :func:`hold_run_folder`).
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ __all__ = ["SAFE_ON_RESUME", "RUN_FILES", "OWN_FILES", "output_path", "resume_fo
            "check_new_run_folder", "flag", "LOCK_NAME", "RunFolderBusy", "hold_run_folder"]
 
 # options that may change when a run is continued: they do not change what the checkpoint's state means
-SAFE_ON_RESUME = ("epochs", "lr", "device", "progress", "workers", "eval_batch_size", "download", "data_dir")
+SAFE_ON_RESUME = ("epochs", "lr", "device", "progress", "workers", "eval_batch_size", "download", "data_dir",
+                  "divergence_ratio")
 # options that name the run folder, not the run
 _IGNORED = ("resume", "name", "out_dir")
 # what a run writes before its first checkpoint
@@ -162,15 +164,21 @@ class RunFolderBusy(OSError):
     """Another live process is training into the run folder."""
 
 
-def hold_run_folder(run_dir: Path) -> Optional[IO[str]]:
+def hold_run_folder(run_dir: Path, doing: str = "training") -> Optional[IO[str]]:
     """Hold ``RUN/.lock`` for as long as the returned file stays open.
 
-    A second training into the same folder (a second ``--resume``, or a job restarted while its first
-    process still runs) raises :class:`RunFolderBusy` instead of interleaving its epochs, step log and
-    checkpoints with the first one's. The lock is the operating system's (``flock``): it goes when the
-    process ends, however it ends, so a killed run never leaves its folder locked. The file names the
-    holder (pid, host, start time) for the error message. Returns None where ``flock`` does not exist
-    (Windows): there, nothing guards the folder.
+    The lock is held by whatever rewrites the run's checkpoint: a training (from its first write to its
+    end, statistics bank included) and ``resizable calibrate`` (while it measures and writes the bank).
+    A second holder (a second ``--resume``, a job restarted while its first process still runs, a
+    ``calibrate`` during a training) raises :class:`RunFolderBusy` before writing anything, instead of
+    interleaving its epochs or a bank of older weights with the first one's. The lock is the operating
+    system's (``flock``): it goes when the process ends, however it ends, so a killed run never leaves its
+    folder locked. The file names the holder (pid, host, start time, what it does) for the error message.
+    Returns None where ``flock`` does not exist (Windows): there, nothing guards the folder.
+
+    Args:
+        run_dir: the run folder.
+        doing: what the holder does, in words (``training``, ``resizable calibrate``), for the message.
     """
     try:
         import fcntl
@@ -183,10 +191,12 @@ def hold_run_folder(run_dir: Path) -> Optional[IO[str]]:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise RunFolderBusy(f"run folder {run_dir} is in use: {holder} is training into it; wait for that "
-                            f"training to end (or stop it), then run this again") from None
+        who, _, what = holder.partition(": ")
+        raise RunFolderBusy(f"run folder {run_dir} is in use: {who} ({what or 'training'}) holds it; wait for it to "
+                            f"end (or stop it), then run this again") from None
     handle.seek(0)
     handle.truncate()
-    handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}: "
+                 f"{doing}\n")
     handle.flush()
     return handle

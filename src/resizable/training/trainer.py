@@ -42,12 +42,11 @@ from ..sampling import ConfigSampler
 from .steplog import STEPS_FILE, StepLog
 from ..data.splits import ValSplit, check_val_size, load_split, training_subset, val_split_of
 from .options import TrainOptions
+from .divergence import TrainingDiverged, loss_limit, state_problem, step_problem, stopped
 
 __all__ = ["TrainOptions", "TrainingDiverged", "train", "build_optimizer", "lr_factor"]
 
 
-class TrainingDiverged(RuntimeError):
-    """A training step's loss was not finite: training stopped there; the last finished epoch's checkpoint stays."""
 
 # ---------------------------------------------------------------------------- the run
 def _with_warmup(cfg: TrainOptions) -> TrainOptions:
@@ -80,6 +79,7 @@ class _Run:
         self.start_epoch = 0
         self.step = 0
         self.history: List[Dict[str, Any]] = []
+        self.loss_start: Optional[float] = None  # the loss of the run's first step: what --divergence-ratio scales
         if cfg.resume and (self.run_dir / CHECKPOINT_NAME).is_file():
             self._load_resume()
         elif cfg.resume:
@@ -262,6 +262,7 @@ class _Run:
             raise ValueError(f"--epochs {self.cfg.epochs}: {self.run_dir} has already finished {self.start_epoch} "
                              f"epochs; --resume continues a run, so --epochs must be >= {self.start_epoch}")
         self.step = payload["step"]
+        self.loss_start = payload.get("loss_start")  # None from older checkpoints: this process's first step
         self.history = list(payload.get("history", []))
         if self.memory_format is None and payload.get("memory_format"):
             # the automatic choice is made once per run: a resumed run keeps its numerics
@@ -302,19 +303,25 @@ class _Run:
                         data=data_record(self.info, self.input_size),
                         memory_format=self.memory_format.name if self.memory_format else None,
                         ensemble=self.ensemble.state_dict() if self.ensemble is not None else None,
-                        cost=self.cost.state_dict(), warm_start=self.warm.state_dict())
+                        cost=self.cost.state_dict(), warm_start=self.warm.state_dict(),
+                        loss_start=self.loss_start)
 
-    def _diverged(self, epoch: int, passes: list, lr: float) -> "TrainingDiverged":
-        """The error of a step whose loss is not finite: where, which configuration, and how to go on."""
-        config, loss = next(((c, float(v)) for c, v in passes if not math.isfinite(float(v))), (None, math.nan))
-        where = (f"training diverged at step {self.step + 1} (epoch {epoch + 1}): loss {loss} for configuration "
-                 f"{format_config(config) if config else '?'} at lr {lr:.4g}")
-        if (self.run_dir / CHECKPOINT_NAME).is_file():
-            return TrainingDiverged(f"{where}; {self.run_dir} keeps the checkpoint of epoch {epoch}: continue it "
-                                    f"with a lower peak rate, e.g. resizable train --resume {self.run_dir} --lr "
-                                    f"{self.cfg.lr / 10:.4g}")
-        return TrainingDiverged(f"{where}; no epoch finished, so run the same command again with a lower --lr "
-                                f"(e.g. {self.cfg.lr / 10:.4g})")
+    def _loss_limit(self, loss: float) -> float:
+        """The loss past which a step diverged (:mod:`.divergence`); the run's first call fixes its start."""
+        if self.loss_start is None:
+            self.loss_start = loss
+        return loss_limit(self.loss_start, self.cfg.divergence_ratio, self.info.num_classes)
+
+    def _check_finite(self, epoch: int) -> None:
+        """Stop (:class:`TrainingDiverged`) when the state an epoch leaves is not finite, before anything of the
+        epoch is written; rank 0 decides for every rank."""
+        problem = state_problem(model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
+                                ensemble=self.ensemble.state_dict() if self.ensemble is not None else None
+                                ) if self.dist.is_main else None
+        problem = distributed.broadcast_object(problem)
+        if problem:
+            raise stopped(f"training diverged in epoch {epoch + 1} (by step {self.step}): {problem}, although every "
+                          f"step's loss was finite", self.run_dir, epoch, self.cfg.lr)
 
     def sampler_for(self, epoch: int) -> ConfigSampler:
         return self.sampler if epoch < self.switch_epoch else self.finetune_sampler
@@ -351,9 +358,12 @@ class _Run:
                                    rank_by=self.cost.ranker(images.shape[-2:]), tally=tally, losses=passes)
             self.cost.add_step([c for c, _ in passes], images, teacher)
             lr = self.optimizer.param_groups[0]["lr"]
-            if not math.isfinite(step_loss):
+            step_loss = distributed.mean_over_ranks(step_loss, dev)  # every rank then stops at the same step
+            if not math.isfinite(step_loss) or step_loss > self._loss_limit(step_loss):
                 self.steplog.add(self.step + 1, epoch + 1, step_loss, lr)
-                raise self._diverged(epoch, passes, lr)
+                why = step_problem(passes, step_loss, lr, self.cfg.divergence_ratio, self.loss_start)
+                raise stopped(f"training diverged at step {self.step + 1} (epoch {epoch + 1}): {why}", self.run_dir,
+                              epoch, self.cfg.lr)
             self.scheduler.step()
             self.step += 1
             self.steplog.add(self.step, epoch + 1, step_loss, lr)
@@ -386,6 +396,7 @@ class _Run:
             record: Dict[str, Any] = {"epoch": epoch + 1, "step": 0,
                                       "phase": "train" if epoch < self.switch_epoch else "finetune"}
             record.update(self.train_epoch(epoch))
+            self._check_finite(epoch)  # before the epoch's metrics line and checkpoint
             record["step"] = self.step
             record["train_seconds"] = time.perf_counter() - t0
             if self.dist.is_main:
@@ -426,14 +437,18 @@ class _Run:
             self._say("shared BN: no statistics bank (every configuration uses the same BN layers)")
             return
         try:
-            if not path.is_file() or load_checkpoint(path).get("bn_bank") is not None:
-                return  # nothing trained, or a bank already built for these weights
-            with warnings.catch_warnings():
+            if not path.is_file():
+                return  # nothing trained
+            with warnings.catch_warnings():  # a bank of other weights is not attached: it is rebuilt below
                 warnings.simplefilter("ignore", AsTrainedStatisticsWarning)
                 run = TrainedRun.open(path)
         except CheckpointError as e:  # weights a diverged run left: the training is over, nothing to measure
             print(f"warning: no statistics bank: {e}", file=sys.stderr, flush=True)
             return
+        if run.model.bank is not None:
+            return  # the checkpoint's bank was measured on these very weights
+        if run.payload.get("bn_bank") is not None:
+            self._say(f"the statistics bank in {path} belongs to other weights: measuring the final weights' own")
         bank = run.build_bank(device=self.dist.device)
         write_bank(path, bank)
         self._say(f"{bank.describe()}: {bank.meta['configs']} configurations, {bank.nbytes() / 1e6:.2f} MB, "
