@@ -28,7 +28,7 @@ from .claims import converged
 from .protocol import Protocol
 from .runs import Results, cfg, top1
 from .screen import grid_value, screening_table
-from .stats import compare, fmt, fmt_diff, verdict
+from .stats import compare, effect_text, fmt, fmt_diff, verdict
 from .steps import Step
 
 FROM_SCRATCH = ("fair", "paper", "sandwich-full", "fair-ensemble")
@@ -248,9 +248,9 @@ def analyse_recipes(p: Protocol, seeds: Sequence[int], results: Results, selecti
                        ""]
             md += _table(equal, double)
             md += ["", f"**Verdict (T1 {regime}, {label}, equal epochs): {equal['mean_gain']['verdict']}** "
-                       f"({equal['mean_gain'].get('why', 'no values')})", "",
+                       f"({equal['mean_gain'].get('why', 'no values')}{effect_text('T1', equal['mean_gain'])})", "",
                    f"**Verdict (T1 {regime}, {label}, RS at 2x epochs): {double['mean_gain']['verdict']}** "
-                   f"({double['mean_gain'].get('why', 'no values')})", "",
+                   f"({double['mean_gain'].get('why', 'no values')}{effect_text('T1', double['mean_gain'])})", "",
                    f"Goal (2x epochs >= alone at every configuration; equal epochs within {EQUAL_EPOCH_GAP:g}): "
                    f"**{_goal_word(g)}** (worst gain at 2x {_pts(g['worst_gain_2x'])}, at equal "
                    f"epochs {_pts(g['worst_gain_equal'])}).", ""]
@@ -482,7 +482,8 @@ def _aug_section(p: Protocol, seeds: Sequence[int], results: Results, data: Dict
     return [f"### T2 and T9 with the chosen recipe ({p.t2_train_size} images, {p.t2_epochs} epochs; each side at "
             f"its own point tuned on val)", "",
             "| row | paper's side | other | difference | verdict |", "| --- | ---: | ---: | ---: | --- |", *rows, "",
-            f"**Verdict (T2, chosen recipe): {t2['verdict']}** ({t2.get('why', 'no values')})", "",
+            f"**Verdict (T2, chosen recipe): {t2['verdict']}** ({t2.get('why', 'no values')}{effect_text('T2', t2)})",
+            "",
             f"**Verdict (T9, chosen recipe): {t9['verdict']}** ({t9.get('why', 'no values')})", "",
             f"Baseline converged (T2's rule) in {sum(c['converged'] for c in conv)} of {len(conv)} seed(s).", ""]
 

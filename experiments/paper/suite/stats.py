@@ -6,7 +6,9 @@ sqrt(n)`` and ``t = t_{0.975, n-1}``, the two-sided 95 % critical value of Stude
 with the seeds' degrees of freedom (12.71 for 2 seeds, 4.30 for 3, 2.78 for 5); the verdict is
 ``agrees`` when ``mean(d) > t se``, ``disagrees`` when ``mean(d) < -t se``, ``inconclusive``
 otherwise, and always ``inconclusive`` with fewer than two seeds (no error bar). A paired t-test
-at the 5 % level, in other words: with 2-3 seeds only a large, steady difference is called.
+at the 5 % level, in other words: with 2-3 seeds only a large, steady difference is called. Every
+verdict also gives its 95 % interval ``mean(d) +- t se``; where the paper states an effect size
+(``PAPER_EFFECTS``), the report says whether the interval excludes it.
 """
 from __future__ import annotations
 
@@ -15,7 +17,17 @@ import math
 import statistics
 from typing import Any, Dict, List, Optional, Sequence
 
-__all__ = ["summary", "compare", "verdict", "verdict_line", "fmt", "fmt_diff", "t_cdf", "t_critical"]
+__all__ = ["summary", "compare", "verdict", "verdict_line", "fmt", "fmt_diff", "t_cdf", "t_critical", "PAPER_EFFECTS",
+           "effect_check", "effect_text"]
+
+# The effect sizes the paper states, in top-1 points (RS's side minus the other), with where it states them. A
+# verdict's 95 % interval either excludes such an effect (our measurement rules it out at this scale) or not.
+PAPER_EFFECTS: Dict[str, Dict[str, Any]] = {
+    "T1": {"low": 0.7, "high": 1.4, "source": "Table 1: ResNet-50 sub-networks of one RS network against the same "
+                                              "configurations trained individually, ImageNet top-1"},
+    "T2": {"low": 2.4, "high": 2.4, "source": "Table 2: ResNet-50, RS-Aug 78.8 against the baseline 76.4, ImageNet "
+                                              "top-1"},
+}
 
 
 def _t_pdf(x: float, df: int) -> float:
@@ -73,15 +85,15 @@ def verdict(diffs: Sequence[float]) -> Dict[str, Any]:
         return out
     se = statistics.stdev(d) / math.sqrt(len(d))
     t = t_critical(len(d) - 1)
-    out.update(se=se, t_critical=t, df=len(d) - 1)
+    out.update(se=se, t_critical=t, df=len(d) - 1, ci=[mean - t * se, mean + t * se])
     if mean > t * se:
         out["verdict"] = "agrees"
     elif mean < -t * se:
         out["verdict"] = "disagrees"
     else:
         out["verdict"] = "inconclusive"
-    out["why"] = (f"mean difference {mean:+.2f}, t x se = {t:.2f} x {se:.2f} = {t * se:.2f} "
-                  f"(95 %, {len(d) - 1} df) over {len(d)} seeds")
+    out["why"] = (f"mean difference {mean:+.2f}, 95 % CI {mean - t * se:+.2f} .. {mean + t * se:+.2f}: "
+                  f"t x se = {t:.2f} x {se:.2f} = {t * se:.2f} ({len(d) - 1} df) over {len(d)} seeds")
     return out
 
 
@@ -107,6 +119,29 @@ def fmt_diff(c: Dict[str, Any]) -> str:
     return f"{c['mean']:+.2f}{se}"
 
 
-def verdict_line(name: str, c: Dict[str, Any], what: str) -> str:
-    """The report's bold verdict line: ``**Verdict (T2): inconclusive** (what was compared; the t rule's numbers)``."""
-    return f"**Verdict ({name}): {c['verdict']}** ({what}; {c.get('why', 'no values')})"
+def effect_check(claim: str, c: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """Whether the verdict's 95 % interval excludes the paper's stated effect for ``claim`` (a key of
+    ``PAPER_EFFECTS``); None when the paper states none or the verdict has no interval."""
+    effect = PAPER_EFFECTS.get(claim)
+    if effect is None or not c.get("ci"):
+        return None
+    lo, hi = c["ci"]
+    return {**effect, "ci": [lo, hi], "excluded": hi < effect["low"] or lo > effect["high"]}
+
+
+def effect_text(claim: str, c: Dict[str, Any]) -> str:
+    """``; the paper's effect +0.70 .. +1.40 (Table 1: ...) is excluded by the interval`` (or ``lies within``);
+    empty when there is nothing to compare."""
+    e = effect_check(claim, c)
+    if e is None:
+        return ""
+    paper = f"{e['low']:+.2f}" if e["low"] == e["high"] else f"{e['low']:+.2f} .. {e['high']:+.2f}"
+    return (f"; the paper's effect {paper} ({e['source']}) "
+            + ("is excluded by the interval" if e["excluded"] else "is not excluded by the interval"))
+
+
+def verdict_line(name: str, c: Dict[str, Any], what: str, effect: Optional[str] = None) -> str:
+    """The report's bold verdict line: ``**Verdict (T2): inconclusive** (what was compared; the t rule's numbers,
+    with the 95 % interval; and, for an ``effect`` key of ``PAPER_EFFECTS``, whether it excludes the paper's)``."""
+    return (f"**Verdict ({name}): {c['verdict']}** ({what}; {c.get('why', 'no values')}"
+            f"{effect_text(effect, c) if effect else ''})")

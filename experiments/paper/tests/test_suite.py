@@ -93,6 +93,23 @@ def test_verdict_rule():
     assert verdict([-1.0, -1.1, -0.9])["t_critical"] == t_critical(2)
 
 
+def test_every_verdict_gives_its_interval_and_whether_it_excludes_the_paper_effect():
+    from suite.stats import PAPER_EFFECTS, effect_check, verdict_line
+
+    v = verdict([0.1, -0.1, 0.0])  # mean 0, se 0.0577, t 4.30: the interval is -0.25 .. +0.25
+    lo, hi = v["ci"]
+    assert abs(lo + t_critical(2) * 0.1 / 3 ** 0.5) < 1e-9 and abs(hi + lo) < 1e-12
+    assert "95 % CI -0.25 .. +0.25" in v["why"]
+    assert effect_check("T1", v)["excluded"] and effect_check("T2", v)["excluded"]
+    wide = verdict([2.0, -2.0, 0.0])  # -4.97 .. +4.97 holds both of the paper's effects
+    assert not effect_check("T1", wide)["excluded"] and not effect_check("T2", wide)["excluded"]
+    near = verdict([1.0, 1.02, 0.98])  # inside T1's stated range: not excluded
+    assert not effect_check("T1", near)["excluded"] and effect_check("T2", near)["excluded"]
+    assert effect_check("T9", v) is None and effect_check("T1", verdict([1.0])) is None
+    line = verdict_line("T2", v, "RS-Aug minus baseline", effect="T2")
+    assert "95 % CI" in line and "is excluded by the interval" in line and PAPER_EFFECTS["T2"]["source"] in line
+
+
 def test_t_critical_values_are_the_textbook_ones():
     textbook = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 9: 2.262, 29: 2.045}
     for df, t in textbook.items():
