@@ -1,10 +1,11 @@
-"""Resizable-Adapt from a checkpoint: what ``resizable adapt label|train`` run, and the routed network at
-per-image budgets of ``resizable adapt eval`` (its comparison along the front: :mod:`resizable.adapt.compare`)."""
+"""Resizable-Adapt from a checkpoint: what ``resizable adapt label|train`` run, the routed network at
+per-image budgets of ``resizable adapt eval`` (its comparison along the front: :mod:`resizable.adapt.compare`),
+and ``resizable export --adapt`` (a classifier's router or a cascade as deployable files)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -14,15 +15,18 @@ from ..data.splits import parse_split_part
 from ..nas.table_file import REQUIRED_COLUMNS, read_table
 from ..options import check_options, option, required
 from ..trained_run import TrainedRun
+from ..deploy.export import ONNX_EXPORTERS
+from .cascade import CASCADE_FORMAT, Cascade, load_cascade
 from .classifier import SOURCES, TrainedClassifier, load_classifier, save_classifier, train_classifier
+from .export import PIPELINE_FORMATS, PipelineExport, export_pipeline
 from .labels import (RULES, AdaptError, ConfigOutcomes, LabelSet, PathLike, config_outcomes, label_images,
-                     label_knobs, load_label_sets, save_labels)
+                     label_knobs, load_label_sets, model_identity, save_labels)
 from .routing import Adapter, evaluate_adapt, outcomes_table
 from .runs import default_part, open_run, split_images, subset, with_bar
 
 __all__ = ["LARGE_SAMPLE", "LabelOptions", "ClassifierOptions", "RoutingOptions", "label_checkpoint",
            "train_classifiers", "train_checkpoint", "classifier_paths", "load_classifiers", "check_routing", "routed_results",
-           "eval_checkpoint"]
+           "eval_checkpoint", "PipelineExportOptions", "load_pipeline", "export_pipeline_checkpoint"]
 
 LARGE_SAMPLE = 50_000  # paper: 50k training images; the default sample on datasets larger than memory
 SPLIT_HELP = "SPLIT or SPLIT:START-STOP, a part of a split (e.g. val:0.5-0.75)"
@@ -336,3 +340,65 @@ def eval_checkpoint(opts: RoutingOptions) -> List[Dict[str, Any]]:
                             lambda on_batch: config_outcomes(run.model, loader, run.model.configs(),
                                                              on_batch=on_batch))
     return routed_results(opts, run, basis, classifiers, loader, lookup, outcomes)
+
+
+@dataclass(frozen=True)
+class PipelineExportOptions:
+    """What ``resizable export --adapt`` writes; each field is also its ``--flag``."""
+
+    checkpoint: Optional[str] = required("run folder or checkpoint file", metavar="RUN")
+    adapt: Optional[str] = option(None, "a classifier file (resizable adapt train) or a cascade file (resizable "
+                                        "adapt cascade): export that pipeline", metavar="FILE")
+    format: str = option("torchscript", "one TorchScript module, or ONNX networks with a JSON file that chains them",
+                         choices=PIPELINE_FORMATS)
+    out: Optional[str] = option(None, "file to write, or a folder for the default name (default: RUN/export/)",
+                                metavar="PATH")
+    fold_bn: bool = option(False, "fold batch norm into the preceding convolutions")
+    max_mmacs: Optional[float] = option(None, "a classifier's per-image budget: only configurations whose routed "
+                                              "cost fits it (default: all of them)", above=0.0)
+    count_interp: bool = option(False, "the budget also counts the resizes' interpolation MACs")
+    bn_statistics: str = bn_statistics_option()
+    onnx_exporter: str = option("dynamo", "torch.export-based ONNX exporter, or the older, faster TorchScript-based "
+                                "one", choices=ONNX_EXPORTERS)
+
+    def __post_init__(self) -> None:
+        check_options(self)  # types and declared bounds
+        if not self.adapt:
+            raise ValueError("--adapt is required: a classifier file or a cascade file")
+
+
+def load_pipeline(path: PathLike, model: Any) -> Union[Adapter, Cascade]:
+    """A cascade file (JSON) or a classifier file, for ``model`` (refused unless made for these weights)."""
+    try:
+        with open(path, "rb") as f:
+            is_cascade = CASCADE_FORMAT.encode() in f.read(4096)
+    except OSError:
+        raise FileNotFoundError(f"no classifier or cascade file at {path}") from None
+    if is_cascade:
+        return load_cascade(path, model)[0]
+    return Adapter.from_trained(model, load_classifier(path, model))
+
+
+def export_pipeline_checkpoint(opts: PipelineExportOptions) -> PipelineExport:
+    """Export a checkpoint's Adapt pipeline (what ``resizable export --adapt`` runs), at the input size it was
+    made for. ``out`` defaults to ``export/`` in the run folder."""
+    from ..training.run_folder import output_path
+
+    run = open_run(opts.checkpoint, "cpu", opts.bn_statistics)
+    basis = run.use_bn_statistics(opts.bn_statistics)
+    pipeline = load_pipeline(opts.adapt, run.model)
+    kind = "cascade" if isinstance(pipeline, Cascade) else "router"
+    if kind == "cascade" and opts.max_mmacs is not None:
+        raise ValueError("--max-mmacs bounds a classifier's routes; a cascade's cost is set by its thresholds")
+    allowed = pipeline.allowed(opts.max_mmacs, opts.count_interp) if isinstance(pipeline, Adapter) else None
+    h, w = pipeline.input_size
+    name = (f"{run.model_name}_adapt-{kind}_{h if h == w else f'{h}x{w}'}{'_folded' if opts.fold_bn else ''}"
+            f"{'.torchscript.pt' if opts.format == 'torchscript' else '.onnx.json'}")
+    path = run.run_dir / "export" / name if opts.out is None else output_path(opts.out, name)
+    data = run.preprocessing()
+    extra = {"model_name": run.model_name, "identity": model_identity(run.model, run.model_name),
+             "checkpoint": str(run.checkpoint), "pipeline_file": str(opts.adapt), "bn_statistics": basis,
+             "preprocessing": data or None, "classes": data.get("classes") or None,
+             "budget_mmacs": opts.max_mmacs, "count_interp": opts.count_interp}
+    return export_pipeline(pipeline, path, format=opts.format, fold_bn=opts.fold_bn, allowed=allowed,
+                           onnx_exporter=opts.onnx_exporter, extra_meta=extra)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -11,7 +11,7 @@ from torch import nn
 from ..layers import FixedResize2d, Resize2d, ResizableStage, ScaleBatchNorm2d
 from ..net import ResizableNet, SizeLike, to_size2d
 
-__all__ = ["export", "probe_resize_inputs"]
+__all__ = ["export", "export_pieces", "probe_resize_inputs"]
 
 
 @torch.no_grad()
@@ -87,3 +87,34 @@ def export(model: ResizableNet, config: Sequence[float], input_size: SizeLike) -
     static = _make_static(nn.Sequential(net.static_layout()), resizes)
     static.train(model.training)
     return static
+
+
+@torch.no_grad()
+def export_pieces(model: ResizableNet, config: Sequence[float], input_size: SizeLike
+                  ) -> Tuple[nn.Sequential, List[nn.Sequential], nn.Sequential]:
+    """``config``'s static sub-network cut at the stage boundaries: ``(stem, [stage 1, ..., stage N], head)``.
+
+    Chained, the pieces compute what :func:`export` does. Stage ``i``'s piece depends only on the
+    factors of stages ``1..i`` (its weights, its BN statistics and its resize), so configurations
+    that share leading factors share those pieces: what an exported cascade or router reuses. The
+    pieces are in the model's train/eval mode and valid for inputs of ``input_size`` only.
+
+    Args:
+        model: a ResizableNet (left unchanged).
+        config: the scaling configuration.
+        input_size: ``H`` or ``(H, W)`` of the network's inputs.
+    """
+    if not isinstance(model, ResizableNet):
+        raise ValueError(f"export_pieces needs a ResizableNet, got {type(model).__name__}")
+    config = model.check_config(config)
+    with model.using(config):  # the active BN branch (and the bank's statistics) of every piece
+        resizes = probe_resize_inputs(model, input_size)
+        groups = [model.stem_modules()] + [list(model.stage(i).children()) for i in range(model.num_stages)] + \
+            [model.head_modules()]
+        memo: dict = {}
+        copies = copy.deepcopy(groups, memo)  # one copy, so a module shared by two groups stays shared
+    moved = {id(memo[key]): sizes for key, sizes in resizes.items() if key in memo}
+    pieces = [_make_static(nn.Sequential(*modules), moved) for modules in copies]
+    for piece in pieces:
+        piece.train(model.training)
+    return pieces[0], pieces[1:-1], pieces[-1]
