@@ -31,7 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default=None, help=f"results (default {RESULTS}; quick: runs/paper-quick)")
     p.add_argument("--select", action="store_true", help="tune every compared method on val (screen.py) instead of "
                                                          "running the suite")
-    p.add_argument("--methods", default=None, help="--select: only these methods, comma-separated (default: all)")
+    p.add_argument("--methods", "--screen-methods", dest="methods", default=None,
+                   help="--select: only these methods, comma-separated, screened in the suite's order (default: all: "
+                        "the networks alone first, then each RS family)")
+    p.add_argument("--screen-stages", type=int, default=None,
+                   help="--select: run only each method's first N stages (1: lr x warm-up, 2: + weight decay, "
+                        "3: + the family's own knob); a method cut short is recorded unfinished (default: all)")
     p.add_argument("--select-defaults", action="store_true", help="the first selection: lr x augmentation of the "
                                                                   "all-1.0 network alone (select.py), the suite's "
                                                                   "defaults")
@@ -50,6 +55,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.jobs < 1 or args.threads < 1:
             raise ValueError("--jobs and --threads must be >= 1")
+        if args.screen_stages is not None and args.screen_stages < 1:
+            raise ValueError("--screen-stages must be >= 1")
         protocol, selection = load_protocol(args.quick)
         quick_dir = Path(args.results_dir or "runs/paper-quick")
         if args.select_defaults:
@@ -72,11 +79,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                                 results=quick_dir / "select" if args.quick else SCREEN_RESULTS,
                                 out=quick_dir / "selection.json" if args.quick else SELECTION,
                                 data_dir=data_dir, jobs=args.jobs, threads=args.threads, only=only,
-                                device=args.device)
+                                device=args.device, max_stages=args.screen_stages)
             for name, m in record["recipes"]["methods"].items():
-                best = m["best"]
-                print(f"{name}: best {best['point']} val {best['val_score']:.2f}"
-                      f"{'  (on the grid edge)' if m['on_edge'] else ''}")
+                best = m.get("best") or m.get("best_so_far")
+                if best and (only is None or name in only):
+                    print(f"{name}: best {best['point']} val {best['val_score']:.2f}"
+                          f"{'' if m.get('best') else ' (stages ' + str(m.get('stages_done')) + ')'}"
+                          f"{'  (on the grid edge)' if m['on_edge'] else ''}")
             return 0
         from .suite import run_suite
 

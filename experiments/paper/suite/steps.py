@@ -99,7 +99,9 @@ def _curve(run: Path) -> List[Dict[str, Any]]:
         r = json.loads(line)
         out.append({"epoch": r["epoch"], "step": r["step"], "phase": r.get("phase"), "train_loss": r["train_loss"],
                     "train_top1": r.get("train_top1"), "seconds": r["train_seconds"], "split": r.get("eval_split"),
-                    "top1": {c: v["top1"] for c, v in r["eval"].items()}})
+                    "top1": {c: v["top1"] for c, v in r["eval"].items()},
+                    # the counted training MACs since the run started (runs made before the count have none)
+                    "macs": (r.get("cost") or {}).get("total_macs")})
     return out
 
 
