@@ -110,7 +110,7 @@ def test_commands_use_and_default_to_val(val_run, tmp_path, capsys):
     assert table.meta["split"] == "val" and table.meta["num_samples"] == "100"
     labels, _ = label_checkpoint(LabelOptions(checkpoint=str(val_run), out=str(tmp_path / "labels.pt"), progress=False,
                                               configs="default"))
-    assert labels.split == "val" and len(labels.indices) == 100
+    assert labels.split == "val:0-0.5" and len(labels.indices) == 50  # the other half chooses knobs and the front
     # search says when a table was built on test
     assert cli.main(["table", "--checkpoint", str(val_run), "--split", "test", "--out", str(tmp_path / "u.csv")]) == 0
     capsys.readouterr()

@@ -116,7 +116,7 @@ class RoutingOptions:
     count_interp: bool = option(False, "budgets and costs also count the resizes' interpolation MACs")
     table: Optional[str] = option(None, "lookup table of the same weights and split (default: from the oracle pass)")
     oracle: bool = option(True, "also run every configuration on the split (oracle, and the table if none is given)")
-    rule: str = option("cheapest", "the routed network's oracle's rule", choices=RULES)
+    rule: str = option("cheapest", "the routed network's oracle's rule", choices=RULES[:2])
     routed: bool = option(True, "run each classifier's routed network on the split at every --max-mmacs budget")
     compare: bool = option(True, "compare every method with the NAS front along it, at knobs chosen on "
                                  "--knob-split (see --curves)")
