@@ -14,7 +14,10 @@ excluded), as T1 reports:
 the edge rule below, each centred on the best point of the stage before:
 
 1. learning rate x warm-up (``lr`` 0.05, 0.1, 0.2 x warm-up 0, 1 epoch: 6 runs; a method whose recipe
-   fixes the warm-up, such as the paper's, tunes the lr alone), at the protocol's weight decay;
+   fixes the warm-up, such as the paper's, tunes the lr alone), at the protocol's weight decay. The RS
+   families added after the first screening start their grid of the same shape where every RS family
+   screened before ended, lr 0.1, 0.2, 0.4 x warm-up 2, 3 (the best was lr 0.2, warm-up 3 for fair
+   sampling, sandwich and ensemble distillation alike), which saves the rounds that walked there;
 2. weight decay x learning rate: ``WEIGHT_DECAYS`` (1e-4, 5e-4, 2e-3) x (lr/2, lr, 2 lr) at stage 1's best
    warm-up: 9 points, 3 of them stage 1's (SGD couples weight decay to the lr: the decay per step is
    lr x wd, so the lr is re-tuned with it). 5e-4 is the protocol's value: a run at 5e-4 is the run
@@ -25,7 +28,7 @@ the edge rule below, each centred on the best point of the stage before:
    two values (no edge growth), so every family with a knob gets the same runs.
 
 So before any edge growth every family costs 12 runs (6 + 6 new), 15 with a knob of its own (3 more), 9
-for a method that fixes its warm-up. The loss reduction is no longer an axis: with weight decay tuned,
+for a method that fixes its warm-up (``--quick`` runs stages 2 and 3 at the best lr alone). The loss reduction is no longer an axis: with weight decay tuned,
 the mean of k losses at lr x is exactly the sum at lr x/k with k times the weight decay, so it would
 only re-parametrise (lr, weight decay); ``fair`` averages, ``paper`` (Algorithm 1) sums.
 
@@ -100,6 +103,9 @@ def methods(p: Protocol) -> List[Method]:
     """The compared methods, in the order they are screened: the networks alone, then each RS family."""
     rs = tuple(uniform(s) for s in p.factors)
     base = {"lr": LRS, "warmup_epochs": WARMUPS}
+    # the RS families new to the screening start where every RS family screened so far ended (lr 0.2, warm-up 3
+    # of 6 epochs: fair, sandwich-full, fair-ensemble), in a grid of the same shape; the edge rule goes on from there
+    near = {"lr": (0.1, 0.2, 0.4), "warmup_epochs": (2.0, 3.0)}
     fair = {"sampling": "fair", "loss_reduction": "mean", "eval_configs": "default"}
     temperature, share = {"distill_temperature": TEMPERATURES}, {"warm_start_share": SHARES}
     out = [Method(f"alone-{s:g}", f"({s:g},{s:g},{s:g}) trained alone",
@@ -111,19 +117,19 @@ def methods(p: Protocol) -> List[Method]:
                {**fair, "loss_reduction": "sum", "warmup_epochs": 0.0}, {"lr": LRS}, rs, "rs"),
         Method("warm-full", "the full configuration alone for a share of the counted cost, then fair sampling "
                             "with the running full configuration teaching in place",
-               {**fair, "warm_start": "full", "warm_start_teacher": "inplace"}, base, rs, "rs", knob=share),
+               {**fair, "warm_start": "full", "warm_start_teacher": "inplace"}, near, rs, "rs", knob=share),
         Method("warm-snapshot", "the full configuration alone for a share of the counted cost, then fair sampling "
                                 "taught by the network frozen at the switch",
-               {**fair, "warm_start": "full", "warm_start_teacher": "snapshot"}, base, rs, "rs", knob=share),
+               {**fair, "warm_start": "full", "warm_start_teacher": "snapshot"}, near, rs, "rs", knob=share),
         Method("warm-progressive", "the full configuration alone for a share of the counted cost, then the smaller "
                                    "factors joining one at a time (fair sampling), the full configuration teaching",
-               {**fair, "warm_start": "progressive", "warm_start_teacher": "inplace"}, base, rs, "rs", knob=share),
+               {**fair, "warm_start": "progressive", "warm_start_teacher": "inplace"}, near, rs, "rs", knob=share),
         Method("fair-ensemble-td", "fair sampling, every configuration on labels plus KD from the learned ensemble "
                                    "(members detached for its loss) and from every dearer configuration (top-down)",
-               {**fair, "distill": "ensemble", "distill_top_down": True}, base, rs, "rs", knob=temperature),
+               {**fair, "distill": "ensemble", "distill_top_down": True}, near, rs, "rs", knob=temperature),
         Method("sandwich-full-v2", "sandwich sampling (middle configurations over the whole factor list); the full "
                                    "configuration on labels teaches the others in place",
-               {**fair, "sampling": "sandwich", "distill": "full"}, base, rs, "rs", knob=temperature, tag="v2"),
+               {**fair, "sampling": "sandwich", "distill": "full"}, near, rs, "rs", knob=temperature, tag="v2"),
         # secondary: antialiased down-resizing, on the averaged-loss recipe; its grid starts around that
         # recipe's best point (lr 0.2, warm-up 3) and grows by the same edge rule
         Method("fair-antialias", "fair sampling, the losses averaged, every down-resize antialiased",
