@@ -3,7 +3,7 @@
 Three steps, each a library function and a ``resizable adapt`` sub-command:
 
 1. **Label** (:func:`label_checkpoint`). Every allowed configuration of a trained ResizableNet runs
-   on a sample of training images (walking the configuration tree of :mod:`resizable.evaluation.walker`, so
+   on a sample of held-out images (by default ``val:0-0.5``; walking the configuration tree of :mod:`resizable.evaluation.walker`, so
    shared prefixes run once). For every image and configuration the file keeps whether the
    prediction is right and the probability given to the true class, and each image's *best
    configuration* (:func:`best_config_index`):
@@ -13,7 +13,8 @@ Three steps, each a library function and a ``resizable adapt`` sub-command:
      configuration in ``configs()`` order); when none does, the one with the highest probability on
      the true class (ties: fewer MACs, then the earlier configuration).
    - rule ``confident``: the configuration with the highest probability on the true class (same
-     tie-breaks), whatever it costs.
+     tie-breaks), whatever it costs, or under a threshold (the paper's rule).
+   - rule ``cost-aware``: the highest ``p_true - lambda x MACs / full MACs``.
 
 2. **Train** (:func:`train_classifier`). A :class:`ConfigClassifier` (three 3x3 convolutions with
    BN and ReLU, global average pooling, a linear layer; softmax over the configurations) learns
@@ -32,7 +33,14 @@ Three steps, each a library function and a ``resizable adapt`` sub-command:
    image runs: the feature pass, the classifier, and the rest of the chosen configuration
    (:class:`RoutingCosts`). No routed image ever exceeds ``B``.
 
-Label and classifier files record the weights' SHA-256 (:func:`resizable.nas.table_file.weights_sha256`) and
+Along the whole front (:mod:`resizable.adapt.front`, :mod:`resizable.adapt.compare`): labels per threshold
+(the paper's rule: ``confident`` among the configurations under a target cost) or by a cost-aware rule
+(:class:`LabelKnob`), one classifier per knob; a confidence cascade (:class:`Cascade`, shared stages run once,
+thresholds chosen for a target mean cost by :func:`choose_cascades`); each as a curve against the NAS front,
+the line between its points and the oracle, with knobs chosen on their own images. Routers and cascades
+export as TorchScript or chained ONNX networks (:mod:`resizable.adapt.export`).
+
+Label, classifier and cascade files record the weights' SHA-256 (:func:`resizable.nas.table_file.weights_sha256`) and
 refuse to be used with other weights (:class:`AdaptError`).
 """
 from .classifier import (CLASSIFIER_FORMAT, SOURCES, ConfigClassifier, FeaturePass, TrainedClassifier, feature_pass,

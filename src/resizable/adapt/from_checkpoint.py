@@ -297,6 +297,8 @@ def routed_results(opts: RoutingOptions, run: TrainedRun, basis: str, classifier
     ``outcomes``) and, given ``outcomes`` of every configuration on those images, the oracle."""
     model, budgets = run.model, list(opts.max_mmacs) or [None]
     adapters = [Adapter.from_trained(model, t) for t in classifiers]
+    for adapter in adapters:  # the classifier runs where the network does
+        adapter.classifier.to(next(model.parameters()).device)
     if lookup is None:  # the table that `resizable table` would write for these images
         everything = outcomes if outcomes is not None else config_outcomes(model, loader, model.configs())
         lookup = outcomes_table(model, everything, run.input_size, dataset=run.info.name, split=opts.split,

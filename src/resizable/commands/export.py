@@ -3,8 +3,10 @@ Adapt pipeline (``--adapt``: a classifier's router or a confidence cascade)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
-HELP = "write one scaling configuration as a static network (TorchScript, ONNX or state_dict) with a JSON sidecar"
+HELP = ("write one scaling configuration as a static network (TorchScript, ONNX or state_dict) with a JSON sidecar, "
+        "or an Adapt pipeline (--adapt)")
 
 # ``--adapt`` exports a pipeline at the size it was made for, with the statistics the checkpoint carries
 _NOT_FOR_PIPELINES = ("config", "input_size", "calibrate_bn")
@@ -15,10 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..deploy.export import ExportOptions
     from ..options import add_dataclass_args
 
-    add_dataclass_args(parser, ExportOptions, exclude=("config",))
+    others = tuple(f.name for f in dataclasses.fields(ExportOptions) if f.name != "checkpoint")
+    add_dataclass_args(parser, ExportOptions, exclude=others)  # --checkpoint, then --config, as before
     parser.add_argument("--config", dest="config", default=argparse.SUPPRESS,
                         help="one factor per stage, comma-separated (e.g. 0.65,0.85,1,1), or 'min' / 'max' "
                              "(required unless --adapt)")
+    add_dataclass_args(parser, ExportOptions, exclude=("checkpoint", "config"))
     add_dataclass_args(parser, PipelineExportOptions,
                        exclude=("checkpoint", "format", "out", "fold_bn", "bn_statistics", "onnx_exporter"))
 
