@@ -101,6 +101,30 @@ def _exits(conf: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     return stop.to(torch.uint8).argmax(dim=2)  # the first step confident enough (the last one always is)
 
 
+def _sweep(conf: torch.Tensor, correct: torch.Tensor, exit_costs: torch.Tensor, grid: torch.Tensor
+           ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(top-1 %, mean cost) of a chain at every shared threshold of ``grid`` (G,), without a G x N tensor.
+
+    An image goes past step ``j`` exactly when its confidence at steps ``0..j`` is below the threshold,
+    i.e. when their running maximum is: each (image, step) is one event that moves the image's exit
+    from ``j`` to ``j + 1`` at thresholds above that maximum; sorted, their summed effects are read at
+    every threshold at once.
+    """
+    n, m = conf.shape
+    base_correct = correct[:, 0].double().sum()
+    base_cost = n * exit_costs[0]
+    if m == 1:
+        return (100.0 * base_correct / n).expand(len(grid)), (base_cost / n).expand(len(grid))
+    top = conf[:, :-1].cummax(dim=1).values.flatten()  # (N * (m-1),)
+    gain = (correct[:, 1:].double() - correct[:, :-1].double()).flatten()
+    extra = (exit_costs[1:] - exit_costs[:-1]).expand(n, m - 1).flatten()
+    order = top.argsort()
+    gains = torch.cat([torch.zeros(1, dtype=torch.float64), gain[order].cumsum(0)])
+    extras = torch.cat([torch.zeros(1, dtype=torch.float64), extra[order].cumsum(0)])
+    k = torch.searchsorted(top[order].contiguous(), grid.to(top.dtype))  # events strictly below each threshold
+    return 100.0 * (base_correct + gains[k]) / n, (base_cost + extras[k]) / n
+
+
 class Cascade:
     """A chain of configurations run by confidence on a ResizableNet (see the module notes).
 
@@ -238,14 +262,18 @@ def choose_cascades(model: ResizableNet, input_size: SizeLike, outcomes: ConfigO
     if parts is None or any(c not in parts for c in front):
         parts = part_costs(model, input_size, list(front))
     best: List[Optional[Tuple[tuple, CascadeChoice]]] = [None] * len(targets)
+    place = {c: i for i, c in enumerate(front)}
+    front_cols = torch.tensor([column[c] for c in front])
+    front_conf, front_correct = outcomes.p_max[:, front_cols].float(), outcomes.correct[:, front_cols]
+    grids = {i: threshold_grid(front_conf[:, i], points) for i in range(len(front))}  # by the first step
     for chain in cascade_chains(front, max_steps):
         plan = cascade_plan(model, input_size, chain, parts)
-        cols = torch.tensor([column[c] for c in chain])
-        conf, correct = outcomes.p_max[:, cols].float(), outcomes.correct[:, cols]
-        grid = threshold_grid(conf[:, 0], points) if len(chain) > 1 else torch.zeros(1)
-        exits = _exits(conf, grid[:, None].expand(-1, len(chain) - 1))  # (G, N)
-        top1 = 100.0 * correct.gather(1, exits.T).double().mean(dim=0)  # (G,)
-        cost = torch.tensor(plan.exit_costs(count_interp), dtype=torch.float64)[exits].mean(dim=1) / 1e6
+        cols = torch.tensor([place[c] for c in chain])
+        conf, correct = front_conf[:, cols], front_correct[:, cols]
+        grid = grids[place[chain[0]]] if len(chain) > 1 else torch.zeros(1)
+        exit_costs = torch.tensor(plan.exit_costs(count_interp), dtype=torch.float64)
+        top1, cost = _sweep(conf, correct, exit_costs, grid)
+        cost = cost / 1e6
         for t, target in enumerate(targets):
             ok = cost <= target * (1 + 1e-12)
             if not bool(ok.any()):
