@@ -67,18 +67,3 @@ def test_the_counted_cost_of_a_run_is_count_macs_times_images_and_passes(tiny_fm
     passes = [c for t in range(2) for c in sampler.sample(t) + ([FULL] if FULL not in sampler.sample(t) else [])]
     assert len(passes) > len(trained)  # the seed draws no full configuration in these steps
     assert got["macs"] == sum(_macs(run.model, c)[0] for c in passes) * 3 * 32
-
-
-@pytest.mark.slow
-def test_the_cost_is_in_every_epoch_record_and_a_resumed_run_continues_it(tiny_fmnist, tmp_path):
-    import json
-
-    from resizable.training.trainer import train
-
-    full = train(cfg_of(tiny_fmnist, tmp_path, name="full", epochs=2, sampling="sandwich"))
-    train(cfg_of(tiny_fmnist, tmp_path, name="cut", epochs=1, sampling="sandwich"))
-    cut = train(cfg_of(tiny_fmnist, tmp_path, name="cut", epochs=2, sampling="sandwich", resume=str(tmp_path / "cut")))
-    records = [[json.loads(line)["cost"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-               for run in (full, cut)]
-    assert records[0] == records[1]
-    assert records[0][1]["total_macs"] == records[0][0]["macs"] + records[0][1]["macs"] > 0
