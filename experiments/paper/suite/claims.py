@@ -378,6 +378,7 @@ def analyse_beyond(p: Protocol, seeds: Sequence[int], results: Results) -> Dict[
 ANALYSES = {"t1": analyse_t1, "fig5": analyse_fig5, "t9": analyse_t9, "t11": analyse_t11, "t2": analyse_t2,
             "fig3d": analyse_fig3d, "beyond": analyse_beyond}
 TITLES = {"recipes": "T1 with every side tuned on val: the chosen recipe and the paper's, two regimes",
+          "curve": "The budget curve: one RS training against the networks it replaces, at equal counted cost",
           "t1": "T1 (Table 1): RS sub-networks against the same configurations trained alone",
           "fig5": "Fig 5: a network trained at one configuration, run at all of them",
           "t9": "T9 (Table 9): scale-aware BN against one shared BN",

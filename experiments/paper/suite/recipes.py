@@ -26,6 +26,7 @@ import statistics
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .claims import converged
+from .cost import cost_line
 from .protocol import Protocol
 from .runs import Results, cfg, top1
 from .screen import grid_value, screening_table
@@ -252,6 +253,10 @@ def analyse_recipes(p: Protocol, seeds: Sequence[int], results: Results, selecti
                 md += [f"The headline row: seeds {', '.join(map(str, these))} (the suite's and `--headline-seeds`).",
                        ""]
             md += _table(equal, double)
+            md += ["", cost_line(results, {cfg(s): [step_name(regime, f"alone-{s:g}", x) for x in these]
+                                           for s in p.factors},
+                                 {"at equal epochs": [step_name(regime, method, x) for x in these],
+                                  "at 2x": [step_name(regime, f"{method}-2x", x) for x in these]})]
             md += ["", f"**Verdict (T1 {regime}, {label}, equal epochs): {equal['mean_gain']['verdict']}** "
                        f"({equal['mean_gain'].get('why', 'no values')}{effect_text('T1', equal['mean_gain'])})", "",
                    f"**Verdict (T1 {regime}, {label}, RS at 2x epochs): {double['mean_gain']['verdict']}** "

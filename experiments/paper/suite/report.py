@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from .claims import TITLES
 from .fig3d import fig3d_tables, val_front
 from .plan import COSTLY_SEEDS
+from .cost import cost_table
 from .protocol import Protocol
 from .runs import Results, all_top1, cfg, mmacs
 
@@ -201,6 +202,7 @@ def write_report(path: Path, p: Protocol, seeds: Sequence[int], claims: Sequence
         if plots.get(claim):
             lines += [f"![{claim}]({os.path.relpath(plots[claim], path.parent)})", ""]
         lines += [f"Numbers per seed: `{os.path.relpath(json_dir / (claim + '.json'), path.parent)}`", ""]
+    lines += cost_table(results)
     atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
     return path
 
@@ -208,10 +210,8 @@ def write_report(path: Path, p: Protocol, seeds: Sequence[int], claims: Sequence
 README_MARKS = ("<!-- paper:start -->", "<!-- paper:end -->")
 
 
-def write_readme_headline(readme: Path, section: Dict[str, Any], report: Path, seeds: Sequence[int],
-                          verdicts: Sequence[str] = (), title: str = "T1") -> bool:
-    """Put T1's table and verdicts (as computed for the report) between the README's paper marks, followed by
-    ``verdicts`` (the report's verdict lines, which are shortened to their claim and word).
+def write_readme_block(readme: Path, lines: Sequence[str]) -> bool:
+    """Put ``lines`` (the results block: at most three lines, :mod:`headline`) between the README's paper marks.
 
     Returns False (and leaves the README alone) when it has no such marks.
     """
@@ -223,13 +223,5 @@ def write_readme_headline(readme: Path, section: Dict[str, Any], report: Path, s
         return False
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
-    body = [f"Headline ({title}), written by `experiments/paper/run.py` on {time.strftime('%Y-%m-%d')} from seeds "
-            f"{', '.join(map(str, seeds))} ({machine()}); the rest is in "
-            f"[{os.path.relpath(report, readme.parent)}]({os.path.relpath(report, readme.parent)}).", ""]
-    body += list(section["md"])
-    if verdicts:
-        body += ["", "Every claim's verdict in the report:", ""]
-        body += [f"- {line.split('** (', 1)[0].strip('*')}" + (" (no runs yet)" if "(no values)" in line else "")
-                 for line in verdicts]
-    atomic_write_text(readme, f"{head}{start}\n" + "\n".join(body) + f"\n{end}{tail}")
+    atomic_write_text(readme, f"{head}{start}\n" + "\n".join(lines) + f"\n{end}{tail}")
     return True

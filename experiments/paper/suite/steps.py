@@ -208,6 +208,9 @@ def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
 
     result: Dict[str, Any] = {"curve": _curve(run), "evals": {}}
     result["train_seconds"] = sum(r["seconds"] for r in result["curve"])
+    records = (run / "metrics.jsonl").read_text().splitlines()
+    if records and json.loads(records[-1]).get("cost"):  # the run's counted training MACs (suite/cost.py)
+        result["cost"] = json.loads(records[-1])["cost"]
     logged = read_steps(run / STEPS_FILE)
     if logged:  # the loss inside the epochs, and whether it climbed (runs made before the log have none)
         result["steps"] = [{k: r[k] for k in ("step", "loss", "mean", "max", "lr")} for r in logged]

@@ -12,8 +12,8 @@ from .claims import ANALYSES
 from .plan import CLAIMS, conditional, plan
 from .recipes import analyse_recipes, plan_recipes
 from .protocol import READMES, REPORT, RESULTS, Protocol
-from .report import plot_claim, write_readme_headline, write_report
-from .steps import Context, load_result, run_steps
+from .report import plot_claim, write_readme_block, write_report
+from .steps import Context, Step, load_result, run_steps
 
 
 def parse_claims(text: str) -> List[str]:
@@ -34,6 +34,17 @@ def parse_seeds(text: str) -> List[int]:
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds needs distinct integers, got {text!r}")
     return seeds
+
+
+def unique_steps(steps: Sequence[Step]) -> List[Step]:
+    """Each step once (claims share runs: the curve's first points are the recipes claim's); one name planned with
+    two different definitions is an error, not a silent choice."""
+    out: Dict[str, Step] = {}
+    for s in steps:
+        if s.name in out and out[s.name] != s:
+            raise ValueError(f"step {s.name} is planned twice with different options")
+        out.setdefault(s.name, s)
+    return list(out.values())
 
 
 def small_copy(out: Path, data_dir: Optional[str], n_train: int = 2000, n_test: int = 1000) -> str:
@@ -106,15 +117,25 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
         data_dir = small_copy(work / "data", None)
     ctx = Context(protocol, str(work), str(results_dir), data_dir, args.threads, args.resume, device=args.device)
     analyses = dict(ANALYSES)
-    steps = plan(protocol, seeds, [c for c in claims if c != "recipes"])
-    if "recipes" in claims:  # the screening first (resumable), then every side at its own tuned point
+    steps = plan(protocol, seeds, [c for c in claims if c not in ("recipes", "curve")])
+    if "recipes" in claims or "curve" in claims:  # the screening first (resumable): every side's tuned point
         selection = screened(protocol, work, results_dir, data_dir, args)
+    if "recipes" in claims:
         more = parse_seeds(args.headline_seeds) if args.headline_seeds and not protocol.quick else []
         steps = plan_recipes(protocol, seeds, selection, more) + steps
         analyses["recipes"] = functools.partial(analyse_recipes, selection=selection, headline_seeds=more)
+    if "curve" in claims:  # the budget curve: its points that are recipes runs are those steps (deduplicated below)
+        from .curve import analyse_curve, plan_curve
+
+        steps = steps + plan_curve(protocol, seeds, selection)
+        analyses["curve"] = functools.partial(analyse_curve, selection=selection)
+    steps = unique_steps(steps)
     if not args.report_only:
         run_steps(ctx, steps, args.jobs)
     results = {s.name: load_result(ctx, s.name) for s in steps}
+    if "curve" in claims:  # Table 8 sets T8's timing beside it when that has run (it is not planned for this)
+        results.update({n: r for n in (f"timing-s{x}" for x in seeds) if n not in results
+                        for r in [load_result(ctx, n)] if r})
     if args.report_only:
         missing = [s.name for s in steps if results[s.name] is None]
         print(f"[paper] --report-only: {len(steps) - len(missing)} of {len(steps)} runs finished"
@@ -128,9 +149,18 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
             run_steps(ctx, extra, args.jobs)
         results.update({s.name: load_result(ctx, s.name) for s in extra})
         sections = {c: analyses[c](protocol, seeds, results) for c in claims}
+    if "recipes" in sections:  # the summary the READMEs no longer carry opens the section
+        sections["recipes"]["md"] = ["#### Summary", "", *sections["recipes"]["headline"], "",
+                                     *sections["recipes"]["md"]]
     plots = {}
     for claim in claims:
-        plots[claim] = plot_claim(claim, protocol, seeds, results, results_dir / f"{claim}.png")
+        if claim == "curve":
+            from .curve import plot_budget
+
+            plots[claim] = plot_budget(protocol, sections[claim]["json"], results, selection,
+                                       results_dir / "budget-curve.png")
+        else:
+            plots[claim] = plot_claim(claim, protocol, seeds, results, results_dir / f"{claim}.png")
         record = {"claim": claim, "seeds": seeds, "protocol": protocol.to_dict(), "flags": sections[claim]["flags"],
                   "numbers": sections[claim]["json"]}
         atomic_write_text(results_dir / f"{claim}.json", json.dumps(record, indent=1, default=str) + "\n")
@@ -139,12 +169,14 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
                  args.threads, plots, results_dir)
     print(f"[paper] wrote {report}")
     verdicts = [line for claim in claims for line in sections[claim]["md"] if line.startswith("**Verdict")]
-    if report.resolve() == REPORT.resolve() and ("t1" in claims or "recipes" in claims):  # the READMEs quote T1
-        head, title = ((sections["recipes"]["headline"], "T1, every side tuned on val") if "recipes" in claims else
-                       (sections["t1"]["md"], "T1"))
+    if report.resolve() == REPORT.resolve() and ("recipes" in claims or "curve" in claims):  # the READMEs' block
+        from .headline import readme_lines
+
         for readme in READMES:
-            if readme.is_file() and write_readme_headline(readme, {"md": head}, report, seeds, verdicts, title):
-                print(f"[paper] wrote the T1 headline into {readme}")
+            lines = readme_lines(protocol, sections.get("recipes", {}).get("json"),
+                                 sections.get("curve", {}).get("json"), results, readme, report, READMES[1])
+            if lines and readme.is_file() and write_readme_block(readme, lines):
+                print(f"[paper] wrote the equal-cost line into {readme}: {lines[0]}")
     for line in verdicts:
         print(f"[paper] {line}")
     return 0

@@ -31,26 +31,33 @@ def _trainings(tmp_path):
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
-def test_readme_headline_is_written_between_its_marks_only(tmp_path):
-    from suite.report import README_MARKS, write_readme_headline
+def test_readme_block_is_written_between_its_marks_only(tmp_path):
+    from suite.report import README_MARKS, write_readme_block
 
     readme = tmp_path / "README.md"
     start, end = README_MARKS
-    readme.write_text(f"# x\n\nbefore\n{start}\nold text\n{end}\nafter\n")
-    section = {"md": ["| config | gain |", "| --- | --- |", "| 1,1,1 | +0.3 |", "", "**Verdict (T1 (a)): agrees**"]}
-    report = tmp_path / "experiments" / "paper" / "results" / "report.md"
-    assert write_readme_headline(readme, section, report, [0, 1, 2])
+    readme.write_text(f"# x\n\nbefore\n{start}\nold text\nand more\n{end}\nafter\n")
+    lines = ["Equal cost (full regime, default recipe, 3 seeds): mean gain +0.10 (95 % CI -0.20 .. +0.40), worst "
+             "configuration -0.30 (1,1,1)", "what it stands on", "[report](report.md)"]
+    assert write_readme_block(readme, lines) and write_readme_block(readme, lines)  # twice: still one block
     text = readme.read_text()
-    assert "old text" not in text and "| 1,1,1 | +0.3 |" in text and "seeds 0, 1, 2" in text
-    assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{end}\nafter\n")
-    assert "(experiments/paper/results/report.md)" in text
-    assert write_readme_headline(readme, section, report, [0, 1, 2],  # again: still one table
-                                 ["**Verdict (T2): disagrees** (mean difference -1.19)"])
-    assert readme.read_text().count("| 1,1,1 | +0.3 |") == 1
-    assert "- Verdict (T2): disagrees\n" in readme.read_text()
+    assert text == f"# x\n\nbefore\n{start}\n" + "\n".join(lines) + f"\n{end}\nafter\n"
     bare = tmp_path / "BARE.md"
     bare.write_text("no marks\n")
-    assert not write_readme_headline(bare, section, report, [0]) and bare.read_text() == "no marks\n"
+    assert not write_readme_block(bare, lines) and bare.read_text() == "no marks\n"
+
+
+def test_the_readmes_block_is_three_lines_and_leads_with_the_equal_cost_line():
+    import re
+
+    for readme in (ROOT / "README.md", HOME / "README.md"):
+        text = readme.read_text()
+        block = text.split("<!-- paper:start -->\n", 1)[1].split("<!-- paper:end -->", 1)[0].strip().splitlines()
+        assert 1 <= len(block) <= 3, readme
+        assert re.fullmatch(r"Equal cost \((full|small) regime, default recipe, \d+ seeds\): mean gain [+-]\d+\.\d\d "
+                            r"\(95 % CI [+-]\d+\.\d\d \.\. [+-]\d+\.\d\d\), worst configuration [+-]\d+\.\d\d "
+                            r"\([\d.,]+\)", block[0]), block[0]
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 170
 
 
 def test_suite_time_adds_the_epochs_of_earlier_sittings(tmp_path):
@@ -236,6 +243,17 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
     assert len(pick["candidates"]) == 3 and pick["chosen"]["lr"] in [c["lr"] for c in pick["candidates"].values()]
     assert json.loads((runs / "convert-s0.json").read_text())["options"]["lr"] == pick["chosen"]["lr"]
     assert f"fine-tunes at lr {pick['chosen']['lr']:g}, chosen on val" in report
+    # the budget curve: its own runs beside the recipes' (E and 2E reused), a plot, Table 8, and every run's cost
+    from suite.cost import computed_cost, recorded_cost
+
+    assert (runs / "curve-rs-e8-s0.json").is_file() and (runs / "curve-alone-1-e8-s0.json").is_file()
+    assert not (runs / "curve-rs-e2-s0.json").exists() and not (runs / "curve-rs-e4-s0.json").exists()
+    assert "## The budget curve" in report and "#### Table 8" in report and "**Compute.**" in report
+    assert (tmp_path / "res" / "budget-curve.png").is_file() and "(budget-curve.png)" in report
+    assert "## The counted cost of every run" in report
+    for name in ("full-alone-0.45-s0", "full-fair-s0", "curve-rs-e8-s0", "t2r-aug-s0", "distill-s0"):
+        r = json.loads((runs / f"{name}.json").read_text())
+        assert recorded_cost(r) is not None and recorded_cost(r) == computed_cost(r), name  # both counts agree
 
     # a third invocation trains nothing at all, and a finished result made with other options is refused
     count = len(_trainings(tmp_path))
@@ -292,6 +310,22 @@ def test_bad_arguments(tmp_path):
         r = subprocess.run(_cmd(str(tmp_path), tmp_path, *extra), env=_env(), cwd=tmp_path, capture_output=True,
                            text=True, timeout=120)
         assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_the_curve_runs_cheapest_first_and_reuses_the_recipes_runs():
+    from suite.curve import plan_curve
+    from suite.protocol import Protocol
+    from suite.cost import step_cost
+
+    selection = json.loads((HOME / "results" / "selection.json").read_text())
+    p = Protocol()
+    steps = plan_curve(p, [0, 1, 2, 3], selection)
+    names = [s.name for s in steps]
+    assert len(names) == len(set(names)) == 3 * (4 * 3 + 4)  # 3 seeds: 4 networks x 3 budgets, RS at 4 epochs
+    assert {"full-alone-1-s2", "full-fair-s0", "full-fair-2x-s1", "curve-alone-0.45-e12-s0", "curve-alone-1-e24-s2",
+            "curve-rs-e24-s0", "curve-rs-e48-s2"} <= set(names) and not any(n.endswith("-s3") for n in names)
+    costs = [step_cost({**p.train_args(), **s.train, "seed": s.seed}) * s.train["epochs"] for s in steps]
+    assert costs == sorted(costs) and names[-3:] == ["curve-rs-e48-s0", "curve-rs-e48-s1", "curve-rs-e48-s2"]
 
 
 def test_edge_rule_grows_the_grid_past_either_edge_except_a_zero_warm_up():
