@@ -360,3 +360,18 @@ def test_front_commands(tiny_run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["export", "--checkpoint", str(tiny_run), "--adapt", str(labels)]) == 2
     assert "not a Resizable-Adapt classifier file" in capsys.readouterr().err
+
+
+def test_front_thresholds_admit_their_own_configuration():
+    from resizable.adapt.from_checkpoint import front_thresholds
+
+    model = tiny_model()
+    _, _, loader = batches(n=64, seed=3)
+    labels = adapt.label_images(model, loader, input_size=28, indices=torch.arange(64), dataset="fake", split="val",
+                                knob=LabelKnob("confident"))
+    thresholds = front_thresholds(labels)
+    assert thresholds == sorted(thresholds) and len(thresholds) >= 2
+    for t in thresholds:  # the front configuration at t (MMACs as a float) is among those allowed under t
+        mask = LabelKnob("confident", t).allowed(labels.config_macs)
+        assert any(ok and abs(m / 1e6 - t) < 1e-12 for ok, m in zip(mask, labels.config_macs))
+    assert 8.37933 * 1e6 < 8379330 and LabelKnob("confident", 8.37933).allowed([8379330]) == [True]

@@ -21,11 +21,12 @@ from .classifier import SOURCES, TrainedClassifier, load_classifier, save_classi
 from .export import PIPELINE_FORMATS, PipelineExport, export_pipeline
 from .labels import (RULES, AdaptError, ConfigOutcomes, LabelSet, PathLike, config_outcomes, label_images,
                      label_knobs, load_label_sets, model_identity, save_labels)
+from .front import pareto_indices
 from .routing import Adapter, evaluate_adapt, outcomes_table
 from .runs import default_part, open_run, split_images, subset, with_bar
 
 __all__ = ["LARGE_SAMPLE", "LabelOptions", "ClassifierOptions", "RoutingOptions", "label_checkpoint",
-           "train_classifiers", "train_checkpoint", "classifier_paths", "load_classifiers", "check_routing", "routed_results",
+           "front_thresholds", "train_classifiers", "train_checkpoint", "classifier_paths", "load_classifiers", "check_routing", "routed_results",
            "eval_checkpoint", "PipelineExportOptions", "load_pipeline", "export_pipeline_checkpoint"]
 
 LARGE_SAMPLE = 50_000  # paper: 50k training images; the default sample on datasets larger than memory
@@ -60,6 +61,8 @@ class LabelOptions:
                                           above=0.0)
     cost_weight: Tuple[float, ...] = option((), "the cost-aware rule's lambda(s), comma-separated: one label set "
                                                 "each", min=0.0)
+    front_thresholds: bool = option(False, "also one label threshold per configuration of the labelled images' "
+                                           "Pareto front (its MACs: that configuration and every cheaper one)")
     batch_size: int = option(256, "evaluation batch size", min=1)
     input_size: Optional[int] = option(None, "input resolution (default: the run's)", min=1, max=4096)
     bn_statistics: str = bn_statistics_option()
@@ -94,6 +97,8 @@ class ClassifierOptions:
                                           above=0.0)
     cost_weight: Tuple[float, ...] = option((), "relabel with these cost-aware lambdas: one classifier each",
                                             min=0.0)
+    front_thresholds: bool = option(False, "relabel under one threshold per configuration of the labelled images' "
+                                           "Pareto front")
     seed: int = option(0, "seed of initialisation, hold-out draw and batch order", min=0, max=2**63 - 1)
     bn_statistics: str = bn_statistics_option()
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
@@ -177,17 +182,34 @@ def label_checkpoint(opts: LabelOptions) -> Tuple[LabelSet, Path]:
         run.model, loader, input_size=run.input_size, indices=indices, dataset=run.info.name, split=str(part),
         data_dir=run.data_dir, configs=chosen, model_name=run.model_name, checkpoint=str(run.checkpoint),
         on_batch=on_batch, knob=knobs[0]))
-    sets = [first] + [first.relabel(k) for k in knobs[1:]]
-    return first, save_labels(sets, out)
+    if opts.front_thresholds:  # without --max-mmacs, the front's thresholds replace the uncapped knob
+        knobs = _with_front(knobs if opts.max_mmacs else [], first, opts.rule, opts.cost_weight)
+    sets = [first if k == first.knob else first.relabel(k) for k in knobs]
+    return sets[0], save_labels(sets, out)
+
+
+def front_thresholds(labels: LabelSet) -> List[float]:
+    """The MMACs of each configuration of the Pareto front of the labelled images (cheapest first)."""
+    top1 = labels.outcomes.top1_pct()
+    return [labels.config_macs[j] / 1e6 for j in pareto_indices(top1, labels.config_macs)]
+
+
+def _with_front(knobs: List[Any], labels: LabelSet, rule: str, cost_weight: Sequence[float]) -> List[Any]:
+    """``knobs`` and one more per front threshold (the ones already there are not repeated)."""
+    extra = label_knobs(rule, front_thresholds(labels), cost_weight)
+    return knobs + [k for k in extra if k not in knobs]
 
 
 def _knob_sets(opts: ClassifierOptions, model: Any) -> List[LabelSet]:
     """The label sets to train on: the file's, or its outcomes relabelled by the options' knobs."""
     sets = load_label_sets(opts.labels, model)
-    if opts.rule is None and not opts.max_mmacs and not opts.cost_weight:
+    if opts.rule is None and not opts.max_mmacs and not opts.cost_weight and not opts.front_thresholds:
         return sets
     rule = opts.rule or ("cost-aware" if opts.cost_weight else sets[0].rule)
-    return [sets[0].relabel(k) for k in label_knobs(rule, opts.max_mmacs, opts.cost_weight)]
+    knobs = label_knobs(rule, opts.max_mmacs, opts.cost_weight) if opts.max_mmacs or not opts.front_thresholds else []
+    if opts.front_thresholds:
+        knobs = _with_front(knobs, sets[0], rule, opts.cost_weight)
+    return [sets[0].relabel(k) for k in knobs]
 
 
 def _classifier_out(opts: ClassifierOptions, knob_name: str, several: bool) -> Path:

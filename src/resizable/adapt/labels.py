@@ -199,7 +199,8 @@ class LabelKnob:
         """(C,) which configurations may be a label; none is an error naming the cheapest."""
         if self.max_mmacs is None:
             return [True] * len(config_macs)
-        mask = [m <= self.max_mmacs * 1e6 for m in config_macs]
+        limit = self.max_mmacs * 1e6 * (1 + 1e-12)  # a configuration's own MMACs, given back, admit it
+        mask = [m <= limit for m in config_macs]
         if not any(mask):
             raise ValueError(f"no configuration costs at most {self.max_mmacs:g} MMACs; the cheapest costs "
                              f"{min(config_macs) / 1e6:g}")
