@@ -251,9 +251,12 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
     assert "## The budget curve" in report and "#### Table 8" in report and "**Compute.**" in report
     assert (tmp_path / "res" / "budget-curve.png").is_file() and "(budget-curve.png)" in report
     assert "## The counted cost of every run" in report
-    for name in ("full-alone-0.45-s0", "full-fair-s0", "curve-rs-e8-s0", "t2r-aug-s0", "distill-s0"):
+    chosen = recipes["recipes"]["chosen"]["method"]  # the quick screening's winner (its scores are noise)
+    for name in ("full-alone-0.45-s0", f"full-{chosen}-s0", "curve-rs-e8-s0", "t2r-aug-s0", "distill-s0"):
         r = json.loads((runs / f"{name}.json").read_text())
-        assert recorded_cost(r) is not None and recorded_cost(r) == computed_cost(r), name  # both counts agree
+        computed = computed_cost(r)  # None for a recipe with a teacher or a warm start (not computed from options)
+        assert recorded_cost(r) is not None and computed in (None, recorded_cost(r)), name  # both counts agree
+        assert computed is not None or name in (f"full-{chosen}-s0", "curve-rs-e8-s0"), name
 
     # a third invocation trains nothing at all, and a finished result made with other options is refused
     count = len(_trainings(tmp_path))
