@@ -70,8 +70,11 @@ def small_copy(out: Path, data_dir: Optional[str], n_train: int = 2000, n_test: 
 
 
 def screened(protocol: Protocol, work: Path, results_dir: Path, data_dir: Optional[str],
-             args: argparse.Namespace) -> Dict[str, Any]:
-    """The screening's record: read from ``selection.json``, or made first (``screen.py``) when unfinished."""
+             args: argparse.Namespace, complete: bool = True) -> Dict[str, Any]:
+    """The screening's record: read from ``selection.json``, or made first (``screen.py``) when unfinished.
+
+    ``complete=False`` (the budget curve alone) takes the record as it is, as --report-only does: the curve
+    trains the default recipe of the screening so far, and a later winner changes its steps."""
     from .protocol import SELECTION
     from .screen import SCREEN_RESULTS, SCREEN_STEPS, methods, run_screen
 
@@ -87,11 +90,11 @@ def screened(protocol: Protocol, work: Path, results_dir: Path, data_dir: Option
         return all((done.get(m.name) or {}).get("best") for m in candidates)
 
     record = json.loads(out.read_text()) if out.is_file() else {}
-    if args.report_only:
+    if args.report_only or not complete:
         # the networks alone and the two recipes every report compares; another RS method is chosen once screened
         needed = [m for m in methods(protocol) if m.side == "alone" or m.name in FROM_SCRATCH[:2]]
         if not finished(record, needed) or not finished(record, aug_methods(protocol, record)):
-            raise ValueError(f"--report-only: the screening in {out} has not finished; run experiments/paper/run.py "
+            raise ValueError(f"the screening in {out} has not finished; run experiments/paper/run.py "
                              f"--claims recipes (or --select) first")
         return record
     if not finished(record, methods(protocol)):
@@ -119,7 +122,7 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
     analyses = dict(ANALYSES)
     steps = plan(protocol, seeds, [c for c in claims if c not in ("recipes", "curve")])
     if "recipes" in claims or "curve" in claims:  # the screening first (resumable): every side's tuned point
-        selection = screened(protocol, work, results_dir, data_dir, args)
+        selection = screened(protocol, work, results_dir, data_dir, args, complete="recipes" in claims)
     if "recipes" in claims:
         more = parse_seeds(args.headline_seeds) if args.headline_seeds and not protocol.quick else []
         steps = plan_recipes(protocol, seeds, selection, more) + steps
