@@ -73,6 +73,19 @@ def test_a_bank_records_its_weights_and_attaches_only_to_them():
     assert "records no weights" in type(bank)(bank.factors, bank.num_stages, bank.tables, {}).mismatch(before)
 
 
+def test_a_bank_attached_before_the_weights_changed_is_left_out_of_the_checkpoint(tmp_path):
+    model = _model()
+    model.attach_bank(build_bank(model, _loader(), 2))
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, model, "resnet20", KW)
+    assert "bn_bank" in load_checkpoint(path)
+    with torch.no_grad():
+        model.fc.bias.add_(1.0)  # trained on after the bank was attached
+    with pytest.warns(StaleBankWarning, match="left out of the checkpoint"):
+        save_checkpoint(path, model, "resnet20", KW)
+    assert "bn_bank" not in load_checkpoint(path)
+
+
 @pytest.mark.parametrize("kind", ["other weights", "no record"])
 def test_a_checkpoint_bank_that_is_not_its_weights_is_not_used_and_said_once(tmp_path, kind):
     from resizable.trained_run import TrainedRun

@@ -50,7 +50,13 @@ def save_checkpoint(path: PathLike, model: ResizableNet, model_name: str, model_
     payload = {"format": FORMAT, "version": VERSION, "model_name": model_name,
                "model_kwargs": dict(model_kwargs), "model": model.state_dict(), **state}
     if model.bank is not None and "bn_bank" not in state:
-        payload["bn_bank"] = model.bank.state_dict()
+        stale = model.bank.weights_sha256 and model.bank.mismatch(state_sha256(payload["model"]))
+        if stale:  # the weights changed after the bank was attached (e.g. trained on): the bank is not theirs
+            warnings.warn(f"{path}: the attached statistics bank {stale}; it is left out of the checkpoint (build "
+                          f"the bank of these weights with: resizable calibrate {path})", StaleBankWarning,
+                          stacklevel=2)
+        else:
+            payload["bn_bank"] = model.bank.state_dict()
     problem = non_finite_state(payload)
     if problem:
         raise CheckpointError(f"{path}: not written: {problem}")

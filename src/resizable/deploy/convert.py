@@ -143,6 +143,7 @@ def convert_checkpoint(source: str, out: str, *, weights: Optional[str] = None,
         else:
             chosen = model.max_config
         spread_bn_branches(model, chosen)
+        model.attach_bank(None)  # the spread gives other weights: the run's bank is not theirs (calibrate builds it)
         record = {"from": str(run.checkpoint), "kind": "run", "bn_branches_from": format_config(chosen)}
         state = {k: payload[k] for k in ("train_options", "input_size", "data", "val_split") if k in payload}
         save_checkpoint(out_path, model, payload["model_name"], payload["model_kwargs"], converted=record, **state)
