@@ -253,6 +253,8 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
     assert "## The counted cost of every run" in report
     chosen = recipes["recipes"]["chosen"]["method"]  # the quick screening's winner (its scores are noise)
     for name in ("full-alone-0.45-s0", f"full-{chosen}-s0", "curve-rs-e8-s0", "t2r-aug-s0", "distill-s0"):
+        if name == "distill-s0" and not (runs / f"{name}.json").is_file():
+            continue  # the distillation row runs only when RS is behind (quick numbers are noise)
         r = json.loads((runs / f"{name}.json").read_text())
         computed = computed_cost(r)  # None for a recipe with a teacher or a warm start (not computed from options)
         assert recorded_cost(r) is not None and computed in (None, recorded_cost(r)), name  # both counts agree
