@@ -278,15 +278,15 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
     (runs / "rs-s0.json").write_text(original)
 
     # --report-only trains nothing: a run not finished yet shows as such, and the goal it decides is pending
-    held = runs / "small-fair-2x-s0.json"
+    held = runs / f"small-{chosen}-2x-s0.json"  # the quick winner's run at 2x, small regime
     kept = held.read_text()
     held.unlink()
     only = subprocess.run(_cmd(tiny_fmnist, tmp_path, "--claims", "recipes", "--report-only"), env=_env(),
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert only.returncode == 0, only.stderr[-3000:]
-    assert "missing: small-fair-2x-s0" in only.stdout and not held.exists() and len(_trainings(tmp_path)) == count
+    assert f"missing: small-{chosen}-2x-s0" in only.stdout and not held.exists() and len(_trainings(tmp_path)) == count
     partial = (tmp_path / "res" / "report.md").read_text()
-    assert "**unfinished**: 1 of" in partial and "small-fair-2x-s0" in partial
+    assert "**unfinished**: 1 of" in partial and f"small-{chosen}-2x-s0" in partial
     assert "Goal (2x epochs >= alone at every configuration; equal epochs within 0.5): **pending" in partial
     held.write_text(kept)
     from suite.protocol import quick_protocol
