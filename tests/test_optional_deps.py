@@ -80,3 +80,30 @@ def test_an_import_no_command_checks_is_still_one_line(run, tmp_path, capsys, mo
                                    "--out", str(out)]))
     assert "ONNX export needs the Python package 'onnx_ir_missing_for_this_test'" in line
     assert not out.exists() and list(tmp_path.glob("*.tmp")) == []
+
+
+TENSORBOARD_EXTRA = "pip install 'resizable[tensorboard]'"
+
+
+def test_tensorboard_logging_without_tensorboard(tiny_fmnist, tmp_path, capsys, monkeypatch):
+    from resizable.options import write_options
+    from resizable.training.trainer import TrainOptions
+
+    _hidden(monkeypatch, "tensorboard")
+    flags = ["--data-dir", tiny_fmnist, "--epochs", "1", "--max-steps-per-epoch", "1", "--no-progress"]
+    line = _one_line(capsys, main(["train", "--tensorboard", str(tmp_path / "tb"), "--out-dir", str(tmp_path / "runs"),
+                                   "--name", "a", *flags]))
+    assert line == f"resizable train: error: --tensorboard needs the Python package 'tensorboard', which is not " \
+                   f"installed: {TENSORBOARD_EXTRA}", line
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "tb").exists()
+    # a run started with the option, continued where the package is missing: the same line, the folder untouched
+    run = tmp_path / "runs" / "b"
+    run.mkdir(parents=True)
+    write_options(TrainOptions(data_dir=tiny_fmnist, out_dir=str(tmp_path / "runs"), name="b",
+                               tensorboard=str(tmp_path / "tb")), run / "config.yaml")
+    saved = (run / "config.yaml").read_text()
+    line = _one_line(capsys, main(["train", "--resume", str(run), *flags]))
+    assert line.endswith(f"--tensorboard needs the Python package 'tensorboard', which is not installed: "
+                         f"{TENSORBOARD_EXTRA}"), line
+    assert [p.name for p in run.iterdir()] == ["config.yaml"] and (run / "config.yaml").read_text() == saved
+    assert not (tmp_path / "tb").exists()

@@ -2,7 +2,8 @@
 
 The ``onnx`` extra (``pip install 'resizable[onnx]'``) brings ``onnx``, ``onnxscript`` (and its
 ``onnx_ir``), which torch's ONNX exporter imports, and ``onnxruntime``. ``timm`` is looked up only
-to convert a model torchvision does not have. Every command checks what it needs with
+to convert a model torchvision does not have. The ``tensorboard`` extra brings what ``resizable train
+--tensorboard`` writes its scalars with. Every command checks what it needs with
 :func:`require` before it reads or writes anything, and turns an import that fails later (inside
 torch, say) into the same line with :func:`missing_dependency`.
 """
@@ -15,7 +16,7 @@ __all__ = ["MissingDependency", "ONNX_MODULES", "install_command", "missing_depe
 
 # module -> the pip argument that installs it
 _INSTALL = {"onnx": "'resizable[onnx]'", "onnxscript": "'resizable[onnx]'", "onnx_ir": "'resizable[onnx]'",
-            "onnxruntime": "'resizable[onnx]'", "timm": "timm"}
+            "onnxruntime": "'resizable[onnx]'", "timm": "timm", "tensorboard": "'resizable[tensorboard]'"}
 ONNX_MODULES = ("onnx", "onnxscript")  # what writing an ONNX file with torch's default exporter imports
 
 

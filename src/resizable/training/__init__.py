@@ -1,6 +1,6 @@
 """Training: the options (``options``), one step of Algorithm 1 and the other recipes (``step``), the loss
-inside an epoch (``steplog``), the memory format (``memory_format``), run folders (``run_folder``) and the
-loop (``trainer``)."""
+inside an epoch (``steplog``), its TensorBoard scalars (``tensorboard``), the memory format
+(``memory_format``), run folders (``run_folder``) and the loop (``trainer``)."""
 from .memory_format import pick_memory_format
 from .options import TrainOptions
 from .step import train_step

@@ -118,6 +118,10 @@ class TrainOptions:
     max_steps_per_epoch: Optional[int] = option(None, "cut every epoch after this many steps (quick runs)", min=1)
     log_every: int = option(50, "write the training loss to RUN/steps.jsonl every N steps (and each of the first N)",
                              min=1)
+    tensorboard: Optional[str] = option(None, "also write the epoch metrics, the step log's loss and the learning "
+                                              "rate as TensorBoard scalars, into the folder of DIR named as the run "
+                                              "folder (needs: pip install 'resizable[tensorboard]'); --resume RUN "
+                                              "--tensorboard '' stops writing them", metavar="DIR")
     divergence_ratio: float = option(100.0, "stop as diverged at a step whose loss (the mean over its "
                                             "configurations) is more than this many times the loss of the run's "
                                             "first step, or of ln(classes) (a uniform guess) when that is larger; "
@@ -137,6 +141,8 @@ class TrainOptions:
     def __post_init__(self) -> None:
         if isinstance(self.distill, bool):  # the option was a switch: true meant the step's largest configuration
             object.__setattr__(self, "distill", "largest" if self.distill else "none")
+        if self.tensorboard == "":  # how a resumed run turns the option off
+            object.__setattr__(self, "tensorboard", None)
         check_options(self)  # types and the bounds declared above
         fixed = sorted(set(self.model_args) & set(MODEL_ARGS_FROM_DATA))
         checks = [

@@ -35,7 +35,7 @@ __all__ = ["SAFE_ON_RESUME", "RUN_FILES", "OWN_FILES", "output_path", "resume_fo
 
 # options that may change when a run is continued: they do not change what the checkpoint's state means
 SAFE_ON_RESUME = ("epochs", "lr", "device", "progress", "workers", "eval_batch_size", "download", "data_dir",
-                  "divergence_ratio")
+                  "divergence_ratio", "tensorboard")
 # options that name the run folder, not the run
 _IGNORED = ("resume", "name", "out_dir")
 # what a run writes before its first checkpoint

@@ -36,10 +36,11 @@ class StepLog:
             kept = [r for r in read_steps(self.path) if r["step"] <= (resume_step or 0)] if resume_step else []
             atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
-    def add(self, step: int, epoch: int, loss: float, lr: float) -> None:
-        """Record the loss of optimizer step ``step`` (1-based: the number of steps taken so far)."""
+    def add(self, step: int, epoch: int, loss: float, lr: float) -> Optional[Dict[str, Any]]:
+        """Record the loss of optimizer step ``step`` (1-based: the number of steps taken so far); returns the line
+        written, or None when this step writes none."""
         if not self.enabled:
-            return
+            return None
         self._losses.append(float(loss))
         if step <= self.every or step % self.every == 0:
             finite = [v for v in self._losses if math.isfinite(v)]
@@ -50,6 +51,8 @@ class StepLog:
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
             self._losses = []
+            return record
+        return None
 
 
 def read_steps(path: Path) -> List[Dict[str, Any]]:

@@ -40,6 +40,7 @@ from .run_folder import (check_new_run_folder, hold_run_folder, record_resume, r
                          saved_options)
 from ..sampling import ConfigSampler
 from .steplog import STEPS_FILE, StepLog
+from .tensorboard import TensorBoardLog, require_tensorboard
 from ..data.splits import ValSplit, check_val_size, load_split, training_subset, val_split_of
 from .options import TrainOptions
 from .divergence import TrainingDiverged, loss_limit, state_problem, step_problem, stopped
@@ -64,6 +65,8 @@ class _Run:
 
     def __init__(self, cfg: TrainOptions) -> None:
         self.cfg = cfg = _with_warmup(cfg)
+        if cfg.tensorboard:
+            require_tensorboard()  # a missing package stops the run before it writes or loads anything
         self.dist = distributed.setup(cfg.device)
         if cfg.batch_size % self.dist.world_size:
             raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {self.dist.world_size} ranks")
@@ -87,6 +90,7 @@ class _Run:
         self._open_run_dir()
         self.steplog = StepLog(self.run_dir / STEPS_FILE, cfg.log_every, resume_step=self.step,
                                enabled=self.dist.is_main)
+        self.tb = TensorBoardLog(cfg.tensorboard, self.run_dir.name, resume_step=self.step, enabled=self.dist.is_main)
         self.ddp: Optional[nn.parallel.DistributedDataParallel] = None  # made once the memory format is set
 
     def _setup_data(self) -> None:
@@ -360,13 +364,13 @@ class _Run:
             lr = self.optimizer.param_groups[0]["lr"]
             step_loss = distributed.mean_over_ranks(step_loss, dev)  # every rank then stops at the same step
             if not math.isfinite(step_loss) or step_loss > self._loss_limit(step_loss):
-                self.steplog.add(self.step + 1, epoch + 1, step_loss, lr)
+                self.tb.add_step(self.steplog.add(self.step + 1, epoch + 1, step_loss, lr))
                 why = step_problem(passes, step_loss, lr, self.cfg.divergence_ratio, self.loss_start)
                 raise stopped(f"training diverged at step {self.step + 1} (epoch {epoch + 1}): {why}", self.run_dir,
                               epoch, self.cfg.lr)
             self.scheduler.step()
             self.step += 1
-            self.steplog.add(self.step, epoch + 1, step_loss, lr)
+            self.tb.add_step(self.steplog.add(self.step, epoch + 1, step_loss, lr))
             loss_sum += step_loss
             seen += 1
             bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.4f}")
@@ -409,6 +413,7 @@ class _Run:
                 self.history.append(record)
                 with open(self.run_dir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
+                self.tb.add_epoch(record)
                 # one line per epoch, with or without progress bars
                 best = ", ".join(f"{k}: {v['top1']:.2f}" for k, v in record["eval"].items())
                 phase = ""
@@ -471,6 +476,7 @@ def train(cfg: TrainOptions) -> Path:
                   f"--resume {run.run_dir}", file=sys.stderr, flush=True)
         raise
     finally:
+        run.tb.close()
         if run.lock is not None:
             run.lock.close()
         distributed.cleanup()
