@@ -9,7 +9,7 @@ from torch import nn
 import resizable
 from resizable.checkpoint import load_model
 from resizable.cli import build_parser, main
-from resizable.options import resolve_options
+from resizable.utils.options import resolve_options
 from resizable.data.datasets import load_dataset, make_loader
 from resizable.layers import Resize2d, ScaleBatchNorm2d
 from resizable.training.trainer import TrainOptions, train

@@ -353,7 +353,7 @@ def test_options_layer_answers_any_value_with_one_line(tmp_path, capsys):
     from hypothesis import strategies as st
 
     from resizable.cli import main
-    from resizable.options import resolve_options
+    from resizable.utils.options import resolve_options
     from resizable.training.trainer import TrainOptions
 
     names = [f.name for f in dataclasses.fields(TrainOptions) if f.name not in ("resume", "init_checkpoint",

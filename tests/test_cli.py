@@ -109,7 +109,7 @@ def test_option_errors_are_one_line_and_negative_values_reach_the_checks(capsys)
 def test_progress_bars_only_on_a_terminal(monkeypatch):
     import io
 
-    from resizable.console import progress_enabled
+    from resizable.utils.console import progress_enabled
 
     class Terminal(io.StringIO):
         def isatty(self):

@@ -86,7 +86,7 @@ TENSORBOARD_EXTRA = "pip install 'resizable[tensorboard]'"
 
 
 def test_tensorboard_logging_without_tensorboard(tiny_fmnist, tmp_path, capsys, monkeypatch):
-    from resizable.options import write_options
+    from resizable.utils.options import write_options
     from resizable.training.trainer import TrainOptions
 
     _hidden(monkeypatch, "tensorboard")

@@ -125,7 +125,7 @@ def _ddp_worker(rank, world_size, port, cfg, out):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from resizable import distributed
+    from resizable.utils import distributed
 
     run = _Run(cfg)
     run.run()

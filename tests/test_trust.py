@@ -79,7 +79,7 @@ def test_every_reader_of_user_files_refuses_code(tmp_path):
     from resizable.checkpoint import CheckpointError, read_torch_file
     from resizable.deploy.convert import convert_checkpoint
     from resizable.deploy.export import load_static
-    from resizable.options import resolve_options
+    from resizable.utils.options import resolve_options
 
     marker = tmp_path / "ran"
     evil = tmp_path / "evil.pt"

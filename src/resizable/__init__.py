@@ -19,7 +19,7 @@ from .evaluation.walker import calibrate_configs, evaluate_configs, forward_all
 from .sampling import ConfigSampler
 from .checkpoint import load_checkpoint, load_model, save_checkpoint, write_bank
 from .trained_run import TrainedRun, natural_input_size
-from .fileio import atomic_path, atomic_write_text
+from .utils.fileio import atomic_path, atomic_write_text
 
 __version__ = "0.1.0"
 

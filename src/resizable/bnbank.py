@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .layers import ScaleBatchNorm2d
-from .options import option
+from .utils.options import option
 
 __all__ = ["StatisticsBank", "BANK_FORMAT", "BN_STATISTICS", "check_bn_statistics", "bn_statistics_option", "prefix_row",
            "scale_batchnorms", "select", "size_report"]

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .bnbank import StatisticsBank, scale_batchnorms
-from .fileio import atomic_path
+from .utils.fileio import atomic_path
 from .fingerprint import first_non_finite, state_sha256, weights_sha256
 from .net import ResizableNet
 from .registry import create_model

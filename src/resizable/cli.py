@@ -100,7 +100,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         # an optional package imported where no check of the command expected it: still one line, exit 2
         if (e.name or "").split(".")[0] in ("resizable", ""):
             raise  # a broken installation of this library is a bug to report, with its traceback
-        from .optional import missing_dependency
+        from .utils.optional import missing_dependency
 
         print(f"resizable {args.command}: error: {missing_dependency(e, f'resizable {args.command}')}",
               file=sys.stderr)

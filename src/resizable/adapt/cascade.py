@@ -27,7 +27,7 @@ import torch
 from ..configs import Config, format_config, parse_config, shared_prefix
 from ..costs import part_costs
 from ..evaluation.walker import evaluating
-from ..fileio import atomic_write_text, read_text
+from ..utils.fileio import atomic_write_text, read_text
 from ..net import ResizableNet, SizeLike, to_size2d
 from .labels import AdaptError, ConfigOutcomes, PathLike, check_identity, model_identity
 

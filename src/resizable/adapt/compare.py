@@ -18,7 +18,7 @@ from ..bnbank import bn_statistics_option
 from ..configs import Config, format_config
 from ..costs import part_costs
 from ..data.splits import SplitPart, parse_split_part
-from ..options import check_options, option, required
+from ..utils.options import check_options, option, required
 from ..trained_run import TrainedRun
 from .cascade import Cascade, CascadeChoice, choose_cascades, save_cascade
 from .classifier import TrainedClassifier

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from ..configs import Config, format_config
 from ..deploy.fold import fold_bn as fold_batchnorm
 from ..deploy.static import export_pieces
-from ..fileio import atomic_path, atomic_write_text, read_text
+from ..utils.fileio import atomic_path, atomic_write_text, read_text
 from ..net import ResizableNet
 from .cascade import Cascade
 from .labels import PathLike

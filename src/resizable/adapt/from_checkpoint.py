@@ -13,7 +13,7 @@ from ..bnbank import bn_statistics_option
 from ..configs import parse_configs
 from ..data.splits import parse_split_part
 from ..nas.table_file import REQUIRED_COLUMNS, read_table
-from ..options import check_options, option, required
+from ..utils.options import check_options, option, required
 from ..trained_run import TrainedRun
 from ..deploy.export import ONNX_EXPORTERS
 from .cascade import CASCADE_FORMAT, Cascade, load_cascade

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from ..configs import Config, format_config
-from ..fileio import atomic_path, atomic_write_text
+from ..utils.fileio import atomic_path, atomic_write_text
 from .labels import ConfigOutcomes, PathLike
 
 __all__ = ["FrontPoint", "pareto_indices", "front_points", "nas_pick", "line_top1", "Setting", "pick_setting",

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
-from ..console import progress_enabled
+from ..utils.console import progress_enabled
 from ..data.splits import SplitPart, parse_split_part
 from ..trained_run import TrainedRun
 from .labels import PathLike
@@ -28,7 +28,7 @@ PART_SHARES: Dict[str, Tuple[float, float]] = {"labels": (0.0, 0.5), "knobs": (0
 def open_run(checkpoint: PathLike, device: str, bn_statistics: str, dataset: Optional[str] = None,
              data_dir: Optional[str] = None, input_size: Optional[int] = None) -> TrainedRun:
     """The run on ``device``, normalising with ``bn_statistics`` (labels, classifier and routing must agree)."""
-    from ..distributed import resolve_device
+    from ..utils.distributed import resolve_device
 
     run = TrainedRun.open(checkpoint, dataset=dataset, data_dir=data_dir, input_size=input_size)
     run.model.to(resolve_device(device))

@@ -23,7 +23,7 @@ def _options_class(step: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..options import add_dataclass_args, parse_floats
+    from ..utils.options import add_dataclass_args, parse_floats
 
     sub = parser.add_subparsers(dest="adapt_command", metavar="STEP")
     for name, (_, help_text) in _SUB.items():
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _label(opts) -> int:
     from ..adapt import label_checkpoint
-    from ..console import progress_enabled
+    from ..utils.console import progress_enabled
 
     from ..adapt import load_label_sets
 
@@ -116,7 +116,7 @@ def format_comparison(comparison) -> List[str]:
 
 def _eval(opts) -> int:
     from ..adapt.compare import evaluate_checkpoint
-    from ..console import progress_enabled
+    from ..utils.console import progress_enabled
     from ..training.run_folder import output_path
 
     if opts.out:
@@ -142,7 +142,7 @@ def _eval(opts) -> int:
 def _cascade(opts) -> int:
     from ..adapt.compare import cascade_checkpoint
     from ..configs import format_config
-    from ..console import progress_enabled
+    from ..utils.console import progress_enabled
 
     for choice, path in cascade_checkpoint(dataclasses.replace(opts, progress=progress_enabled(opts.progress))):
         steps = " > ".join(format_config(c) for c in choice.configs)
@@ -154,13 +154,13 @@ def _cascade(opts) -> int:
 
 
 def _write_json(path: str, obj: Any) -> None:
-    from ..fileio import atomic_write_text
+    from ..utils.fileio import atomic_write_text
 
     atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..options import resolve_options
+    from ..utils.options import resolve_options
 
     step = getattr(args, "adapt_command", None)
     if step is None:

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from ..options import check_options, option, required
+from ..utils.options import check_options, option, required
 
 HELP = "measure every configuration's BN statistics into the checkpoint (the statistics bank)"
 
@@ -30,7 +30,7 @@ class CalibrateOptions:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..options import add_dataclass_args
+    from ..utils.options import add_dataclass_args
 
     add_dataclass_args(parser, CalibrateOptions)
     parser.add_argument("run", nargs="?", metavar="RUN", help="run folder or checkpoint file (same as --checkpoint)")
@@ -50,7 +50,7 @@ def calibrate_checkpoint(opts: CalibrateOptions) -> dict:
 
     from ..bnbank import size_report
     from ..checkpoint import CHECKPOINT_NAME, AsTrainedStatisticsWarning, resolve_checkpoint, write_bank
-    from ..distributed import resolve_device
+    from ..utils.distributed import resolve_device
     from ..trained_run import TrainedRun
     from ..training.run_folder import hold_run_folder
 
@@ -73,7 +73,7 @@ def calibrate_checkpoint(opts: CalibrateOptions) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..options import resolve_options
+    from ..utils.options import resolve_options
 
     if args.run and getattr(args, "checkpoint", None) not in (None, args.run):
         raise ValueError(f"two checkpoints given: {args.run} and --checkpoint {args.checkpoint}; give one")

@@ -5,7 +5,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from ..options import check_options, option, required
+from ..utils.options import check_options, option, required
 
 HELP = ("turn trained weights (a torchvision/timm name plus a state_dict file, or a run of this project) into a "
         "checkpoint that train --init-checkpoint continues from")
@@ -30,14 +30,14 @@ class ConvertOptions:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..options import add_dataclass_args
+    from ..utils.options import add_dataclass_args
 
     add_dataclass_args(parser, ConvertOptions)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..deploy.convert import convert_checkpoint
-    from ..options import resolve_options
+    from ..utils.options import resolve_options
     from ..training.run_folder import output_path
 
     opts = resolve_options(ConvertOptions, args)

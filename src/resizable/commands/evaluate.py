@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-from ..fileio import atomic_path
+from ..utils.fileio import atomic_path
 
 HELP = "evaluate a checkpoint at listed configurations, or --all"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..evaluation.checkpoint_eval import EvalOptions
-    from ..options import add_dataclass_args
+    from ..utils.options import add_dataclass_args
 
     add_dataclass_args(parser, EvalOptions)
     parser.add_argument("--all", action="store_true", help="evaluate all k^N configurations")
@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluation.checkpoint_eval import EvalOptions, evaluate_checkpoint
-    from ..options import resolve_options
+    from ..utils.options import resolve_options
 
     from ..training.run_folder import output_path
 

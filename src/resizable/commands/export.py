@@ -15,7 +15,7 @@ _NOT_FOR_PIPELINES = ("config", "input_size", "calibrate_bn")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..adapt.from_checkpoint import PipelineExportOptions
     from ..deploy.export import ExportOptions
-    from ..options import add_dataclass_args
+    from ..utils.options import add_dataclass_args
 
     others = tuple(f.name for f in dataclasses.fields(ExportOptions) if f.name != "checkpoint")
     add_dataclass_args(parser, ExportOptions, exclude=others)  # --checkpoint, then --config, as before
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _pipeline(args: argparse.Namespace) -> int:
     from ..adapt.from_checkpoint import PipelineExportOptions, export_pipeline_checkpoint
-    from ..options import resolve_options
+    from ..utils.options import resolve_options
 
     given = [name for name in _NOT_FOR_PIPELINES if getattr(args, name, None)]
     if given:
@@ -53,7 +53,7 @@ def _pipeline(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     from ..configs import format_config
     from ..deploy.export import ExportOptions, export_checkpoint
-    from ..options import resolve_options
+    from ..utils.options import resolve_options
 
     if getattr(args, "adapt", None):
         return _pipeline(args)

@@ -7,14 +7,14 @@ HELP = "fine-tune one configuration (its BN branches and the shared weights); ev
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..options import add_dataclass_args
+    from ..utils.options import add_dataclass_args
     from ..nas.finetune import FinetuneOptions
 
     add_dataclass_args(parser, FinetuneOptions)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..options import resolve_options
+    from ..utils.options import resolve_options
     from ..nas.finetune import FinetuneOptions, finetune
 
     cfg = resolve_options(FinetuneOptions, args)

@@ -9,15 +9,15 @@ HELP = "measure the latency of each configuration's exported static network (med
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..nas.latency import LatencyOptions
-    from ..options import add_dataclass_args
+    from ..utils.options import add_dataclass_args
 
     add_dataclass_args(parser, LatencyOptions)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..console import progress_enabled
+    from ..utils.console import progress_enabled
     from ..nas.latency import LatencyOptions, latency_from_options
-    from ..options import resolve_options
+    from ..utils.options import resolve_options
 
     opts = resolve_options(LatencyOptions, args)
     table = latency_from_options(dataclasses.replace(opts, progress=progress_enabled(opts.progress)))

@@ -5,7 +5,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Optional
 
-from ..options import check_options, option, required
+from ..utils.options import check_options, option, required
 
 HELP = "the accuracy-vs-MACs (or latency) Pareto front of a table: printed, and plotted with --out"
 
@@ -27,14 +27,14 @@ class ParetoOptions:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..options import add_dataclass_args
+    from ..utils.options import add_dataclass_args
 
     add_dataclass_args(parser, ParetoOptions)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import warn_if_moved_on
-    from ..options import resolve_options
+    from ..utils.options import resolve_options
     from ..nas.lookup import pareto_front, plot_pareto, read_baselines
     from ..nas.table_file import REQUIRED_COLUMNS, Table, read_table
     from .search import format_rows, shown_columns

@@ -11,7 +11,7 @@ EXIT_UNREADABLE = 1  # some images could not be read (the rest were classified)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..inference.predict import PredictOptions
-    from ..options import add_dataclass_args
+    from ..utils.options import add_dataclass_args
 
     parser.usage = "resizable predict [options] RUN PATH [PATH ...]"
     parser.epilog = ("Exit status: 0 when every image was classified, 1 when some could not be read (one line "
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..inference.predict import PredictOptions, predict_images
-    from ..options import resolve_options
+    from ..utils.options import resolve_options
 
     inputs = list(args.inputs)
     given = {}

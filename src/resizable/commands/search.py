@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..options import check_options, option, required
+from ..utils.options import check_options, option, required
 
 HELP = "the most accurate configurations of a table that meet every constraint (MACs, latency, params)"
 
@@ -32,7 +32,7 @@ class SearchOptions:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..options import add_dataclass_args
+    from ..utils.options import add_dataclass_args
 
     add_dataclass_args(parser, SearchOptions)
     parser.add_argument("--max-mflops", dest="max_mmacs", type=float, default=argparse.SUPPRESS,
@@ -60,7 +60,7 @@ def shown_columns(table_columns: Sequence[str]) -> List[str]:
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import warn_if_moved_on
-    from ..options import resolve_options
+    from ..utils.options import resolve_options
     from ..configs import format_config
     from ..nas.lookup import search
     from ..nas.table_file import REQUIRED_COLUMNS, read_table

@@ -9,7 +9,7 @@ HELP = "evaluate every configuration of a checkpoint into a lookup table (resuma
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..options import add_dataclass_args
+    from ..utils.options import add_dataclass_args
 
     from ..nas.lookup import TableOptions
 
@@ -33,8 +33,8 @@ def _summary(table, path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..options import resolve_options
-    from ..console import progress_enabled
+    from ..utils.options import resolve_options
+    from ..utils.console import progress_enabled
     from ..nas.lookup import TableOptions, table_from_checkpoint
     from ..nas.table_file import merge_latency, merge_tables, read_table
 

@@ -9,7 +9,7 @@ HELP = ("train a resizable network (fair, sandwich, random or single sampling; i
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..options import add_dataclass_args
+    from ..utils.options import add_dataclass_args
     from ..training.trainer import TrainOptions
 
     parser.add_argument("--options-file", dest="config_file", metavar="YAML",
@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..options import resolve_options
-    from ..distributed import is_main_process
+    from ..utils.options import resolve_options
+    from ..utils.distributed import is_main_process
     from ..training.run_folder import resume_folder, saved_options
     from ..training.trainer import TrainOptions, train
 

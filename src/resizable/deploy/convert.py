@@ -28,7 +28,7 @@ from ..configs import format_config, parse_config
 from .torchvision import from_torchvision
 from ..layers import ScaleBatchNorm2d
 from ..net import DEFAULT_FACTORS, ResizableNet
-from ..optional import MissingDependency, missing_dependency
+from ..utils.optional import MissingDependency, missing_dependency
 from ..registry import create_model, list_models
 
 __all__ = ["convert_checkpoint", "spread_bn_branches"]

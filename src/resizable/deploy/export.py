@@ -31,16 +31,16 @@ from torch import nn
 
 from ..checkpoint import read_torch_file, warn_if_moved_on
 from ..fingerprint import weights_sha256
-from ..optional import ONNX_MODULES, missing_dependency, require
+from ..utils.optional import ONNX_MODULES, missing_dependency, require
 from ..configs import Config, format_config, parse_config
 from .static import export
-from ..fileio import atomic_path, atomic_write_text
+from ..utils.fileio import atomic_path, atomic_write_text
 from ..macs import count_macs
 from .fold import fold_bn as fold_batchnorm
 from ..training.run_folder import output_path
 from ..trained_run import natural_input_size
 from ..bnbank import bn_statistics_option
-from ..options import check_options, option, required
+from ..utils.options import check_options, option, required
 from ..net import ResizableNet, SizeLike, to_size2d
 from ..registry import create_model
 

@@ -6,10 +6,10 @@ from typing import Any, Dict, List, Optional
 
 from ..configs import CONFIG_SETS, format_config, parse_configs
 from ..costs import config_costs
-from ..distributed import resolve_device
+from ..utils.distributed import resolve_device
 from .walker import Calibration, evaluate
 from ..bnbank import bn_statistics_option
-from ..options import check_options, option, required
+from ..utils.options import check_options, option, required
 from ..trained_run import TrainedRun
 
 __all__ = ["EvalOptions", "evaluate_checkpoint"]

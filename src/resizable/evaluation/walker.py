@@ -471,7 +471,7 @@ def evaluate(
     """
     from tqdm import tqdm
 
-    from ..console import progress_enabled
+    from ..utils.console import progress_enabled
 
     configs = [model.check_config(c) for c in configs]
     try:

@@ -81,7 +81,7 @@ def source_kind(path: Path) -> str:
 
 def read_sidecar(path: Path) -> Dict[str, Any]:
     """A JSON sidecar as a dict; a file that is not a JSON object raises ``ValueError`` naming it."""
-    from ..fileio import read_text
+    from ..utils.fileio import read_text
 
     try:
         value = json.loads(read_text(path, "JSON sidecar"))

@@ -16,8 +16,8 @@ import torch
 from torch import Tensor
 
 from ..bnbank import BN_STATISTICS
-from ..fileio import atomic_path
-from ..options import check_options, option, required
+from ..utils.fileio import atomic_path
+from ..utils.options import check_options, option, required
 from .images import image_paths
 from .network import Network, NetworkChoice, source_kind
 from .output import OUTPUT_FORMATS, Prediction, make_writer, output_format
@@ -188,7 +188,7 @@ def predict_images(opts: PredictOptions, *, stdout: Optional[TextIO] = None, std
     Raises:
         ValueError: bad options, a source that is not a run or export, or no image files at all.
     """
-    from ..distributed import resolve_device
+    from ..utils.distributed import resolve_device
     from ..training.run_folder import output_path
 
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr

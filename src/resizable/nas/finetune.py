@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from ..distributed import resolve_device
+from ..utils.distributed import resolve_device
 from ..configs import format_config, parse_config
-from ..fileio import atomic_write_text
+from ..utils.fileio import atomic_write_text
 from ..evaluation.walker import Calibration, evaluate
 from ..bnbank import bn_statistics_option
-from ..options import check_options, option, required
+from ..utils.options import check_options, option, required
 from ..training.trainer import TrainOptions, train
 from ..trained_run import TrainedRun
 

@@ -31,7 +31,7 @@ from ..evaluation.walker import check_configs
 from .table_file import ARCH_IDENTITY, LATENCY_MAGIC, PathLike, Table, append_rows, model_meta, open_table
 from .runtimes import RUNTIMES, check_runtime, load_in_runtime, runtime_meta
 from ..net import ResizableNet, SizeLike, to_size2d
-from ..options import check_options, option
+from ..utils.options import check_options, option
 
 MEMORY_FORMATS = ("auto", "contiguous", "channels-last")
 

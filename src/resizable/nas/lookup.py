@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ..fileio import read_text
+from ..utils.fileio import read_text
 from ..configs import Config, format_config, parse_config
-from ..console import progress_enabled
+from ..utils.console import progress_enabled
 from ..training.run_folder import output_path
 from ..bnbank import bn_statistics_option
-from ..options import check_options, option
+from ..utils.options import check_options, option
 from ..costs import config_costs
 from ..data.datasets import make_loader
 from ..evaluation.walker import Calibration, evaluate_configs, topk_for
@@ -420,7 +420,7 @@ def table_from_checkpoint(opts: TableOptions) -> Tuple[Table, Path]:
     under torchrun, one shard per rank) this process writes ``shard_path(out, i, n)``; whichever
     shard finishes last merges all of them into ``out``. Returns the table written and its path.
     """
-    from ..distributed import launch_info, resolve_device
+    from ..utils.distributed import launch_info, resolve_device
     from ..trained_run import TrainedRun
 
     if not opts.checkpoint:

@@ -17,7 +17,7 @@ import torch
 from ..deploy.export import export_to_file
 from ..deploy.static import export
 from ..net import ResizableNet, SizeLike, to_size2d
-from ..optional import ONNX_MODULES, require
+from ..utils.optional import ONNX_MODULES, require
 
 __all__ = ["RUNTIMES", "check_runtime", "runtime_description", "runtime_meta", "load_in_runtime", "OnnxRuntimeModule"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..configs import Config, all_configs, format_config, format_factor, parse_config
-from ..fileio import atomic_write_text, read_text
+from ..utils.fileio import atomic_write_text, read_text
 from ..fingerprint import weights_sha256  # the one weights identity (tables record it)
 from ..net import ResizableNet, SizeLike, to_size2d
 

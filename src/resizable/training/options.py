@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional, Tuple
 from .step import DISTILL_MODES, LOSS_REDUCTIONS
 from .warmstart import WARM_STARTS, WARM_TEACHERS
 from ..data.imagefolder import BAD_IMAGES
-from ..options import check_options, option
+from ..utils.options import check_options, option
 from ..sampling import SAMPLING_MODES
 
 __all__ = ["TrainOptions", "SCHEDULES", "RECIPES", "LOSS_REDUCTIONS"]

@@ -27,8 +27,8 @@ from typing import IO, Any, Dict, Optional, Tuple, Type
 import yaml
 
 from ..checkpoint import CHECKPOINT_NAME, load_checkpoint, run_options
-from ..options import options_to_dict, write_options, yaml_problem
-from ..fileio import atomic_write_text
+from ..utils.options import options_to_dict, write_options, yaml_problem
+from ..utils.fileio import atomic_write_text
 
 __all__ = ["SAFE_ON_RESUME", "RUN_FILES", "OWN_FILES", "output_path", "resume_folder", "saved_options", "resume_changes", "record_resume",
            "check_new_run_folder", "flag", "LOCK_NAME", "RunFolderBusy", "hold_run_folder"]

@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..fileio import atomic_write_text
+from ..utils.fileio import atomic_write_text
 
 __all__ = ["STEPS_FILE", "StepLog", "read_steps", "loss_climbs"]
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ..optional import require
+from ..utils.optional import require
 
 __all__ = ["TENSORBOARD_MODULES", "TensorBoardLog", "require_tensorboard"]
 
@@ -35,7 +35,7 @@ _EVENT_TIME = re.compile(r"events\.out\.tfevents\.(\d+)\.")
 
 
 def require_tensorboard() -> None:
-    """Raise :class:`~resizable.optional.MissingDependency` (one line, with the install command) unless the
+    """Raise :class:`~resizable.utils.optional.MissingDependency` (one line, with the install command) unless the
     ``tensorboard`` package imports."""
     require(TENSORBOARD_MODULES, "--tensorboard")
 

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .. import distributed
+from ..utils import distributed
 from .cost import TrainingCost
 from .memory_format import MemoryFormatChoice, auto_memory_format
 from .schedule import build_optimizer, lr_factor
@@ -28,12 +28,12 @@ from .teacher import load_teacher, teacher_probs
 from .warmstart import WarmStart
 from ..bnbank import scale_batchnorms
 from ..checkpoint import CHECKPOINT_NAME, check_model_fits, load_checkpoint, load_weights, save_checkpoint
-from ..options import write_options
-from ..console import progress_enabled
+from ..utils.options import write_options
+from ..utils.console import progress_enabled
 from ..data.datasets import dataset_info, load_dataset, make_loader
 from ..configs import format_config, parse_configs
 from ..evaluation.walker import Calibration, evaluate
-from ..fileio import atomic_write_text
+from ..utils.fileio import atomic_write_text
 from ..data.imagefolder import scan_images
 from ..registry import create_model
 from .run_folder import (check_new_run_folder, hold_run_folder, record_resume, resume_changes, resume_folder,
