@@ -185,7 +185,7 @@ def test_one_number_per_configuration_in_every_path(tiny_fmnist, tmp_path, capsy
     from resizable.adapt.routing import Adapter
     from resizable.data.readers import load_fashion_mnist
     from resizable.deploy.export import ExportOptions, export_checkpoint
-    from resizable.evaluation.checkpoint_eval import EvalOptions, evaluate_checkpoint
+    from resizable.commands.evaluate import EvalOptions, evaluate_checkpoint
     from resizable.nas.lookup import TableOptions, table_from_checkpoint
     from resizable.trained_run import TrainedRun
     from resizable.training.trainer import TrainOptions, train

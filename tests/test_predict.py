@@ -91,7 +91,7 @@ def _csv_top1(path, by_name=False):
 
 
 def _eval_top1(run, config, **kwargs):
-    from resizable.evaluation.checkpoint_eval import EvalOptions, evaluate_checkpoint
+    from resizable.commands.evaluate import EvalOptions, evaluate_checkpoint
 
     return evaluate_checkpoint(EvalOptions(checkpoint=str(run), configs=config, progress=False, **kwargs))[0]["top1_pct"]
 

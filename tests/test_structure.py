@@ -1,6 +1,6 @@
-"""The package's layout rules, checked on its source: no import cycle, no private name used across
-modules, no module much over 500 lines, evaluation that works under ``torch.inference_mode``, and code
-outside the library (benchmarks, experiments, scripts) that uses its public names only."""
+"""The package's layout rules, checked on its source: imports that point down the floors, no import cycle,
+no private name used across modules, no module much over 500 lines, evaluation that works under
+``torch.inference_mode``, and code outside the library (benchmarks, experiments, scripts) that uses its public names only."""
 import pytest
 import ast
 import importlib
@@ -96,6 +96,60 @@ def test_no_private_name_crosses_a_module_boundary():
                     and node.attr.startswith("_") and not node.attr.startswith("__") and node.value.id != "torch":
                 offences.append(f"{name} uses {node.value.id}.{node.attr}")
     assert not offences, offences
+
+
+# The floors of the house, from the ground up (docs/design.md, "Modules"): a room is a top-level module or a folder,
+# and it imports only rooms on its own floor or below. A new room has to be given its floor here.
+FLOORS = [
+    ("utils",),
+    ("configs", "layers", "fingerprint"),
+    ("bnbank",),
+    ("net",),
+    ("registry", "sampling", "macs"),
+    ("checkpoint",),
+    ("data",),
+    ("evaluation",),
+    ("costs",),
+    ("trained_run",),
+    ("training",),
+    ("deploy",),
+    ("models",),
+    ("nas",),
+    ("adapt",),
+    ("inference",),
+    ("__init__",),  # the package's face: `import resizable`
+    ("commands",),
+    ("cli", "__main__"),
+]
+
+
+def _room(module):
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _arrows_up(graph, floors):
+    """Every import that runs from a lower floor to a higher one, and every room that stands on no floor."""
+    floor = {room: i for i, rooms in enumerate(floors) for room in rooms}
+    offences = sorted({f"{_room(m)} stands on no floor" for m in graph if _room(m) not in floor})
+    for m, deps in sorted(graph.items()):
+        for d in sorted(deps):
+            a, b = _room(m), _room(d)
+            if a in floor and b in floor and floor[b] > floor[a]:
+                offences.append(f"{m} imports {d}: {b} stands above {a}")
+    return offences
+
+
+def test_imports_point_down():
+    _, graph = _graph()
+    assert not _arrows_up(graph, FLOORS), _arrows_up(graph, FLOORS)
+
+
+def test_the_direction_check_can_fail():
+    graph = {"resizable.net": {"resizable.configs", "resizable.training.trainer"},
+             "resizable.training.trainer": {"resizable.net"}, "resizable.attic.box": set()}
+    assert _arrows_up(graph, FLOORS) == [
+        "attic stands on no floor", "resizable.net imports resizable.training.trainer: training stands above net"]
 
 
 def test_the_private_name_check_can_fail(tmp_path):

@@ -107,7 +107,7 @@ def _curve(run: Path) -> List[Dict[str, Any]]:
 
 def _table(ctx: Context, run: Path, step: Step, kind: str) -> Dict[str, Any]:
     from resizable import format_config
-    from resizable.evaluation import EvalOptions, evaluate_checkpoint
+    from resizable.commands import EvalOptions, evaluate_checkpoint
     from resizable.nas import TableOptions, table_from_checkpoint
 
     split, calibrated, which = EVALS[kind]
@@ -322,6 +322,8 @@ def run_select_lr(ctx: Context, step: Step) -> Dict[str, Any]:
 
 def resolve(ctx: Context, step: Step) -> Step:
     """The step with its choices made: ``params["lr_from"]`` names a finished selection step whose lr it takes."""
+    if step.params.get("pick_from") or step.params.get("narrow_from"):
+        return _resolve_app(ctx, step)
     source = step.params.get("lr_from")
     if not source:
         return step
@@ -331,6 +333,21 @@ def resolve(ctx: Context, step: Step) -> Step:
     return replace_train(step, lr=float(chosen["chosen"]["lr"]))
 
 
+def _resolve_app(ctx: Context, step: Step) -> Step:
+    """A run trained alone at a choice made on val: the pick under a budget (``pick_from``), or the family's
+    widths scaled to a budget (``narrow_from``); see :mod:`apps`."""
+    from .apps import budgets_of, narrow_widths, pick_of
+
+    i, params = step.params["budget_index"], step.params
+    if params.get("pick_from"):
+        config = pick_of(ctx, params["pick_from"], params["budgets_from"], i)
+        return replace_train(step, single_config=tuple(float(f) for f in config.split(",")), eval_configs=config)
+    budget = budgets_of(ctx, params["narrow_from"])["nas"][i]
+    widths, _ = narrow_widths({**ctx.protocol.train_args(), **step.train}, budget)
+    return replace_train(step, model_args={**ctx.protocol.model_args, **step.train.get("model_args", {}),
+                                           "widths": widths})
+
+
 def run_timing(ctx: Context, step: Step) -> Dict[str, Any]:
     """T8: fair against random sampling, timed back to back in one process (:mod:`timing`)."""
     from .timing import sampling_seconds
@@ -338,7 +355,34 @@ def run_timing(ctx: Context, step: Step) -> Dict[str, Any]:
     return sampling_seconds(ctx.protocol, step.seed, ctx.data_dir, **step.params)
 
 
-RUNNERS = {"train": run_training, "adapt": run_adapt, "select": run_select_lr, "timing": run_timing}
+def run_app(ctx: Context, step: Step) -> Dict[str, Any]:
+    """The applications' steps on the default recipe's network (:mod:`apps`, :mod:`fig3d_front`)."""
+    from .apps import run_finetune, run_tables
+    from .fig3d_front import run_adapt_front
+
+    return {"tables": run_tables, "finetune": run_finetune, "adapt_front": run_adapt_front}[step.kind](ctx, step)
+
+
+RUNNERS = {"train": run_training, "adapt": run_adapt, "select": run_select_lr, "timing": run_timing,
+           "tables": run_app, "finetune": run_app, "adapt_front": run_app}
+
+
+def kept_weights(ctx: Context, name: str) -> Path:
+    """The kept weights of a finished step; kept now from its run folder when it finished before it kept them."""
+    path = ctx.weights_path(name)
+    if path.is_file():
+        return path
+    run, done = Path(ctx.work) / name, load_result(ctx, name)
+    if done is None:
+        raise ValueError(f"{name} has not finished: its weights are not there yet")
+    if not (run / "checkpoint.pt").is_file():
+        raise ValueError(f"{name} finished without keeping its weights, and its run folder {run} is not on this "
+                         f"machine: delete {ctx.result_path(name)} to train it again (it keeps them this time)")
+    from resizable import atomic_write_text
+
+    done["weights"] = _keep_weights(ctx, run, name)
+    atomic_write_text(ctx.result_path(name), json.dumps(done, indent=1, default=str) + "\n")
+    return path
 
 
 def execute(ctx: Context, step: Step) -> str:

@@ -95,7 +95,7 @@ def run_demo(cfg: DemoOptions) -> Path:
 
     from ..registry import create_model
     from ..training.trainer import TrainOptions, train
-    from ..evaluation.checkpoint_eval import EvalOptions, evaluate_checkpoint
+    from .evaluate import EvalOptions, evaluate_checkpoint
 
     start = time.perf_counter()
     name = cfg.name or f"demo-{time.strftime('%Y%m%d-%H%M%S')}"

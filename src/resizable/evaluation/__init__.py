@@ -1,8 +1,7 @@
 """Evaluation: many configurations at once over the configuration tree (``walker``), one configuration's
-BN statistics (``calibrate``), and ``resizable eval`` (``checkpoint_eval``)."""
+BN statistics (``calibrate``), the statistics bank measured on the tree (``bank``)."""
 from .bank import BANK_BATCH_SIZE, BANK_BATCHES, build_bank
-from .checkpoint_eval import EvalOptions, evaluate_checkpoint
 from .walker import accuracy, evaluate_naive
 
-__all__ = ["EvalOptions", "evaluate_checkpoint", "build_bank", "BANK_BATCHES", "BANK_BATCH_SIZE", "accuracy",
+__all__ = ["build_bank", "BANK_BATCHES", "BANK_BATCH_SIZE", "accuracy",
            "evaluate_naive"]
