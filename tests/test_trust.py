@@ -128,15 +128,16 @@ def test_outputs_name_folders_and_never_a_runs_own_files(tiny_fmnist, tmp_path, 
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")  # some 100 steps of a tiny model: a second thread only waits
 def test_divergence_stops_at_the_step_and_keeps_the_last_epoch(tiny_fmnist, tmp_path, capsys):
     out = tmp_path / "runs"
-    # Weight decay 1 at lr 1000 multiplies every weight by about -1000 per step, so the weights (and the loss with
-    # them) overflow within a few steps on any CPU, well inside an epoch of 20 steps; how the loss grows at the
-    # default decay depends on the CPU's arithmetic. --divergence-ratio 0 leaves the non-finite loss as the only
-    # stop (a loss exploding while finite, and an epoch leaving non-finite state, have their own tests).
+    # Weight decay 1 at lr 1000 multiplies every weight by about -1000 per step, so the loss overflows within a few
+    # steps (5 here) on any CPU, well inside an epoch of 12; how the loss grows at the default decay depends on the
+    # CPU's arithmetic. --divergence-ratio 0 leaves the non-finite loss as the only stop (a loss exploding while
+    # finite, and an epoch leaving non-finite state, have their own tests).
     base = ["--data-dir", tiny_fmnist, "--out-dir", str(out), "--name", "r", "--model", "resnet20", "--model-args",
-            "{widths: [4, 8, 8]}", "--max-steps-per-epoch", "20", "--eval-calibrate-bn", "0", "--eval-configs",
-            "minmax", "--no-progress", "--batch-size", "16", "--weight-decay", "1", "--divergence-ratio", "0"]
+            "{widths: [4, 8, 8]}", "--max-steps-per-epoch", "12", "--eval-calibrate-bn", "0", "--eval-configs",
+            "minmax", "--no-progress", "--batch-size", "32", "--weight-decay", "1", "--divergence-ratio", "0"]
     assert main(["train", "--epochs", "2", "--lr", "0.05"] + base) == 0
     run = out / "r"
     kept = (run / "checkpoint.pt").read_bytes()
@@ -184,6 +185,7 @@ def test_the_divergence_threshold_is_relative_to_the_runs_start_and_said_in_help
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
 def test_a_loss_exploding_while_finite_stops_the_run(tiny_fmnist, tmp_path, capsys):
     out = tmp_path / "runs"
     base = ["--data-dir", tiny_fmnist, "--out-dir", str(out), "--name", "r"] + TINY[:4] + [
@@ -211,6 +213,7 @@ def test_a_loss_exploding_while_finite_stops_the_run(tiny_fmnist, tmp_path, caps
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("where", ["bn", "optimizer"])
 def test_an_epoch_leaving_non_finite_state_stops_before_writing(tiny_fmnist, tmp_path, capsys, monkeypatch, where):
     """The loss stays finite while the state goes non-finite (injected in the last step of epoch 2): the run

@@ -19,6 +19,7 @@ from resizable.evaluation.bank import build_bank
 from resizable.fingerprint import state_sha256, weights_sha256
 
 KW = dict(num_classes=10, in_chans=1, widths=[4, 8, 8])
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: a second thread only waits
 
 
 def _loader(n=2, batch=8):
