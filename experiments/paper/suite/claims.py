@@ -384,5 +384,6 @@ TITLES = {"recipes": "T1 with every side tuned on val: the chosen recipe and the
           "t9": "T9 (Table 9): scale-aware BN against one shared BN",
           "t11": "T11 + T8 (Tables 11, 8): fair against random sampling",
           "t2": "T2 (Table 2): Resizable-Aug against the plain baseline",
+          "fig3abc": "Fig 3(a)-(c), Table B: Resizable-NAS, searched and fine-tuned, against the baselines",
           "fig3d": "Fig 3d: Resizable-Adapt against the NAS Pareto front",
           "beyond": "Beyond the paper: from a trained network; in-place distillation"}

@@ -14,7 +14,7 @@ WORK = Path("runs") / "paper"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="experiments/paper/run.py", description="The paper's claims on Fashion-MNIST.")
     p.add_argument("--claims", default="all", help="all, or a comma-separated list of: recipes, curve, t1, "
-                                                   "fig5, t9, t11, t2, fig3d, beyond")
+                                                   "fig5, t9, t11, t2, fig3abc, fig3d, beyond")
     p.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
     p.add_argument("--headline-seeds", default=None,
                    help="recipes claim: more seeds for the headline row only (full regime: the networks alone and "

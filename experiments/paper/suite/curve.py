@@ -54,6 +54,14 @@ def _rs(p: Protocol, selection: Dict[str, Any], epochs: int, seed: int) -> Step:
     return Step(reuse.get(epochs, f"curve-rs-e{epochs}-s{seed}"), seed=seed, train=opts, evals=("test_cal",))
 
 
+def default_network(p: Protocol, selection: Dict[str, Any], seed: int) -> Step:
+    """The default recipe's RS network at E epochs (this curve's first RS point), its weights kept for the
+    applications (Fig 3(a)-(d)); keeping them does not change the step's key."""
+    import dataclasses
+
+    return dataclasses.replace(_rs(p, selection, p.epochs, seed), keep_weights=True)
+
+
 def curve_seeds(seeds: Sequence[int]) -> List[int]:
     return list(seeds)[:CURVE_SEEDS]
 

@@ -148,7 +148,7 @@ def analyse_fig3d(p: Protocol, seeds: Sequence[int], results: Results) -> Dict[s
         "images that rule sends to the cheapest one, and Adapt becomes that one configuration plus its "
         "classifier's cost.",
         "",
-        verdict_line("Fig 3d", main, "statistics bank: Adapt minus NAS at equal mean MACs, no budget, classifier "
+        verdict_line("Fig 3d earlier network", main, "statistics bank: Adapt minus NAS at equal mean MACs, no budget, classifier "
                                       "seeds averaged"),
     ]
     return {"json": data, "md": md, "flags": {}}

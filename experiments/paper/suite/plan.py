@@ -25,7 +25,7 @@ from .runs import cfg
 from .protocol import Protocol
 from .steps import Step
 
-CLAIMS = ("recipes", "curve", "t1", "fig5", "t9", "t11", "t2", "fig3d", "beyond")
+CLAIMS = ("recipes", "curve", "t1", "fig5", "t9", "t11", "t2", "fig3abc", "fig3d", "beyond")
 # the costliest row runs fewer seeds when the suite would not fit its time (say so in the report)
 COSTLY_SEEDS = {"rs2x": 2}
 # the converted twin is fine-tuned, not trained from scratch: its lr is chosen on val among these multiples

@@ -23,12 +23,17 @@ def _mean_table(results: Results, names: Sequence[str], kind: str) -> Dict[str, 
 
 
 def plot_claim(claim: str, p: Protocol, seeds: Sequence[int], results: Results, out: Path) -> Optional[Path]:
-    """The claim's figure (t1, fig5, fig3d, t2); None for the others or when nothing is there to plot."""
+    """The claim's figure (t1, fig5, fig3abc, fig3d, t2); None for the others or when nothing is there to plot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if claim in ("fig3abc", "fig3d"):  # the applications on the default recipe's network
+        from .fig3abc import plot_fig3abc
+        from .fig3d_front import plot_fig3d_front
+
+        return (plot_fig3abc if claim == "fig3abc" else plot_fig3d_front)(p, seeds, results, out)
     costs = mmacs(results, f"rs-s{seeds[0]}", "test_cal") or mmacs(results, f"rs-s{seeds[0]}", "test_raw")
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     if claim == "t1":

@@ -39,10 +39,16 @@ def parse_seeds(text: str) -> List[int]:
 def unique_steps(steps: Sequence[Step]) -> List[Step]:
     """Each step once (claims share runs: the curve's first points are the recipes claim's); one name planned with
     two different definitions is an error, not a silent choice."""
+    import dataclasses
+
     out: Dict[str, Step] = {}
     for s in steps:
-        if s.name in out and out[s.name] != s:
-            raise ValueError(f"step {s.name} is planned twice with different options")
+        if s.name in out:
+            # keeping the weights is not an option of the run (not in its key): a claim that needs them asks for them
+            kept = out[s.name].keep_weights or s.keep_weights
+            if dataclasses.replace(out[s.name], keep_weights=kept) != dataclasses.replace(s, keep_weights=kept):
+                raise ValueError(f"step {s.name} is planned twice with different options")
+            out[s.name] = dataclasses.replace(out[s.name], keep_weights=kept)
         out.setdefault(s.name, s)
     return list(out.values())
 
@@ -121,7 +127,7 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
     ctx = Context(protocol, str(work), str(results_dir), data_dir, args.threads, args.resume, device=args.device)
     analyses = dict(ANALYSES)
     steps = plan(protocol, seeds, [c for c in claims if c not in ("recipes", "curve")])
-    if "recipes" in claims or "curve" in claims:  # the screening first (resumable): every side's tuned point
+    if {"recipes", "curve", "fig3abc", "fig3d"} & set(claims):  # the screening first: every side's tuned point
         selection = screened(protocol, work, results_dir, data_dir, args, complete="recipes" in claims)
     if "recipes" in claims:
         more = parse_seeds(args.headline_seeds) if args.headline_seeds and not protocol.quick else []
@@ -132,6 +138,16 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
 
         steps = steps + plan_curve(protocol, seeds, selection)
         analyses["curve"] = functools.partial(analyse_curve, selection=selection)
+    if {"fig3abc", "fig3d"} & set(claims):  # on the default recipe's network (the curve's first RS point)
+        from .fig3abc import analyse_fig3abc, plan_fig3abc
+        from .fig3d_front import analyse_fig3d, plan_fig3d_front
+
+        if "fig3abc" in claims:
+            steps = steps + plan_fig3abc(protocol, seeds, selection)
+            analyses["fig3abc"] = functools.partial(analyse_fig3abc, selection=selection)
+        if "fig3d" in claims:
+            steps = steps + plan_fig3d_front(protocol, seeds, selection)
+            analyses["fig3d"] = analyse_fig3d
     steps = unique_steps(steps)
     if not args.report_only:
         run_steps(ctx, steps, args.jobs)
