@@ -5,14 +5,13 @@ factor; trained once (fair sampling, scale-aware batch norm), run at any of its 
 configurations.
 """
 from .evaluation.calibrate import calibrate_bn
-from .deploy.torchvision import from_torchvision
 from .deploy.export import export_to_file, load_static
 from .deploy.static import export
 from .macs import FlopsReport, MacsReport, count_flops, count_macs, count_params
 from .deploy.fold import fold_bn
 from .layers import FixedResize2d, ResizableStage, Resize2d, ScaleBatchNorm2d
 from .net import DEFAULT_FACTORS, ResizableNet
-from .registry import create_model, list_models, register_model
+from .registry import create_model, from_torchvision, list_models, register_model
 from . import models  # noqa: E402,F401  (registers every model family and its torchvision converter)
 from .configs import format_config, parse_config
 from .evaluation.walker import calibrate_configs, evaluate_configs, forward_all

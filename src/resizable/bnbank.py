@@ -29,26 +29,12 @@ import torch
 from torch import nn
 
 from .layers import ScaleBatchNorm2d
-from .utils.options import option
 
-__all__ = ["StatisticsBank", "BANK_FORMAT", "BN_STATISTICS", "check_bn_statistics", "bn_statistics_option", "prefix_row",
+__all__ = ["StatisticsBank", "BANK_FORMAT", "BN_STATISTICS", "prefix_row",
            "scale_batchnorms", "select", "size_report"]
 
 BANK_FORMAT = 1
 BN_STATISTICS = ("bank", "as-trained")  # what an eval-mode forward normalises with
-
-
-def check_bn_statistics(which: str) -> str:
-    """``which`` when it is one of :data:`BN_STATISTICS`, else a ``ValueError`` naming them."""
-    if which not in BN_STATISTICS:
-        raise ValueError(f"unknown BN statistics {which!r}; accepted: {', '.join(BN_STATISTICS)}")
-    return which
-
-
-def bn_statistics_option(what: str = "BN statistics: bank (each configuration its own, from the checkpoint's "
-                                      "statistics bank) or as-trained (the running averages)") -> Any:
-    """The ``--bn-statistics bank|as-trained`` option of the commands that run a trained network."""
-    return option("bank", what, choices=BN_STATISTICS)
 
 
 def prefix_row(index: Sequence[int], k: int) -> int:

@@ -11,9 +11,8 @@ import itertools
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .configs import Config
-from .evaluation.walker import check_configs
 from .macs import count_macs
-from .net import ResizableNet, SizeLike
+from .net import ResizableNet, SizeLike, check_configs
 
 __all__ = ["part_costs", "config_costs"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -14,7 +14,7 @@ from .fingerprint import weights_sha256
 from .configs import Config, all_configs
 from .layers import ResizableStage, ScaleBatchNorm2d, Size2d
 
-__all__ = ["ResizableNet", "DEFAULT_FACTORS", "Config", "check_factors", "to_size2d", "scaled_size"]
+__all__ = ["ResizableNet", "DEFAULT_FACTORS", "Config", "check_factors", "check_configs", "to_size2d", "scaled_size"]
 
 DEFAULT_FACTORS: Tuple[float, ...] = (0.45, 0.65, 0.85, 1.0)
 SizeLike = Union[int, Sequence[int]]
@@ -244,7 +244,8 @@ class ResizableNet(nn.Module):
 
     def set_bn_statistics(self, which: str) -> None:
         """``"bank"`` (the default when a bank is attached) or ``"as-trained"``: the running averages."""
-        bnbank.check_bn_statistics(which)
+        if which not in bnbank.BN_STATISTICS:  # a Python caller's value; the commands' options check their own
+            raise ValueError(f"unknown BN statistics {which!r}; accepted: {', '.join(bnbank.BN_STATISTICS)}")
         if which == "bank" and self._bank is None:
             raise ValueError("this model has no statistics bank: build one with resizable.build_bank (or "
                              "`resizable calibrate RUN`) and attach it with attach_bank, or use 'as-trained'")
@@ -365,3 +366,13 @@ class ResizableNet(nn.Module):
 
     def extra_repr(self) -> str:
         return f"factors={self.factors}, num_stages={self.num_stages}, config={self.config}"
+
+
+def check_configs(model: ResizableNet, configs: Optional[Iterable[Sequence[float]]]) -> List[Config]:
+    """``configs`` checked against the model (default: all ``k^N``); they must be distinct."""
+    if configs is None:
+        return model.configs()
+    out = [model.check_config(c) for c in configs]
+    if len(set(out)) != len(out):
+        raise ValueError("configurations must be distinct")
+    return out

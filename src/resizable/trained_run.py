@@ -28,12 +28,20 @@ from typing import Any, Dict, Optional
 
 from torch.utils.data import DataLoader, Dataset
 
-from .bnbank import StatisticsBank, check_bn_statistics
+from .bnbank import BN_STATISTICS, StatisticsBank
 from .checkpoint import CHECKPOINT_NAME, check_model_fits, load_model, resolve_checkpoint, run_options
 from .net import ResizableNet
 from .data.splits import ValSplit, default_split, load_split, val_split_of
+from .utils.options import option
 
-__all__ = ["TrainedRun", "natural_input_size"]
+__all__ = ["TrainedRun", "natural_input_size", "bn_statistics_option"]
+
+
+def bn_statistics_option(what: str = "BN statistics: bank (each configuration its own, from the checkpoint's "
+                                      "statistics bank) or as-trained (the running averages)") -> Any:
+    """The ``--bn-statistics bank|as-trained`` option of the commands that run a trained network: the one check
+    of a value that comes from the command line, a YAML file or an options dataclass."""
+    return option("bank", what, choices=BN_STATISTICS)
 
 CALIBRATION_SEED = 0
 
@@ -200,7 +208,6 @@ class TrainedRun:
         """Make the network normalise with ``which`` statistics (``bank`` or ``as-trained``) and return the
         basis in words, as results record it (``bn_statistics``). ``bank`` on a checkpoint without one falls
         back to the running averages and says so."""
-        check_bn_statistics(which)
         if which == "bank" and self.model.bank is None:
             why = ("its statistics bank belongs to other weights" if self.payload.get("bn_bank") is not None
                    else "no statistics bank in it")

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..bnbank import bn_statistics_option
+from ..trained_run import bn_statistics_option
 from ..configs import Config, format_config
 from ..costs import part_costs
 from ..data.splits import SplitPart, parse_split_part

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from ..bnbank import bn_statistics_option
+from ..trained_run import bn_statistics_option
 from ..configs import parse_configs
 from ..data.splits import parse_split_part
 from ..nas.table_file import REQUIRED_COLUMNS, read_table

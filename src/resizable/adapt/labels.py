@@ -26,8 +26,8 @@ from ..checkpoint import atomic_save
 from ..configs import Config, format_config, format_factor, parse_config
 from ..costs import config_costs
 from ..macs import count_macs
-from ..evaluation.walker import ConfigTreeWalker, batches, check_configs, evaluating
-from ..net import ResizableNet, SizeLike, to_size2d
+from ..evaluation.walker import ConfigTreeWalker, batches, evaluating
+from ..net import ResizableNet, SizeLike, check_configs, to_size2d
 from ..nas.table_file import arch_sha256, weights_sha256
 
 __all__ = ["LABELS_FORMAT", "RULES", "AdaptError", "check_choice", "ConfigOutcomes", "config_outcomes",

@@ -7,7 +7,7 @@ import csv
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from ..bnbank import bn_statistics_option
+from ..trained_run import bn_statistics_option
 from ..configs import CONFIG_SETS, format_config, parse_configs
 from ..costs import config_costs
 from ..evaluation.walker import Calibration, evaluate

@@ -4,7 +4,7 @@ Two sources:
 
 - a torchvision (or, when ``timm`` is installed, a timm) model name plus a local weights file (a
   ``state_dict`` saved with ``torch.save(model.state_dict(), path)``): the plain network is built,
-  its weights loaded, and :func:`resizable.deploy.torchvision.from_torchvision` gives the ResizableNet whose
+  its weights loaded, and :func:`resizable.from_torchvision` gives the ResizableNet whose
   all-max configuration computes what the plain network computes (every BN branch starts as a copy
   of the plain BN);
 - a checkpoint or run folder of this project, e.g. a network trained at one configuration
@@ -25,11 +25,10 @@ from torch import nn
 
 from ..checkpoint import (load_checkpoint, load_weights, read_torch_file, save_checkpoint)
 from ..configs import format_config, parse_config
-from .torchvision import from_torchvision
 from ..layers import ScaleBatchNorm2d
 from ..net import DEFAULT_FACTORS, ResizableNet
 from ..utils.optional import MissingDependency, missing_dependency
-from ..registry import create_model, list_models
+from ..registry import create_model, from_torchvision, list_models
 
 __all__ = ["convert_checkpoint", "spread_bn_branches"]
 

@@ -39,7 +39,7 @@ from ..macs import count_macs
 from .fold import fold_bn as fold_batchnorm
 from ..training.run_folder import output_path
 from ..trained_run import natural_input_size
-from ..bnbank import bn_statistics_option
+from ..trained_run import bn_statistics_option
 from ..utils.options import check_options, option, required
 from ..net import ResizableNet, SizeLike, to_size2d
 from ..registry import create_model

@@ -20,10 +20,9 @@ from torch import nn
 
 from .calibrate import active_batchnorms
 from ..configs import Config, format_config
-from ..net import ResizableNet
+from ..net import ResizableNet, check_configs
 
 __all__ = [
-    "check_configs",
     "evaluating",
     "batches",
     "autocast",
@@ -38,16 +37,6 @@ __all__ = [
     "accuracy",
     "evaluate",
 ]
-
-
-def check_configs(model: ResizableNet, configs: Optional[Iterable[Sequence[float]]]) -> List[Config]:
-    """``configs`` checked against the model (default: all ``k^N``); they must be distinct."""
-    if configs is None:
-        return model.configs()
-    out = [model.check_config(c) for c in configs]
-    if len(set(out)) != len(out):
-        raise ValueError("configurations must be distinct")
-    return out
 
 
 @contextlib.contextmanager

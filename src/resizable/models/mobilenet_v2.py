@@ -29,10 +29,9 @@ from typing import Callable, List, Optional, Sequence
 import torch
 from torch import nn
 
-from ..deploy.torchvision import register_converter
 from ..layers import Resize2d, resize_factory, plain_norm, scale_norm
 from ..net import ResizableNet
-from ..registry import register_model
+from ..registry import register_converter, register_model
 from ._common import (NormFactory, check_counts, NormLayer, build_staged_features, conv_norm_act, init_weights,
                       make_divisible, split_stages)
 

@@ -8,8 +8,7 @@ from torch import nn
 
 from ..layers import Resize2d, resize_factory, ResizableStage, plain_norm, scale_norm
 from ..net import DEFAULT_FACTORS, ResizableNet
-from ..deploy.torchvision import register_converter
-from ..registry import register_model
+from ..registry import register_converter, register_model
 from ._common import check_counts, init_weights
 
 __all__ = ["ResizableResNet", "BasicBlock", "Bottleneck"]

@@ -16,10 +16,9 @@ from typing import Callable, List, Optional, Sequence
 import torch
 from torch import nn
 
-from ..deploy.torchvision import register_converter
 from ..layers import Resize2d, resize_factory, ResizableStage, plain_norm, scale_norm
 from ..net import DEFAULT_FACTORS, ResizableNet
-from ..registry import register_model
+from ..registry import register_converter, register_model
 from ._common import NormFactory, NormLayer, check_counts, conv_norm_act, init_weights
 
 __all__ = ["ResizableShuffleNetV2", "ShuffleUnit", "channel_shuffle"]

@@ -18,7 +18,7 @@ from ..utils.distributed import resolve_device
 from ..configs import format_config, parse_config
 from ..utils.fileio import atomic_write_text
 from ..evaluation.walker import Calibration, evaluate
-from ..bnbank import bn_statistics_option
+from ..trained_run import bn_statistics_option
 from ..utils.options import check_options, option, required
 from ..training.trainer import TrainOptions, train
 from ..trained_run import TrainedRun

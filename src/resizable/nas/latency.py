@@ -27,10 +27,9 @@ import torch
 
 from ..deploy.static import export
 from ..configs import format_config, parse_config
-from ..evaluation.walker import check_configs
 from .table_file import ARCH_IDENTITY, LATENCY_MAGIC, PathLike, Table, append_rows, model_meta, open_table
 from .runtimes import RUNTIMES, check_runtime, load_in_runtime, runtime_meta
-from ..net import ResizableNet, SizeLike, to_size2d
+from ..net import ResizableNet, SizeLike, check_configs, to_size2d
 from ..utils.options import check_options, option
 
 MEMORY_FORMATS = ("auto", "contiguous", "channels-last")

@@ -23,7 +23,7 @@ from ..utils.fileio import read_text
 from ..configs import Config, format_config, parse_config
 from ..utils.console import progress_enabled
 from ..training.run_folder import output_path
-from ..bnbank import bn_statistics_option
+from ..trained_run import bn_statistics_option
 from ..utils.options import check_options, option
 from ..costs import config_costs
 from ..data.datasets import make_loader
