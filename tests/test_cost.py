@@ -7,7 +7,7 @@ from resizable import count_macs, create_model
 from resizable.checkpoint import save_checkpoint
 from resizable.sampling import ConfigSampler
 from resizable.training.cost import BACKWARD_FACTOR, TrainingCost
-from resizable.training.trainer import TrainOptions, _Run
+from resizable.training.trainer import TrainOptions, TrainingRun
 
 FACTORS = (0.5, 0.75, 1.0)
 FULL = (1.0, 1.0, 1.0)
@@ -53,7 +53,7 @@ def test_the_counted_cost_of_a_run_is_count_macs_times_images_and_passes(tiny_fm
     teacher = create_model("resnet20", widths=[8, 8, 16], factors=FACTORS, num_classes=10, in_chans=1)
     kwargs = {"widths": [8, 8, 16], "factors": FACTORS, "num_classes": 10, "in_chans": 1}
     save_checkpoint(tmp_path / "teacher.pt", teacher, "resnet20", kwargs)
-    run = _Run(cfg_of(tiny_fmnist, tmp_path, name="t", teacher=str(tmp_path / "teacher.pt")))
+    run = TrainingRun(cfg_of(tiny_fmnist, tmp_path, name="t", teacher=str(tmp_path / "teacher.pt")))
     got = run.train_epoch(0)["cost"]
     sampler = ConfigSampler(FACTORS, 3, "fair", seed=4)
     trained = [c for t in range(2) for c in sampler.sample(t)]
@@ -62,7 +62,7 @@ def test_the_counted_cost_of_a_run_is_count_macs_times_images_and_passes(tiny_fm
     assert (got["macs"], got["interp_macs"], got["total_macs"]) == (macs, interp, macs)
 
     # in-place distillation under fair sampling: the full configuration's extra pass is counted too
-    run = _Run(cfg_of(tiny_fmnist, tmp_path, name="d", distill="full"))
+    run = TrainingRun(cfg_of(tiny_fmnist, tmp_path, name="d", distill="full"))
     got = run.train_epoch(0)["cost"]
     passes = [c for t in range(2) for c in sampler.sample(t) + ([FULL] if FULL not in sampler.sample(t) else [])]
     assert len(passes) > len(trained)  # the seed draws no full configuration in these steps

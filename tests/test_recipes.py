@@ -10,7 +10,7 @@ from resizable import create_model
 from resizable.sampling import ConfigSampler
 from resizable.training.step import EnsembleWeights, largest_config, soft_label_loss, train_step
 from resizable.training.steplog import STEPS_FILE, StepLog, loss_climbs, read_steps
-from resizable.training.trainer import TrainOptions, _Run, train
+from resizable.training.trainer import TrainOptions, TrainingRun, train
 
 FACTORS = (0.5, 0.75, 1.0)
 
@@ -168,7 +168,7 @@ def test_trainer_runs_every_recipe_and_resumes_the_ensemble(tiny_fmnist, tmp_pat
 def test_teacher_is_frozen(tiny_fmnist, tmp_path):
     teacher_run = train(tiny_cfg(tiny_fmnist, tmp_path, name="teacher", sampling="single"))
     before = torch.load(teacher_run / "checkpoint.pt", weights_only=False)["model"]
-    run = _Run(tiny_cfg(tiny_fmnist, tmp_path, name="student", teacher=str(teacher_run), teacher_weight=2.0))
+    run = TrainingRun(tiny_cfg(tiny_fmnist, tmp_path, name="student", teacher=str(teacher_run), teacher_weight=2.0))
     assert not run.teacher.training and not any(p.requires_grad for p in run.teacher.parameters())
     in_optimizer = {id(p) for g in run.optimizer.param_groups for p in g["params"]}
     assert not in_optimizer & {id(p) for p in run.teacher.parameters()}
@@ -233,7 +233,7 @@ def test_steps_log_is_written_as_json_lines(tmp_path):
 
 
 def _one_step(cfg):
-    run = _Run(cfg)
+    run = TrainingRun(cfg)
     before = {k: v.clone() for k, v in run.model.state_dict().items()}
     stats = run.train_epoch(0)
     after = run.model.state_dict()

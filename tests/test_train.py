@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 
 import resizable
 from resizable.checkpoint import load_checkpoint, load_model
-from resizable.training.trainer import TrainOptions, _Run, lr_factor, train
+from resizable.training.trainer import TrainOptions, TrainingRun, lr_factor, train
 from resizable.configs import parse_configs
 
 FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -81,18 +81,18 @@ def test_resume_gives_the_same_weights(tiny_fmnist, tmp_path, monkeypatch, sampl
     kw = dict(sampling=sampling, model_args={"widths": [4, 8, 8], "drop_rate": 0.3})
     full = train(tiny_cfg(tiny_fmnist, tmp_path, name="full", **kw))
 
-    original = _Run.train_epoch
+    original = TrainingRun.train_epoch
 
     def crash_in_third_epoch(self, epoch):
         if epoch == 2:
             raise KeyboardInterrupt("simulated kill")
         return original(self, epoch)
 
-    monkeypatch.setattr(_Run, "train_epoch", crash_in_third_epoch)
+    monkeypatch.setattr(TrainingRun, "train_epoch", crash_in_third_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_cfg(tiny_fmnist, tmp_path, name="cut", **kw))
     assert load_checkpoint(tmp_path / "cut")["epoch"] == 1  # epochs 1 and 2 were saved
-    monkeypatch.setattr(_Run, "train_epoch", original)
+    monkeypatch.setattr(TrainingRun, "train_epoch", original)
     resumed = train(tiny_cfg(tiny_fmnist, tmp_path, name="cut", resume=str(tmp_path / "cut"), **kw))
 
     a, b = load_checkpoint(full)["model"], load_checkpoint(resumed)["model"]
@@ -105,7 +105,7 @@ def test_resume_gives_the_same_weights(tiny_fmnist, tmp_path, monkeypatch, sampl
 @pytest.mark.slow
 def test_aug_recipe_switches_to_the_target(tiny_fmnist, tmp_path):
     cfg = tiny_cfg(tiny_fmnist, tmp_path, name="aug", recipe="aug", target=(0.65, 1.0, 1.0), epochs=3)
-    run = _Run(cfg)
+    run = TrainingRun(cfg)
     assert run.switch_epoch == 2
     assert len(run.sampler_for(0).sample(0)) == 4
     assert run.sampler_for(2).sample(0) == [(0.65, 1.0, 1.0)]
@@ -127,7 +127,7 @@ def _ddp_worker(rank, world_size, port, cfg, out):
     torch.set_num_threads(1)
     from resizable.utils import distributed
 
-    run = _Run(cfg)
+    run = TrainingRun(cfg)
     run.run()
     torch.save({k: v.clone() for k, v in run.model.state_dict().items()}, Path(out) / f"rank{rank}.pt")
     distributed.cleanup()
@@ -189,7 +189,7 @@ def test_memory_format_auto_is_printed_recorded_and_kept_on_resume(tiny_fmnist, 
     assert chosen == "contiguous"
     train(tiny_cfg(tiny_fmnist, tmp_path, name="auto", epochs=2, resume=str(run), **quick))
     assert f"memory format: {chosen} (chosen when the run started)" in capsys.readouterr().out
-    pinned = _Run(tiny_cfg(tiny_fmnist, tmp_path, name="pinned", channels_last=True))
+    pinned = TrainingRun(tiny_cfg(tiny_fmnist, tmp_path, name="pinned", channels_last=True))
     assert "memory format: channels-last (set: channels_last=True)" in capsys.readouterr().out
     weight = pinned.model.layer1[0].conv1.weight  # (4, 4, 3, 3): the two layouts differ
     assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()

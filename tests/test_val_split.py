@@ -75,9 +75,9 @@ def test_run_records_the_split_and_trains_without_it(val_run, tiny_fmnist):
     va = load_split("fashion-mnist", "val", val_split=split, data_dir=tiny_fmnist)
     assert torch.equal(va.source_indices, ValSplit(100, seed=3).indices(len(full))[1])
     # the trainer's training set is the rest, and its per-epoch evaluation ran on val
-    from resizable.training.trainer import _Run
+    from resizable.training.trainer import TrainingRun
 
-    run = _Run(tiny_cfg(tiny_fmnist, val_run.parent, resume=str(val_run), name="v", val_size=100, val_seed=3))
+    run = TrainingRun(tiny_cfg(tiny_fmnist, val_run.parent, resume=str(val_run), name="v", val_size=100, val_seed=3))
     assert len(run.train_set) == 412 and run.eval_split == "val" and len(run.eval_set) == 100
     assert not set(run.train_set.source_indices.tolist()) & set(va.source_indices.tolist())
     assert not set(run.calib_set.source_indices.tolist()) & set(va.source_indices.tolist())
@@ -120,7 +120,7 @@ def test_commands_use_and_default_to_val(val_run, tmp_path, capsys):
 
 def test_train_size_takes_a_seeded_subset_of_the_training_images(tiny_fmnist, tmp_path, capsys):
     from resizable.data.splits import training_subset
-    from resizable.training.trainer import _Run
+    from resizable.training.trainer import TrainingRun
 
     split = ValSplit(100, seed=3)
     tr = load_split("fashion-mnist", "train", val_split=split, data_dir=tiny_fmnist, augment=False)
@@ -142,7 +142,7 @@ def test_train_size_takes_a_seeded_subset_of_the_training_images(tiny_fmnist, tm
     for seed in (1, 2):
         cfg = tiny_cfg(tiny_fmnist, tmp_path, name=f"t{seed}", val_size=100, val_seed=3, train_size=64, seed=seed,
                        max_steps_per_epoch=None)
-        runs.append(_Run(cfg))
+        runs.append(TrainingRun(cfg))
         assert torch.equal(runs[-1].train_set.source_indices, sub.source_indices)
         assert torch.equal(runs[-1].calib_set.source_indices, sub.source_indices)
         assert runs[-1].steps_per_epoch == 2  # 64 images, batches of 32

@@ -11,7 +11,7 @@ from resizable.bnbank import scale_batchnorms
 from resizable.checkpoint import load_checkpoint
 from resizable.sampling import ConfigSampler
 from resizable.training import trainer as trainer_module
-from resizable.training.trainer import TrainOptions, _Run, train
+from resizable.training.trainer import TrainOptions, TrainingRun, train
 from resizable.training.warmstart import start_new_branches
 
 FACTORS = (0.5, 0.75, 1.0)
@@ -34,7 +34,7 @@ def _step_macs(model, passes, teacher=False):
 
 @pytest.mark.parametrize("teaching", ["inplace", "snapshot"])
 def test_the_plan_spends_the_share_on_the_full_configuration_and_the_budget_in_all(tiny_fmnist, tmp_path, teaching):
-    run = _Run(cfg_of(tiny_fmnist, tmp_path, name=teaching, warm_start_teacher=teaching))
+    run = TrainingRun(cfg_of(tiny_fmnist, tmp_path, name=teaching, warm_start_teacher=teaching))
     warm = run.warm
     sampler = ConfigSampler(FACTORS, 3, "fair", seed=1)
 
@@ -79,7 +79,7 @@ def _spy(monkeypatch, seen, model):
 @pytest.mark.parametrize("teaching, distill", [("inplace", "full"), ("snapshot", "none")])
 def test_the_switch_happens_at_the_planned_step_with_bn_branches_copied(tiny_fmnist, tmp_path, monkeypatch, teaching,
                                                                        distill):
-    run = _Run(cfg_of(tiny_fmnist, tmp_path, name=teaching, warm_start_teacher=teaching))
+    run = TrainingRun(cfg_of(tiny_fmnist, tmp_path, name=teaching, warm_start_teacher=teaching))
     seen = []
     _spy(monkeypatch, seen, run.model)
     records = [run.train_epoch(e) for e in range(run.epochs)]
@@ -105,20 +105,20 @@ def test_a_run_stopped_and_resumed_across_the_switch_equals_the_uninterrupted_on
                                                                                 teaching, cut_at):
     kw = dict(warm_start_teacher=teaching, momentum=0.9, model_args={"widths": [4, 8, 8], "drop_rate": 0.2})
     full = train(cfg_of(tiny_fmnist, tmp_path, name="full", **kw))
-    original = _Run.train_epoch
+    original = TrainingRun.train_epoch
 
     def stop(self, epoch):
         if epoch == cut_at:
             raise KeyboardInterrupt("simulated kill")
         return original(self, epoch)
 
-    monkeypatch.setattr(_Run, "train_epoch", stop)
+    monkeypatch.setattr(TrainingRun, "train_epoch", stop)
     with pytest.raises(KeyboardInterrupt):
         train(cfg_of(tiny_fmnist, tmp_path, name="cut", **kw))
     saved = load_checkpoint(tmp_path / "cut")
     switch = saved["warm_start"]["phases"][1][0]
     assert (saved["step"] > switch) == (saved["warm_start"]["snapshot"] is not None) == (teaching == "snapshot")
-    monkeypatch.setattr(_Run, "train_epoch", original)
+    monkeypatch.setattr(TrainingRun, "train_epoch", original)
     resumed = train(cfg_of(tiny_fmnist, tmp_path, name="cut", resume=str(tmp_path / "cut"), **kw))
     a, b = load_checkpoint(full), load_checkpoint(resumed)
     assert a["model"].keys() == b["model"].keys() and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
@@ -127,11 +127,11 @@ def test_a_run_stopped_and_resumed_across_the_switch_equals_the_uninterrupted_on
     assert [(r["cost"], r["eval"]) for r in metrics[0]] == [(r["cost"], r["eval"]) for r in metrics[1]]
     # the plan comes from --epochs: a resume that changes it is refused rather than moving the switch
     with pytest.raises(ValueError, match="planned differently"):
-        _Run(cfg_of(tiny_fmnist, tmp_path, name="cut", resume=str(tmp_path / "cut"), epochs=3, **kw))
+        TrainingRun(cfg_of(tiny_fmnist, tmp_path, name="cut", resume=str(tmp_path / "cut"), epochs=3, **kw))
 
 
 def test_progressive_adds_the_factors_one_at_a_time(tiny_fmnist, tmp_path):
-    run = _Run(cfg_of(tiny_fmnist, tmp_path, name="p", warm_start="progressive", warm_start_share=0.3))
+    run = TrainingRun(cfg_of(tiny_fmnist, tmp_path, name="p", warm_start="progressive", warm_start_share=0.3))
     phases = run.warm.phases
     assert [p.factors for p in phases] == [(1.0,), (0.75, 1.0), (0.5, 0.75, 1.0)]
     assert phases[0].start == 0 < phases[1].start < phases[2].start < run.warm.total_steps

@@ -45,7 +45,7 @@ from ..data.splits import ValSplit, check_val_size, load_split, training_subset,
 from .options import TrainOptions
 from .divergence import TrainingDiverged, loss_limit, state_problem, step_problem, stopped
 
-__all__ = ["TrainOptions", "TrainingDiverged", "train", "build_optimizer", "lr_factor"]
+__all__ = ["TrainOptions", "TrainingDiverged", "train", "TrainingRun", "build_optimizer", "lr_factor"]
 
 
 
@@ -60,7 +60,7 @@ def _with_warmup(cfg: TrainOptions) -> TrainOptions:
     return dataclasses.replace(cfg, warmup_epochs=before if before is not None else cfg.warmup)
 
 
-class _Run:
+class TrainingRun:
     """State of one training run (kept off the model: models hold no training logic)."""
 
     def __init__(self, cfg: TrainOptions) -> None:
@@ -467,7 +467,7 @@ def train(cfg: TrainOptions) -> Path:
     epoch with the evaluated configurations' top-1/top-5/loss) and ``checkpoint.pt`` (rewritten
     atomically after every epoch; enough to resume exactly or to rebuild the model).
     """
-    run = _Run(cfg)
+    run = TrainingRun(cfg)
     try:
         return run.run()
     except KeyboardInterrupt:
