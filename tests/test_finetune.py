@@ -97,3 +97,16 @@ def test_finetune_scores_before_and_after_on_the_tables_basis(tmp_path, fake_fas
     # val and test, before and after, on one basis: the calibration rule of every command (val never in it)
     assert summary["splits"] == ["val", "test"] and set(summary["after"]) == {"val", "test"}
     assert summary["bn_statistics"].startswith("recalibrated on 2 batches of 16")
+
+
+def test_finetune_of_a_warm_started_run_trains_without_its_warm_start(tmp_path, fake_fashion):
+    model = resizable.create_model("resnet20", **KWARGS)
+    save_checkpoint(tmp_path / "ckpt.pt", model, "resnet20", KWARGS, input_size=28,
+                    train_options={"dataset": "fashion-mnist", "lr": 0.1, "batch_size": 16, "sampling": "fair",
+                                   "warm_start": "full", "warm_start_share": 0.3})
+    assert cli.main(["finetune", "--checkpoint", str(tmp_path / "ckpt.pt"), "--config", "0.45,0.65,1",
+                     "--epochs", "1", "--max-steps-per-epoch", "1", "--out-dir", str(tmp_path / "runs"),
+                     "--device", "cpu", "--eval-batch-size", "32", "--bn-statistics", "as-trained",
+                     "--no-progress"]) == 0
+    _, payload = load_model(tmp_path / "runs" / "ckpt-ft-0.45-0.65-1")
+    assert payload["train_options"]["warm_start"] == "none" and payload["train_options"]["sampling"] == "single"

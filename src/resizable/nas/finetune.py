@@ -77,6 +77,7 @@ def _train_options(cfg: FinetuneOptions, run: TrainedRun, config: tuple) -> Trai
         batch_size=cfg.batch_size or base.get("batch_size", TrainOptions.batch_size),
         schedule="cosine", milestones=(), warmup_epochs=0.0,
         sampling="single", single_config=config, num_configs=None, distill="none", teacher=None,
+        warm_start="none",  # a warm start is how the source run began; fine-tuning one configuration has none
         recipe="standard", target=None,
         eval_configs=format_config(config),
         eval_batch_size=cfg.eval_batch_size,
