@@ -5,10 +5,10 @@ from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 from torch import nn
 
-from ..layers import ResizableStage
+from ..layers import ResizableStage, plain_norm, resize_factory, scale_norm
 
 __all__ = ["check_counts", "make_divisible", "conv_norm_act", "split_stages", "StagedFeatures", "build_staged_features",
-           "init_weights"]
+           "init_weights", "check_mobile_args", "mobile_layout", "attach_mobile_features"]
 
 NormLayer = Callable[[int], nn.Module]
 NormFactory = Callable[[int, int], NormLayer]  # (num_scales, stage) -> norm_layer(num_features)
@@ -129,3 +129,70 @@ def init_weights(model: nn.Module, linear_std: Optional[float] = None) -> None:
         elif isinstance(m, nn.Linear) and linear_std is not None:
             nn.init.normal_(m.weight, 0, linear_std)
             nn.init.zeros_(m.bias)
+
+
+def check_mobile_args(width_mult: float, stem: str, dropout: float) -> int:
+    """Check the arguments the MobileNets share and return the stem's stride (2 for ``"imagenet"``, 1 for
+    ``"cifar"``); raise ``ValueError`` naming the argument otherwise."""
+    if not width_mult > 0:
+        raise ValueError(f"width_mult must be > 0, got {width_mult}")
+    if stem not in ("imagenet", "cifar"):
+        raise ValueError(f"unknown stem {stem!r}; accepted: 'imagenet', 'cifar'")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    return 2 if stem == "imagenet" else 1
+
+
+def mobile_layout(blocks: Sequence[Tuple[int, Callable[[NormLayer], nn.Module]]], stem_stride: int) -> dict:
+    """The stride and naming keywords of :class:`ResizableNet` for a torchvision MobileNet layout: the stem
+    conv is ``features.0``, the stages are runs of ``features.*`` cut at strided blocks, the head is
+    ``avgpool``, ``flatten``, ``classifier``."""
+    strides = [s for s, _ in blocks]
+    stage_strides = [strides[start] for start, _ in split_stages(strides)]
+    return {"stem_strides": [stem_stride] if stem_stride > 1 else [], "stage_strides": stage_strides,
+            "stem_names": ["features"], "stage_names": [f"stage{i + 1}" for i in range(len(stage_strides))],
+            "head_names": ["avgpool", "flatten", "classifier"]}
+
+
+def attach_mobile_features(
+    net: nn.Module,
+    blocks: Sequence[Tuple[int, Callable[[NormLayer], nn.Module]]],
+    *,
+    stem_channels: int,
+    stem_stride: int,
+    activation: Callable[[], nn.Module],
+    head_channels: int,
+    dropout: float,
+    norm_layer: Optional[NormFactory],
+    scale_bn: bool,
+    resize_layer: Callable[[], nn.Module],
+    resize_antialias: bool,
+) -> None:
+    """Build a MobileNet's stem conv, its staged ``features`` and its pooled linear head on ``net`` (a
+    :class:`ResizableNet` already initialised with :func:`mobile_layout`), then initialise the weights.
+
+    Args:
+        net: the network; its ``factors``, ``in_chans`` and ``num_classes`` are read.
+        blocks: ``(stride, make)`` of every block after the stem, in forward order.
+        stem_channels: output channels of the 3x3 stem conv.
+        stem_stride: its stride.
+        activation: the stem conv's activation.
+        head_channels: the channels the classifier reads.
+        dropout: dropout before the classifier.
+        norm_layer: ``(num_scales, stage) -> norm_layer(num_features)``; overrides ``scale_bn``.
+        scale_bn: one BN per factor (True) or one shared BN.
+        resize_layer: builds the stage resize module.
+        resize_antialias: the default resize low-pass filters when it shrinks a map.
+    """
+    norm_factory = norm_layer or (scale_norm if scale_bn else plain_norm)
+    k = len(net.factors)
+    stem_block = conv_norm_act(net.in_chans, stem_channels, 3, stem_stride, norm_factory(k, -1), activation)
+    built = build_staged_features([stem_block], blocks, lambda stage: norm_factory(k, stage),
+                                  resize_factory(resize_layer, resize_antialias))
+    net.features = built.features
+    net.attach_stages(built.stem, built.stages)
+    net.avgpool = nn.AdaptiveAvgPool2d(1)
+    net.flatten = nn.Flatten(1)
+    net.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(head_channels, net.num_classes))
+    net.num_features = head_channels
+    init_weights(net, linear_std=0.01)

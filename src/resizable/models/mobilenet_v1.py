@@ -27,11 +27,11 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import nn
 
-from ..layers import Resize2d, resize_factory, plain_norm, scale_norm
+from ..layers import Resize2d
 from ..net import ResizableNet
 from ..registry import register_model
-from ._common import (NormFactory, check_counts, NormLayer, build_staged_features, conv_norm_act, init_weights,
-                      make_divisible, split_stages)
+from ._common import (NormFactory, NormLayer, attach_mobile_features, check_counts, check_mobile_args,
+                      conv_norm_act, make_divisible, mobile_layout)
 from .mobilenet_v2 import MOBILENET_FACTORS
 
 __all__ = ["ResizableMobileNetV1", "DepthwiseSeparable"]
@@ -97,17 +97,11 @@ class ResizableMobileNetV1(ResizableNet):
         resize_antialias: bool = False,
     ) -> None:
         check_counts(num_classes=num_classes, in_chans=in_chans, stem_channels=stem_channels)
-        if not width_mult > 0:
-            raise ValueError(f"width_mult must be > 0, got {width_mult}")
-        if stem not in ("imagenet", "cifar"):
-            raise ValueError(f"unknown stem {stem!r}; accepted: 'imagenet', 'cifar'")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        stem_stride = check_mobile_args(width_mult, stem, dropout)
         spec = [(int(c), int(s)) for c, s in blocks]
         if not spec or any(c < 1 or s not in (1, 2) for c, s in spec):
             raise ValueError(f"blocks need (channels >= 1, stride 1 or 2) rows, got {tuple(blocks)}")
 
-        stem_stride = 2 if stem == "imagenet" else 1
         width = make_divisible(stem_channels * width_mult)
         chain = []
         inp = width
@@ -116,30 +110,10 @@ class ResizableMobileNetV1(ResizableNet):
             chain.append((s, lambda norm, a=inp, b=oup, st=s: DepthwiseSeparable(a, b, st, norm)))
             inp = oup
 
-        strides = [s for s, _ in chain]
-        stage_strides = [strides[start] for start, _ in split_stages(strides)]
-        super().__init__(
-            factors,
-            stem_strides=[stem_stride] if stem_stride > 1 else [],
-            stage_strides=stage_strides,
-            stem_names=["features"],  # the stem is features.0; the stages are runs of features.*
-            stage_names=[f"stage{i + 1}" for i in range(len(stage_strides))],
-            head_names=["avgpool", "flatten", "classifier"],
-            in_chans=in_chans,
-            num_classes=num_classes,
-        )
-        norm_factory = norm_layer or (scale_norm if scale_bn else plain_norm)
-        k = len(self.factors)
-        stem_block = conv_norm_act(in_chans, width, 3, stem_stride, norm_factory(k, -1), _relu)
-        built = build_staged_features([stem_block], chain, lambda stage: norm_factory(k, stage),
-                                       resize_factory(resize_layer, resize_antialias))
-        self.features = built.features
-        self.attach_stages(built.stem, built.stages)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten(1)
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(inp, num_classes))
-        self.num_features = inp
-        init_weights(self, linear_std=0.01)
+        super().__init__(factors, in_chans=in_chans, num_classes=num_classes, **mobile_layout(chain, stem_stride))
+        attach_mobile_features(self, chain, stem_channels=width, stem_stride=stem_stride, activation=_relu,
+                               head_channels=inp, dropout=dropout, norm_layer=norm_layer, scale_bn=scale_bn,
+                               resize_layer=resize_layer, resize_antialias=resize_antialias)
 
 
 # ---------------------------------------------------------------------------- registered builders

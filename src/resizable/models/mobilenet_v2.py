@@ -29,11 +29,11 @@ from typing import Callable, List, Optional, Sequence
 import torch
 from torch import nn
 
-from ..layers import Resize2d, resize_factory, plain_norm, scale_norm
+from ..layers import Resize2d
 from ..net import ResizableNet
 from ..registry import register_converter, register_model
-from ._common import (NormFactory, check_counts, NormLayer, build_staged_features, conv_norm_act, init_weights,
-                      make_divisible, split_stages)
+from ._common import (NormFactory, NormLayer, attach_mobile_features, check_counts, check_mobile_args,
+                      conv_norm_act, make_divisible, mobile_layout)
 
 __all__ = ["ResizableMobileNetV2", "InvertedResidual", "MOBILENET_FACTORS"]
 
@@ -125,21 +125,15 @@ class ResizableMobileNetV2(ResizableNet):
     ) -> None:
         check_counts(num_classes=num_classes, in_chans=in_chans, stem_channels=stem_channels,
                      last_channel=last_channel)
-        if not width_mult > 0:
-            raise ValueError(f"width_mult must be > 0, got {width_mult}")
+        stem_stride = check_mobile_args(width_mult, stem, dropout)
         if round_nearest < 1:
             raise ValueError(f"round_nearest must be >= 1, got {round_nearest}")
-        if stem not in ("imagenet", "cifar"):
-            raise ValueError(f"unknown stem {stem!r}; accepted: 'imagenet', 'cifar'")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         setting = [tuple(row) for row in (inverted_residual_setting or DEFAULT_SETTING)]
         if not setting or any(len(row) != 4 for row in setting):
             raise ValueError(f"inverted_residual_setting needs rows (t, c, n, s), got {inverted_residual_setting}")
         if any(int(n) < 1 or int(s) not in (1, 2) for _, _, n, s in setting):
             raise ValueError(f"every row needs n >= 1 and s in (1, 2), got {setting}")
 
-        stem_stride = 2 if stem == "imagenet" else 1
         width = stem_channels or make_divisible(32 * width_mult, round_nearest)
         last = last_channel or make_divisible(1280 * max(1.0, width_mult), round_nearest)
 
@@ -154,31 +148,11 @@ class ResizableMobileNetV2(ResizableNet):
                 inp = oup
         blocks.append((1, lambda norm, a=inp: conv_norm_act(a, last, 1, 1, norm, _relu6)))
 
-        strides = [s for s, _ in blocks]
-        stage_strides = [strides[start] for start, _ in split_stages(strides)]
-        super().__init__(
-            factors,
-            stem_strides=[stem_stride] if stem_stride > 1 else [],
-            stage_strides=stage_strides,
-            stem_names=["features"],  # the stem is features.0; the stages are runs of features.*
-            stage_names=[f"stage{i + 1}" for i in range(len(stage_strides))],
-            head_names=["avgpool", "flatten", "classifier"],
-            in_chans=in_chans,
-            num_classes=num_classes,
-        )
-        norm_factory = norm_layer or (scale_norm if scale_bn else plain_norm)
-        k = len(self.factors)
-        stem_block = conv_norm_act(in_chans, width, 3, stem_stride, norm_factory(k, -1), _relu6)
-        built = build_staged_features([stem_block], blocks, lambda stage: norm_factory(k, stage),
-                                       resize_factory(resize_layer, resize_antialias))
-        self.features = built.features
-        self.attach_stages(built.stem, built.stages)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten(1)
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last, num_classes))
+        super().__init__(factors, in_chans=in_chans, num_classes=num_classes, **mobile_layout(blocks, stem_stride))
+        attach_mobile_features(self, blocks, stem_channels=width, stem_stride=stem_stride, activation=_relu6,
+                               head_channels=last, dropout=dropout, norm_layer=norm_layer, scale_bn=scale_bn,
+                               resize_layer=resize_layer, resize_antialias=resize_antialias)
         self.last_channel = last
-        self.num_features = last
-        init_weights(self, linear_std=0.01)
 
 
 # ---------------------------------------------------------------------------- registered builders
