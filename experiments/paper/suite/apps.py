@@ -47,16 +47,17 @@ def val_front(table: Dict[str, Dict[str, float]]) -> List[str]:
 
 def choose_budgets(val: Dict[str, Dict[str, float]]) -> List[float]:
     """Per-configuration MMACs budgets spanning the val front (its points at ``BUDGET_POSITIONS``, distinct)."""
-    front = val_front(val)
-    costs = [val[c]["mmacs"] for c in front]
+    costs = [val[c]["mmacs"] for c in val_front(val)]
+    every = sorted({v["mmacs"] for v in val.values()})
     lo, hi = math.log(costs[0]), math.log(costs[-1])
     out: List[float] = []
     for x in BUDGET_POSITIONS:
         target = math.exp(lo + x * (hi - lo))
-        at = max(c for c in costs if c <= target * (1 + 1e-9))
-        if at not in out:
-            out.append(at)
-    return out
+        below = [c for c in costs if c <= target * (1 + 1e-9) and c not in out]
+        # a front too short for distinct points (a tiny network): the configuration cost nearest the target
+        out.append(max(below) if below else min((c for c in every if c not in out),
+                                                 key=lambda c: abs(math.log(c / target))))
+    return sorted(out)
 
 
 def midpoints(val: Dict[str, Dict[str, float]], budgets: Sequence[float]) -> List[float]:

@@ -140,6 +140,13 @@ def analyse_fig3abc(p: Protocol, seeds: Sequence[int], results: Results, selecti
           "narrower (widths, MMACs) | uniform of similar MACs |",
           "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", *rows, "", *lines]
     md += summary_lines(data)
+    planned = plan_fig3abc(p, seeds, selection)
+    todo = [st.name for st in planned if not results.get(st.name)]
+    data["estimate_hours"] = estimate_hours(p, seeds, selection, results, planned)
+    md += [f"**Compute.** {len(todo)} of the section's {len(planned)} steps unfinished; their trainings and "
+           f"fine-tunings take an estimated {data['estimate_hours']:.1f} CPU hours at one run at a time (epochs x "
+           "the committed runs' seconds per epoch: RS for the network, the all-1.0 network alone for every run "
+           "trained alone, an upper bound; evaluations not counted).", ""]
     return {"json": data, "md": md, "flags": {}}
 
 

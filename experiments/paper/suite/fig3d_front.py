@@ -137,8 +137,8 @@ def analyse_fig3d_front(p: Protocol, seeds: Sequence[int], results: Results) -> 
     got = {s: results.get(f"adapt-front-s{s}") for s in seeds}
     first = next((r for r in got.values() if r), None)
     budgets = first["budgets"] if first else []
-    methods = list(dict.fromkeys(r["method"] for x in got.values() if x for r in x["rows"]
-                                 if r["method"] not in REFERENCES))
+    methods = list(dict.fromkeys([*LABELS, *(r["method"] for x in got.values() if x for r in x["rows"]
+                                             if r["method"] not in REFERENCES)]))  # every method, rows or not
     data: Dict[str, Any] = {"budgets": budgets, "methods": {}, "oracle": {}, "between": {}}
     rows, lines, oddities = [], [], []
     for b in budgets:
@@ -151,6 +151,8 @@ def analyse_fig3d_front(p: Protocol, seeds: Sequence[int], results: Results) -> 
             per = [_row(x, m, b) for x in got.values()]
             c = verdict([r["gain_vs_line_pct"] if r else None for r in per])
             have = [r for r in per if r]
+            if not have and first:
+                c["why"] = "no values: no setting of the method fits the budget on the knob images (its cheapest costs more)"
             share = (c["mean"] / data["oracle"][key]["mean"] if c.get("mean") is not None
                      and data["oracle"][key]["mean"] else None)
             used = [r.get("configs_used") for r in have if r.get("configs_used")]

@@ -16,6 +16,9 @@
 | ``distill-s<seed>`` | RS with ``--distill`` (only if T1 (a) says RS is behind) | beyond |
 | ``adapt-s<seed>`` | Adapt on ``rs-s<seed>``: labels on val, two classifier seeds, test | Fig 3d |
 | ``adapt-bank-s<seed>`` | the same with the network's statistics bank, and its val and test tables | Fig 3d |
+
+Fig 3(a)-(c) (``fig3abc``) and Fig 3d along the front plan their steps on the default recipe's network in
+:mod:`fig3abc` and :mod:`fig3d_front` (the steps: :mod:`apps`).
 """
 from __future__ import annotations
 

@@ -163,6 +163,13 @@ def test_distillation_is_kept_only_when_it_helps_on_val():
     assert "distill_helps" not in analyse_beyond(protocol, seeds, base)["flags"]  # no distill rows, no decision
 
 
+def screened_winner(tmp_path):
+    """The quick screening's default recipe (its scores are noise: any RS family may win)."""
+    from suite.curve import curve_method
+
+    return curve_method(json.loads((tmp_path / "res" / "selection.json").read_text()))
+
+
 @pytest.mark.slow
 def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
     # start, and kill the suite once a few steps have finished (a run of the next one is under way)
@@ -239,6 +246,19 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
     fig3d = json.loads((tmp_path / "res" / "fig3d.json").read_text())["numbers"]
     assert set(fig3d) >= {"as trained", "statistics bank", "front_line_goal"} and "points" in fig3d["statistics bank"]
     assert "Goal (statistics bank, no budget)" in report
+    # Fig 3(a)-(c) and Fig 3d along the front, on the default recipe's network (its weights kept)
+    assert (tmp_path / "res" / "weights" / f"full-{screened_winner(tmp_path)}-s0.pt").is_file()
+    budgets = json.loads((runs / "nas-tables-s0.json").read_text())["budgets"]
+    assert len(budgets["nas"]) == 4 and set(budgets["nas"]) <= set(budgets["adapt"])
+    for b in budgets["nas"]:
+        for name in ("searched vs uniform of similar MACs", "fine-tuned 15 % vs narrower network"):
+            assert f"Verdict (Fig 3a-c, {name}, {b:.2f} MMACs): " in report
+    ft = json.loads((runs / "nas-ft1-b0-s0.json").read_text())
+    assert ft["steps"] >= 1 and set(ft["after"]) >= {"val", "test"}
+    for method in ("paper rule per threshold", "cost-aware rule", "cascade"):
+        for b in budgets["adapt"]:
+            assert f"Verdict (Fig 3d, {method}, {b:.2f} MMACs): " in report
+    assert "**Goal** (a method at or above the line" in report and "#### Earlier network" in report
     pick = json.loads((runs / "convert-lr.json").read_text())  # the converted twin's lr, chosen on val
     assert len(pick["candidates"]) == 3 and pick["chosen"]["lr"] in [c["lr"] for c in pick["candidates"].values()]
     assert json.loads((runs / "convert-s0.json").read_text())["options"]["lr"] == pick["chosen"]["lr"]
