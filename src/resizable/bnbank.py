@@ -30,7 +30,7 @@ from torch import nn
 
 from .layers import ScaleBatchNorm2d
 
-__all__ = ["StatisticsBank", "BANK_FORMAT", "BN_STATISTICS", "prefix_row",
+__all__ = ["StatisticsBank", "BANK_FORMAT", "BN_STATISTICS", "prefix_row", "prefix_rows",
            "scale_batchnorms", "select", "size_report"]
 
 BANK_FORMAT = 1
@@ -39,10 +39,17 @@ BN_STATISTICS = ("bank", "as-trained")  # what an eval-mode forward normalises w
 
 def prefix_row(index: Sequence[int], k: int) -> int:
     """The bank row of a prefix given as factor indices: the indices as a base-``k`` number."""
-    row = 0
+    rows = prefix_rows(index, k)
+    return rows[-1] if rows else 0
+
+
+def prefix_rows(index: Sequence[int], k: int) -> List[int]:
+    """The bank row of every prefix of ``index``: entry ``s`` is :func:`prefix_row` of ``index[:s + 1]``."""
+    rows, row = [], 0
     for i in index:
         row = row * k + int(i)
-    return row
+        rows.append(row)
+    return rows
 
 
 def scale_batchnorms(model: nn.Module) -> List[Tuple[str, ScaleBatchNorm2d]]:
@@ -171,10 +178,7 @@ def select(slots: Sequence[Tuple[ScaleBatchNorm2d, int, Tuple[torch.Tensor, ...]
         for layer, _, _, _ in slots:
             layer.bank_entry = None
         return
-    rows, row = [], 0
-    for i in index:
-        row = row * k + i
-        rows.append(row)
+    rows = prefix_rows(index, k)
     for layer, stage, means, variances in slots:
         r = rows[stage]
         layer.bank_entry = (means[r], variances[r])

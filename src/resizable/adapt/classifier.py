@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import atomic_save
-from ..configs import Config, format_config, parse_config
+from ..configs import Config, format_config
 from ..evaluation.walker import batches, evaluating
 from ..net import ResizableNet, SizeLike, to_size2d
-from .labels import LabelKnob, LabelSet, PathLike, check_choice, check_identity, file_sha256, read_payload
+from .labels import LabelKnob, LabelSet, PathLike, check_choice, check_identity, file_sha256, read_recorded
 
 __all__ = ["CLASSIFIER_FORMAT", "SOURCES", "ConfigClassifier", "module_macs", "FeaturePass", "feature_pass",
            "feature_shape", "TrainedClassifier", "train_classifier", "save_classifier", "load_classifier"]
@@ -290,14 +290,10 @@ def save_classifier(trained: TrainedClassifier, path: PathLike, *, labels_path: 
 
 def load_classifier(path: PathLike, model: Optional[ResizableNet] = None) -> TrainedClassifier:
     """Read a classifier file; with ``model``, refuse it unless it was trained for these exact weights."""
-    p = read_payload(path, CLASSIFIER_FORMAT, "Resizable-Adapt classifier file")
-    if model is not None:
-        check_identity(p["identity"], model, f"the classifier {path}")
+    p, configs = read_recorded(path, CLASSIFIER_FORMAT, "Resizable-Adapt classifier file", "the classifier", model)
     arch = p["arch"]
     clf = ConfigClassifier(arch["in_chans"], arch["num_configs"], tuple(arch["feature_size"]), arch["width"])
     clf.load_state_dict(p["state_dict"])
     clf.eval()
-    factors = tuple(float(f) for f in p["identity"]["factors"].split(","))
-    configs = [parse_config(c, factors, int(p["identity"]["num_stages"])) for c in p["configs"]]
     return TrainedClassifier(clf, p["source"], configs, p["identity"], tuple(p["input_size"]), p["rule"],
                              json.loads(p.get("report") or "{}"), p.get("max_mmacs"), p.get("cost_weight"))

@@ -32,7 +32,7 @@ from ..nas.table_file import arch_sha256, weights_sha256
 
 __all__ = ["LABELS_FORMAT", "RULES", "AdaptError", "check_choice", "ConfigOutcomes", "config_outcomes",
            "best_config_index", "LabelKnob", "label_knobs", "model_identity", "check_identity", "file_sha256",
-           "read_payload", "LabelSet", "label_images", "save_labels", "load_labels", "load_label_sets"]
+           "read_payload", "read_recorded", "LabelSet", "label_images", "save_labels", "load_labels", "load_label_sets"]
 
 LABELS_FORMAT = "resizable-adapt-labels"
 RULES = ("cheapest", "confident", "cost-aware")
@@ -266,6 +266,25 @@ def read_payload(path: PathLike, fmt: str, what: str) -> Dict[str, Any]:
         raise AdaptError(f"{path} is not a {what} (no format={fmt!r} field)")
     return payload
 
+
+def read_recorded(path: PathLike, fmt: str, what: str, name: str,
+                  model: Optional[ResizableNet] = None) -> Tuple[Dict[str, Any], List[Config]]:
+    """Read a file recorded for one network (a label or classifier file): its payload, checked as
+    :func:`read_payload` checks it, and its configurations, parsed with the recorded factors.
+
+    Args:
+        path: the file.
+        fmt: its ``format`` field.
+        what: what the file is, in errors (``"Resizable-Adapt label file"``).
+        name: how an identity error names it (``"the label file"``; the path follows).
+        model: when given, the file is refused unless it was made with these exact weights and BN statistics.
+    """
+    p = read_payload(path, fmt, what)
+    if model is not None:
+        check_identity(p["identity"], model, f"{name} {path}")
+    factors = tuple(float(f) for f in p["identity"]["factors"].split(","))
+    return p, [parse_config(c, factors, int(p["identity"]["num_stages"])) for c in p["configs"]]
+
 @dataclass
 class LabelSet:
     """Per-image outcomes of every configuration on a sample of images, and each image's label."""
@@ -396,11 +415,7 @@ def load_labels(path: PathLike, model: Optional[ResizableNet] = None) -> LabelSe
 
 def load_label_sets(path: PathLike, model: Optional[ResizableNet] = None) -> List[LabelSet]:
     """Every label set of a label file (one per knob), sharing the recorded outcomes."""
-    p = read_payload(path, LABELS_FORMAT, "Resizable-Adapt label file")
-    if model is not None:
-        check_identity(p["identity"], model, f"the label file {path}")
-    factors = tuple(float(f) for f in p["identity"]["factors"].split(","))
-    configs = [parse_config(c, factors, int(p["identity"]["num_stages"])) for c in p["configs"]]
+    p, configs = read_recorded(path, LABELS_FORMAT, "Resizable-Adapt label file", "the label file", model)
     outcomes = ConfigOutcomes(configs, p["correct"], p["p_true"], p["targets"], p.get("p_max"))
     macs = [int(m) for m in p["config_macs"]]
     base = LabelSet(p["identity"], p["dataset"], p["data_dir"] or None, p["split"], tuple(p["input_size"]),

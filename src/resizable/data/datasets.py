@@ -447,18 +447,11 @@ def make_loader(
         raise ValueError(f"rank must be an integer in [0, {world_size}), got {rank!r}")
 
     if isinstance(dataset, TensorImageDataset):
-        return TensorBatchLoader(
-            dataset,
-            batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            epoch=epoch,
-            rank=rank,
-            world_size=world_size,
-            drop_last=drop_last,
-        )
+        return TensorBatchLoader(dataset, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, rank=rank,
+                                 world_size=world_size, drop_last=drop_last)
 
     generator = torch.Generator()
+    sampler = None
     if world_size > 1:
         sampler = DistributedSampler(
             dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
@@ -466,24 +459,10 @@ def make_loader(
         sampler.set_epoch(epoch)
         # The sampler fixes the order; the generator only seeds the workers.
         generator_seed = _rank_seed(seed, epoch, rank)
-        loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            generator=generator,
-            num_workers=num_workers,
-            drop_last=drop_last,
-            collate_fn=drop_unreadable,
-        )
     else:
         generator_seed = _epoch_seed(seed, epoch)
-        loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            generator=generator,
-            num_workers=num_workers,
-            drop_last=drop_last,
-            collate_fn=drop_unreadable,
-        )
+    # a sampler and shuffle=True exclude each other: with the sampler, it shuffles
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                        generator=generator, num_workers=num_workers, drop_last=drop_last,
+                        collate_fn=drop_unreadable)
     return _SeededDataLoader(loader, generator, generator_seed)
