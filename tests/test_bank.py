@@ -186,7 +186,7 @@ def test_one_number_per_configuration_in_every_path(tiny_fmnist, tmp_path, capsy
     from resizable.data.readers import load_fashion_mnist
     from resizable.deploy.export import ExportOptions, export_checkpoint
     from resizable.commands.evaluate import EvalOptions, evaluate_checkpoint
-    from resizable.nas.lookup import TableOptions, table_from_checkpoint
+    from resizable.nas.lookup import TableOptions, table_checkpoint
     from resizable.trained_run import TrainedRun
     from resizable.training.trainer import TrainOptions, train
 
@@ -210,7 +210,7 @@ def test_one_number_per_configuration_in_every_path(tiny_fmnist, tmp_path, capsy
 
     row = evaluate_checkpoint(EvalOptions(checkpoint=str(run_dir), configs="0.45,1,0.65", progress=False))[0]
     assert row["bn_statistics"].startswith("statistics bank")
-    table, _ = table_from_checkpoint(TableOptions(checkpoint=str(run_dir), out=str(tmp_path / "t.csv"),
+    table, _ = table_checkpoint(TableOptions(checkpoint=str(run_dir), out=str(tmp_path / "t.csv"),
                                                   split="test", progress=False))
     assert table.meta["bn_statistics"].startswith("statistics bank")
     table_top1 = next(r["top1_pct"] for r in table.records() if tuple(r["config"]) == c)

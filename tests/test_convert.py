@@ -82,6 +82,6 @@ def test_convert_a_single_config_run_then_fair(tiny_fmnist, tmp_path):
     run = train(_tiny(tiny_fmnist, tmp_path, name="fair", init_checkpoint=str(out), sampling="fair", val_size=64))
     assert load_checkpoint(run)["step"] == 2
     with pytest.raises(ValueError, match="keeps its own"):
-        from resizable.deploy.convert import convert_checkpoint
+        from resizable.deploy import ConvertOptions, convert_checkpoint
 
-        convert_checkpoint(str(twin), str(tmp_path / "x.pt"), factors=(0.5, 1.0))
+        convert_checkpoint(ConvertOptions(source=str(twin), out=str(tmp_path / "x.pt"), factors=(0.5, 1.0)))

@@ -17,7 +17,7 @@ from resizable.costs import config_costs
 from resizable.evaluation.walker import (Calibration, calibrate_configs, evaluate_configs, evaluate_naive,
                                 forward_all)
 from resizable.nas.lookup import (NoFeasibleConfig, TableOptions, build_table, pareto_front, plot_pareto, search,
-                           table_from_checkpoint)
+                           table_checkpoint)
 from resizable.nas.table_file import Table, TableError, merge_latency, merge_tables, read_table, shard_path, weights_sha256
 
 KWARGS = dict(num_classes=10, in_chans=1, widths=(4, 8, 16))
@@ -239,7 +239,7 @@ def test_table_from_checkpoint_shards_merge_when_the_last_one_finishes(tmp_path,
     for i in range(2):
         monkeypatch.setenv("RANK", str(i))  # as torchrun would start them
         monkeypatch.setenv("WORLD_SIZE", "2")
-        table, path = table_from_checkpoint(TableOptions(checkpoint=str(tmp_path / "ckpt.pt"), out=str(out), batch_size=8,
+        table, path = table_checkpoint(TableOptions(checkpoint=str(tmp_path / "ckpt.pt"), out=str(out), batch_size=8,
                                                          device="cpu", progress=False))
         assert path == (out if i == 1 else shard_path(out, 0, 2))
     assert not read_table(out).missing()

@@ -221,11 +221,11 @@ def test_torchscript_and_onnx_exports_predict_evals_top1(fm_run, fm_pngs, tmp_pa
 def test_max_mmacs_runs_the_tables_best_and_adapt_routes_each_image(fm_run, fm_pngs, tmp_path, capsys):
     from resizable.adapt.classifier import load_classifier
     from resizable.adapt.routing import Adapter
-    from resizable.nas.lookup import TableOptions, search, table_from_checkpoint
+    from resizable.nas.lookup import TableOptions, search, table_checkpoint
     from resizable.trained_run import TrainedRun
 
     root, labels = fm_pngs
-    table, _ = table_from_checkpoint(TableOptions(checkpoint=str(fm_run), out=str(fm_run / "table.csv"),
+    table, _ = table_checkpoint(TableOptions(checkpoint=str(fm_run), out=str(fm_run / "table.csv"),
                                                   split="test", progress=False))
     best = search(table, max_mmacs=0.8, top=1)[0]
     assert main(["predict", str(fm_run), str(root), "--max-mmacs", "0.8", "--out", str(tmp_path / "b.json")]) == 0

@@ -77,7 +77,7 @@ def test_a_crafted_cifar_batch_runs_no_code(tmp_path, capsys):
 def test_every_reader_of_user_files_refuses_code(tmp_path):
     from resizable.adapt.labels import load_labels
     from resizable.checkpoint import CheckpointError, read_torch_file
-    from resizable.deploy.convert import convert_checkpoint
+    from resizable.deploy import ConvertOptions, convert_checkpoint
     from resizable.deploy.export import load_static
     from resizable.utils.options import resolve_options
 
@@ -87,7 +87,7 @@ def test_every_reader_of_user_files_refuses_code(tmp_path):
     with pytest.raises(CheckpointError, match="refused"):
         read_torch_file(evil)
     with pytest.raises(ValueError, match="refused"):  # a torchvision state_dict to convert
-        convert_checkpoint("resnet18", str(tmp_path / "c.pt"), weights=str(evil))
+        convert_checkpoint(ConvertOptions(source="resnet18", out=str(tmp_path / "c.pt"), weights=str(evil)))
     with pytest.raises(ValueError, match="refused"):  # Adapt's label file
         load_labels(evil)
     static = tmp_path / "net.pt"

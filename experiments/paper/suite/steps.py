@@ -108,7 +108,7 @@ def _curve(run: Path) -> List[Dict[str, Any]]:
 def _table(ctx: Context, run: Path, step: Step, kind: str) -> Dict[str, Any]:
     from resizable import format_config
     from resizable.commands import EvalOptions, evaluate_checkpoint
-    from resizable.nas import TableOptions, table_from_checkpoint
+    from resizable.nas import TableOptions, table_checkpoint
 
     split, calibrated, which = EVALS[kind]
     p = ctx.protocol
@@ -121,7 +121,7 @@ def _table(ctx: Context, run: Path, step: Step, kind: str) -> Dict[str, Any]:
                                                batch_size=p.eval_batch_size, device=ctx.device, progress=False,
                                                calibrate_bn=batches, bn_statistics=basis))
         return {r["config"]: {"top1": r["top1_pct"], "mmacs": r["mmacs"]} for r in rows}
-    table, _ = table_from_checkpoint(TableOptions(checkpoint=str(run), out=str(run / f"table-{kind}.csv"), split=split,
+    table, _ = table_checkpoint(TableOptions(checkpoint=str(run), out=str(run / f"table-{kind}.csv"), split=split,
                                                   batch_size=p.eval_batch_size, device=ctx.device, calibrate_bn=batches,
                                                   calibrate_batch_size=p.eval_batch_size, progress=False,
                                                   bn_statistics=basis))
@@ -169,14 +169,14 @@ def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
     run = Path(ctx.work) / step.name
     opts = _options(ctx, step)
     if step.init_from:
-        from resizable.deploy import convert_checkpoint
+        from resizable.deploy import ConvertOptions, convert_checkpoint
 
         source = ctx.weights_path(step.init_from)
         if not source.is_file():
             raise ValueError(f"{step.name} starts from {step.init_from}'s weights, and {source} is missing")
         converted = Path(ctx.work) / f"{step.name}-init.pt"
         converted.parent.mkdir(parents=True, exist_ok=True)
-        convert_checkpoint(str(source), str(converted))
+        convert_checkpoint(ConvertOptions(source=str(source), out=str(converted)))
         opts["init_checkpoint"] = str(converted)
     if step.params.get("teacher_from"):  # a frozen teacher: another step's kept weights
         teacher = ctx.weights_path(step.params["teacher_from"])
@@ -235,7 +235,7 @@ def run_adapt(ctx: Context, step: Step) -> Dict[str, Any]:
     from resizable import write_bank
     from resizable import format_config
     from resizable.data import load_split, make_loader
-    from resizable.nas import TableOptions, table_from_checkpoint
+    from resizable.nas import TableOptions, table_checkpoint
     from resizable import TrainedRun
 
     p = ctx.protocol
@@ -254,7 +254,7 @@ def run_adapt(ctx: Context, step: Step) -> Dict[str, Any]:
         source = banked
         out["tables"] = {}
         for split in ("val", "test"):
-            table, _ = table_from_checkpoint(TableOptions(
+            table, _ = table_checkpoint(TableOptions(
                 checkpoint=str(source), out=str(folder / f"table-{split}.csv"), split=split,
                 batch_size=p.eval_batch_size, device=ctx.device, progress=False, bn_statistics="bank"))
             out["tables"][split] = {format_config(r["config"]): {"top1": r["top1_pct"], "mmacs": r["mmacs"]}

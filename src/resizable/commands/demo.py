@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..utils.fileio import atomic_path, atomic_write_text
 from ..utils.options import check_options, option
 
-__all__ = ["DemoOptions", "run_demo", "write_table", "plot_accuracy_vs_macs"]
+__all__ = ["DemoOptions", "demo", "write_table", "plot_accuracy_vs_macs"]
 
 HELP = "train a small RS-ResNet on Fashion-MNIST and report every configuration (the built-in demo)"
 
@@ -87,7 +87,7 @@ def plot_accuracy_vs_macs(rows: List[Dict[str, Any]], path: Path, title: str) ->
     plt.close(fig)
 
 
-def run_demo(cfg: DemoOptions) -> Path:
+def demo(opts: DemoOptions) -> Path:
     """Train, evaluate every configuration, print the table, write ``configs.csv``,
     ``accuracy_vs_macs.png`` and ``summary.json`` (full, worst and best configuration, times)
     into the run folder; returns the run folder."""
@@ -98,27 +98,27 @@ def run_demo(cfg: DemoOptions) -> Path:
     from .evaluate import EvalOptions, evaluate_checkpoint
 
     start = time.perf_counter()
-    name = cfg.name or f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    train_cfg = TrainOptions(model=cfg.model, model_args=dict(cfg.model_args), factors=tuple(cfg.factors),
-                            dataset="fashion-mnist", data_dir=cfg.data_dir, epochs=cfg.epochs,
-                            batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            schedule="cosine", sampling="fair", loss_reduction=cfg.loss_reduction,
-                            warmup_epochs=cfg.warmup_epochs,
-                            seed=cfg.seed, out_dir=cfg.out_dir, name=name, device=cfg.device,
-                            progress=cfg.progress, augment=cfg.augment, channels_last=cfg.channels_last,
+    name = opts.name or f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    train_cfg = TrainOptions(model=opts.model, model_args=dict(opts.model_args), factors=tuple(opts.factors),
+                            dataset="fashion-mnist", data_dir=opts.data_dir, epochs=opts.epochs,
+                            batch_size=opts.batch_size, lr=opts.lr, weight_decay=opts.weight_decay,
+                            schedule="cosine", sampling="fair", loss_reduction=opts.loss_reduction,
+                            warmup_epochs=opts.warmup_epochs,
+                            seed=opts.seed, out_dir=opts.out_dir, name=name, device=opts.device,
+                            progress=opts.progress, augment=opts.augment, channels_last=opts.channels_last,
                             eval_configs="minmax",
-                            eval_calibrate_bn=cfg.calibrate_bn or 5)
-    probe = create_model(cfg.model, num_classes=10, in_chans=1, factors=tuple(cfg.factors), **dict(cfg.model_args))
+                            eval_calibrate_bn=opts.calibrate_bn or 5)
+    probe = create_model(opts.model, num_classes=10, in_chans=1, factors=tuple(opts.factors), **dict(opts.model_args))
     configs = probe.configs()
     distinct = len({tuple(probe.stage_sizes(28, c)) for c in configs})
-    print(f"training {cfg.model} {dict(cfg.model_args)} on the 60,000 Fashion-MNIST training images, factors "
-          f"{tuple(cfg.factors)}: {len(configs)} configurations, {distinct} with distinct stage resolutions; "
-          f"fair sampling, the {cfg.loss_reduction} of the 4 losses, lr {cfg.lr:g} after a warm-up of "
-          f"{train_cfg.warmup:g} epochs, {cfg.epochs} epochs", flush=True)
+    print(f"training {opts.model} {dict(opts.model_args)} on the 60,000 Fashion-MNIST training images, factors "
+          f"{tuple(opts.factors)}: {len(configs)} configurations, {distinct} with distinct stage resolutions; "
+          f"fair sampling, the {opts.loss_reduction} of the 4 losses, lr {opts.lr:g} after a warm-up of "
+          f"{train_cfg.warmup:g} epochs, {opts.epochs} epochs", flush=True)
     run_dir = train(train_cfg)
     train_seconds = time.perf_counter() - start
-    rows = evaluate_checkpoint(EvalOptions(checkpoint=str(run_dir), configs="all", device=cfg.device,
-                                           progress=cfg.progress, calibrate_bn=cfg.calibrate_bn))
+    rows = evaluate_checkpoint(EvalOptions(checkpoint=str(run_dir), configs="all", device=opts.device,
+                                           progress=opts.progress, calibrate_bn=opts.calibrate_bn))
     rows.sort(key=lambda r: (r["mmacs"], r["config"]))
     print(f"\n{'config':<24}{'MMACs':>9}{'top-1 %':>9}")
     for r in rows:
@@ -127,15 +127,15 @@ def run_demo(cfg: DemoOptions) -> Path:
     worst = min(rows, key=lambda r: r["top1_pct"])
     write_table(rows, run_dir / "configs.csv")
     plot_accuracy_vs_macs(rows, run_dir / "accuracy_vs_macs.png",
-                           f"RS-{cfg.model} on Fashion-MNIST ({len(rows)} configurations, one network)")
+                           f"RS-{opts.model} on Fashion-MNIST ({len(rows)} configurations, one network)")
     total = time.perf_counter() - start
     best = max(rows, key=lambda r: (r["top1_pct"], -r["mmacs"]))
     summary = {
-        "model": cfg.model, "model_args": dict(cfg.model_args), "factors": list(cfg.factors),
-        "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
-        "loss_reduction": cfg.loss_reduction, "warmup_epochs": train_cfg.warmup,
-        "seed": cfg.seed,
-        "calibrate_bn": cfg.calibrate_bn, "num_configs": len(rows), "distinct_resolutions": distinct,
+        "model": opts.model, "model_args": dict(opts.model_args), "factors": list(opts.factors),
+        "epochs": opts.epochs, "batch_size": opts.batch_size, "lr": opts.lr, "weight_decay": opts.weight_decay,
+        "loss_reduction": opts.loss_reduction, "warmup_epochs": train_cfg.warmup,
+        "seed": opts.seed,
+        "calibrate_bn": opts.calibrate_bn, "num_configs": len(rows), "distinct_resolutions": distinct,
         "full": {"config": full["config"], "top1": full["top1_pct"], "mmacs": full["mmacs"]},
         "worst": {"config": worst["config"], "top1": worst["top1_pct"], "mmacs": worst["mmacs"]},
         "best": {"config": best["config"], "top1": best["top1_pct"], "mmacs": best["mmacs"]},
@@ -161,5 +161,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..utils.options import resolve_options
 
-    run_demo(resolve_options(DemoOptions, args))
+    demo(resolve_options(DemoOptions, args))
     return 0

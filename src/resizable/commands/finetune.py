@@ -15,10 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..utils.options import resolve_options
-    from ..nas.finetune import FinetuneOptions, finetune
+    from ..nas.finetune import FinetuneOptions, finetune_checkpoint
 
-    cfg = resolve_options(FinetuneOptions, args)
-    run_dir = finetune(cfg)
+    run_dir = finetune_checkpoint(resolve_options(FinetuneOptions, args))
     import json
 
     summary = json.loads((run_dir / "finetune.json").read_text())

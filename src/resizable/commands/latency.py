@@ -16,11 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..utils.console import progress_enabled
-    from ..nas.latency import LatencyOptions, latency_from_options
+    from ..nas.latency import LatencyOptions, latency_checkpoint
     from ..utils.options import resolve_options
 
     opts = resolve_options(LatencyOptions, args)
-    table = latency_from_options(dataclasses.replace(opts, progress=progress_enabled(opts.progress)))
+    table = latency_checkpoint(dataclasses.replace(opts, progress=progress_enabled(opts.progress)))
     if opts.template:
         print(f"wrote {opts.out}: fill in the latency column(s), then: resizable table --merge-latency {opts.out} "
               f"--out TABLE.csv")

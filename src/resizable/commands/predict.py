@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..inference.predict import PredictOptions, predict_images
+    from ..inference.predict import PredictOptions, predict_checkpoint
     from ..utils.options import resolve_options
 
     inputs = list(args.inputs)
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("give the run (or exported network) and then image files, folders or -")
         given["checkpoint"] = inputs.pop(0)
     opts = resolve_options(PredictOptions, args, paths=tuple(inputs), **given)
-    summary = predict_images(opts)
+    summary = predict_checkpoint(opts)
     if summary.out is not None:
         unreadable = f", {summary.unreadable} unreadable" if summary.unreadable else ""
         print(f"wrote {summary.out} ({summary.classified} images classified{unreadable})")

@@ -35,7 +35,7 @@ def _summary(table, path) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..utils.options import resolve_options
     from ..utils.console import progress_enabled
-    from ..nas.lookup import TableOptions, table_from_checkpoint
+    from ..nas.lookup import TableOptions, table_checkpoint
     from ..nas.table_file import merge_latency, merge_tables, read_table
 
     opts = resolve_options(TableOptions, args)
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         print(_summary(table, opts.out))
     elif opts.checkpoint:
         try:
-            table, path = table_from_checkpoint(dataclasses.replace(opts, progress=progress_enabled(opts.progress)))
+            table, path = table_checkpoint(dataclasses.replace(opts, progress=progress_enabled(opts.progress)))
         except KeyboardInterrupt:
             print(f"interrupted: {opts.out} keeps every finished work unit; the same command continues it: "
                   f"{getattr(args, 'command_line', 'resizable table ...')}", file=sys.stderr, flush=True)

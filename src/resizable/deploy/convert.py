@@ -17,8 +17,9 @@ Either way the result is an ordinary checkpoint (no optimizer state) that ``resi
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -29,8 +30,28 @@ from ..layers import ScaleBatchNorm2d
 from ..net import DEFAULT_FACTORS, ResizableNet
 from ..utils.optional import MissingDependency, missing_dependency
 from ..registry import create_model, from_torchvision, list_models
+from ..training.run_folder import output_path
+from ..utils.options import check_options, option, required
 
-__all__ = ["convert_checkpoint", "spread_bn_branches"]
+__all__ = ["ConvertOptions", "convert_checkpoint", "spread_bn_branches"]
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Options of ``resizable convert``."""
+
+    source: Optional[str] = required("a torchvision (or timm) model name, e.g. resnet18, or a checkpoint file or "
+                                     "run folder of this project")
+    weights: Optional[str] = option(None, "with a model name: its state_dict file "
+                                          "(torch.save(model.state_dict(), path))")
+    out: Optional[str] = required("the resizable checkpoint to write (a folder: converted.pt inside it)")
+    factors: Optional[Tuple[float, ...]] = option(None, "scaling factor list L of the result (default: "
+                                                        "0.45,0.65,0.85,1)", min=0.05, max=1.0)
+    config: Optional[str] = option(None, "from a run: the configuration whose BN branches start every branch "
+                                         "(default: the run's single configuration, else the largest)")
+
+    def __post_init__(self) -> None:
+        check_options(self)  # types and declared bounds
 
 
 @torch.no_grad()
@@ -110,23 +131,20 @@ def _registered_name(name: str, model: ResizableNet, kwargs: Dict[str, Any]) -> 
     raise ValueError(f"no registered resizable model rebuilds the converted {name}; registered: {list_models()}")
 
 
-def convert_checkpoint(source: str, out: str, *, weights: Optional[str] = None,
-                       factors: Optional[Sequence[float]] = None, config: Optional[str] = None) -> Path:
-    """Convert trained weights into a resizable checkpoint; returns the file written (atomically).
+def convert_checkpoint(opts: ConvertOptions) -> Path:
+    """Convert trained weights into a resizable checkpoint (what ``resizable convert`` runs); returns the
+    file written (atomically): ``opts.out``, or ``converted.pt`` inside it when it is a folder.
 
-    Args:
-        source: a torchvision/timm model name (then ``weights`` is required), or a checkpoint or run folder.
-        out: the checkpoint file to write.
-        weights: the plain model's ``state_dict`` file.
-        factors: the scaling factor list L of the result (default: the run's, else the paper's).
-        config: from a run: the configuration whose BN branches are spread to every branch (default:
-            the run's ``--single-config`` when it trained a single configuration, else the largest).
+    ``opts.source`` is a torchvision/timm model name (then ``opts.weights``, the plain model's
+    ``state_dict`` file, is required) or a checkpoint or run folder; ``opts.factors`` is the factor list L
+    of the result (default: the run's, else the paper's); from a run, ``opts.config`` is the
+    configuration whose BN branches are spread to every branch (default: the run's ``--single-config``
+    when it trained a single configuration, else the largest).
     """
-    out_path = Path(out)
-    if out_path.exists() and out_path.is_dir():
-        raise ValueError(f"--out {out} is a folder; give the checkpoint file to write")
-    is_run = Path(source).exists()
-    if is_run:
+    source, weights, factors, config = opts.source, opts.weights, opts.factors, opts.config
+    out_path = output_path(opts.out, "converted.pt")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if Path(source).exists():
         if weights is not None:
             raise ValueError("--weights goes with a model name; a checkpoint or run folder brings its own weights")
         from ..trained_run import TrainedRun

@@ -22,7 +22,7 @@ from .images import image_paths
 from .network import Network, NetworkChoice, source_kind
 from .output import OUTPUT_FORMATS, Prediction, make_writer, output_format
 
-__all__ = ["PredictOptions", "PredictSummary", "open_network", "predictions", "predict_images"]
+__all__ = ["PredictOptions", "PredictSummary", "open_network", "predictions", "predict_checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ def _write(network: Network, opts: PredictOptions, stream: TextIO, stdin: Option
     return counts[0], counts[1]
 
 
-def predict_images(opts: PredictOptions, *, stdout: Optional[TextIO] = None, stdin: Optional[TextIO] = None,
+def predict_checkpoint(opts: PredictOptions, *, stdout: Optional[TextIO] = None, stdin: Optional[TextIO] = None,
                    stderr: Optional[TextIO] = None) -> PredictSummary:
     """Classify the images ``opts.paths`` name; what ``resizable predict`` runs.
 

@@ -23,7 +23,7 @@ from ..utils.options import check_options, option, required
 from ..training.trainer import TrainOptions, train
 from ..trained_run import TrainedRun
 
-__all__ = ["FinetuneOptions", "finetune"]
+__all__ = ["FinetuneOptions", "finetune_checkpoint"]
 
 _ARCH_KEYS = ("factors", "num_classes", "in_chans")
 
@@ -109,23 +109,23 @@ def _scores(run: TrainedRun, model: Any, config: tuple, cfg: FinetuneOptions) ->
                             calibrate=calibrate)[config] for split in splits}
 
 
-def finetune(cfg: FinetuneOptions) -> Path:
-    """Fine-tune the sub-network ``cfg.config`` of a trained checkpoint; returns the new run folder.
+def finetune_checkpoint(opts: FinetuneOptions) -> Path:
+    """Fine-tune the sub-network ``opts.config`` of a trained checkpoint; returns the new run folder.
 
     The folder holds the trainer's files plus ``finetune.json``: the configuration and its scores
     before and after, on val (when the run holds images out) and test, with BN statistics as trained
     or recalibrated by the one rule of :class:`TrainedRun` (training images minus val).
     """
-    run = TrainedRun.open(cfg.checkpoint, dataset=cfg.dataset, data_dir=cfg.data_dir)
-    config = run.model.check_config(parse_config(cfg.config, run.model.factors, run.model.num_stages))
-    tc = _train_options(cfg, run, config)
-    basis = _basis(run, cfg)
-    before = _scores(run, run.model, config, cfg)  # before and after on one basis
+    run = TrainedRun.open(opts.checkpoint, dataset=opts.dataset, data_dir=opts.data_dir)
+    config = run.model.check_config(parse_config(opts.config, run.model.factors, run.model.num_stages))
+    tc = _train_options(opts, run, config)
+    basis = _basis(run, opts)
+    before = _scores(run, run.model, config, opts)  # before and after on one basis
     run_dir = train(tc)  # its checkpoint gets the bank of the fine-tuned weights (the trainer's rule)
     tuned = TrainedRun.open(run_dir, dataset=run.dataset, data_dir=run.data_dir)
-    after_basis = _basis(tuned, cfg)
-    after = _scores(tuned, tuned.model, config, cfg)
-    summary = {"config": format_config(config), "from": str(run.checkpoint), "epochs": cfg.epochs, "lr": tc.lr,
+    after_basis = _basis(tuned, opts)
+    after = _scores(tuned, tuned.model, config, opts)
+    summary = {"config": format_config(config), "from": str(run.checkpoint), "epochs": opts.epochs, "lr": tc.lr,
                "dataset": run.dataset, "splits": list(before), "bn_statistics": basis,
                "bn_statistics_after": after_basis,
                "before": before, "after": after}

@@ -34,7 +34,7 @@ from ..utils.options import check_options, option
 
 MEMORY_FORMATS = ("auto", "contiguous", "channels-last")
 
-__all__ = ["LatencyOptions", "latency_from_options", "LatencyStats", "time_module", "latency_column", "LatencyProbe", "build_latency_table",
+__all__ = ["LatencyOptions", "latency_checkpoint", "LatencyStats", "time_module", "latency_column", "LatencyProbe", "build_latency_table",
            "latency_template", "device_description", "RUNTIMES", "MEMORY_FORMATS"]
 
 
@@ -330,7 +330,7 @@ def _model(opts: LatencyOptions):
     return model.eval(), opts.model, int(opts.input_size or 224)
 
 
-def latency_from_options(opts: LatencyOptions) -> Table:
+def latency_checkpoint(opts: LatencyOptions) -> Table:
     """What ``resizable latency`` runs: the latency table of a checkpoint's (or an architecture's)
     configurations, measured here, or with ``template`` an empty table to fill in elsewhere."""
     from ..training.run_folder import output_path

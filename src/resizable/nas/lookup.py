@@ -44,6 +44,7 @@ __all__ = [
     "read_baselines",
     "plot_pareto",
     "TableOptions",
+    "table_checkpoint",
     "table_from_checkpoint",
 ]
 
@@ -413,7 +414,7 @@ class TableOptions:
         check_options(self)  # types and declared bounds
 
 
-def table_from_checkpoint(opts: TableOptions) -> Tuple[Table, Path]:
+def table_checkpoint(opts: TableOptions) -> Tuple[Table, Path]:
     """Build (or resume) the lookup table of a trained checkpoint; what ``resizable table`` runs.
 
     Dataset, data folder and input size default to the training run's. With ``shard`` ``i/n`` (or
@@ -424,7 +425,7 @@ def table_from_checkpoint(opts: TableOptions) -> Tuple[Table, Path]:
     from ..trained_run import TrainedRun
 
     if not opts.checkpoint:
-        raise ValueError("table_from_checkpoint needs a checkpoint (--checkpoint)")
+        raise ValueError("table_checkpoint needs a checkpoint (--checkpoint)")
     shard = check_shard(parse_shard(opts.shard) if opts.shard is not None else launch_info()[:2])
     run = TrainedRun.open(opts.checkpoint, dataset=opts.dataset, data_dir=opts.data_dir, input_size=opts.input_size)
     model, payload, size, info = run.model, run.payload, run.input_size, run.info
@@ -462,3 +463,11 @@ def table_from_checkpoint(opts: TableOptions) -> Tuple[Table, Path]:
                 merged.write(out)
                 return merged, out
     return table, target
+
+
+def table_from_checkpoint(opts: TableOptions) -> Tuple[Table, Path]:
+    """Deprecated: the earlier name of :func:`table_checkpoint`."""
+    import warnings
+
+    warnings.warn("table_from_checkpoint is now table_checkpoint", DeprecationWarning, stacklevel=2)
+    return table_checkpoint(opts)
