@@ -119,10 +119,10 @@ def narrow_widths(train: Dict[str, Any], target_mmacs: float) -> Tuple[List[int]
 # ---------------------------------------------------------------------------- runners
 def _table(ctx: Context, weights: Path, folder: Path, split: str) -> Dict[str, Dict[str, float]]:
     from resizable import format_config
-    from resizable.nas import TableOptions, table_from_checkpoint
+    from resizable.nas import TableOptions, table_checkpoint
 
     p = ctx.protocol
-    table, _ = table_from_checkpoint(TableOptions(
+    table, _ = table_checkpoint(TableOptions(
         checkpoint=str(weights), out=str(folder / f"table-{split}.csv"), split=split, batch_size=p.eval_batch_size,
         device=ctx.device, calibrate_bn=p.eval_calibrate_bn, calibrate_batch_size=p.eval_batch_size,
         progress=False, data_dir=ctx.data_dir))
