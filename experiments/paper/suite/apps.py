@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .steps import Context, Step, kept_weights, load_result
+from .steps import Context, Step, kept_weights, load_result, replace_train
 
 # where the budgets sit: these fractions of the way from the val front's cheapest to its dearest point, in log
 # MACs, each taken down to the front point at or below it (the search's own rule); Fig 3d adds the midpoint after
@@ -174,3 +174,19 @@ def run_finetune(ctx: Context, step: Step) -> Dict[str, Any]:
     return {"config": config, "steps": steps, "steps_per_epoch": per_epoch, "fraction": params["fraction"],
             "lr": summary["lr"], "before": summary["before"], "after": summary["after"],
             "bn_statistics": summary["bn_statistics"]}
+
+
+def resolve_app(ctx: Context, step: Step) -> Optional[Step]:
+    """A run trained alone at a choice made on val: the pick under a budget (``pick_from``), or the family's widths
+    scaled to a budget (``narrow_from``); None for any other step."""
+    params = step.params
+    if not (params.get("pick_from") or params.get("narrow_from")):
+        return None
+    i = params["budget_index"]
+    if params.get("pick_from"):
+        config = pick_of(ctx, params["pick_from"], params["budgets_from"], i)
+        return replace_train(step, single_config=tuple(float(f) for f in config.split(",")), eval_configs=config)
+    budget = budgets_of(ctx, params["narrow_from"])["nas"][i]
+    widths, _ = narrow_widths({**ctx.protocol.train_args(), **step.train}, budget)
+    return replace_train(step, model_args={**ctx.protocol.model_args, **step.train.get("model_args", {}),
+                                           "widths": widths})

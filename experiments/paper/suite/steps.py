@@ -16,7 +16,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .protocol import PINNED, Protocol
 
@@ -54,6 +54,11 @@ class Context:
     resume: bool = True
     weights: Optional[str] = None   # where kept weights live (default: RESULTS/weights)
     device: str = "cpu"             # where every run trains and evaluates (a result does not depend on it)
+    # step kinds of the modules above this one ((kind, runner) pairs) and resolvers of their choices
+    # (``resolver(ctx, step)`` returns the step with its choices made, or None when not its step): handed down by
+    # whoever plans such steps, so that this module does not import them (module-level functions, picklable)
+    runners: Tuple[Tuple[str, Callable[..., Dict[str, Any]]], ...] = ()
+    resolvers: Tuple[Callable[..., Optional["Step"]], ...] = ()
 
     def result_path(self, name: str) -> Path:
         return Path(self.results) / "runs" / f"{name}.json"
@@ -322,8 +327,10 @@ def run_select_lr(ctx: Context, step: Step) -> Dict[str, Any]:
 
 def resolve(ctx: Context, step: Step) -> Step:
     """The step with its choices made: ``params["lr_from"]`` names a finished selection step whose lr it takes."""
-    if step.params.get("pick_from") or step.params.get("narrow_from"):
-        return _resolve_app(ctx, step)
+    for resolver in ctx.resolvers:
+        made = resolver(ctx, step)
+        if made is not None:
+            return made
     source = step.params.get("lr_from")
     if not source:
         return step
@@ -333,21 +340,6 @@ def resolve(ctx: Context, step: Step) -> Step:
     return replace_train(step, lr=float(chosen["chosen"]["lr"]))
 
 
-def _resolve_app(ctx: Context, step: Step) -> Step:
-    """A run trained alone at a choice made on val: the pick under a budget (``pick_from``), or the family's
-    widths scaled to a budget (``narrow_from``); see :mod:`apps`."""
-    from .apps import budgets_of, narrow_widths, pick_of
-
-    i, params = step.params["budget_index"], step.params
-    if params.get("pick_from"):
-        config = pick_of(ctx, params["pick_from"], params["budgets_from"], i)
-        return replace_train(step, single_config=tuple(float(f) for f in config.split(",")), eval_configs=config)
-    budget = budgets_of(ctx, params["narrow_from"])["nas"][i]
-    widths, _ = narrow_widths({**ctx.protocol.train_args(), **step.train}, budget)
-    return replace_train(step, model_args={**ctx.protocol.model_args, **step.train.get("model_args", {}),
-                                           "widths": widths})
-
-
 def run_timing(ctx: Context, step: Step) -> Dict[str, Any]:
     """T8: fair against random sampling, timed back to back in one process (:mod:`timing`)."""
     from .timing import sampling_seconds
@@ -355,16 +347,7 @@ def run_timing(ctx: Context, step: Step) -> Dict[str, Any]:
     return sampling_seconds(ctx.protocol, step.seed, ctx.data_dir, **step.params)
 
 
-def run_app(ctx: Context, step: Step) -> Dict[str, Any]:
-    """The applications' steps on the default recipe's network (:mod:`apps`, :mod:`fig3d_front`)."""
-    from .apps import run_finetune, run_tables
-    from .fig3d_front import run_adapt_front
-
-    return {"tables": run_tables, "finetune": run_finetune, "adapt_front": run_adapt_front}[step.kind](ctx, step)
-
-
-RUNNERS = {"train": run_training, "adapt": run_adapt, "select": run_select_lr, "timing": run_timing,
-           "tables": run_app, "finetune": run_app, "adapt_front": run_app}
+RUNNERS = {"train": run_training, "adapt": run_adapt, "select": run_select_lr, "timing": run_timing}
 
 
 def kept_weights(ctx: Context, name: str) -> Path:
@@ -401,7 +384,11 @@ def execute(ctx: Context, step: Step) -> str:
                              f"now {key}); delete it (and its weights) to re-run that step")
         return step.name
     t0 = time.time()
-    result = RUNNERS[step.kind](ctx, step)
+    runners = {**RUNNERS, **dict(ctx.runners)}
+    if step.kind not in runners:
+        raise ValueError(f"step {step.name} is of kind {step.kind!r}, which this run was not given a runner for; "
+                         f"known: {', '.join(sorted(runners))}")
+    result = runners[step.kind](ctx, step)
     result.update({"name": step.name, "kind": step.kind, "seed": step.seed, "key": key,
                    "options": {k: v for k, v in _options(ctx, step).items() if k != "data_dir"},
                    "step_seconds": time.time() - t0, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})

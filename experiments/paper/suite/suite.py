@@ -13,7 +13,12 @@ from .plan import CLAIMS, conditional, plan
 from .recipes import analyse_recipes, plan_recipes
 from .protocol import READMES, REPORT, RESULTS, Protocol
 from .report import plot_claim, write_readme_block, write_report
+from .apps import resolve_app, run_finetune, run_tables
+from .fig3d_front import run_adapt_front
 from .steps import Context, Step, load_result, run_steps
+
+# the applications' step kinds (apps.py, fig3d_front.py), handed to the steps through the context
+APP_RUNNERS = (("tables", run_tables), ("finetune", run_finetune), ("adapt_front", run_adapt_front))
 
 
 def parse_claims(text: str) -> List[str]:
@@ -124,7 +129,8 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
     data_dir = args.data_dir
     if protocol.quick and not args.data_dir:
         data_dir = small_copy(work / "data", None)
-    ctx = Context(protocol, str(work), str(results_dir), data_dir, args.threads, args.resume, device=args.device)
+    ctx = Context(protocol, str(work), str(results_dir), data_dir, args.threads, args.resume, device=args.device,
+                  runners=APP_RUNNERS, resolvers=(resolve_app,))
     analyses = dict(ANALYSES)
     steps = plan(protocol, seeds, [c for c in claims if c not in ("recipes", "curve")])
     if {"recipes", "curve", "fig3abc", "fig3d"} & set(claims):  # the screening first: every side's tuned point

@@ -330,7 +330,7 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
 
 @pytest.mark.slow
 def test_bad_arguments(tmp_path):
-    for extra, message in ((["--claims", "t7"], "accepted: all, recipes, t1"), (["--seeds", "a"], "comma-separated"),
+    for extra, message in ((["--claims", "t7"], "accepted: all, recipes, curve, t1"), (["--seeds", "a"], "comma-separated"),
                            (["--jobs", "0"], ">= 1")):
         r = subprocess.run(_cmd(str(tmp_path), tmp_path, *extra), env=_env(), cwd=tmp_path, capture_output=True,
                            text=True, timeout=120)
