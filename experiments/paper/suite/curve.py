@@ -28,6 +28,7 @@ from .recipes import chosen_recipes, recipe_options, regime_args, step_name
 from .runs import Results, cfg, top1
 from .stats import compare, fmt, fmt_diff, verdict
 from .steps import Step
+from .figures import pyplot, save_figure
 
 BUDGETS = (1, 2, 4)          # the networks alone's epochs, in multiples of E
 CURVE_SEEDS = 3              # the suite's first seeds
@@ -299,10 +300,7 @@ def plot_budget(p: Protocol, data: Dict[str, Any], results: Results, selection: 
                 out: Path) -> Optional[Path]:
     """Accuracy against counted cost, one panel per uniform configuration: the networks alone (their cost: the four
     together, what one RS training replaces) and RS (its own cost), mean over seeds with the seeds' std."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     seeds = data["seeds"]
     fig, axes = plt.subplots(2, 2, figsize=(9, 6.4), sharex=True)
@@ -342,8 +340,4 @@ def plot_budget(p: Protocol, data: Dict[str, Any], results: Results, selection: 
         ax.set_ylabel("test top-1 %")
     axes.flat[0].legend(fontsize=7)
     fig.suptitle("Budget curve: RS against the networks it replaces, at counted cost (full regime)", fontsize=10)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

@@ -21,6 +21,7 @@ from .recipes import recipe_options, regime_args, step_name
 from .runs import Results, cfg, top1
 from .stats import compare, fmt, fmt_diff, summary, verdict_line
 from .steps import Step
+from .figures import pyplot, save_figure
 
 COMPARISONS = (  # (name, the paper's side, the other side)
     ("searched vs uniform of similar MACs", "as_is", "uniform"),
@@ -189,10 +190,7 @@ def estimate_hours(p: Protocol, seeds: Sequence[int], selection: Dict[str, Any],
 def plot_fig3abc(p: Protocol, seeds: Sequence[int], results: Results, out: Path) -> Optional[Path]:
     """Test top-1 against MMACs at each budget: the pick as is, fine-tuned, trained alone, the narrower network,
     the uniform configuration (means over seeds), over every configuration of the first seed's network."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     first = results.get(tables_name(seeds[0]))
     if not first or "budgets" not in first:
@@ -218,10 +216,4 @@ def plot_fig3abc(p: Protocol, seeds: Sequence[int], results: Results, out: Path)
     ax.set_xlabel("MMACs per image")
     ax.set_ylabel("test top-1 %")
     ax.set_title("Fig 3(a)-(c): Resizable-NAS at each budget (mean over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, ax)

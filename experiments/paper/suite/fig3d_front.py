@@ -22,6 +22,7 @@ from .protocol import Protocol
 from .runs import Results
 from .stats import fmt_diff, summary, fmt, verdict, verdict_line
 from .steps import Context, Step, kept_weights
+from .figures import pyplot, save_figure
 
 LABELS = {"classifier (paper rule, per threshold)": "paper rule per threshold",
           "classifier (cost-aware)": "cost-aware rule", "cascade": "cascade"}
@@ -228,10 +229,7 @@ def goal(data: Dict[str, Any]) -> str:
 
 def plot_fig3d_front(p: Protocol, seeds: Sequence[int], results: Results, out: Path) -> Optional[Path]:
     """Every method's curve with the NAS pick, the front's line and the oracle (means over seeds, per budget)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     got = [r for r in (results.get(f"adapt-front-s{s}") for s in seeds) if r]
     if not got:
@@ -250,10 +248,4 @@ def plot_fig3d_front(p: Protocol, seeds: Sequence[int], results: Results, out: P
     ax.set_xlabel("mean MMACs per image (classifier and extra passes included)")
     ax.set_ylabel("test top-1 %")
     ax.set_title("Fig 3d along the front: Adapt methods against the NAS front (mean over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, ax)

@@ -13,6 +13,7 @@ from .plan import COSTLY_SEEDS
 from .cost import cost_table
 from .protocol import Protocol
 from .runs import Results, all_top1, cfg, mmacs
+from .figures import pyplot, save_figure
 
 
 def _mean_table(results: Results, names: Sequence[str], kind: str) -> Dict[str, float]:
@@ -24,10 +25,7 @@ def _mean_table(results: Results, names: Sequence[str], kind: str) -> Dict[str, 
 
 def plot_claim(claim: str, p: Protocol, seeds: Sequence[int], results: Results, out: Path) -> Optional[Path]:
     """The claim's figure (t1, fig5, fig3abc, fig3d, t2); None for the others or when nothing is there to plot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if claim in ("fig3abc", "fig3d"):  # the applications on the default recipe's network
         from .fig3abc import plot_fig3abc
@@ -109,13 +107,7 @@ def plot_claim(claim: str, p: Protocol, seeds: Sequence[int], results: Results, 
     if claim != "t2":
         ax.set_xlabel("MMACs (multiply-accumulates, interpolation excluded)")
         ax.set_ylabel("test top-1 %")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, ax)
 
 
 def machine() -> str:
