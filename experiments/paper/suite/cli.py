@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -31,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default=None, help=f"results (default {RESULTS}; quick: runs/paper-quick)")
     p.add_argument("--select", action="store_true", help="tune every compared method on val (screen.py) instead of "
                                                          "running the suite")
+    p.add_argument("--confirm", action="store_true",
+                   help="tune the screening's best RS candidates and the networks alone again on val at the full "
+                        "regime's budget, two seeds (confirm.py; needs a finished screening)")
     p.add_argument("--methods", "--screen-methods", dest="methods", default=None,
                    help="--select: only these methods, comma-separated, screened in the suite's order (default: all: "
                         "the networks alone first, then each RS family)")
@@ -67,6 +71,25 @@ def main(argv: Optional[List[str]] = None) -> int:
             record = run_selection(protocol, steps=args.steps or 130, work=work, out=out, data_dir=args.data_dir,
                                    jobs=args.jobs, threads=args.threads, device=args.device)
             print(f"chosen: {record['chosen']} -> {out}")
+            return 0
+        if args.confirm:
+            from .confirm import CONFIRM_RESULTS, run_confirm
+            from .suite import small_copy
+
+            only = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+            work = Path(args.work_dir or ("runs/paper-quick-work" if args.quick else WORK))
+            out = quick_dir / "selection.json" if args.quick else SELECTION
+            if not out.is_file():
+                raise ValueError(f"{out} does not exist: run the screening (--select) first")
+            record = run_confirm(protocol, json.loads(out.read_text()), work=work, out=out,
+                                 results=quick_dir / "confirm" if args.quick else CONFIRM_RESULTS,
+                                 sources=quick_dir if args.quick else RESULTS,
+                                 data_dir=args.data_dir or (small_copy(work / "data", None) if args.quick else None),
+                                 jobs=args.jobs, threads=args.threads, device=args.device, only=only)["confirmation"]
+            for name, m in record["methods"].items():
+                print(f"{name}: lr {m['best']['point']['lr']:g} val {m['best']['val_score']:.2f}"
+                      f"{'  (on the grid edge)' if m['on_edge'] else ''}")
+            print(f"winner: {record.get('winner')}")
             return 0
         if args.select:
             from .screen import SCREEN_RESULTS, SCREEN_STEPS, run_screen

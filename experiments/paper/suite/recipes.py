@@ -1,8 +1,10 @@
 """T1 again, with every side tuned on val: the chosen recipe and the paper's against networks trained alone.
 
-The screening (:mod:`screen`) gives each method its best grid point on val. This claim takes
+The screening (:mod:`screen`) gives each method its best grid point on val, and the confirmation
+(:mod:`confirm`) tunes the best RS candidates and the networks alone again at the full budget. This claim takes
 
-- the **chosen recipe**: the RS method from scratch with the best val score among those whose
+- the **chosen recipe** (the default recipe): the confirmation's winner once it has confirmed every
+  candidate, until then the RS method from scratch with the best screening score among those whose
   screening has finished (``FROM_SCRATCH``: fair sampling, the warm starts, ensemble and sandwich
   distillation; the twin-teacher path starts from a trained network, so it is reported beside, not
   chosen at an equal budget);
@@ -26,6 +28,7 @@ import statistics
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .claims import converged
+from .confirm import FROM_SCRATCH, confirmation_table, confirmed_point, winner
 from .cost import cost_line
 from .protocol import Protocol
 from .runs import Results, cfg, top1
@@ -33,10 +36,6 @@ from .screen import grid_value, screening_table
 from .stats import compare, effect_text, fmt, fmt_diff, verdict
 from .steps import Step
 
-# the RS methods the chosen recipe is picked from (the warm starts cost what their epochs cost without them);
-# the screening's retired methods (screen.RETIRED: made with the library's earlier recipes) are not among them
-FROM_SCRATCH = ("fair", "paper", "warm-full", "warm-snapshot", "warm-progressive", "fair-ensemble-td",
-                "sandwich-full-v2")
 EQUAL_EPOCH_GAP = 0.5
 REGIMES = ("full", "small")
 
@@ -52,9 +51,10 @@ def _method(selection: Dict[str, Any], name: str) -> Dict[str, Any]:
 
 
 def recipe_options(selection: Dict[str, Any], name: str) -> Dict[str, Any]:
-    """A screened method's fixed options with its best grid point (what the confirmation trains)."""
+    """A screened method's fixed options with its best grid point: the confirmation's when it has confirmed the
+    method (:mod:`confirm`), else the screening's."""
     m = _method(selection, name)
-    opts = {**m["fixed"], **m["best"]["point"]}
+    opts = {**m["fixed"], **m["best"]["point"], **(confirmed_point(selection, name) or {})}
     if "single_config" in opts:
         opts["single_config"] = tuple(opts["single_config"])
     return opts
@@ -67,7 +67,7 @@ def chosen_recipes(selection: Dict[str, Any]) -> List[Tuple[str, str]]:
               if (screened.get(name) or {}).get("best")]  # a method still being screened is not chosen yet
     if not scored:
         raise ValueError("the selection has screened no RS method from scratch: run experiments/paper/run.py --select")
-    best = max(scored, key=lambda x: x[1])[0]
+    best = winner(selection.get("confirmation") or {}) or max(scored, key=lambda x: x[1])[0]
     out = [("chosen", best)]
     if recipe_options(selection, best) != recipe_options(selection, "paper"):
         out.append(("paper", "paper"))
@@ -288,6 +288,7 @@ def analyse_recipes(p: Protocol, seeds: Sequence[int], results: Results, selecti
            + ("; ".join(f"`{n}`: {results[n]['stability']}" for n in flagged) if flagged else
               "no run's loss climbed after its first steps") + ".", ""]
     md += screening_table(selection)
+    md += confirmation_table(selection)
     return {"json": data, "md": md, "flags": {}, "headline": headline(p, seeds, data, selection)}
 
 

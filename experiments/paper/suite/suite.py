@@ -89,7 +89,8 @@ def screened(protocol: Protocol, work: Path, results_dir: Path, data_dir: Option
     from .protocol import SELECTION
     from .screen import SCREEN_RESULTS, SCREEN_STEPS, methods, run_screen
 
-    from .recipes import FROM_SCRATCH, aug_methods
+    from .confirm import CONFIRM_RESULTS, FROM_SCRATCH, confirmed, run_confirm
+    from .recipes import aug_methods
 
     out = results_dir / "selection.json" if protocol.quick else SELECTION
     screen = dict(steps=2 if protocol.quick else SCREEN_STEPS, work=work,
@@ -110,6 +111,10 @@ def screened(protocol: Protocol, work: Path, results_dir: Path, data_dir: Option
         return record
     if not finished(record, methods(protocol)):
         record = run_screen(protocol, **screen)
+    if not confirmed(protocol, record):  # the best candidates again at the full budget, two seeds (confirm.py)
+        record = run_confirm(protocol, record, work=work, out=out, sources=results_dir, data_dir=data_dir,
+                             results=results_dir / "confirm" if protocol.quick else CONFIRM_RESULTS,
+                             jobs=args.jobs, threads=args.threads, device=args.device)
     second = aug_methods(protocol, record)  # they depend on the first stage's choice
     if not finished(record, second):
         record = run_screen(protocol, **screen, candidates=second)

@@ -1,0 +1,99 @@
+"""The confirmation: the best screened RS candidates and the networks alone tuned again at the full budget, a claim
+run reused when a point is that run, the edge rule on the lr, and the default recipe following the winner."""
+import json
+
+import pytest
+
+from suite.confirm import (CANDIDATES, FROM_SCRATCH, SEEDS, candidates, confirm_method, confirm_step,
+                           confirmation_table, reuse, winner)
+from suite.protocol import Protocol
+from suite.recipes import chosen_recipes, plan_recipes, recipe_options
+from suite.screen import methods
+from suite.steps import Context, step_key
+
+
+def _selection(p, scores):
+    """A finished screening: every network alone and every RS method from scratch at a best point."""
+    ms = {}
+    for m in methods(p):
+        if m.side == "alone" or m.name in FROM_SCRATCH:
+            point = {"lr": 0.2, "warmup_epochs": 2.0, "weight_decay": 5e-4}
+            ms[m.name] = {"fixed": dict(m.train), "best": {"point": point, "val_score": scores.get(m.name, 80.0)}}
+    for name in ("t2-alone-1", "t2-aug"):  # T2's sides (the recipes claim plans them too)
+        ms[name] = {"fixed": {"sampling": "single"}, "best": {"point": {"lr": 0.1}, "val_score": 80.0}}
+    return {"recipes": {"methods": ms}}
+
+
+def _fake(ctx, step, value, configs):
+    """A finished run of ``step`` whose last val score is ``value`` at every configuration of ``configs``."""
+    path = ctx.result_path(step.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"name": step.name, "key": step_key(ctx, step), "evals": {e: {} for e in step.evals},
+                                "curve": [{"split": "val", "top1": {c: value for c in configs}}]}))
+
+
+def test_candidates_are_every_network_alone_and_the_best_rs_methods():
+    p = Protocol()
+    sel = _selection(p, {"warm-full": 88.0, "fair": 87.0, "sandwich-full-v2": 86.5, "paper": 86.0})
+    names = [m.name for m in candidates(p, sel)]
+    assert names == ["alone-0.45", "alone-0.65", "alone-0.85", "alone-1", "warm-full", "fair", "sandwich-full-v2"]
+    assert len(names) == len(p.factors) + CANDIDATES
+    del sel["recipes"]["methods"]["warm-snapshot"]["best"]
+    with pytest.raises(ValueError, match="warm-snapshot"):
+        candidates(p, sel)
+
+
+def test_a_point_equal_to_a_claim_run_is_that_run_and_others_are_not(tmp_path):
+    p = Protocol()
+    sel = _selection(p, {})
+    by = {m.name: m for m in methods(p)}
+    ctx = Context(p, str(tmp_path / "w"), str(tmp_path / "claims"))
+    claim = {s.name: s for s in plan_recipes(p, [0], sel)}["full-alone-1-s0"]
+    _fake(ctx, claim, 91.0, ["1,1,1"])
+    conf = Context(p, str(tmp_path / "w"), str(tmp_path / "conf"))
+    point = sel["recipes"]["methods"]["alone-1"]["best"]["point"]
+    step = confirm_step(p, by["alone-1"], point, 0)
+    assert step.name == "conf-alone1-lr0.2-w2-s0" and step.train["epochs"] == p.epochs
+    assert "max_steps_per_epoch" not in step.train
+    assert reuse(conf, step, [ctx.result_path(claim.name)]) == "full-alone-1-s0"
+    copied = json.loads(conf.result_path(step.name).read_text())
+    assert copied["key"] == step_key(conf, step) and copied["reused_from"] == "full-alone-1-s0"
+    other = confirm_step(p, by["alone-1"], {**point, "lr": 0.4}, 0)
+    assert reuse(conf, other, [ctx.result_path(claim.name)]) is None  # other options: trained, not copied
+    assert not conf.result_path(other.name).exists()
+
+
+def test_the_lr_grid_grows_at_its_edge_and_the_score_is_the_seeds_mean(tmp_path):
+    p = Protocol()
+    m = {x.name: x for x in methods(p)}["fair"]
+    ctx = Context(p, str(tmp_path / "w"), str(tmp_path / "conf"))
+    start = {"lr": 0.2, "warmup_epochs": 3.0, "weight_decay": 5e-4}
+    # val rises with the lr up to 0.8, then falls; seed 1 is one point lower everywhere
+    by_lr = {0.1: 85.0, 0.2: 86.0, 0.4: 87.0, 0.8: 88.0, 1.6: 84.0}
+    for lr, v in by_lr.items():
+        for seed in SEEDS:
+            _fake(ctx, confirm_step(p, m, {**start, "lr": lr}, seed), v - seed, m.score_configs)
+    record = confirm_method(ctx, p, m, start, jobs=1, sources={})
+    assert record["lrs"] == [0.1, 0.2, 0.4, 0.8, 1.6] and record["edge_rounds"] == 2
+    assert record["best"]["point"]["lr"] == 0.8 and record["best"]["val_score"] == pytest.approx(87.5)
+    assert not record["on_edge"] and record["runs_trained"] == 10
+
+
+def test_the_default_recipe_and_each_sides_options_follow_the_confirmation():
+    p = Protocol()
+    sel = _selection(p, {"fair": 88.0, "warm-full": 87.0, "sandwich-full-v2": 86.0})
+    assert chosen_recipes(sel)[0] == ("chosen", "fair")  # the screening's best until the confirmation ends
+    conf = {"candidates": ["alone-1", "fair", "warm-full", "sandwich-full-v2"], "methods": {
+        "alone-1": {"best": {"point": {"lr": 0.4, "warmup_epochs": 2.0, "weight_decay": 5e-4}, "val_score": 92.0}},
+        "fair": {"best": {"point": {"lr": 0.1, "warmup_epochs": 2.0, "weight_decay": 5e-4}, "val_score": 89.0}},
+        "warm-full": {"best": {"point": {"lr": 0.4, "warmup_epochs": 2.0, "weight_decay": 5e-4}, "val_score": 89.5}}}}
+    assert winner(conf) is None  # sandwich-full-v2 not confirmed yet
+    conf["methods"]["sandwich-full-v2"] = {"best": {"point": {"lr": 0.2}, "val_score": 88.0}}
+    assert winner(conf) == "warm-full"
+    sel["confirmation"] = conf
+    assert chosen_recipes(sel)[0] == ("chosen", "warm-full")
+    assert recipe_options(sel, "alone-1")["lr"] == 0.4 and recipe_options(sel, "alone-0.45")["lr"] == 0.2
+    for name, m in conf["methods"].items():
+        m.update({"lrs": [0.1, 0.2, 0.4], "runs_trained": 6, "runs_reused": 0, "seconds": 7200.0, "on_edge": False})
+    md = "\n".join(confirmation_table(sel))
+    assert "| `warm-full` | 0.2, 87.00 | 0.1, 0.2, 0.4 | 0.4 | 89.50 |" in md and "`warm-full`." in md
