@@ -42,13 +42,15 @@ def curve_method(selection: Dict[str, Any]) -> str:
     return chosen_recipes(selection)[0][1]
 
 
-def _alone(p: Protocol, selection: Dict[str, Any], s: float, epochs: int, seed: int) -> Step:
+def alone_step(p: Protocol, selection: Dict[str, Any], s: float, epochs: int, seed: int) -> Step:
+    """(s, s, s) trained alone at its tuned point for ``epochs`` (at E: the recipes claim's run)."""
     opts = {**recipe_options(selection, f"alone-{s:g}"), **regime_args(p, "full"), "epochs": epochs}
     name = (step_name("full", f"alone-{s:g}", seed) if epochs == p.epochs else f"curve-alone-{s:g}-e{epochs}-s{seed}")
     return Step(name, seed=seed, train=opts, evals=("own_cal",))
 
 
-def _rs(p: Protocol, selection: Dict[str, Any], epochs: int, seed: int) -> Step:
+def rs_step(p: Protocol, selection: Dict[str, Any], epochs: int, seed: int) -> Step:
+    """The default recipe for ``epochs`` (at E and 2E: the recipes claim's runs)."""
     method = curve_method(selection)
     opts = {**recipe_options(selection, method), **regime_args(p, "full"), "epochs": epochs}
     reuse = {p.epochs: step_name("full", method, seed), 2 * p.epochs: step_name("full", f"{method}-2x", seed)}
@@ -60,7 +62,7 @@ def default_network(p: Protocol, selection: Dict[str, Any], seed: int) -> Step:
     applications (Fig 3(a)-(d)); keeping them does not change the step's key."""
     import dataclasses
 
-    return dataclasses.replace(_rs(p, selection, p.epochs, seed), keep_weights=True)
+    return dataclasses.replace(rs_step(p, selection, p.epochs, seed), keep_weights=True)
 
 
 def curve_seeds(seeds: Sequence[int]) -> List[int]:
@@ -72,8 +74,8 @@ def plan_curve(p: Protocol, seeds: Sequence[int], selection: Dict[str, Any]) -> 
     steps: Dict[str, Step] = {}
     for seed in curve_seeds(seeds):
         for b in BUDGETS:
-            for step in [_alone(p, selection, s, b * p.epochs, seed) for s in p.factors] + [
-                    _rs(p, selection, epochs, seed) for epochs in (b * p.epochs, 2 * b * p.epochs)]:
+            for step in [alone_step(p, selection, s, b * p.epochs, seed) for s in p.factors] + [
+                    rs_step(p, selection, epochs, seed) for epochs in (b * p.epochs, 2 * b * p.epochs)]:
                 steps.setdefault(step.name, step)
     return sorted(steps.values(), key=lambda s: (step_cost({**p.train_args(), **s.train, "seed": s.seed})
                                                  * s.train["epochs"], s.seed))
@@ -103,10 +105,10 @@ def _point(p: Protocol, seeds: Sequence[int], selection: Dict[str, Any], results
     """One budget: per configuration alone against RS, the mean gain's verdict, costs, and convergence alone."""
     per_seed: Dict[int, List[float]] = {s: [] for s in seeds}
     configs, conv, alone_cost = {}, {}, []
-    rs_names = [_rs(p, selection, rs_epochs, seed).name for seed in seeds]
+    rs_names = [rs_step(p, selection, rs_epochs, seed).name for seed in seeds]
     for s in p.factors:
         c = cfg(s)
-        names = [_alone(p, selection, s, epochs, seed).name for seed in seeds]
+        names = [alone_step(p, selection, s, epochs, seed).name for seed in seeds]
         alone = [top1(results, n, "own_cal", c) for n in names]
         mine = [top1(results, n, "test_cal", c) for n in rs_names]
         configs[c] = compare(mine, alone)
@@ -155,9 +157,9 @@ def _peaks(p: Protocol, seeds: Sequence[int], selection: Dict[str, Any], results
     rs_epochs = sorted({e for b in BUDGETS for e in (b * p.epochs, 2 * b * p.epochs)})
     for s in p.factors:
         c = cfg(s)
-        alone = {b * p.epochs: [top1(results, _alone(p, selection, s, b * p.epochs, x).name, "own_cal", c)
+        alone = {b * p.epochs: [top1(results, alone_step(p, selection, s, b * p.epochs, x).name, "own_cal", c)
                                 for x in seeds] for b in BUDGETS}
-        rs = {e: [top1(results, _rs(p, selection, e, x).name, "test_cal", c) for x in seeds] for e in rs_epochs}
+        rs = {e: [top1(results, rs_step(p, selection, e, x).name, "test_cal", c) for x in seeds] for e in rs_epochs}
         means = {side: {e: statistics.fmean(v) for e, v in d.items() if v and all(x is not None for x in v)}
                  for side, d in (("alone", alone), ("rs", rs))}
         out[c] = {side: ({"epochs": max(m, key=m.get), "top1": max(m.values()), "last": max(m) == max(m, key=m.get)}
@@ -314,11 +316,11 @@ def plot_budget(p: Protocol, data: Dict[str, Any], results: Results, selection: 
             epochs = [b * p.epochs for b in BUDGETS] if side == "alone" else rs_epochs
             for e in epochs:
                 if side == "alone":
-                    runs = [[_alone(p, selection, f, e, x).name for f in p.factors] for x in seeds]
-                    vals = [top1(results, _alone(p, selection, s, e, x).name, "own_cal", c) for x in seeds]
+                    runs = [[alone_step(p, selection, f, e, x).name for f in p.factors] for x in seeds]
+                    vals = [top1(results, alone_step(p, selection, s, e, x).name, "own_cal", c) for x in seeds]
                     costs = [sum(run_cost(results.get(n))[0] or 0 for n in row) for row in runs]
                 else:
-                    names = [_rs(p, selection, e, x).name for x in seeds]
+                    names = [rs_step(p, selection, e, x).name for x in seeds]
                     vals = [top1(results, n, "test_cal", c) for n in names]
                     costs = [run_cost(results.get(n))[0] or 0 for n in names]
                 vals = [v for v in vals if v is not None]

@@ -145,10 +145,12 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
         steps = plan_recipes(protocol, seeds, selection, more) + steps
         analyses["recipes"] = functools.partial(analyse_recipes, selection=selection, headline_seeds=more)
     if "curve" in claims:  # the budget curve: its points that are recipes runs are those steps (deduplicated below)
-        from .curve import analyse_curve, plan_curve
+        from .curve import plan_curve
+        from .curve_wd import analyse_curve_and_wd, plan_wd_check
 
-        steps = steps + plan_curve(protocol, seeds, selection)
-        analyses["curve"] = functools.partial(analyse_curve, selection=selection)
+        # the weight-decay check at the longest budget runs after the curve's points (it is the dearest)
+        steps = steps + plan_curve(protocol, seeds, selection) + plan_wd_check(protocol, selection)
+        analyses["curve"] = functools.partial(analyse_curve_and_wd, selection=selection)
     if {"fig3abc", "fig3d"} & set(claims):  # on the default recipe's network (the curve's first RS point)
         from .fig3abc import analyse_fig3abc, plan_fig3abc
         from .fig3d_front import analyse_fig3d, plan_fig3d_front
