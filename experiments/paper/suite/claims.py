@@ -4,17 +4,32 @@ Every ``analyse_*`` takes the protocol, the seeds and ``results`` (step name -> 
 returns ``{"json": ..., "md": [lines], "flags": {...}}``; nothing here trains or types a number.
 Accuracies are test top-1 in percent, configurations BN-recalibrated on training images (the held-out
 val images excluded) unless a row says "as trained".
+
+Fig 5, T9, T11 + T8 and the rows beyond the paper read their sides through ``names`` (a side's role ->
+its step's name, ``{}`` standing for the seed): :mod:`claims_default` hands them the default recipe's
+steps, and ``EARLIER`` names the earlier network's (Algorithm 1), shown under a heading of its own.
 """
 from __future__ import annotations
 
 import math
 import statistics
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .fig3d import analyse_fig3d
 from .protocol import Protocol
 from .runs import Results, all_top1, cfg, mmacs, top1
 from .stats import compare, fmt, fmt_diff, summary, verdict, verdict_line
+
+# the earlier network's steps (fair sampling, the k losses summed, the protocol's lr): committed, no longer planned
+EARLIER = {"rs": "rs-s{}", "rs_raw": "rs-s{}", "twin": "single-1-s{}", "sharedbn": "sharedbn-s{}",
+           "aug": "aug-s{}", "augshared": "augshared-s{}", "fair": "rs-s{}", "random": "random-s{}",
+           "timing": "timing-s{}", "convert": "convert-s{}", "convert_lr": "convert-lr", "distill": "distill-s{}"}
+
+
+def named(names: Mapping[str, str], role: str, seeds: Sequence[int]) -> List[str]:
+    """The step of one side per seed (``names[role]`` with the seed in its ``{}``)."""
+    return [names[role].format(s) for s in seeds]
+
 
 def _agg(results: Results, names: Sequence[str], kind: str, fn, exclude: Sequence[str] = ()) -> List[Optional[float]]:
     out = []
@@ -91,10 +106,11 @@ def analyse_t1(p: Protocol, seeds: Sequence[int], results: Results) -> Dict[str,
 
 
 # ---------------------------------------------------------------------------- Fig 5
-def analyse_fig5(p: Protocol, seeds: Sequence[int], results: Results) -> Dict[str, Any]:
+def analyse_fig5(p: Protocol, seeds: Sequence[int], results: Results, names: Mapping[str, str] = EARLIER,
+                 tag: str = "") -> Dict[str, Any]:
+    """The all-1.0 network alone (``twin``) against the RS network (``rs``) at the other configurations."""
     top = cfg(max(p.factors))
-    twins = [f"single-1-s{seed}" for seed in seeds]
-    rs = [f"rs-s{seed}" for seed in seeds]
+    twins, rs = named(names, "twin", seeds), named(names, "rs", seeds)
     rows, data = [], {}
     for label, fn in (("mean over the other 63 configurations", _mean), ("worst of the other 63", min)):
         rs_v = _agg(results, rs, "test_cal", fn, exclude=[top])
@@ -117,41 +133,43 @@ def analyse_fig5(p: Protocol, seeds: Sequence[int], results: Results) -> Dict[st
         "| --- | ---: | ---: | ---: | ---: | --- | ---: | --- |",
         *rows,
         "",
-        verdict_line("Fig 5", main, "RS minus the twin as trained, mean over the other 63 configurations"),
+        verdict_line(f"Fig 5{tag}", main, "RS minus the twin as trained, mean over the other 63 configurations"),
     ]
     return {"json": data, "md": md, "flags": {}}
 
 
 # ---------------------------------------------------------------------------- T9
-def analyse_t9(p: Protocol, seeds: Sequence[int], results: Results) -> Dict[str, Any]:
+def analyse_t9(p: Protocol, seeds: Sequence[int], results: Results, names: Mapping[str, str] = EARLIER,
+               tag: str = "") -> Dict[str, Any]:
+    """Scale-aware BN (``rs``, ``rs_raw``: its as-trained table; ``aug``) against one shared BN (``sharedbn``,
+    ``augshared``)."""
     top = cfg(max(p.factors))
     rows, data = [], {}
-    for label, a_names, b_names, kind, fn in (
+    for label, a_role, b_role, kind, fn in (
         ("RS network, mean over 64 configs, recalibrated", "rs", "sharedbn", "test_cal", _mean),
-        ("RS network, mean over 64 configs, as trained", "rs", "sharedbn", "test_raw", _mean),
+        ("RS network, mean over 64 configs, as trained", "rs_raw", "sharedbn", "test_raw", _mean),
         ("RS-Aug at all-1.0, recalibrated", "aug", "augshared", "own_cal", None),
         ("RS-Aug at all-1.0, as trained", "aug", "augshared", "own_raw", None),
     ):
+        a_names, b_names = named(names, a_role, seeds), named(names, b_role, seeds)
         if fn is None:
-            a = [top1(results, f"{a_names}-s{s}", kind, top) for s in seeds]
-            b = [top1(results, f"{b_names}-s{s}", kind, top) for s in seeds]
+            a, b = [top1(results, n, kind, top) for n in a_names], [top1(results, n, kind, top) for n in b_names]
         else:
-            a = _agg(results, [f"{a_names}-s{s}" for s in seeds], kind, fn)
-            b = _agg(results, [f"{b_names}-s{s}" for s in seeds], kind, fn)
+            a, b = _agg(results, a_names, kind, fn), _agg(results, b_names, kind, fn)
         c = compare(a, b)
         data[label] = c
         rows.append(_row(label, c))
     main = data["RS-Aug at all-1.0, recalibrated"]
     md = [
         "Scale-aware BN (one BN per factor) against one shared BN (`model_args: {scale_bn: false}`), both trained "
-        "with fair sampling (the RS-Aug rows in T2's regime); paper (Table 9): scale-aware BN is better (RS-Aug "
+        "with the same recipe (the RS-Aug rows in T2's regime); paper (Table 9): scale-aware BN is better (RS-Aug "
         "ResNet-50: 78.8 vs 76.9).",
         "",
         "| row | scale-aware BN | shared BN | difference | verdict |",
         "| --- | ---: | ---: | ---: | --- |",
         *rows,
         "",
-        verdict_line("T9", main, "the paper's Table 9 row: RS-Aug, scale-aware minus shared BN"),
+        verdict_line(f"T9{tag}", main, "the paper's Table 9 row: RS-Aug, scale-aware minus shared BN"),
     ]
     return {"json": data, "md": md, "flags": {}}
 
@@ -165,9 +183,10 @@ def steps_to_reach(result: Optional[Dict[str, Any]], config: str, target: float)
     return None
 
 
-def analyse_t11(p: Protocol, seeds: Sequence[int], results: Results) -> Dict[str, Any]:
-    fair = [f"rs-s{s}" for s in seeds]
-    rand = [f"random-s{s}" for s in seeds]
+def analyse_t11(p: Protocol, seeds: Sequence[int], results: Results, names: Mapping[str, str] = EARLIER,
+                tag: str = "") -> Dict[str, Any]:
+    """Fair (``fair``) against random sampling (``random``); T8: their seconds, and ``timing``'s back to back."""
+    fair, rand = named(names, "fair", seeds), named(names, "random", seeds)
     rows, data = [], {}
     for label, fn, paper_fair_higher in (("min over 64 configs", min, True), ("max over 64 configs", max, True),
                                          ("std over 64 configs", _std, False), ("mean over 64 configs", _mean, True)):
@@ -184,16 +203,16 @@ def analyse_t11(p: Protocol, seeds: Sequence[int], results: Results) -> Dict[str
         speed_rows.append(f"| steps to {p.target_top1:g} % val top-1, {label} ({config}) | {fmt(summary(f), 0)} | "
                           f"{fmt(summary(r), 0)} | {fmt_diff(c)} | {c['verdict']} |")
     # the median epoch of each run: an epoch slowed by the machine (a paused or shared core) does not count
-    sec_f = [statistics.median(x["seconds"] for x in results[n]["curve"]) if n in results else None for n in fair]
-    sec_r = [statistics.median(x["seconds"] for x in results[n]["curve"]) if n in results else None for n in rand]
+    sec_f, sec_r = ([statistics.median(x["seconds"] for x in results[n]["curve"]) if results.get(n) else None
+                     for n in side] for side in (fair, rand))
     runs_t8 = compare(sec_r, sec_f)
     data["seconds per epoch (median epoch of each run)"] = {"fair": summary(sec_f), "random": summary(sec_r),
                                                             **runs_t8}
     speed_rows.append(f"| seconds per epoch, the runs' median epoch (sharing the machine) | {fmt(summary(sec_f), 1)} "
                       f"| {fmt(summary(sec_r), 1)} | {fmt_diff(runs_t8)} | {runs_t8['verdict']} |")
     # the controlled measure (paper_suite/timing.py): both modes timed back to back in one process
-    timed = {m: [results[f"timing-s{s}"]["modes"][m]["seconds_per_epoch"] if f"timing-s{s}" in results else None
-                 for s in seeds] for m in ("fair", "random")}
+    timed = {m: [results[n]["modes"][m]["seconds_per_epoch"] if results.get(n) else None
+                 for n in named(names, "timing", seeds)] for m in ("fair", "random")}
     t8 = compare(timed["random"], timed["fair"])
     if t8["n"]:
         data["seconds per epoch (timed back to back)"] = {"fair": summary(timed["fair"]),
@@ -215,13 +234,13 @@ def analyse_t11(p: Protocol, seeds: Sequence[int], results: Results) -> Dict[str
         "| --- | ---: | ---: | ---: | --- |",
         *rows,
         "",
-        verdict_line("T11", std, "random minus fair, std of top-1 over the 64 configurations"),
+        verdict_line(f"T11{tag}", std, "random minus fair, std of top-1 over the 64 configurations"),
         "",
         "| T8 | fair | random | difference (random - fair) | verdict |",
         "| --- | ---: | ---: | ---: | --- |",
         *speed_rows,
         "",
-        verdict_line("T8", t8, how),
+        verdict_line(f"T8{tag}", t8, how),
         "",
         f"Steps to {p.target_top1:g} %: the step at the end of the first epoch whose val top-1 reached it; a run that "
         "never reached it counts as missing (shown as -, with fewer seeds behind the mean).",
@@ -317,66 +336,70 @@ def last_val_mean(result: Optional[Dict[str, Any]], configs: Sequence[str]) -> O
     return statistics.fmean(evals[-1]["top1"][c] for c in configs)
 
 
-def analyse_beyond(p: Protocol, seeds: Sequence[int], results: Results) -> Dict[str, Any]:
-    rs = [f"rs-s{s}" for s in seeds]
+def analyse_beyond(p: Protocol, seeds: Sequence[int], results: Results, names: Mapping[str, str] = EARLIER,
+                   tag: str = "") -> Dict[str, Any]:
+    """The converted all-1.0 network (``convert``, its lr from ``convert_lr``) and RS with in-place distillation
+    (``distill``) against the RS network from scratch (``rs``); a row whose steps are not among ``results``
+    (neither planned nor committed) is left out."""
+    rs = named(names, "rs", seeds)
     rows, data, flags = [], {}, {}
     uniform = [cfg(s) for s in p.factors]
 
     def uniform_mean(vals_by_config):
         return statistics.fmean(vals_by_config[c] for c in uniform) if vals_by_config else None
 
-    for label, name, epochs in (("converted all-1.0 twin + fair sampling", "convert", max(1, round(p.epochs / 4))),
-                                ("RS with --distill", "distill", p.epochs)):
-        names = [f"{name}-s{s}" for s in seeds]
-        if not any(n in results for n in names):
+    for label, role, epochs in (("converted all-1.0 network, then RS training", "convert",
+                                 max(1, round(p.epochs / 4))), ("RS with --distill", "distill", p.epochs)):
+        these = named(names, role, seeds)
+        if not any(n in results for n in these):
             continue
         for what, fn in (("mean over 64 configs", _mean), ("mean over the 4 uniform configs", None)):
             if fn is None:
-                a = [uniform_mean(all_top1(results, n, "test_cal")) for n in names]
+                a = [uniform_mean(all_top1(results, n, "test_cal")) for n in these]
                 b = [uniform_mean(all_top1(results, n, "test_cal")) for n in rs]
             else:
-                a, b = _agg(results, names, "test_cal", fn), _agg(results, rs, "test_cal", fn)
+                a, b = _agg(results, these, "test_cal", fn), _agg(results, rs, "test_cal", fn)
             c = compare(a, b)
             data[f"{label}, {what}"] = {**c, "epochs": epochs}
             rows.append(_row(f"{label} ({epochs} epochs), {what}", c))
     md = [
         "Rows beyond the paper, against the RS network trained from scratch for "
         f"{p.epochs} epochs (test top-1 %, recalibrated). The converted row starts from the all-1.0 network "
-        "trained alone (its BN branches copied to every factor by `resizable convert`) and trains with fair "
-        f"sampling for a quarter of the epochs; the distillation row runs only when T1 (a) has RS behind. "
-        "Direction tested: the new row is better.",
+        "trained alone (its BN branches copied to every factor by `resizable convert`) and trains with the RS "
+        "network's sampling and loss for a quarter of the epochs. Direction tested: the new row is better.",
         "",
         "| row | new | RS from scratch | difference | verdict |",
         "| --- | ---: | ---: | ---: | --- |",
         *(rows or ["| (no rows: the claim's steps have not run) | - | - | - | inconclusive |"]),
     ]
-    distill = [f"distill-s{s}" for s in seeds]
-    if any(n in results for n in distill):
+    distill = named(names, "distill", seeds)
+    if any(results.get(n) for n in distill):
         keep = compare([last_val_mean(results.get(n), uniform) for n in distill],
                        [last_val_mean(results.get(n), uniform) for n in rs])
         helps = keep["verdict"] == "agrees"
         data["distill_keep_on_val"] = {**keep, "keep": helps}
-        decision = ("it helps: `--distill` belongs in the RS recipe" if helps else
-                    "it does not help measurably: `--distill` stays an opt-in option, off by default, and the RS "
+        decision = ("it helps: in-place distillation belongs in the recipe" if helps else
+                    "it does not help measurably: `--distill` stays an opt-in option, off by default, and the "
                     "recipe does not use it")
         md += ["", f"Keep in-place distillation? Decided on val, not test: the mean val top-1 of the 4 uniform "
                    f"configurations after the last epoch, RS with --distill minus RS, per seed "
                    f"{', '.join('-' if d is None else f'{d:+.2f}' for d in keep['diffs'])}: {keep['verdict']} "
-                   f"({keep['why']}), so {decision}."]
+                   f"({keep.get('why', 'no values')}), so {decision}."]
         flags["distill_helps"] = helps
-    pick = results.get("convert-lr")
+    pick = results.get(names["convert_lr"])
     if pick:
         scores = {k: v["val_top1"] for k, v in pick["candidates"].items()}
         data["convert_lr_selection"] = {"chosen": pick["chosen"], "score": pick["score"], "candidates": scores}
         tried = ", ".join(f"{k}: {v:.2f}" for k, v in scores.items())
+        own = next((results[n]["options"]["lr"] for n in rs if (results.get(n) or {}).get("options")), None)
         md += ["", f"The converted row fine-tunes at lr {pick['chosen']['lr']:g}, chosen on val on the first seed's "
-                   f"twin ({pick['score']}; lr: score = {tried}); the RS network from scratch keeps the recipe's "
-                   f"lr {p.lr:g}."]
+                   f"all-1.0 network ({pick['score']}; lr: score = {tried}); the RS network from scratch trains at "
+                   f"its recipe's lr {'-' if own is None else f'{own:g}'}."]
     return {"json": data, "md": md, "flags": flags}
 
 
-ANALYSES = {"t1": analyse_t1, "fig5": analyse_fig5, "t9": analyse_t9, "t11": analyse_t11, "t2": analyse_t2,
-            "fig3d": analyse_fig3d, "beyond": analyse_beyond}
+# fig5, t9, t11 and beyond read the default recipe's steps: the suite builds them from the selection (claims_default)
+ANALYSES = {"t1": analyse_t1, "t2": analyse_t2, "fig3d": analyse_fig3d}
 TITLES = {"recipes": "T1 with every side tuned on val: the chosen recipe and the paper's, two regimes",
           "curve": "The budget curve: one RS training against the networks it replaces, at equal counted cost",
           "t1": "T1 (Table 1): RS sub-networks against the same configurations trained alone",

@@ -12,19 +12,13 @@ from .fig3d import fig3d_tables, val_front
 from .plan import COSTLY_SEEDS
 from .cost import cost_table
 from .protocol import Protocol
-from .runs import Results, all_top1, cfg, mmacs
+from .runs import Results, all_top1, cfg, mean_table, mmacs
 from .figures import pyplot, save_figure
 
 
-def _mean_table(results: Results, names: Sequence[str], kind: str) -> Dict[str, float]:
-    tables = [t for t in (all_top1(results, n, kind) for n in names) if t]
-    if not tables:
-        return {}
-    return {c: statistics.fmean(t[c] for t in tables) for c in tables[0]}
-
-
 def plot_claim(claim: str, p: Protocol, seeds: Sequence[int], results: Results, out: Path) -> Optional[Path]:
-    """The claim's figure (t1, fig5, fig3abc, fig3d, t2); None for the others or when nothing is there to plot."""
+    """The claim's figure (t1, fig3abc, fig3d, t2; Fig 5's: :func:`claims_default.plot_fig5`); None for the others
+    or when nothing is there to plot."""
     plt = pyplot()
 
     if claim in ("fig3abc", "fig3d"):  # the applications on the default recipe's network
@@ -35,13 +29,13 @@ def plot_claim(claim: str, p: Protocol, seeds: Sequence[int], results: Results, 
     costs = mmacs(results, f"rs-s{seeds[0]}", "test_cal") or mmacs(results, f"rs-s{seeds[0]}", "test_raw")
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     if claim == "t1":
-        rs = _mean_table(results, [f"rs-s{s}" for s in seeds], "test_cal")
+        rs = mean_table(results, [f"rs-s{s}" for s in seeds], "test_cal")
         if not rs:
             plt.close(fig)
             return None
         ax.scatter([costs[c] for c in rs], list(rs.values()), s=12, c="tab:blue", alpha=0.6,
                    label=f"RS, all {len(rs)} configurations ({p.epochs} epochs)")
-        rs2 = _mean_table(results, [f"rs2x-s{s}" for s in seeds], "test_cal")
+        rs2 = mean_table(results, [f"rs2x-s{s}" for s in seeds], "test_cal")
         if rs2:
             ax.scatter([costs[c] for c in rs2], list(rs2.values()), s=8, c="tab:green", alpha=0.4,
                        label=f"RS, {2 * p.epochs} epochs")
@@ -54,17 +48,6 @@ def plot_claim(claim: str, p: Protocol, seeds: Sequence[int], results: Results, 
                             yerr=[statistics.stdev(vals) if len(vals) > 1 else 0], fmt="rx", ms=9, capsize=3,
                             label="trained alone (s,s,s)" if s == p.factors[0] else None)
         ax.set_title("T1: every RS configuration vs networks trained alone (test)")
-    elif claim == "fig5":
-        twins = [f"single-1-s{s}" for s in seeds]
-        for kind, colour, label in (("test_raw", "tab:red", "all-1.0 network, BN as trained"),
-                                    ("test_cal", "tab:orange", "all-1.0 network, BN recalibrated")):
-            t = _mean_table(results, twins, kind)
-            if t:
-                ax.scatter([costs[c] for c in t], list(t.values()), s=10, c=colour, label=label)
-        rs = _mean_table(results, [f"rs-s{s}" for s in seeds], "test_cal")
-        if rs:
-            ax.scatter([costs[c] for c in rs], list(rs.values()), s=10, c="tab:blue", label="RS network")
-        ax.set_title("Fig 5: one network trained at all-1.0, run at every configuration")
     elif claim == "fig3d":
         s = seeds[0]
         drawn = False

@@ -5,7 +5,8 @@ returns ``None`` (or an empty table) for a run or an evaluation that does not ex
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+import statistics
+from typing import Any, Dict, Optional, Sequence
 
 Results = Dict[str, Dict[str, Any]]
 
@@ -31,3 +32,9 @@ def all_top1(results: Results, name: str, kind: str) -> Optional[Dict[str, float
 def mmacs(results: Results, name: str, kind: str) -> Dict[str, float]:
     r = results.get(name) or {}
     return {c: float(v["mmacs"]) for c, v in r.get("evals", {}).get(kind, {}).items()}
+
+
+def mean_table(results: Results, names: Sequence[str], kind: str) -> Dict[str, float]:
+    """Per configuration, the mean top-1 over the finished runs ``names`` (empty when none has that table)."""
+    tables = [t for t in (all_top1(results, n, kind) for n in names) if t]
+    return {c: statistics.fmean(t[c] for t in tables) for c in tables[0]} if tables else {}

@@ -2,9 +2,10 @@
 
 A step is finished when ``RESULTS/runs/<name>.json`` exists: that file (committed) holds everything
 the claims read, so a fresh clone re-running the same command skips the step. A step that needs a
-later step's weights (the all-1.0 twin for ``convert``, the RS network for Adapt) keeps a small
-checkpoint (weights and the run's record, no optimizer) in ``RESULTS/weights/<name>.pt``. Run folders
-live in the git-ignored work folder; an unfinished one is resumed (``--resume``, the default).
+later step's weights (the all-1.0 network for ``convert``, an RS network for Adapt or for an
+evaluation of its kept weights) keeps a small checkpoint (weights and the run's record, no optimizer)
+in ``RESULTS/weights/<name>.pt``. Run folders live in the git-ignored work folder; an unfinished one
+is resumed (``--resume``, the default).
 Every training that starts or resumes appends a line to ``RESULTS/trainings.jsonl``.
 """
 from __future__ import annotations
@@ -29,7 +30,8 @@ EVALS = {
 
 @dataclass(frozen=True)
 class Step:
-    """One unit of the suite: ``kind`` train (with ``train`` options) or adapt; ``deps``: steps it needs first."""
+    """One unit of the suite: ``kind`` train (with ``train`` options), evaluate, adapt, select or timing (or a kind
+    the context's runners add); ``deps``: steps it needs first."""
 
     name: str
     kind: str = "train"
@@ -110,7 +112,7 @@ def _curve(run: Path) -> List[Dict[str, Any]]:
     return out
 
 
-def _table(ctx: Context, run: Path, step: Step, kind: str) -> Dict[str, Any]:
+def _table(ctx: Context, run: Path, step: Step, kind: str, folder: Optional[Path] = None) -> Dict[str, Any]:
     from resizable import format_config
     from resizable.commands import EvalOptions, evaluate_checkpoint
     from resizable.nas import TableOptions, table_checkpoint
@@ -126,7 +128,8 @@ def _table(ctx: Context, run: Path, step: Step, kind: str) -> Dict[str, Any]:
                                                batch_size=p.eval_batch_size, device=ctx.device, progress=False,
                                                calibrate_bn=batches, bn_statistics=basis))
         return {r["config"]: {"top1": r["top1_pct"], "mmacs": r["mmacs"]} for r in rows}
-    table, _ = table_checkpoint(TableOptions(checkpoint=str(run), out=str(run / f"table-{kind}.csv"), split=split,
+    out = (folder or run) / f"table-{kind}.csv"  # beside the run, or in ``folder`` for kept weights (a file)
+    table, _ = table_checkpoint(TableOptions(checkpoint=str(run), out=str(out), split=split,
                                                   batch_size=p.eval_batch_size, device=ctx.device, calibrate_bn=batches,
                                                   calibrate_batch_size=p.eval_batch_size, progress=False,
                                                   bn_statistics=basis))
@@ -304,15 +307,16 @@ def _adapt_row(r: Dict[str, Any], budget: Optional[float], rule: Optional[str]) 
 def run_select_lr(ctx: Context, step: Step) -> Dict[str, Any]:
     """Choose a learning rate on val: train the step once per candidate, keep the best val score.
 
-    ``params``: ``lr_scales`` (candidates, as multiples of the protocol's lr) and ``score_configs`` (the score is
-    the mean val top-1 of these configurations after the last epoch, BN as the per-epoch evaluation leaves it).
+    ``params``: ``lrs`` (the candidates) or ``lr_scales`` (as multiples of the protocol's lr), and ``score_configs``
+    (the score is the mean val top-1 of these configurations after the last epoch, BN as the per-epoch evaluation
+    leaves it).
     Each candidate is an ordinary run folder (``<name>-<lr>``), resumed like any training.
     """
     import statistics
 
     candidates = {}
-    for scale in step.params["lr_scales"]:
-        lr = ctx.protocol.lr * float(scale)
+    lrs = step.params.get("lrs") or [ctx.protocol.lr * float(scale) for scale in step.params["lr_scales"]]
+    for lr in map(float, lrs):
         one = dataclasses.replace(step, name=f"{step.name}-{lr:g}", kind="train", train={**step.train, "lr": lr},
                                   evals=(), params={})
         curve = run_training(ctx, one)["curve"]
@@ -347,7 +351,20 @@ def run_timing(ctx: Context, step: Step) -> Dict[str, Any]:
     return sampling_seconds(ctx.protocol, step.seed, ctx.data_dir, **step.params)
 
 
-RUNNERS = {"train": run_training, "adapt": run_adapt, "select": run_select_lr, "timing": run_timing}
+def run_evaluation(ctx: Context, step: Step) -> Dict[str, Any]:
+    """Evaluate another step's kept weights (``params["network"]``) for ``step.evals``; nothing is trained.
+
+    ``params["network_train"]`` (that step's options) is there for the key only: when the network is trained
+    again with other options, this evaluation is made again too."""
+    folder = Path(ctx.work) / step.name
+    folder.mkdir(parents=True, exist_ok=True)
+    source = kept_weights(ctx, step.params["network"])
+    return {"network": step.params["network"], "evals": {kind: _table(ctx, source, step, kind, folder)
+                                                          for kind in step.evals}}
+
+
+RUNNERS = {"train": run_training, "adapt": run_adapt, "select": run_select_lr, "timing": run_timing,
+           "evaluate": run_evaluation}
 
 
 def kept_weights(ctx: Context, name: str) -> Path:

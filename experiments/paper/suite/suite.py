@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from .claims import ANALYSES
+from .claims_default import ANALYSES_ON_DEFAULT, CLAIMS_ON_DEFAULT, earlier_steps, plan_default, plot_fig5
 from .plan import CLAIMS, conditional, plan
 from .recipes import analyse_recipes, plan_recipes
 from .protocol import READMES, REPORT, RESULTS, Protocol
@@ -138,7 +139,7 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
                   runners=APP_RUNNERS, resolvers=(resolve_app,))
     analyses = dict(ANALYSES)
     steps = plan(protocol, seeds, [c for c in claims if c not in ("recipes", "curve")])
-    if {"recipes", "curve", "fig3abc", "fig3d"} & set(claims):  # the screening first: every side's tuned point
+    if {"recipes", "curve", "fig3abc", "fig3d", *CLAIMS_ON_DEFAULT} & set(claims):  # the screening first
         selection = screened(protocol, work, results_dir, data_dir, args, complete="recipes" in claims)
     if "recipes" in claims:
         more = parse_seeds(args.headline_seeds) if args.headline_seeds and not protocol.quick else []
@@ -161,6 +162,10 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
         if "fig3d" in claims:
             steps = steps + plan_fig3d_front(protocol, seeds, selection)
             analyses["fig3d"] = analyse_fig3d
+    on_default = [c for c in claims if c in CLAIMS_ON_DEFAULT]
+    if on_default:  # on the default recipe's network; the earlier network's rows from what is committed
+        steps = steps + plan_default(protocol, seeds, on_default, selection)
+        analyses.update({c: functools.partial(ANALYSES_ON_DEFAULT[c], selection=selection) for c in on_default})
     steps = unique_steps(steps)
     if not args.report_only:
         run_steps(ctx, steps, args.jobs)
@@ -168,6 +173,8 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
     if "curve" in claims:  # Table 8 sets T8's timing beside it when that has run (it is not planned for this)
         results.update({n: r for n in (f"timing-s{x}" for x in seeds) if n not in results
                         for r in [load_result(ctx, n)] if r})
+    results.update({n: r for n in earlier_steps(on_default, seeds) if n not in results  # shown, never planned
+                    for r in [load_result(ctx, n)] if r})
     if args.report_only:
         missing = [s.name for s in steps if results[s.name] is None]
         print(f"[paper] --report-only: {len(steps) - len(missing)} of {len(steps)} runs finished"
@@ -191,6 +198,8 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
 
             plots[claim] = plot_budget(protocol, sections[claim]["json"], results, selection,
                                        results_dir / "budget-curve.png")
+        elif claim == "fig5":
+            plots[claim] = plot_fig5(protocol, seeds, results, selection, results_dir / "fig5.png")
         else:
             plots[claim] = plot_claim(claim, protocol, seeds, results, results_dir / f"{claim}.png")
         record = {"claim": claim, "seeds": seeds, "protocol": protocol.to_dict(), "flags": sections[claim]["flags"],

@@ -154,7 +154,7 @@ def test_distillation_is_kept_only_when_it_helps_on_val():
     base = {f"rs-s{s}": run(80.0 + s, 85.0) for s in seeds}
     helps = analyse_beyond(protocol, seeds, {**base, **{f"distill-s{s}": run(82.0 + s + 0.1 * s, 80.0) for s in seeds}})
     assert helps["flags"]["distill_helps"] and helps["json"]["distill_keep_on_val"]["keep"]
-    assert any("Decided on val" in line and "belongs in the RS recipe" in line for line in helps["md"])
+    assert any("Decided on val" in line and "belongs in the recipe" in line for line in helps["md"])
     # the choice reads val only: a better test score does not keep it
     mixed = analyse_beyond(protocol, seeds, {**base, **{f"distill-s{s}": run(80.0 + s + (0.5, -0.5, 0.1)[s], 90.0)
                                                          for s in seeds}})
@@ -259,10 +259,14 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
         for b in budgets["adapt"]:
             assert f"Verdict (Fig 3d, {method}, {b:.2f} MMACs): " in report
     assert "**Goal** (a method at or above the line" in report and "#### Earlier network" in report
-    pick = json.loads((runs / "convert-lr.json").read_text())  # the converted twin's lr, chosen on val
+    pick = json.loads((runs / "dr-convert-lr.json").read_text())  # the converted network's lr, chosen on val
     assert len(pick["candidates"]) == 3 and pick["chosen"]["lr"] in [c["lr"] for c in pick["candidates"].values()]
-    assert json.loads((runs / "convert-s0.json").read_text())["options"]["lr"] == pick["chosen"]["lr"]
+    assert json.loads((runs / "dr-convert-s0.json").read_text())["options"]["lr"] == pick["chosen"]["lr"]
     assert f"fine-tunes at lr {pick['chosen']['lr']:g}, chosen on val" in report
+    # Fig 5, T9, T11 and beyond on the default recipe's network; the earlier network's steps not planned for them
+    assert (tmp_path / "res" / "weights" / "dr-alone-1-s0.pt").is_file() and (runs / "dr-raw-s0.json").is_file()
+    assert not any((runs / f"{n}.json").exists() for n in ("sharedbn-s0", "random-s0", "convert-s0", "distill-s0"))
+    assert report.count("#### Earlier network: Algorithm 1") == 4
     # the budget curve: its own runs beside the recipes' (E and 2E reused), a plot, Table 8, and every run's cost
     from suite.cost import computed_cost, recorded_cost
 
@@ -272,13 +276,13 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
     assert (tmp_path / "res" / "budget-curve.png").is_file() and "(budget-curve.png)" in report
     assert "## The counted cost of every run" in report
     chosen = recipes["recipes"]["chosen"]["method"]  # the quick screening's winner (its scores are noise)
-    for name in ("full-alone-0.45-s0", f"full-{chosen}-s0", "curve-rs-e8-s0", "t2r-aug-s0", "distill-s0"):
-        if name == "distill-s0" and not (runs / f"{name}.json").is_file():
-            continue  # the distillation row runs only when RS is behind (quick numbers are noise)
+    for name in ("full-alone-0.45-s0", f"full-{chosen}-s0", "curve-rs-e8-s0", "t2r-aug-s0", "dr-distill-s0"):
+        if name == "dr-distill-s0" and not (runs / f"{name}.json").is_file():
+            continue  # the distillation row runs only when the default recipe does not distil (the winner is noise)
         r = json.loads((runs / f"{name}.json").read_text())
-        computed = computed_cost(r)  # None for a recipe with a teacher or a warm start (not computed from options)
+        computed = computed_cost(r)  # None for a teacher, a warm start or --distill full (its extra pass)
         assert recorded_cost(r) is not None and computed in (None, recorded_cost(r)), name  # both counts agree
-        assert computed is not None or name in (f"full-{chosen}-s0", "curve-rs-e8-s0"), name
+        assert computed is not None or name in (f"full-{chosen}-s0", "curve-rs-e8-s0", "dr-distill-s0"), name
 
     # a third invocation trains nothing at all, and a finished result made with other options is refused
     count = len(_trainings(tmp_path))
@@ -320,8 +324,8 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
     assert "`--loss-reduction sum --warmup-epochs 0` is Algorithm 1" in head
 
     # a run folder left by other options is not taken for the step's own (it would "resume" as finished)
-    (runs / "convert-s0.json").unlink()
-    (tmp_path / "work" / "convert-s0" / ".suite-key").write_text("other-options\n")
+    (runs / "dr-convert-s0.json").unlink()
+    (tmp_path / "work" / "dr-convert-s0" / ".suite-key").write_text("other-options\n")
     stale = subprocess.run(_cmd(tiny_fmnist, tmp_path, "--claims", "beyond"), env=_env(), cwd=tmp_path,
                            capture_output=True, text=True, timeout=300)
     assert stale.returncode == 2 and "trained with other options" in stale.stderr, stale.stderr[-2000:]
