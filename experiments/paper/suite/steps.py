@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .protocol import PINNED, Protocol
+from .twins import TRAIN_KEY, find_twin, seed_from_twin
 
 # evaluations a training step may ask for: (split, BN recalibrated?, configurations)
 EVALS = {
@@ -191,8 +192,15 @@ def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
         if not teacher.is_file():
             raise ValueError(f"{step.name} is taught by {step.params['teacher_from']}'s weights, and {teacher} is missing")
         opts["teacher"] = str(teacher)
-    finished = False
+    finished, twin = False, None
     key, key_file = step_key(ctx, step), run / ".suite-key"
+    trained_as = step_key(ctx, dataclasses.replace(step, evals=()))  # the training alone (twins.py)
+    if not (run / "checkpoint.pt").is_file() and ctx.resume:
+        twin = find_twin(Path(ctx.work), trained_as, opts["epochs"], step.name)
+        if twin is not None:
+            print(f"[paper] {step.name}: trained already as {twin.name} (the same options and seed); evaluated from "
+                  "its run", flush=True)
+            seed_from_twin(twin, run, key, trained_as)
     if (run / "checkpoint.pt").is_file():
         if ctx.resume:
             from resizable import load_checkpoint
@@ -211,10 +219,13 @@ def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
         _log_training(ctx, step.name, done)
         run.mkdir(parents=True, exist_ok=True)
         key_file.write_text(key + "\n")
+        (run / TRAIN_KEY).write_text(trained_as + "\n")
         train(cfg)
     from resizable.training import STEPS_FILE, loss_climbs, read_steps
 
     result: Dict[str, Any] = {"curve": _curve(run), "evals": {}}
+    if twin is not None:
+        result["trained_as"] = twin.name
     result["train_seconds"] = sum(r["seconds"] for r in result["curve"])
     records = (run / "metrics.jsonl").read_text().splitlines()
     if records and json.loads(records[-1]).get("cost"):  # the run's counted training MACs (suite/cost.py)

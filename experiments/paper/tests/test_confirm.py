@@ -97,3 +97,22 @@ def test_the_default_recipe_and_each_sides_options_follow_the_confirmation():
         m.update({"lrs": [0.1, 0.2, 0.4], "runs_trained": 6, "runs_reused": 0, "seconds": 7200.0, "on_edge": False})
     md = "\n".join(confirmation_table(sel))
     assert "| `warm-full` | 0.2, 87.00 | 0.1, 0.2, 0.4 | 0.4 | 89.50 |" in md and "`warm-full`." in md
+
+
+@pytest.mark.slow
+def test_a_claim_run_trained_as_a_confirmation_run_is_evaluated_not_trained_again(tiny_fmnist, tmp_path):
+    from suite.protocol import quick_protocol
+    from suite.steps import Step, execute
+
+    p = quick_protocol()
+    ctx = Context(p, str(tmp_path / "work"), str(tmp_path / "res"), data_dir=tiny_fmnist)
+    train = {"sampling": "single", "single_config": (1.0, 1.0, 1.0), "epochs": 1, "eval_configs": "1,1,1"}
+    execute(ctx, Step("conf-x-s0", train=train))  # a confirmation run: val only
+    execute(ctx, Step("other-s0", train={**train, "lr": 0.05}, evals=("own_cal",)))  # other options: trained
+    execute(ctx, Step("full-x-s0", train=train, evals=("own_cal",), keep_weights=True))
+    trained = [json.loads(line)["run"] for line in (tmp_path / "res" / "trainings.jsonl").read_text().splitlines()]
+    assert trained == ["conf-x-s0", "other-s0"]
+    full, conf = (json.loads(ctx.result_path(n).read_text()) for n in ("full-x-s0", "conf-x-s0"))
+    assert full["trained_as"] == "conf-x-s0" and full["curve"] == conf["curve"] and "own_cal" in full["evals"]
+    assert full["key"] != conf["key"] and (tmp_path / "res" / "weights" / "full-x-s0.pt").is_file()
+    assert "trained_as" not in json.loads(ctx.result_path("other-s0").read_text())

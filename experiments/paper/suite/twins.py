@@ -1,0 +1,48 @@
+"""A training another step has already done: the same training options and seed under another name.
+
+The confirmation trains each candidate at the full budget on seeds 0 and 1, and its winning points are, option for
+option, the recipes claim's and the budget curve's first runs (``full-<method>-s<seed>``), which differ only in what
+they evaluate afterwards. Such a step does not train again: the twin's finished run folder is copied under the
+step's name and the step evaluates it. What a run was trained with is its *training key* (the step's key without
+its evaluations), written beside each run as ``.suite-train-key``; a run whose step evaluates nothing has its
+training key as its ``.suite-key`` already.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Optional
+
+TRAIN_KEY = ".suite-train-key"
+STEP_KEY = ".suite-key"
+
+
+def _finished(run: Path, epochs: int) -> bool:
+    """Whether ``run``'s checkpoint is of its last epoch (as the suite judges a run it resumes)."""
+    from resizable import load_checkpoint
+
+    if not (run / "checkpoint.pt").is_file():
+        return False
+    return int(load_checkpoint(run)["epoch"]) + 1 >= epochs
+
+
+def find_twin(work: Path, train_key: str, epochs: int, name: str) -> Optional[Path]:
+    """A finished run folder in ``work`` (not ``name``'s) trained with ``train_key``, or None."""
+    for path in sorted(work.glob(f"*/{TRAIN_KEY}")) + sorted(work.glob(f"*/{STEP_KEY}")):
+        run = path.parent
+        if run.name != name and path.read_text().strip() == train_key and _finished(run, epochs):
+            return run
+    return None
+
+
+def seed_from_twin(twin: Path, run: Path, step_key: str, train_key: str) -> None:
+    """Copy ``twin`` to ``run`` (which has no checkpoint) as one move: a copy cut short leaves nothing at ``run``."""
+    part = run.with_name(run.name + ".twin-part")
+    if part.exists():
+        shutil.rmtree(part)
+    shutil.copytree(twin, part)
+    (part / STEP_KEY).write_text(step_key + "\n")
+    (part / TRAIN_KEY).write_text(train_key + "\n")
+    if run.exists():  # a folder made for a training that never finished an epoch: nothing in it to keep
+        shutil.rmtree(run)
+    part.rename(run)
