@@ -133,7 +133,7 @@ def suite_time(results: Results, trainings: Path) -> Dict[str, Optional[float]]:
 
 def write_report(path: Path, p: Protocol, seeds: Sequence[int], claims: Sequence[str], sections: Dict[str, Any],
                  results: Results, selection: Dict[str, Any], wall: float, jobs: int, threads: int,
-                 plots: Dict[str, Optional[Path]], json_dir: Path) -> Path:
+                 plots: Dict[str, Optional[Path]], json_dir: Path, left: Optional[str] = None) -> Path:
     from resizable import atomic_write_text
 
     spent = suite_time(results, json_dir / "trainings.jsonl")
@@ -155,6 +155,7 @@ def write_report(path: Path, p: Protocol, seeds: Sequence[int], claims: Sequence
         f"- date: {time.strftime('%Y-%m-%d %H:%M')}",
         *([f"- **unfinished**: {len(missing)} of {len(results)} runs have not run yet ({', '.join(missing)}); "
            "their cells show '-', and a verdict without values says so"] if missing else []),
+        *([left] if left else []),
         f"- wall-clock of this invocation: {wall / 3600:.2f} h; compute of all {len(results) - len(missing)} "
         f"finished steps "
         f"(summed over processes and sittings): {spent['compute'] / 3600:.2f} h, i.e. "

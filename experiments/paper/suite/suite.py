@@ -206,8 +206,11 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
                   "numbers": sections[claim]["json"]}
         atomic_write_text(results_dir / f"{claim}.json", json.dumps(record, indent=1, default=str) + "\n")
     report = results_dir / REPORT.name
+    from .estimate import estimate_line, unfinished_hours
+
+    left = estimate_line(unfinished_hours(protocol, list(steps) + list(extra), results))
     write_report(report, protocol, seeds, claims, sections, results, selection, time.time() - t0, args.jobs,
-                 args.threads, plots, results_dir)
+                 args.threads, plots, results_dir, left)
     print(f"[paper] wrote {report}")
     verdicts = [line for claim in claims for line in sections[claim]["md"] if line.startswith("**Verdict")]
     if report.resolve() == REPORT.resolve() and ("recipes" in claims or "curve" in claims):  # the READMEs' block

@@ -55,3 +55,19 @@ def test_a_weight_decay_is_preferred_only_beyond_the_noise():
     assert "it moves for rs" in "\n".join(out["md"])
     del results[f"curve-wd-rs-e{epochs}-wd0.002-s0"]
     assert "not every run has finished" in "\n".join(analyse_wd_check(p, results, sel)["md"])
+
+
+def test_the_unfinished_runs_are_estimated_from_their_counted_macs_and_the_finished_runs_rate():
+    from suite.estimate import estimate_line, steps_of, unfinished_hours
+    from suite.steps import Step
+
+    p = Protocol()
+    train = {"sampling": "single", "single_config": (1.0, 1.0, 1.0), "epochs": 2}
+    assert steps_of(p, train) == 2 * ((60000 - p.val_size) // p.batch_size)
+    assert steps_of(p, {**train, "max_steps_per_epoch": 10}) == 20
+    done = {"a": {"train_seconds": 100.0, "cost": {"total_macs": 2e12}}}  # 20 GMAC/s
+    est = unfinished_hours(p, [Step("a"), Step("b", train=train), Step("c", kind="adapt")], done)
+    assert est["trainings"] == 1 and est["others"] == ["c"] and est["rate"] == 2e10
+    assert est["hours"] == est["macs"] / 2e10 / 3600 > 0
+    assert "1 unfinished training runs" in estimate_line(est) and "1 other unfinished steps" in estimate_line(est)
+    assert estimate_line(unfinished_hours(p, [Step("a")], done)) is None
