@@ -27,6 +27,18 @@ def test_aug_options_from_the_command_line():
     assert TrainOptions(recipe="aug").aug_fraction == pytest.approx(2 / 3)
 
 
+def test_aug_with_ensemble_distillation_fine_tunes_its_target_on_the_labels(tiny_fmnist, tmp_path):
+    # the fair epochs distil from the step's ensemble; a fine-tune step has one configuration, so nothing to distil
+    cfg = TrainOptions(model="resnet20", model_args={"widths": [4, 8, 8]}, dataset="fashion-mnist",
+                       data_dir=tiny_fmnist, epochs=3, batch_size=32, max_steps_per_epoch=2, recipe="aug",
+                       distill="ensemble", target=TARGET, eval_configs="0.65,1,1", out_dir=str(tmp_path), name="aug",
+                       progress=False, bn_bank=False)
+    run = train(cfg)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["phase"] for r in records] == ["train", "train", "finetune"]
+    assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in records)
+
+
 def test_aug_run_exports_as_an_ordinary_network(tiny_fmnist, tmp_path):
     cfg = TrainOptions(model="resnet20", model_args={"widths": [4, 8, 8]}, dataset="fashion-mnist",
                       data_dir=tiny_fmnist, epochs=3, batch_size=32, max_steps_per_epoch=2, recipe="aug",

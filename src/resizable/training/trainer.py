@@ -352,6 +352,8 @@ class TrainingRun:
             if self.memory_format.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             configs, distill, teacher = self.warm.before_step(self.step, sampler)  # a switch acts here
+            if distill == "ensemble" and len(configs) == 1:
+                distill = "none"  # an ensemble of one member is that member (Resizable-Aug's fine-tune epochs)
             passes: list = []
             step_loss = train_step(self.model, images, labels, configs, self.optimizer, self.criterion, amp=cfg.amp,
                                    scaler=self.scaler if self.scaler.is_enabled() else None, ddp=self.ddp,
