@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .protocol import PINNED, Protocol
-from .twins import TRAIN_KEY, find_twin, seed_from_twin
+from .twins import TRAIN_KEY, find_twin, seed_from_twin, twin_of
 
 # evaluations a training step may ask for: (split, BN recalibrated?, configurations)
 EVALS = {
@@ -224,8 +224,8 @@ def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
     from resizable.training import STEPS_FILE, loss_climbs, read_steps
 
     result: Dict[str, Any] = {"curve": _curve(run), "evals": {}}
-    if twin is not None:
-        result["trained_as"] = twin.name
+    if twin_of(run):  # copied from a twin (now, or before this step was cut short and resumed)
+        result["trained_as"] = twin_of(run)
     result["train_seconds"] = sum(r["seconds"] for r in result["curve"])
     records = (run / "metrics.jsonl").read_text().splitlines()
     if records and json.loads(records[-1]).get("cost"):  # the run's counted training MACs (suite/cost.py)

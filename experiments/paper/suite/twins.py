@@ -15,6 +15,7 @@ from typing import Optional
 
 TRAIN_KEY = ".suite-train-key"
 STEP_KEY = ".suite-key"
+TWIN_OF = ".suite-twin-of"  # in a copied run folder: the run it was copied from
 
 
 def _finished(run: Path, epochs: int) -> bool:
@@ -43,6 +44,13 @@ def seed_from_twin(twin: Path, run: Path, step_key: str, train_key: str) -> None
     shutil.copytree(twin, part)
     (part / STEP_KEY).write_text(step_key + "\n")
     (part / TRAIN_KEY).write_text(train_key + "\n")
+    (part / TWIN_OF).write_text(twin.name + "\n")
     if run.exists():  # a folder made for a training that never finished an epoch: nothing in it to keep
         shutil.rmtree(run)
     part.rename(run)
+
+
+def twin_of(run: Path) -> Optional[str]:
+    """The run ``run`` was copied from (None when it trained itself)."""
+    path = run / TWIN_OF
+    return path.read_text().strip() if path.is_file() else None

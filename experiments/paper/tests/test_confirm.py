@@ -116,3 +116,6 @@ def test_a_claim_run_trained_as_a_confirmation_run_is_evaluated_not_trained_agai
     assert full["trained_as"] == "conf-x-s0" and full["curve"] == conf["curve"] and "own_cal" in full["evals"]
     assert full["key"] != conf["key"] and (tmp_path / "res" / "weights" / "full-x-s0.pt").is_file()
     assert "trained_as" not in json.loads(ctx.result_path("other-s0").read_text())
+    ctx.result_path("full-x-s0").unlink()  # cut short after the copy, before its result: resumed, still the twin's
+    execute(ctx, Step("full-x-s0", train=train, evals=("own_cal",), keep_weights=True))
+    assert json.loads(ctx.result_path("full-x-s0").read_text())["trained_as"] == "conf-x-s0"
