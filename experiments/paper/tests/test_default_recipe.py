@@ -4,8 +4,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from resizable.commands.demo import DemoOptions
-from resizable.training.options import TrainOptions
+from resizable.commands import DemoOptions
+from resizable.training import TrainOptions
 
 from suite.protocol import Protocol
 from suite.recipes import chosen_recipes, recipe_options
