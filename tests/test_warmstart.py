@@ -44,7 +44,8 @@ def test_the_plan_spends_the_share_on_the_full_configuration_and_the_budget_in_a
             return _step_macs(run.model, configs + ([FULL] if FULL not in configs else [])), configs
         return _step_macs(run.model, configs, teacher=True), configs
 
-    budget = sum(after(t)[0] for t in range(2 * 3))  # --epochs 2 of 3 steps, without the warm start
+    # --epochs 2 of 3 steps of the same command without the warm start: plain fair sampling, no teaching
+    budget = sum(_step_macs(run.model, sampler.sample(t)) for t in range(2 * 3))
     full_step = _step_macs(run.model, [FULL])
     assert warm.budget == budget
     assert warm.switch_step == round(0.4 * budget / full_step)  # the share of the counted cost

@@ -48,7 +48,10 @@ method added later trains only its own runs. Methods are screened one after the 
 middle configurations over the whole factor list and before ensemble distillation detached its members
 (and gained its top-down term); their records stay in ``selection.json`` as they were (``RETIRED``) and
 are not chosen; ``sandwich-full-v2`` and ``fair-ensemble-td`` are the same families as the library
-trains them now, under run names of their own.
+trains them now, under run names of their own. The warm starts' runs are tagged ``eq``: their budget is the
+counted cost of the same command without the warm start, so the teaching after the switch is paid out of it
+and a warm-started run costs what the networks alone cost (runs made while the budget included that teaching
+cost about 40 % more and were not kept).
 """
 from __future__ import annotations
 
@@ -118,13 +121,13 @@ def methods(p: Protocol) -> List[Method]:
                {**fair, "loss_reduction": "sum", "warmup_epochs": 0.0}, {"lr": LRS}, rs, "rs"),
         Method("warm-full", "the full configuration alone for a share of the counted cost, then fair sampling "
                             "with the running full configuration teaching in place",
-               {**fair, "warm_start": "full", "warm_start_teacher": "inplace"}, near, rs, "rs", knob=share),
+               {**fair, "warm_start": "full", "warm_start_teacher": "inplace"}, near, rs, "rs", knob=share, tag="eq"),
         Method("warm-snapshot", "the full configuration alone for a share of the counted cost, then fair sampling "
                                 "taught by the network frozen at the switch",
-               {**fair, "warm_start": "full", "warm_start_teacher": "snapshot"}, near, rs, "rs", knob=share),
+               {**fair, "warm_start": "full", "warm_start_teacher": "snapshot"}, near, rs, "rs", knob=share, tag="eq"),
         Method("warm-progressive", "the full configuration alone for a share of the counted cost, then the smaller "
                                    "factors joining one at a time (fair sampling), the full configuration teaching",
-               {**fair, "warm_start": "progressive", "warm_start_teacher": "inplace"}, near, rs, "rs", knob=share),
+               {**fair, "warm_start": "progressive", "warm_start_teacher": "inplace"}, near, rs, "rs", knob=share, tag="eq"),
         Method("fair-ensemble-td", "fair sampling, every configuration on labels plus KD from the learned ensemble "
                                    "(members detached for its loss) and from every dearer configuration (top-down)",
                {**fair, "distill": "ensemble", "distill_top_down": True}, near, rs, "rs", knob=temperature),

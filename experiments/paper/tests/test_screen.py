@@ -52,7 +52,7 @@ def test_runs_at_the_protocol_weight_decay_keep_their_names_and_keys(tmp_path):
         assert name != old and name.startswith(old.rsplit("-lr", 1)[0].replace("-mean", ""))
     warm = point_step(p, by["warm-snapshot"], {"lr": 0.1, "warmup_epochs": 0.0, "weight_decay": 1e-4,
                                                "warm_start_share": 0.25}, 80)
-    assert warm.name == "sel-fair-warmfull-snapshot-mean-lr0.1-w0-wd0.0001-sh0.25"
+    assert warm.name == "sel-fair-eq-warmfull-snapshot-mean-lr0.1-w0-wd0.0001-sh0.25"
     with pytest.raises(ValueError, match="earlier recipes"):
         pick(methods(p), ["sandwich-full"])
     with pytest.raises(ValueError, match="accepted: alone-0.45"):
