@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .protocol import PINNED, Protocol
 from .twins import TRAIN_KEY, find_twin, seed_from_twin, twin_of
+from .twins import finished as run_finished
 
 # evaluations a training step may ask for: (split, BN recalibrated?, configurations)
 EVALS = {
@@ -208,7 +209,7 @@ def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
             payload = load_checkpoint(run)
             _check_run_folder(run, step.name, key, opts, payload.get("train_options") or {})
             done = int(payload["epoch"]) + 1
-            finished = done >= opts["epochs"]
+            finished = run_finished(payload, opts["epochs"])  # a warm start plans more epochs than --epochs
             cfg = TrainOptions(**opts, out_dir=ctx.work, name=step.name, resume=str(run))
         else:
             shutil.rmtree(run)

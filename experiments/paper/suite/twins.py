@@ -11,20 +11,29 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Any, Dict, Optional
 
 TRAIN_KEY = ".suite-train-key"
 STEP_KEY = ".suite-key"
 TWIN_OF = ".suite-twin-of"  # in a copied run folder: the run it was copied from
 
 
+def finished(payload: Dict[str, Any], epochs: int) -> bool:
+    """Whether a run's checkpoint (its payload) is its last: the last planned step of a warm start (which trains
+    more epochs than ``--epochs``, cheaper steps first), else the last of ``epochs`` epochs."""
+    warm = payload.get("warm_start") or {}
+    if warm.get("total_steps"):
+        return int(payload["step"]) >= int(warm["total_steps"])
+    return int(payload["epoch"]) + 1 >= epochs
+
+
 def _finished(run: Path, epochs: int) -> bool:
-    """Whether ``run``'s checkpoint is of its last epoch (as the suite judges a run it resumes)."""
+    """Whether ``run``'s checkpoint is of its last step (as the suite judges a run it resumes)."""
     from resizable import load_checkpoint
 
     if not (run / "checkpoint.pt").is_file():
         return False
-    return int(load_checkpoint(run)["epoch"]) + 1 >= epochs
+    return finished(load_checkpoint(run), epochs)
 
 
 def find_twin(work: Path, train_key: str, epochs: int, name: str) -> Optional[Path]:

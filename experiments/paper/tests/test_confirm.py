@@ -119,3 +119,12 @@ def test_a_claim_run_trained_as_a_confirmation_run_is_evaluated_not_trained_agai
     ctx.result_path("full-x-s0").unlink()  # cut short after the copy, before its result: resumed, still the twin's
     execute(ctx, Step("full-x-s0", train=train, evals=("own_cal",), keep_weights=True))
     assert json.loads(ctx.result_path("full-x-s0").read_text())["trained_as"] == "conf-x-s0"
+
+
+def test_a_warm_started_run_is_finished_at_its_last_planned_step_not_at_its_epochs():
+    from suite.twins import finished
+
+    # a warm start trains more epochs than --epochs (cheaper full-only steps first): epoch 6 of 6 is not its end
+    assert not finished({"epoch": 5, "step": 640, "warm_start": {"total_steps": 769}}, 6)
+    assert finished({"epoch": 6, "step": 769, "warm_start": {"total_steps": 769}}, 6)
+    assert finished({"epoch": 5, "step": 480, "warm_start": None}, 6) and not finished({"epoch": 4, "step": 400}, 6)
