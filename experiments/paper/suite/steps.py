@@ -197,7 +197,7 @@ def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
     key, key_file = step_key(ctx, step), run / ".suite-key"
     trained_as = step_key(ctx, dataclasses.replace(step, evals=()))  # the training alone (twins.py)
     if not (run / "checkpoint.pt").is_file() and ctx.resume:
-        twin = find_twin(Path(ctx.work), trained_as, opts["epochs"], step.name)
+        twin = find_twin(Path(ctx.work), trained_as, opts["epochs"], step.name, Path(ctx.results))
         if twin is not None:
             print(f"[paper] {step.name}: trained already as {twin.name} (the same options and seed); evaluated from "
                   "its run", flush=True)

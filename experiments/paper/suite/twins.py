@@ -36,11 +36,14 @@ def _finished(run: Path, epochs: int) -> bool:
     return finished(load_checkpoint(run), epochs)
 
 
-def find_twin(work: Path, train_key: str, epochs: int, name: str) -> Optional[Path]:
-    """A finished run folder in ``work`` (not ``name``'s) trained with ``train_key``, or None."""
+def find_twin(work: Path, train_key: str, epochs: int, name: str, results: Path) -> Optional[Path]:
+    """A finished run folder in ``work`` (not ``name``'s) trained with ``train_key`` whose step has its result in
+    ``results`` (any ``runs/`` folder under it: a folder whose result was deleted, to train that step again with the
+    library as it is now, is not a twin), or None."""
     for path in sorted(work.glob(f"*/{TRAIN_KEY}")) + sorted(work.glob(f"*/{STEP_KEY}")):
         run = path.parent
-        if run.name != name and path.read_text().strip() == train_key and _finished(run, epochs):
+        if (run.name != name and path.read_text().strip() == train_key and _finished(run, epochs)
+                and next(results.glob(f"**/runs/{run.name}.json"), None) is not None):
             return run
     return None
 

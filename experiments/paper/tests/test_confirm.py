@@ -119,6 +119,16 @@ def test_a_claim_run_trained_as_a_confirmation_run_is_evaluated_not_trained_agai
     ctx.result_path("full-x-s0").unlink()  # cut short after the copy, before its result: resumed, still the twin's
     execute(ctx, Step("full-x-s0", train=train, evals=("own_cal",), keep_weights=True))
     assert json.loads(ctx.result_path("full-x-s0").read_text())["trained_as"] == "conf-x-s0"
+    # a twin whose result was deleted (to train it again as the library is now) is not copied any more
+    import shutil
+
+    for n in ("conf-x-s0", "full-x-s0"):
+        ctx.result_path(n).unlink()
+    shutil.rmtree(tmp_path / "work" / "full-x-s0")
+    execute(ctx, Step("full-x-s0", train=train, evals=("own_cal",)))
+    assert "trained_as" not in json.loads(ctx.result_path("full-x-s0").read_text())
+    assert [json.loads(line)["run"] for line in (tmp_path / "res" / "trainings.jsonl").read_text().splitlines()][-1] \
+        == "full-x-s0"
 
 
 def test_a_warm_started_run_is_finished_at_its_last_planned_step_not_at_its_epochs():
