@@ -16,7 +16,7 @@ from .protocol import READMES, REPORT, RESULTS, Protocol
 from .report import plot_claim, write_readme_block, write_report
 from .apps import resolve_app, run_finetune, run_tables
 from .fig3d_front import run_adapt_front
-from .steps import Context, Step, load_result, run_steps
+from .steps import Context, Step, load_result, resolve, run_steps, step_key
 
 # the applications' step kinds (apps.py, fig3d_front.py), handed to the steps through the context
 APP_RUNNERS = (("tables", run_tables), ("finetune", run_finetune), ("adapt_front", run_adapt_front))
@@ -122,6 +122,33 @@ def screened(protocol: Protocol, work: Path, results_dir: Path, data_dir: Option
     return record
 
 
+def stale_results(ctx: Context, steps: Sequence[Step], results: Dict[str, Any]) -> List[str]:
+    """The finished steps whose result was made with other options than the step has now (its key differs): the
+    selection moved since (a new tuned point or default recipe). A step whose choices cannot be made yet (it takes
+    them from an unfinished step) is not judged."""
+    out = []
+    for s in steps:
+        done = results.get(s.name)
+        if done is None:
+            continue
+        try:
+            key = step_key(ctx, resolve(ctx, s))
+        except ValueError:
+            continue
+        if done.get("key") != key:
+            out.append(s.name)
+    return out
+
+
+def stale_line(stale: Sequence[str]) -> Optional[str]:
+    """The report's line naming the runs made with earlier options than their steps have now."""
+    if not stale:
+        return None
+    return (f"- **made with earlier options**: {len(stale)} finished runs were made before the selection moved their "
+            f"step's options (a new tuned point or default recipe); their numbers below are those runs', at the "
+            f"options each records, until they are re-run: {', '.join(stale)}")
+
+
 def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str, Any]) -> int:
     from resizable import atomic_write_text
 
@@ -170,6 +197,10 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
     if not args.report_only:
         run_steps(ctx, steps, args.jobs)
     results = {s.name: load_result(ctx, s.name) for s in steps}
+    stale = stale_results(ctx, steps, results)
+    if stale:  # only --report-only gets here with one: a run refuses a stale result before anything trains
+        print(f"[paper] made with other options than the steps have now (the report uses and names them until they "
+              f"are re-run; delete them and their run folders to re-run): {', '.join(stale)}", flush=True)
     if "curve" in claims:  # Table 8 sets T8's timing beside it when that has run (it is not planned for this)
         results.update({n: r for n in (f"timing-s{x}" for x in seeds) if n not in results
                         for r in [load_result(ctx, n)] if r})
@@ -208,7 +239,9 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
     report = results_dir / REPORT.name
     from .estimate import estimate_line, unfinished_hours
 
-    left = estimate_line(unfinished_hours(protocol, list(steps) + list(extra), results))
+    current = {n: (None if n in stale else r) for n, r in results.items()}  # a stale run is to be re-run
+    left = "\n".join(line for line in (estimate_line(unfinished_hours(protocol, list(steps) + list(extra), current)),
+                                        stale_line(stale)) if line)
     write_report(report, protocol, seeds, claims, sections, results, selection, time.time() - t0, args.jobs,
                  args.threads, plots, results_dir, left)
     print(f"[paper] wrote {report}")

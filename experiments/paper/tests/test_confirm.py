@@ -138,3 +138,16 @@ def test_a_warm_started_run_is_finished_at_its_last_planned_step_not_at_its_epoc
     assert not finished({"epoch": 5, "step": 640, "warm_start": {"total_steps": 769}}, 6)
     assert finished({"epoch": 6, "step": 769, "warm_start": {"total_steps": 769}}, 6)
     assert finished({"epoch": 5, "step": 480, "warm_start": None}, 6) and not finished({"epoch": 4, "step": 400}, 6)
+
+
+def test_a_result_made_with_other_options_than_its_step_has_now_is_named_stale(tmp_path):
+    from suite.steps import Step
+    from suite.suite import stale_line, stale_results
+
+    p = Protocol()
+    ctx = Context(p, str(tmp_path / "w"), str(tmp_path / "res"))
+    now, before = Step("a-s0", train={"lr": 0.2}), Step("a-s0", train={"lr": 0.1})
+    fresh = Step("b-s0", train={"lr": 0.2})
+    results = {"a-s0": {"key": step_key(ctx, before)}, "b-s0": {"key": step_key(ctx, fresh)}, "c-s0": None}
+    stale = stale_results(ctx, [now, fresh, Step("c-s0")], results)
+    assert stale == ["a-s0"] and "a-s0" in stale_line(stale) and stale_line([]) is None
