@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .claims import converged
 from .cost import run_cost, seconds, step_cost, tmacs
+from .estimate import full_epoch_steps
 from .protocol import Protocol
 from .recipes import chosen_recipes, recipe_options, regime_args, step_name
 from .runs import Results, cfg, top1
@@ -96,16 +97,24 @@ def estimate_hours(p: Protocol, seeds: Sequence[int], selection: Dict[str, Any],
     per_epoch = {f"alone-{s:g}": seconds(results, [step_name("full", f"alone-{s:g}", x) for x in range(10)])
                  for s in p.factors}
     per_epoch["rs"] = seconds(results, [step_name("full", method, x) for x in range(10)])
-    todo, hours, planned = [], 0.0, plan_curve(p, seeds, selection)
-    for step in planned:
+    planned = plan_curve(p, seeds, selection)
+    todo, hours = hours_left(planned, results, per_epoch)
+    return {"unfinished": todo, "planned": len(planned), "hours": hours, "seconds_per_epoch": per_epoch,
+            "measured": all(v is not None for v in per_epoch.values())}
+
+
+def hours_left(steps: Sequence[Step], results: Results, per_epoch: Dict[str, Optional[float]]
+               ) -> Tuple[List[str], float]:
+    """The unfinished ``steps`` and their CPU hours at one run at a time: each one's epochs times ``per_epoch`` of
+    its kind (``rs``, or ``alone-<s>``; a kind without a measured run counts 0)."""
+    todo, hours = [], 0.0
+    for step in steps:
         if results.get(step.name):
             continue
         kind = "rs" if step.train.get("sampling") != "single" else f"alone-{step.train['single_config'][0]:g}"
-        sec = per_epoch.get(kind)
         todo.append(step.name)
-        hours += (sec or 0.0) * step.train["epochs"] / 3600
-    return {"unfinished": todo, "planned": len(planned), "hours": hours, "seconds_per_epoch": per_epoch,
-            "measured": all(v is not None for v in per_epoch.values())}
+        hours += (per_epoch.get(kind) or 0.0) * step.train["epochs"] / 3600
+    return todo, hours
 
 
 def _point(p: Protocol, seeds: Sequence[int], selection: Dict[str, Any], results: Results, epochs: int,
@@ -263,7 +272,7 @@ def table8(p: Protocol, results: Results, seeds: Sequence[int], method: str) -> 
 
     names = {s: [step_name("full", f"alone-{s:g}", x) for x in range(10)] for s in p.factors}
     sample = {s: seconds(results, n) for s, n in names.items()}
-    steps = (60000 - p.val_size) // p.batch_size
+    steps = full_epoch_steps(p)
     base = {**p.train_args(), "seed": 0}
     cost = lambda table, c: table[c] * TRAINED_PASS * p.batch_size * steps  # noqa: E731 (one epoch's MACs)
     table_l = macs_table(base)

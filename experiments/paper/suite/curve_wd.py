@@ -15,7 +15,7 @@ import dataclasses
 import statistics
 from typing import Any, Dict, List, Optional, Sequence
 
-from .curve import BUDGETS, alone_step, analyse_curve, rs_step
+from .curve import BUDGETS, alone_step, analyse_curve, hours_left, rs_step
 from .protocol import Protocol
 from .runs import Results, cfg
 from .screen import grid_value, score
@@ -61,7 +61,7 @@ def _configs(p: Protocol, side: str) -> Sequence[str]:
 
 def analyse_wd_check(p: Protocol, results: Results, selection: Dict[str, Any]) -> Dict[str, Any]:
     """Per side: the val score at the tuned weight decay and at /4 and x4, and whether another one is preferred."""
-    rows, md = {}, []
+    rows = {}
     for side, step in _sides(p, selection).items():
         tag = side.replace("alone-", "alone")
         wd = _tuned_wd(p, step)
@@ -98,23 +98,12 @@ def analyse_wd_check(p: Protocol, results: Results, selection: Dict[str, Any]) -
                      "mean_gain": statistics.fmean(gaps) if gaps else None}, "md": md}
 
 
-def hours(p: Protocol, selection: Dict[str, Any], results: Results, per_epoch: Dict[str, Optional[float]]) -> float:
-    """CPU hours of the check's unfinished runs at one run at a time (the curve's measured seconds per epoch)."""
-    total = 0.0
-    for step in plan_wd_check(p, selection):
-        if results.get(step.name):
-            continue
-        kind = "rs" if step.train.get("sampling") != "single" else f"alone-{step.train['single_config'][0]:g}"
-        total += (per_epoch.get(kind) or 0.0) * step.train["epochs"] / 3600
-    return total
-
-
 def analyse_curve_and_wd(p: Protocol, seeds: Sequence[int], results: Results, selection: Dict[str, Any]
                          ) -> Dict[str, Any]:
     """The budget curve's section with the weight-decay check at its longest budget after it."""
     out = analyse_curve(p, seeds, results, selection)
     wd = analyse_wd_check(p, results, selection)
-    left = hours(p, selection, results, out["json"]["estimate"]["seconds_per_epoch"])
+    _, left = hours_left(plan_wd_check(p, selection), results, out["json"]["estimate"]["seconds_per_epoch"])
     wd["json"]["hours_unfinished"] = left
     out["json"]["weight_decay_check"] = wd["json"]
     out["md"] = out["md"] + wd["md"][:-1] + [f"Its unfinished runs: about {left:.1f} CPU hours at one run at a time "

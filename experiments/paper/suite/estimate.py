@@ -22,13 +22,21 @@ def throughput(results: Dict[str, Optional[Dict[str, Any]]]) -> Optional[float]:
     return statistics.median(rates) if rates else None
 
 
-def steps_of(p: Protocol, train: Dict[str, Any]) -> int:
-    """A planned run's training steps: its epochs times its steps per epoch (a cut epoch, or its images over the
-    batch)."""
-    opts = {**p.train_args(), **train}
+def full_epoch_steps(p: Protocol) -> int:
+    """Steps of one epoch over every training image but val (the full regime's, whatever epochs are cut to)."""
+    return (TRAIN_IMAGES - p.val_size) // p.batch_size
+
+
+def steps_per_epoch(p: Protocol, train: Optional[Dict[str, Any]] = None) -> int:
+    """A run's steps per epoch: a cut epoch, or its training images (val held out) over the batch."""
+    opts = {**p.train_args(), **(train or {})}
     images = opts.get("train_size") or TRAIN_IMAGES - int(opts.get("val_size") or 0)
-    per_epoch = opts.get("max_steps_per_epoch") or images // int(opts["batch_size"])
-    return int(opts["epochs"]) * int(per_epoch)
+    return int(opts.get("max_steps_per_epoch") or images // int(opts["batch_size"]))
+
+
+def steps_of(p: Protocol, train: Dict[str, Any]) -> int:
+    """A planned run's training steps: its epochs times its steps per epoch."""
+    return int({**p.train_args(), **train}["epochs"]) * steps_per_epoch(p, train)
 
 
 def unfinished_hours(p: Protocol, steps: Sequence[Step], results: Dict[str, Optional[Dict[str, Any]]]

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from .apps import BUDGET_POSITIONS, FINETUNE_FRACTIONS, search, tables_name
 from .cost import seconds
+from .estimate import full_epoch_steps
 from .curve import default_network
 from .protocol import Protocol
 from .recipes import recipe_options, regime_args, step_name
@@ -174,7 +175,7 @@ def estimate_hours(p: Protocol, seeds: Sequence[int], selection: Dict[str, Any],
     method = default_network(p, selection, seeds[0]).name.rsplit("-s", 1)[0]
     rs = seconds(results, [f"{method}-s{x}" for x in range(10)]) or 0.0
     alone = seconds(results, [step_name("full", "alone-1", x) for x in range(10)]) or 0.0
-    per_epoch = (60000 - p.val_size) // p.batch_size  # Fashion-MNIST's training images minus val
+    per_epoch = full_epoch_steps(p)
     per_step = alone / per_epoch
     hours = 0.0
     for s in steps:

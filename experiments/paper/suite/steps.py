@@ -193,7 +193,7 @@ def run_training(ctx: Context, step: Step) -> Dict[str, Any]:
         if not teacher.is_file():
             raise ValueError(f"{step.name} is taught by {step.params['teacher_from']}'s weights, and {teacher} is missing")
         opts["teacher"] = str(teacher)
-    finished, twin = False, None
+    finished = False
     key, key_file = step_key(ctx, step), run / ".suite-key"
     trained_as = step_key(ctx, dataclasses.replace(step, evals=()))  # the training alone (twins.py)
     if not (run / "checkpoint.pt").is_file() and ctx.resume:

@@ -40,9 +40,9 @@ def find_twin(work: Path, train_key: str, epochs: int, name: str, results: Path)
     """A finished run folder in ``work`` (not ``name``'s) trained with ``train_key`` whose step has its result in
     ``results`` (any ``runs/`` folder under it: a folder whose result was deleted, to train that step again with the
     library as it is now, is not a twin), or None."""
-    for path in sorted(work.glob(f"*/{TRAIN_KEY}")) + sorted(work.glob(f"*/{STEP_KEY}")):
-        run = path.parent
-        if (run.name != name and path.read_text().strip() == train_key and _finished(run, epochs)
+    for run in sorted({p.parent for key in (TRAIN_KEY, STEP_KEY) for p in work.glob(f"*/{key}")}):
+        keys = {(run / key).read_text().strip() for key in (TRAIN_KEY, STEP_KEY) if (run / key).is_file()}
+        if (run.name != name and train_key in keys and _finished(run, epochs)
                 and next(results.glob(f"**/runs/{run.name}.json"), None) is not None):
             return run
     return None

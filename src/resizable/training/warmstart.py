@@ -9,9 +9,9 @@ first the two largest factors, then the three largest, ..., then all k, the rest
 split equally (in counted cost) between these k - 1 phases.
 
 The budget is the counted cost of ``--epochs`` epochs of the same command without the warm start
-(the same sampling over L, the run's own ``--distill`` and ``--teacher``): a warm-started run costs
-what that command costs, to within one step, its teaching included. With ``--sampling fair`` and no
-``--distill`` that is what the k uniform networks trained alone for ``--epochs`` cost, so a warm start
+(the same sampling over L, no teaching: ``--distill`` and ``--teacher`` stay unset with a warm start):
+a warm-started run costs what that command costs, to within one step, its teaching included. With
+``--sampling fair`` that is what the k uniform networks trained alone for ``--epochs`` cost, so a warm start
 is compared with them at equal counted cost: the full configuration's extra pass of in-place
 teaching and a snapshot's forwards come out of the budget, as the full-only phase does. Because a
 full-only step costs less than a resizable one, the run has more steps than ``--epochs`` epochs;
@@ -219,10 +219,9 @@ class WarmStart:
         after = dict(distill="full" if teaching == "inplace" else "none", snapshot=teaching == "snapshot")
         later = [sampler] if mode == "full" else _progressive_samplers(sampler, num_configs)
         price = _Pricing(model, cost, batch_size, (input_size, input_size))
-        # the budget: the same command without the warm start (its own --distill; a --teacher's forward priced as
-        # the full configuration's), so that the teaching after the switch is paid for out of it
-        budget = sum(price.step(sampler, t, distill, snapshot=teacher is not None)
-                     for t in range(epochs * steps_per_epoch))
+        # the budget: the same command without the warm start (plain sampling: the options keep --distill and
+        # --teacher unset with one), so that the teaching after the switch is paid for out of it
+        budget = sum(price.step(sampler, t) for t in range(epochs * steps_per_epoch))
         full_only = ConfigSampler(model.factors, model.num_stages, "single", sampler.seed)
         warm = max(1, round(share * budget / price.step(full_only, 0)))
         spent, t = warm * price.step(full_only, 0), warm
