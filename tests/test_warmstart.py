@@ -173,3 +173,21 @@ def test_new_bn_branches_start_from_the_nearest_larger_trained_one():
 def test_bad_warm_start_options(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         TrainOptions(**{"warm_start": "full", **kwargs})
+
+
+def test_the_step_log_names_each_step_s_phase_and_the_switch_is_not_a_climb(tiny_fmnist, tmp_path):
+    from resizable.training import STEPS_FILE, loss_climbs, read_steps
+
+    run = TrainingRun(cfg_of(tiny_fmnist, tmp_path, name="log", log_every=1))
+    run.run()
+    records = read_steps(run.run_dir / STEPS_FILE)
+    switch = run.warm.switch_step  # 0-based: the record of step switch + 1 (1-based) is its first
+    assert [r["phase"] for r in records] == ["full only"] * switch + ["factors 0.5,0.75,1"] * (len(records) - switch)
+    # the loss rising where the smaller configurations join is a switch, not a climb; a rise within a phase is one
+    stretch = lambda step, mean, phase: {"step": step, "loss": mean, "mean": mean, "max": mean, "steps": 20,
+                                         "lr": 0.1, "phase": phase}
+    first = [{**stretch(1, 2.3, "full only"), "steps": 1}] + [stretch(20 * i, 0.45, "full only") for i in range(1, 6)]
+    switched = first + [stretch(120, 0.6, "factors"), stretch(140, 1.0, "factors"), stretch(160, 0.7, "factors")]
+    assert loss_climbs(switched) is None
+    assert "up from" in loss_climbs([{k: v for k, v in r.items() if k != "phase"} for r in switched])
+    assert "up from" in loss_climbs(switched + [stretch(180, 1.2, "factors")])

@@ -36,9 +36,11 @@ class StepLog:
             kept = [r for r in read_steps(self.path) if r["step"] <= (resume_step or 0)] if resume_step else []
             atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
-    def add(self, step: int, epoch: int, loss: float, lr: float) -> Optional[Dict[str, Any]]:
+    def add(self, step: int, epoch: int, loss: float, lr: float, phase: Optional[str] = None
+            ) -> Optional[Dict[str, Any]]:
         """Record the loss of optimizer step ``step`` (1-based: the number of steps taken so far); returns the line
-        written, or None when this step writes none."""
+        written, or None when this step writes none. ``phase`` (a warm start's phase of the step) goes into the line
+        when given, so that a reader can tell a switch of what the loss measures from a climb."""
         if not self.enabled:
             return None
         self._losses.append(float(loss))
@@ -48,6 +50,8 @@ class StepLog:
                       "mean": sum(finite) / len(finite) if finite else float("nan"),
                       "max": max(self._losses, key=lambda v: v if math.isfinite(v) else math.inf),
                       "steps": len(self._losses), "lr": float(lr)}
+            if phase is not None:
+                record["phase"] = phase
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
             self._losses = []
@@ -76,17 +80,23 @@ def loss_climbs(records: Sequence[Dict[str, Any]], *, rise: float = 0.25, slack:
     ``(1 + rise)`` times the first step's (the untrained network's loss: a loss that climbs above
     it is going the wrong way); or when a stretch's mean rises more than ``rise`` (plus ``slack``,
     in loss units, for the noise of small windows) above the lowest mean of an earlier stretch of
-    at least as many steps.
+    at least as many steps. A warm start's switch (a record whose ``phase`` differs from the record
+    before) changes which configurations and which terms the loss averages, so the stretches are compared
+    within a phase only: the lowest mean starts again after the stretch that holds the switch.
     """
     if not records:
         return None
     first = records[0]["loss"]
     best: Optional[float] = None
+    phase = records[0].get("phase")
     for r in records:
         if not all(math.isfinite(r[k]) for k in ("loss", "mean", "max")):
             return f"non-finite loss by step {r['step']}"
         if r["step"] > records[0]["step"] and r["max"] > (1 + rise) * first:
             return f"loss {r['max']:.3f} by step {r['step']}, above {1 + rise:g}x the first step's {first:.3f}"
+        if r.get("phase") != phase:  # the switch lies in this stretch: compare what follows with itself
+            best, phase = None, r.get("phase")
+            continue
         if r["steps"] > 1:  # a stretch of steps (the first ones are logged one by one)
             if best is not None and r["mean"] > (1 + rise) * best + slack:
                 return (f"mean loss {r['mean']:.3f} over the {r['steps']} steps to {r['step']}, up from "

@@ -147,6 +147,10 @@ class WarmStart:
         return phase.sampler.sample(step), phase.distill, self.snapshot if phase.snapshot else None
 
     # ------------------------------------------------------------------ records
+    def phase_name(self, step: int) -> Optional[str]:
+        """The name of the phase that step ``step`` (0-based) trains in; None without a warm start."""
+        return None if self.mode == "none" else self.phases[self.phase_at(step)].name
+
     def record(self, first: int, end: int) -> Dict[str, Any]:
         """The phases of steps ``first .. end - 1`` for an epoch's record (nothing without a warm start)."""
         if self.mode == "none":
