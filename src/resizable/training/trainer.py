@@ -365,15 +365,15 @@ class TrainingRun:
             self.cost.add_step([c for c, _ in passes], images, teacher)
             lr = self.optimizer.param_groups[0]["lr"]
             step_loss = distributed.mean_over_ranks(step_loss, dev)  # every rank then stops at the same step
+            phase = self.warm.phase_name(self.step)  # the step's warm-start phase, for its log line
             if not math.isfinite(step_loss) or step_loss > self._loss_limit(step_loss):
-                self.tb.add_step(self.steplog.add(self.step + 1, epoch + 1, step_loss, lr,
-                                                  self.warm.phase_name(self.step)))
+                self.tb.add_step(self.steplog.add(self.step + 1, epoch + 1, step_loss, lr, phase))
                 why = step_problem(passes, step_loss, lr, self.cfg.divergence_ratio, self.loss_start)
                 raise stopped(f"training diverged at step {self.step + 1} (epoch {epoch + 1}): {why}", self.run_dir,
                               epoch, self.cfg.lr)
             self.scheduler.step()
             self.step += 1
-            self.tb.add_step(self.steplog.add(self.step, epoch + 1, step_loss, lr, self.warm.phase_name(self.step - 1)))
+            self.tb.add_step(self.steplog.add(self.step, epoch + 1, step_loss, lr, phase))
             loss_sum += step_loss
             seen += 1
             bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.4f}")
