@@ -19,7 +19,9 @@ curve checks it again at its longest budget), three candidates, two seeds.
 
 Runs are ``conf-<the screening run's name, less its sel- prefix>-s<seed>`` in ``results/confirm/runs``. A point
 whose options equal a claim run's already made (the recipes claim's ``full-<method>-s<seed>``) is that run: its
-record is copied under the confirmation's name (``reused_from`` says which), not trained again.
+record is copied under the confirmation's name (``reused_from`` says which), not trained again. The other way round,
+a confirmation run makes the recipes claim's evaluations too (test top-1, recorded for the claims, never read here),
+so that a claim run planned later with the confirmed point's options is that run (:func:`adopt`).
 """
 from __future__ import annotations
 
@@ -60,13 +62,21 @@ def candidates(p: Protocol, selection: Dict[str, Any]) -> List[Method]:
     return alone + [by[n] for n in ranked[:CANDIDATES]]
 
 
+# the evaluations the recipes claim makes of the same run (its own configuration for a network alone, the table of
+# every configuration for RS), so that a confirmed point is the claim's run and is adopted, not trained again
+# (:func:`adopt`); the confirmation itself reads only the val curve
+CLAIM_EVALS = {"alone": ("own_cal",)}
+DEFAULT_EVALS = ("test_cal",)
+
+
 def confirm_step(p: Protocol, m: Method, point: Dict[str, Any], seed: int) -> Step:
-    """One point on one seed at the full regime's budget (every step of ``p.epochs`` epochs, the default logging),
-    so that its options are a claim run's when the point is that run's."""
+    """One point on one seed at the full regime's budget (every step of ``p.epochs`` epochs, the default logging,
+    the claim's evaluations), so that its options are a claim run's when the point is that run's."""
     name = point_step(p, m, point, 1).name
     assert name.startswith("sel-")
     return Step(f"conf-{name[len('sel-'):]}-s{seed}", seed=seed, train={**m.train, **point, "epochs": p.epochs},
-                init_from=m.init_from, params={"teacher_from": m.teacher_from} if m.teacher_from else {})
+                evals=CLAIM_EVALS.get(m.side, DEFAULT_EVALS), init_from=m.init_from,
+                params={"teacher_from": m.teacher_from} if m.teacher_from else {})
 
 
 def reuse(ctx: Context, step: Step, sources: Sequence[Path]) -> Optional[str]:
@@ -86,6 +96,34 @@ def reuse(ctx: Context, step: Step, sources: Sequence[Path]) -> Optional[str]:
             atomic_write_text(ctx.result_path(step.name), json.dumps(copy, indent=1, default=str) + "\n")
             return path.stem
     return None
+
+
+def adopt(ctx: Context, steps: Sequence[Step], pool: Path = CONFIRM_RESULTS) -> List[str]:
+    """The other way round from :func:`reuse`: each unfinished step whose key (options and evaluations) equals a
+    finished confirmation run's in ``pool`` gets that run's record under its own name (``reused_from`` names it).
+    A step that keeps its weights is left to :mod:`twins` (which copies the run folder while it is on this machine
+    and keeps the weights from it). Returns the adopted steps' names."""
+    from resizable import atomic_write_text
+
+    todo = [s for s in steps if s.kind == "train" and not s.keep_weights and load_result(ctx, s.name) is None]
+    if not todo or not (pool / "runs").is_dir():
+        return []
+    by_key = {}
+    for path in sorted((pool / "runs").glob("conf-*.json")):
+        done = json.loads(path.read_text())
+        if not done.get("reused_from"):  # a copy of a claim run is that run, already under its claim name
+            by_key.setdefault(done.get("key"), (path.stem, done))
+    adopted = []
+    for step in todo:
+        found = by_key.get(step_key(ctx, step))
+        if found is None:
+            continue
+        name, done = found
+        copy = {**done, "name": step.name, "reused_from": name}
+        ctx.result_path(step.name).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(ctx.result_path(step.name), json.dumps(copy, indent=1, default=str) + "\n")
+        adopted.append(step.name)
+    return adopted
 
 
 def _state(ctx: Context, p: Protocol, m: Method, lrs: Sequence[float], start: Dict[str, Any], seeds: Sequence[int]

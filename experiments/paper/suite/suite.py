@@ -195,6 +195,11 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
         analyses.update({c: functools.partial(ANALYSES_ON_DEFAULT[c], selection=selection) for c in on_default})
     steps = unique_steps(steps)
     if not args.report_only:
+        from .confirm import CONFIRM_RESULTS, adopt
+
+        adopted = adopt(ctx, steps, results_dir / "confirm" if protocol.quick else CONFIRM_RESULTS)
+        if adopted:
+            print(f"[paper] the confirmation's runs with the same options: {', '.join(adopted)}", flush=True)
         run_steps(ctx, steps, args.jobs)
     results = {s.name: load_result(ctx, s.name) for s in steps}
     stale = stale_results(ctx, steps, results)

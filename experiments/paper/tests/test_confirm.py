@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from suite.confirm import (CANDIDATES, FROM_SCRATCH, SEEDS, candidates, confirm_method, confirm_step,
+from suite.confirm import (CANDIDATES, FROM_SCRATCH, SEEDS, adopt, candidates, confirm_method, confirm_step,
                            confirmation_table, reuse, winner)
 from suite.protocol import Protocol
 from suite.recipes import chosen_recipes, plan_recipes, recipe_options
@@ -61,6 +61,32 @@ def test_a_point_equal_to_a_claim_run_is_that_run_and_others_are_not(tmp_path):
     other = confirm_step(p, by["alone-1"], {**point, "lr": 0.4}, 0)
     assert reuse(conf, other, [ctx.result_path(claim.name)]) is None  # other options: trained, not copied
     assert not conf.result_path(other.name).exists()
+
+
+def test_a_claim_run_is_the_confirmation_run_with_its_options_and_evaluations(tmp_path):
+    p = Protocol()
+    sel = _selection(p, {})
+    by = {m.name: m for m in methods(p)}
+    conf = Context(p, str(tmp_path / "w"), str(tmp_path / "conf"))
+    point = sel["recipes"]["methods"]["alone-1"]["best"]["point"]
+    alone, rs = confirm_step(p, by["alone-1"], point, 0), confirm_step(p, by["paper"], point, 1)
+    assert alone.evals == ("own_cal",) and rs.evals == ("test_cal",)  # what the recipes claim evaluates
+    for step in (alone, rs):
+        _fake(conf, step, 90.0, ["1,1,1"])
+    ctx = Context(p, str(tmp_path / "w"), str(tmp_path / "claims"))
+    planned = {s.name: s for s in plan_recipes(p, [0, 1], sel)}
+    steps = [planned[n] for n in ("full-alone-1-s0", "full-alone-1-s1", "full-paper-s1", "full-paper-2x-s1")]
+    assert adopt(ctx, steps, tmp_path / "conf") == ["full-alone-1-s0", "full-paper-s1"]
+    copied = json.loads(ctx.result_path("full-paper-s1").read_text())
+    assert copied["reused_from"] == rs.name and copied["key"] == step_key(ctx, planned["full-paper-s1"])
+    assert not ctx.result_path("full-alone-1-s1").exists()  # another seed: trained
+    assert not ctx.result_path("full-paper-2x-s1").exists()  # another budget: trained
+    assert adopt(ctx, steps, tmp_path / "conf") == []  # adopted once
+    # a step that keeps its weights is the twins' (the run folder is copied and evaluated), not adopted here
+    import dataclasses
+
+    kept = dataclasses.replace(planned["full-alone-1-s0"], name="full-alone-1-s0-kept", keep_weights=True)
+    assert adopt(ctx, [kept], tmp_path / "conf") == []
 
 
 def test_the_lr_grid_grows_at_its_edge_and_the_score_is_the_seeds_mean(tmp_path):

@@ -219,8 +219,8 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
         assert set(recipes["regimes"][regime]["chosen"]["goal"]) >= {"met", "2x_at_least_alone", "equal_within_gap"}
         assert set(recipes["under_training"][f"{regime}/chosen"]) >= {"gain_equal", "gain_2x", "under_training"}
     assert "**Is RS's gap an under-training effect?**" in report
-    # the confirmation's winning points on seed 0 are the recipes claim's first runs: trained once
-    assert json.loads((runs / "full-alone-1-s0.json").read_text())["trained_as"].startswith("conf-alone1-")
+    # the confirmation's winning points on seed 0 are the recipes claim's first runs: trained and evaluated once
+    assert json.loads((runs / "full-alone-1-s0.json").read_text())["reused_from"].startswith("conf-alone1-")
     alone = json.loads((runs / "full-alone-0.45-s0.json").read_text())["options"]
     assert alone["lr"] == screened["alone-0.45"]["best"]["point"]["lr"]
     assert "steps" in alone or "steps" in json.loads((runs / "full-alone-0.45-s0.json").read_text())
