@@ -184,8 +184,10 @@ def test_quick_suite_killed_and_rerun(tiny_fmnist, tmp_path):
     proc.wait()
     finished_before = {p.stem for p in runs.glob("*.json")}
     lines_before = len(_trainings(tmp_path))
-    # a step the confirmation trained already (the same options and seed) is evaluated from that run, not trained
-    trained_before = {n for n in finished_before if "trained_as" not in json.loads((runs / f"{n}.json").read_text())}
+    # a step the confirmation trained already (the same options and seed) is that run (its record adopted, or its
+    # folder evaluated), not trained again
+    trained_before = {n for n in finished_before
+                      if not {"trained_as", "reused_from"} & set(json.loads((runs / f"{n}.json").read_text()))}
     assert len(finished_before) >= 3 and lines_before >= len(trained_before)
 
     done = subprocess.run(_cmd(tiny_fmnist, tmp_path), env=_env(), cwd=tmp_path, capture_output=True, text=True,
