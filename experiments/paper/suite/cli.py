@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from .protocol import RESULTS, SELECTION, load_protocol
+from .protocol import RESULTS, SELECTION, Protocol, load_protocol
+from .time_limit import TimeUp
 
 WORK = Path("runs") / "paper"
 
@@ -49,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: write the report (and the README's headline) from the runs already finished; "
                         "a missing run shows as '-' and its verdict as 'no values'")
+    p.add_argument("--time-limit", type=float, default=None, metavar="HOURS",
+                   help="start no run that the estimate (its counted MACs over the finished runs' throughput) says "
+                        "would end later than HOURS from now; shorter runs go first where they fit, and the command "
+                        "ends with status 3 once they have finished (the same command goes on from there)")
     p.add_argument("--device", default="cpu", help="cpu or cuda: where every run trains and evaluates (with --jobs N, "
                                                    "N runs share one GPU)")
     return p
@@ -62,6 +67,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.screen_stages is not None and args.screen_stages < 1:
             raise ValueError("--screen-stages must be >= 1")
         protocol, selection = load_protocol(args.quick)
+        if args.time_limit is not None:
+            limit_time(protocol, args.time_limit,
+                       Path(args.results_dir) if args.results_dir else Path("runs/paper-quick") if args.quick else RESULTS)
         quick_dir = Path(args.results_dir or "runs/paper-quick")
         if args.select_defaults:
             from .select import run_selection
@@ -113,6 +121,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .suite import run_suite
 
         return run_suite(args, protocol, selection)
+    except TimeUp as e:
+        print(f"[paper] time limit: {e}", flush=True)
+        return 3
     except ValueError as e:
         print(f"paper.py: error: {e}", file=sys.stderr)
         return 2
+
+
+def limit_time(p: Protocol, hours: float, results: Path) -> None:
+    """--time-limit: every run's estimate from the throughput of the finished runs under ``results``."""
+    import functools
+    import time
+
+    from .estimate import step_seconds, throughput
+    from .time_limit import set_time_limit
+
+    if hours <= 0:
+        raise ValueError(f"--time-limit must be a positive number of hours, got {hours:g}")
+    done = {str(f): json.loads(f.read_text()) for f in results.glob("**/runs/*.json")}
+    rate = throughput(done)
+    if rate is None:
+        raise ValueError(f"--time-limit needs a finished run with a known cost under {results} to estimate from")
+    set_time_limit(time.time() + hours * 3600.0, functools.partial(step_seconds, p, rate))
+

@@ -39,13 +39,32 @@ def steps_of(p: Protocol, train: Dict[str, Any]) -> int:
     return int({**p.train_args(), **train}["epochs"]) * steps_per_epoch(p, train)
 
 
+# --time-limit's estimate of one step: training MACs over the throughput, times a margin (a teacher's extra pass is
+# not counted), plus each evaluation; a step that is not a training gets a flat allowance
+MARGIN = 1.2
+EVAL_SECONDS = {"test_cal": 180.0, "test_raw": 120.0, "val_raw": 120.0}
+OTHER_STEP_SECONDS = 600.0
+
+
+def step_macs(p: Protocol, step: Step) -> float:
+    """A planned training step's counted MACs (its options' mean step cost times its steps)."""
+    return step_cost({**p.train_args(), **step.train, "seed": step.seed}) * steps_of(p, step.train)
+
+
+def step_seconds(p: Protocol, rate: float, step: Step) -> float:
+    """Estimated wall-clock seconds of ``step`` at ``rate`` training MACs per second (for --time-limit)."""
+    if step.kind != "train":
+        return OTHER_STEP_SECONDS
+    return step_macs(p, step) / rate * MARGIN + sum(EVAL_SECONDS.get(e, 30.0) for e in step.evals)
+
+
 def unfinished_hours(p: Protocol, steps: Sequence[Step], results: Dict[str, Optional[Dict[str, Any]]]
                      ) -> Dict[str, Any]:
     """Hours of one training process for the unfinished training steps, and the unfinished steps not estimated."""
     rate = throughput(results)
     trainings = [s for s in steps if not results.get(s.name) and s.kind == "train"]
     others = [s.name for s in steps if not results.get(s.name) and s.kind != "train"]
-    macs = sum(step_cost({**p.train_args(), **s.train, "seed": s.seed}) * steps_of(p, s.train) for s in trainings)
+    macs = sum(step_macs(p, s) for s in trainings)
     return {"trainings": len(trainings), "macs": macs, "rate": rate, "others": others,
             "hours": macs / rate / 3600 if rate else None}
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .protocol import PINNED, Protocol
+from .time_limit import fits, left_out
 from .twins import TRAIN_KEY, find_twin, seed_from_twin, twin_of
 from .twins import finished as run_finished
 
@@ -428,15 +429,23 @@ def execute(ctx: Context, step: Step) -> str:
 
 
 def run_steps(ctx: Context, steps: Sequence[Step], jobs: int) -> None:
-    """Every unfinished step once, dependencies first; ``jobs`` > 1 runs independent steps in parallel processes."""
+    """Every unfinished step once, dependencies first; ``jobs`` > 1 runs independent steps in parallel processes.
+    Under a time limit (:func:`time_limit.set_time_limit`) a step that would not end in time is not started, a shorter one
+    is, and :class:`time_limit.TimeUp` is raised once the steps that fit have finished."""
     todo = [s for s in steps if load_result(ctx, s.name) is None]
     for s in steps:  # a finished step made with other options is refused before anything trains
         if s not in todo:
             execute(ctx, s)
+    skipped: List[Step] = []
     if jobs == 1:
         for s in todo:
+            if not fits(s) or any(d in {x.name for x in skipped} for d in s.deps):
+                skipped.append(s)
+                continue
             print(f"[paper] {s.name} ...", flush=True)
             execute(ctx, s)
+        if skipped:
+            raise left_out(skipped, [])
         return
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -447,17 +456,26 @@ def run_steps(ctx: Context, steps: Sequence[Step], jobs: int) -> None:
                              initializer=end_with_parent) as pool:
         while todo or running:
             ready = [s for s in todo if all(d in done for d in s.deps)]
-            for s in ready[: jobs - len(running)]:
+            for s in ready:
+                if len(running) >= jobs:
+                    break
+                todo.remove(s)
+                if not fits(s):
+                    skipped.append(s)
+                    continue
                 print(f"[paper] {s.name} ...", flush=True)
                 running[pool.submit(execute, ctx, s)] = s.name
-                todo.remove(s)
             if not running:
+                if skipped:
+                    raise left_out(skipped, todo)
                 missing = sorted({d for s in todo for d in s.deps} - done)
                 raise ValueError(f"steps wait on steps that are not planned: {missing}")
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for f in finished:
                 done.add(f.result())
                 running.pop(f)
+    if skipped:
+        raise left_out(skipped, todo)
 
 
 def end_with_parent() -> None:
