@@ -25,7 +25,11 @@ the edge rule below, each centred on the best point of the stage before:
 3. for an RS family with a knob of its own, that knob's two values x (lr/2, lr, 2 lr) at stage 2's best
    point: 6 points, 3 of them stage 2's. The knobs: the distillation temperature (1, 4) of the in-place
    and ensemble distillations, the warm start's share of the counted cost (0.25, 0.5). They keep their
-   two values (no edge growth), so every family with a knob gets the same runs.
+   two values (no edge growth), so every family with a knob gets the same runs;
+4. for the distillation families (``fair-ensemble-td``, ``sandwich-full-v2``), the distillation weight (1, 0.5)
+   x (lr/2, lr, 2 lr) at stage 3's best point, the same way: 3 new runs. 1 is the library's value (in-place:
+   the taught configurations learn from the teacher alone; ensemble: CE plus the full KD term); a point at 1
+   is the run made before the weight was an axis (same name, same key: ``LIBRARY_VALUES``).
 
 So before any edge growth every family costs 12 runs (6 + 6 new), 15 with a knob of its own (3 more), 9
 for a method that fixes its warm-up (``--quick`` runs stages 2 and 3 at the best lr alone, and one edge round
@@ -75,6 +79,10 @@ WARMUPS = (0.0, 1.0)
 WEIGHT_DECAYS = (1e-4, 5e-4, 2e-3)   # 5e-4: the protocol's value
 TEMPERATURES = (1.0, 4.0)
 SHARES = (0.25, 0.5)
+DISTILL_WEIGHTS = (1.0, 0.5)
+# knob axes added after runs were made without them: a point at the library's value is the run made without the
+# axis (the value is left out of its options, so its name and key are that run's)
+LIBRARY_VALUES = {"distill_weight": 1.0}
 # methods screened with the library's earlier recipes: their records are kept and shown apart, never chosen
 RETIRED = {"sandwich-full": "sandwich sampling drew its middle configurations from the middle factors only",
            "fair-ensemble": "ensemble distillation trained the members through the ensemble's own loss, "
@@ -94,7 +102,7 @@ class Method:
     side: str                      # "alone", "rs", "rs-from-twin" or "aug"
     init_from: Optional[str] = None      # starts from this kept network (converted), e.g. the all-1.0 twin
     teacher_from: Optional[str] = None   # taught by this kept network, frozen
-    knob: Dict[str, Tuple[Any, ...]] = dataclasses.field(default_factory=dict)  # stage 3: one axis, two values
+    knob: Dict[str, Tuple[Any, ...]] = dataclasses.field(default_factory=dict)  # stages 3 on: one axis a stage, two values
     decay: bool = True             # stage 2: weight decay x lr
     tag: str = ""                  # in run names: the library's behaviour the method's runs were made with
 
@@ -112,6 +120,7 @@ def methods(p: Protocol) -> List[Method]:
     near = {"lr": (0.1, 0.2, 0.4), "warmup_epochs": (2.0, 3.0)}
     fair = {"sampling": "fair", "loss_reduction": "mean", "eval_configs": "default"}
     temperature, share = {"distill_temperature": TEMPERATURES}, {"warm_start_share": SHARES}
+    distill = {**temperature, "distill_weight": DISTILL_WEIGHTS}
     out = [Method(f"alone-{s:g}", f"({s:g},{s:g},{s:g}) trained alone",
                   {"sampling": "single", "single_config": (float(s),) * 3, "eval_configs": uniform(s)},
                   base, (uniform(s),), "alone") for s in p.factors]
@@ -130,10 +139,10 @@ def methods(p: Protocol) -> List[Method]:
                {**fair, "warm_start": "progressive", "warm_start_teacher": "inplace"}, near, rs, "rs", knob=share, tag="eq"),
         Method("fair-ensemble-td", "fair sampling, every configuration on labels plus KD from the learned ensemble "
                                    "(members detached for its loss) and from every dearer configuration (top-down)",
-               {**fair, "distill": "ensemble", "distill_top_down": True}, near, rs, "rs", knob=temperature),
+               {**fair, "distill": "ensemble", "distill_top_down": True}, near, rs, "rs", knob=distill),
         Method("sandwich-full-v2", "sandwich sampling (middle configurations over the whole factor list); the full "
                                    "configuration on labels teaches the others in place",
-               {**fair, "sampling": "sandwich", "distill": "full"}, near, rs, "rs", knob=temperature, tag="v2"),
+               {**fair, "sampling": "sandwich", "distill": "full"}, near, rs, "rs", knob=distill, tag="v2"),
         # secondary: antialiased down-resizing, on the averaged-loss recipe; its grid starts around that
         # recipe's best point (lr 0.2, warm-up 3) and grows by the same edge rule
         Method("fair-antialias", "fair sampling, the losses averaged, every down-resize antialiased",
@@ -179,7 +188,8 @@ def point_step(p: Protocol, m: Method, point: Dict[str, Any], steps: int) -> Ste
     The weight decay, the temperature and the share enter the name only away from the protocol's and the
     library's values, so a run made before they were axes keeps its name (and its key: the options are equal).
     """
-    train = {**m.train, **point, "max_steps_per_epoch": steps, "log_every": SCREEN_LOG_EVERY}
+    given = {k: v for k, v in point.items() if not (k in LIBRARY_VALUES and float(v) == LIBRARY_VALUES[k])}
+    train = {**m.train, **given, "max_steps_per_epoch": steps, "log_every": SCREEN_LOG_EVERY}
     tag = _recipe_tag(m, train)
     if "loss_reduction" in train and train["sampling"] != "single":
         tag += f"-{train['loss_reduction']}"
@@ -192,6 +202,8 @@ def point_step(p: Protocol, m: Method, point: Dict[str, Any], steps: int) -> Ste
         name += f"-wd{_value_tag(float(train['weight_decay']))}"
     if float(train.get("distill_temperature", 1.0)) != 1.0:
         name += f"-T{_value_tag(float(train['distill_temperature']))}"
+    if float(train.get("distill_weight", 1.0)) != 1.0:
+        name += f"-dw{_value_tag(float(train['distill_weight']))}"
     if train.get("warm_start", "none") != "none":
         name += f"-sh{_value_tag(float(train['warm_start_share']))}"
     return Step(name, seed=0, train=train, init_from=m.init_from,
@@ -288,7 +300,8 @@ def stage_grid(p: Protocol, m: Method, stage: int, best: Optional[Dict[str, Any]
     kept = {k: (v,) for k, v in best.items() if k != "lr"}
     if stages(m)[stage] == "weight decay x lr":
         return {"lr": _around(p, best["lr"]), **kept, "weight_decay": WEIGHT_DECAYS}
-    return {"lr": _around(p, best["lr"]), **kept, **{k: tuple(v) for k, v in m.knob.items()}}
+    axis = stages(m)[stage][: -len(" x lr")]  # one knob a stage, the others at their best so far
+    return {"lr": _around(p, best["lr"]), **kept, axis: tuple(m.knob[axis])}
 
 
 def _search(ctx: Context, p: Protocol, m: Method, grid: Dict[str, Tuple[Any, ...]], steps: int, jobs: int
@@ -428,6 +441,7 @@ def run_screen(p: Protocol, *, steps: int, work: Path, results: Path = SCREEN_RE
             "design": "stage 1 lr x warm-up at the protocol's weight decay; stage 2 weight decay "
                       f"({', '.join(map(grid_value, WEIGHT_DECAYS))}) x (lr/2, lr, 2 lr); stage 3, for a family with a "
                       "knob of its own (distillation temperature 1, 4; warm-start share 0.25, 0.5), the knob x "
+                      "(lr/2, lr, 2 lr); stage 4, for the distillation families, the distillation weight (1, 0.5) x "
                       "(lr/2, lr, 2 lr); each stage centred on the previous one's best point",
             "edge_rule": f"a best point on a numeric axis' edge adds one step there (lr x2 or /2, weight decay x4 or "
                          f"/4, warm-up +1, or -1 above 0), at most {MAX_ROUNDS} rounds per stage",

@@ -26,8 +26,14 @@ def test_every_family_gets_the_same_stages_and_runs():
         assert "weight decay x lr" in stages(m)  # weight decay tuned on both sides
     counts = {n: _new_runs(p, by[n]) for n in by}
     assert {counts[f"alone-{s:g}"] for s in p.factors} == {counts["fair"]} == {12}
-    assert {counts[n] for n in ("warm-full", "warm-snapshot", "warm-progressive", "fair-ensemble-td",
-                                "sandwich-full-v2")} == {15}  # 3 more for the family's own knob
+    assert {counts[n] for n in ("warm-full", "warm-snapshot", "warm-progressive")} == {15}  # 3 for the knob
+    # the distillation families: 3 for the temperature, 3 for the distillation weight
+    assert {counts[n] for n in ("fair-ensemble-td", "sandwich-full-v2")} == {18}
+    assert stages(by["fair-ensemble-td"])[2:] == ["distill_temperature x lr", "distill_weight x lr"]
+    best = {"lr": 0.2, "warmup_epochs": 3.0, "weight_decay": 5e-4, "distill_temperature": 4.0, "distill_weight": 1.0}
+    assert stage_grid(p, by["fair-ensemble-td"], 3, best) == {  # one knob a stage, the other at its best
+        "lr": (0.1, 0.2, 0.4), "warmup_epochs": (3.0,), "weight_decay": (5e-4,), "distill_temperature": (4.0,),
+        "distill_weight": (1.0, 0.5)}
     assert counts["paper"] == 9  # its recipe fixes the warm-up
     grid = stage_grid(p, by["alone-1"], 1, {"lr": 0.2, "warmup_epochs": 2.0, "weight_decay": 5e-4})
     assert grid == {"lr": (0.1, 0.2, 0.4), "warmup_epochs": (2.0,), "weight_decay": WEIGHT_DECAYS}
@@ -50,6 +56,13 @@ def test_runs_at_the_protocol_weight_decay_keep_their_names_and_keys(tmp_path):
         name = point_step(p, by[new], {"lr": 0.2, "warmup_epochs": 1.0, "weight_decay": 5e-4,
                                        "distill_temperature": 1.0}, 80).name
         assert name != old and name.startswith(old.rsplit("-lr", 1)[0].replace("-mean", ""))
+    # a point at the library's distillation weight is the run made before the weight was an axis
+    point = {"lr": 0.2, "warmup_epochs": 5.0, "weight_decay": 5e-4, "distill_temperature": 1.0}
+    made = point_step(p, by["fair-ensemble-td"], point, 80)
+    at_one = point_step(p, by["fair-ensemble-td"], {**point, "distill_weight": 1.0}, 80)
+    assert (at_one.name, step_key(ctx, at_one)) == (made.name, step_key(ctx, made))
+    half = point_step(p, by["fair-ensemble-td"], {**point, "distill_weight": 0.5}, 80)
+    assert half.name == made.name + "-dw0.5" and half.train["distill_weight"] == 0.5
     warm = point_step(p, by["warm-snapshot"], {"lr": 0.1, "warmup_epochs": 0.0, "weight_decay": 1e-4,
                                                "warm_start_share": 0.25}, 80)
     assert warm.name == "sel-fair-eq-warmfull-snapshot-mean-lr0.1-w0-wd0.0001-sh0.25"
