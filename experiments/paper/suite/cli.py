@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the networks alone first, then each RS family)")
     p.add_argument("--screen-stages", type=int, default=None,
                    help="--select: run only each method's first N stages (1: lr x warm-up, 2: + weight decay, "
-                        "3: + the family's own knob); a method cut short is recorded unfinished (default: all)")
+                        "3 on: + the family's own knobs, one a stage); a method cut short is recorded unfinished (default: all)")
     p.add_argument("--select-defaults", action="store_true", help="the first selection: lr x augmentation of the "
                                                                   "all-1.0 network alone (select.py), the suite's "
                                                                   "defaults")
