@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "a missing run shows as '-' and its verdict as 'no values'")
     p.add_argument("--time-limit", type=float, default=None, metavar="HOURS",
                    help="start no run that the estimate (its counted MACs over the finished runs' throughput) says "
-                        "would end later than HOURS from now; shorter runs go first where they fit, and the command "
-                        "ends with status 3 once they have finished (the same command goes on from there)")
+                        "would end later than HOURS from now; a run that does not fit is left and the next that fits "
+                        "starts, and the command ends with status 3 once they have finished (the same command goes "
+                        "on from there)")
     p.add_argument("--device", default="cpu", help="cpu or cuda: where every run trains and evaluates (with --jobs N, "
                                                    "N runs share one GPU)")
     return p
@@ -67,10 +68,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.screen_stages is not None and args.screen_stages < 1:
             raise ValueError("--screen-stages must be >= 1")
         protocol, selection = load_protocol(args.quick)
-        if args.time_limit is not None:
-            limit_time(protocol, args.time_limit,
-                       Path(args.results_dir) if args.results_dir else Path("runs/paper-quick") if args.quick else RESULTS)
         quick_dir = Path(args.results_dir or "runs/paper-quick")
+        if args.time_limit is not None:
+            limit_time(protocol, args.time_limit, quick_dir if args.quick or args.results_dir else RESULTS)
         if args.select_defaults:
             from .select import run_selection
 
@@ -81,7 +81,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"chosen: {record['chosen']} -> {out}")
             return 0
         if args.confirm:
-            from .confirm import CONFIRM_RESULTS, run_confirm
+            from .confirm import confirm_results, run_confirm
             from .suite import small_copy
 
             only = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
@@ -90,7 +90,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if not out.is_file():
                 raise ValueError(f"{out} does not exist: run the screening (--select) first")
             record = run_confirm(protocol, json.loads(out.read_text()), work=work, out=out,
-                                 results=quick_dir / "confirm" if args.quick else CONFIRM_RESULTS,
+                                 results=confirm_results(quick_dir, args.quick),
                                  sources=quick_dir if args.quick else RESULTS,
                                  data_dir=args.data_dir or (small_copy(work / "data", None) if args.quick else None),
                                  jobs=args.jobs, threads=args.threads, device=args.device, only=only)["confirmation"]

@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .protocol import RESULTS, SELECTION, Protocol
 from .screen import Method, extend, grid_value, methods, point_step, score
-from .steps import Context, Step, load_result, run_steps, step_key
+from .steps import ALONE_EVALS, RS_EVALS, Context, Step, load_result, run_steps, step_key
 
 # the RS methods the default recipe is picked from (the warm starts cost what their epochs cost without them);
 # the screening's retired methods (screen.RETIRED) are not among them
@@ -62,27 +62,33 @@ def candidates(p: Protocol, selection: Dict[str, Any]) -> List[Method]:
     return alone + [by[n] for n in ranked[:CANDIDATES]]
 
 
-# the evaluations the recipes claim makes of the same run (its own configuration for a network alone, the table of
-# every configuration for RS), so that a confirmed point is the claim's run and is adopted, not trained again
-# (:func:`adopt`); the confirmation itself reads only the val curve
-CLAIM_EVALS = {"alone": ("own_cal",)}
-DEFAULT_EVALS = ("test_cal",)
-
-
 def confirm_step(p: Protocol, m: Method, point: Dict[str, Any], seed: int) -> Step:
     """One point on one seed at the full regime's budget (every step of ``p.epochs`` epochs, the default logging,
-    the claim's evaluations), so that its options are a claim run's when the point is that run's."""
+    the claim's evaluations, never read here), so that its options are a claim run's when the point is that run's
+    and the claim adopts it (:func:`adopt`)."""
     name = point_step(p, m, point, 1).name
     assert name.startswith("sel-")
     return Step(f"conf-{name[len('sel-'):]}-s{seed}", seed=seed, train={**m.train, **point, "epochs": p.epochs},
-                evals=CLAIM_EVALS.get(m.side, DEFAULT_EVALS), init_from=m.init_from,
+                evals=ALONE_EVALS if m.side == "alone" else RS_EVALS, init_from=m.init_from,
                 params={"teacher_from": m.teacher_from} if m.teacher_from else {})
+
+
+def write_copy(ctx: Context, name: str, done: Dict[str, Any], source: str) -> None:
+    """``done`` (a finished run's record) as step ``name``'s result, ``reused_from`` naming ``source``."""
+    from resizable import atomic_write_text
+
+    ctx.result_path(name).parent.mkdir(parents=True, exist_ok=True)
+    copy = {**done, "name": name, "reused_from": source}
+    atomic_write_text(ctx.result_path(name), json.dumps(copy, indent=1, default=str) + "\n")
+
+
+def confirm_results(results_dir: Path, quick: bool) -> Path:
+    """Where the confirmation's runs are: beside the quick suite's results, else ``CONFIRM_RESULTS``."""
+    return results_dir / "confirm" if quick else CONFIRM_RESULTS
 
 
 def reuse(ctx: Context, step: Step, sources: Sequence[Path]) -> Optional[str]:
     """Copy a finished run with the step's options (any evaluations) under the step's name; returns its name."""
-    from resizable import atomic_write_text
-
     if load_result(ctx, step.name) is not None:
         return None
     for path in sources:
@@ -91,9 +97,7 @@ def reuse(ctx: Context, step: Step, sources: Sequence[Path]) -> Optional[str]:
         done = json.loads(path.read_text())
         same = dataclasses.replace(step, evals=tuple((done.get("evals") or {}).keys()))
         if done.get("key") == step_key(ctx, same) and (done.get("curve") or [{}])[-1].get("split") == "val":
-            copy = {**done, "name": step.name, "key": step_key(ctx, step), "reused_from": path.stem}
-            ctx.result_path(step.name).parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(ctx.result_path(step.name), json.dumps(copy, indent=1, default=str) + "\n")
+            write_copy(ctx, step.name, {**done, "key": step_key(ctx, step)}, path.stem)
             return path.stem
     return None
 
@@ -103,8 +107,6 @@ def adopt(ctx: Context, steps: Sequence[Step], pool: Path = CONFIRM_RESULTS) -> 
     finished confirmation run's in ``pool`` gets that run's record under its own name (``reused_from`` names it).
     A step that keeps its weights is left to :mod:`twins` (which copies the run folder while it is on this machine
     and keeps the weights from it). Returns the adopted steps' names."""
-    from resizable import atomic_write_text
-
     todo = [s for s in steps if s.kind == "train" and not s.keep_weights and load_result(ctx, s.name) is None]
     if not todo or not (pool / "runs").is_dir():
         return []
@@ -119,9 +121,7 @@ def adopt(ctx: Context, steps: Sequence[Step], pool: Path = CONFIRM_RESULTS) -> 
         if found is None:
             continue
         name, done = found
-        copy = {**done, "name": step.name, "reused_from": name}
-        ctx.result_path(step.name).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(ctx.result_path(step.name), json.dumps(copy, indent=1, default=str) + "\n")
+        write_copy(ctx, step.name, done, name)
         adopted.append(step.name)
     return adopted
 

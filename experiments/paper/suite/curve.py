@@ -28,7 +28,7 @@ from .protocol import Protocol
 from .recipes import chosen_recipes, recipe_options, regime_args, step_name
 from .runs import Results, cfg, top1
 from .stats import compare, fmt, fmt_diff, verdict
-from .steps import Step
+from .steps import ALONE_EVALS, RS_EVALS, Step
 from .figures import pyplot, save_figure
 
 BUDGETS = (1, 2, 4)          # the networks alone's epochs, in multiples of E
@@ -50,7 +50,7 @@ def alone_step(p: Protocol, selection: Dict[str, Any], s: float, epochs: int, se
     """(s, s, s) trained alone at its tuned point for ``epochs`` (at E: the recipes claim's run)."""
     opts = {**recipe_options(selection, f"alone-{s:g}"), **regime_args(p, "full"), "epochs": epochs}
     name = (step_name("full", f"alone-{s:g}", seed) if epochs == p.epochs else f"curve-alone-{s:g}-e{epochs}-s{seed}")
-    return Step(name, seed=seed, train=opts, evals=("own_cal",))
+    return Step(name, seed=seed, train=opts, evals=ALONE_EVALS)
 
 
 def rs_step(p: Protocol, selection: Dict[str, Any], epochs: int, seed: int) -> Step:
@@ -58,7 +58,7 @@ def rs_step(p: Protocol, selection: Dict[str, Any], epochs: int, seed: int) -> S
     method = curve_method(selection)
     opts = {**recipe_options(selection, method), **regime_args(p, "full"), "epochs": epochs}
     reuse = {p.epochs: step_name("full", method, seed), 2 * p.epochs: step_name("full", f"{method}-2x", seed)}
-    return Step(reuse.get(epochs, f"curve-rs-e{epochs}-s{seed}"), seed=seed, train=opts, evals=("test_cal",))
+    return Step(reuse.get(epochs, f"curve-rs-e{epochs}-s{seed}"), seed=seed, train=opts, evals=RS_EVALS)
 
 
 def default_network(p: Protocol, selection: Dict[str, Any], seed: int) -> Step:

@@ -34,7 +34,7 @@ from .protocol import Protocol
 from .runs import Results, cfg, top1
 from .screen import grid_value, screening_table
 from .stats import compare, effect_text, fmt, fmt_diff, verdict
-from .steps import Step
+from .steps import ALONE_EVALS, RS_EVALS, Step
 
 EQUAL_EPOCH_GAP = 0.5
 REGIMES = ("full", "small")
@@ -137,13 +137,13 @@ def plan_recipes(p: Protocol, seeds: Sequence[int], selection: Dict[str, Any],
         for seed in seeds:
             for s in p.factors:
                 opts = {**recipe_options(selection, f"alone-{s:g}"), **base}
-                steps.append(Step(step_name(regime, f"alone-{s:g}", seed), seed=seed, train=opts, evals=("own_cal",)))
+                steps.append(Step(step_name(regime, f"alone-{s:g}", seed), seed=seed, train=opts, evals=ALONE_EVALS))
         for seed in seeds:
             for _, method in chosen_recipes(selection):
                 opts = {**recipe_options(selection, method), **base}
-                steps.append(Step(step_name(regime, method, seed), seed=seed, train=opts, evals=("test_cal",)))
+                steps.append(Step(step_name(regime, method, seed), seed=seed, train=opts, evals=RS_EVALS))
                 steps.append(Step(step_name(regime, f"{method}-2x", seed), seed=seed,
-                                  train={**opts, "epochs": 2 * base["epochs"]}, evals=("test_cal",)))
+                                  train={**opts, "epochs": 2 * base["epochs"]}, evals=RS_EVALS))
     steps += plan_aug(p, seeds, selection)
     extra = row_seeds(seeds, headline_seeds, "full", "chosen")[len(seeds):]
     if extra:
@@ -151,10 +151,10 @@ def plan_recipes(p: Protocol, seeds: Sequence[int], selection: Dict[str, Any],
         opts = {**recipe_options(selection, method), **base}
         # longest first, so that parallel jobs finish together: RS at 2E, RS at E, then the networks alone
         steps += [Step(step_name("full", f"{method}-2x", seed), seed=seed,
-                       train={**opts, "epochs": 2 * base["epochs"]}, evals=("test_cal",)) for seed in extra]
-        steps += [Step(step_name("full", method, seed), seed=seed, train=opts, evals=("test_cal",)) for seed in extra]
+                       train={**opts, "epochs": 2 * base["epochs"]}, evals=RS_EVALS) for seed in extra]
+        steps += [Step(step_name("full", method, seed), seed=seed, train=opts, evals=RS_EVALS) for seed in extra]
         steps += [Step(step_name("full", f"alone-{s:g}", seed), seed=seed,
-                       train={**recipe_options(selection, f"alone-{s:g}"), **base}, evals=("own_cal",))
+                       train={**recipe_options(selection, f"alone-{s:g}"), **base}, evals=ALONE_EVALS)
                   for seed in extra for s in sorted(p.factors, reverse=True)]
     return steps
 

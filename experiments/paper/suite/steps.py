@@ -29,6 +29,10 @@ EVALS = {
     "test_cal": ("test", True, "all"), "test_raw": ("test", False, "all"), "val_raw": ("val", False, "all"),
     "own_cal": ("test", True, "own"), "own_raw": ("test", False, "own"),
 }
+# what T1's runs evaluate (the recipes claim, the budget curve and the confirmation make the same runs): a network
+# alone its own configuration, an RS network the table of every configuration, both with BN recalibrated
+ALONE_EVALS = ("own_cal",)
+RS_EVALS = ("test_cal",)
 
 
 @dataclass(frozen=True)
@@ -430,8 +434,9 @@ def execute(ctx: Context, step: Step) -> str:
 
 def run_steps(ctx: Context, steps: Sequence[Step], jobs: int) -> None:
     """Every unfinished step once, dependencies first; ``jobs`` > 1 runs independent steps in parallel processes.
-    Under a time limit (:func:`time_limit.set_time_limit`) a step that would not end in time is not started, a shorter one
-    is, and :class:`time_limit.TimeUp` is raised once the steps that fit have finished."""
+    Under a time limit (:func:`time_limit.set_time_limit`) a step that would not end in time is not started (nor
+    are the steps that wait on it), a later one that fits is, and :class:`time_limit.TimeUp` is raised once the
+    steps that fit have finished."""
     todo = [s for s in steps if load_result(ctx, s.name) is None]
     for s in steps:  # a finished step made with other options is refused before anything trains
         if s not in todo:
@@ -439,7 +444,7 @@ def run_steps(ctx: Context, steps: Sequence[Step], jobs: int) -> None:
     skipped: List[Step] = []
     if jobs == 1:
         for s in todo:
-            if not fits(s) or any(d in {x.name for x in skipped} for d in s.deps):
+            if not fits(s) or set(s.deps) & {x.name for x in skipped}:
                 skipped.append(s)
                 continue
             print(f"[paper] {s.name} ...", flush=True)

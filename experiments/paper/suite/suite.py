@@ -90,7 +90,7 @@ def screened(protocol: Protocol, work: Path, results_dir: Path, data_dir: Option
     from .protocol import SELECTION
     from .screen import SCREEN_RESULTS, SCREEN_STEPS, methods, run_screen
 
-    from .confirm import CONFIRM_RESULTS, FROM_SCRATCH, confirmed, run_confirm
+    from .confirm import FROM_SCRATCH, confirm_results, confirmed, run_confirm
     from .recipes import aug_methods
 
     out = results_dir / "selection.json" if protocol.quick else SELECTION
@@ -114,7 +114,7 @@ def screened(protocol: Protocol, work: Path, results_dir: Path, data_dir: Option
         record = run_screen(protocol, **screen)
     if not confirmed(protocol, record):  # the best candidates again at the full budget, two seeds (confirm.py)
         record = run_confirm(protocol, record, work=work, out=out, sources=results_dir, data_dir=data_dir,
-                             results=results_dir / "confirm" if protocol.quick else CONFIRM_RESULTS,
+                             results=confirm_results(results_dir, protocol.quick),
                              jobs=args.jobs, threads=args.threads, device=args.device)
     second = aug_methods(protocol, record)  # they depend on the first stage's choice
     if not finished(record, second):
@@ -195,9 +195,9 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
         analyses.update({c: functools.partial(ANALYSES_ON_DEFAULT[c], selection=selection) for c in on_default})
     steps = unique_steps(steps)
     if not args.report_only:
-        from .confirm import CONFIRM_RESULTS, adopt
+        from .confirm import adopt, confirm_results
 
-        adopted = adopt(ctx, steps, results_dir / "confirm" if protocol.quick else CONFIRM_RESULTS)
+        adopted = adopt(ctx, steps, confirm_results(results_dir, protocol.quick))
         if adopted:
             print(f"[paper] the confirmation's runs with the same options: {', '.join(adopted)}", flush=True)
         run_steps(ctx, steps, args.jobs)
