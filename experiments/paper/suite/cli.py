@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: write the report (and the README's headline) from the runs already finished; "
                         "a missing run shows as '-' and its verdict as 'no values'")
+    p.add_argument("--rerun-stale", action="store_true",
+                   help="run again the finished steps made with earlier options than they have now (the selection "
+                        "moved since), and every step made from them: their records, kept weights and run folders "
+                        "are moved under superseded/ first (without it such a step stops the run before anything "
+                        "trains)")
     p.add_argument("--time-limit", type=float, default=None, metavar="HOURS",
                    help="start no run that the estimate (its counted MACs over the finished runs' throughput) says "
                         "would end later than HOURS from now; a run that does not fit is left and the next that fits "
@@ -65,6 +70,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.jobs < 1 or args.threads < 1:
             raise ValueError("--jobs and --threads must be >= 1")
+        if args.rerun_stale and (args.report_only or args.select or args.confirm):
+            raise ValueError("--rerun-stale runs the suite's claims again; it does not go with --report-only, "
+                             "--select or --confirm")
         if args.screen_stages is not None and args.screen_stages < 1:
             raise ValueError("--screen-stages must be >= 1")
         protocol, selection = load_protocol(args.quick)

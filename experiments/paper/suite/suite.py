@@ -16,7 +16,8 @@ from .protocol import READMES, REPORT, RESULTS, Protocol
 from .report import plot_claim, write_readme_block, write_report
 from .apps import resolve_app, run_finetune, run_tables
 from .fig3d_front import run_adapt_front
-from .steps import Context, Step, load_result, resolve, run_steps, step_key
+from .stale import set_aside, stale_line, stale_results
+from .steps import Context, Step, load_result, run_steps
 
 # the applications' step kinds (apps.py, fig3d_front.py), handed to the steps through the context
 APP_RUNNERS = (("tables", run_tables), ("finetune", run_finetune), ("adapt_front", run_adapt_front))
@@ -122,33 +123,6 @@ def screened(protocol: Protocol, work: Path, results_dir: Path, data_dir: Option
     return record
 
 
-def stale_results(ctx: Context, steps: Sequence[Step], results: Dict[str, Any]) -> List[str]:
-    """The finished steps whose result was made with other options than the step has now (its key differs): the
-    selection moved since (a new tuned point or default recipe). A step whose choices cannot be made yet (it takes
-    them from an unfinished step) is not judged."""
-    out = []
-    for s in steps:
-        done = results.get(s.name)
-        if done is None:
-            continue
-        try:
-            key = step_key(ctx, resolve(ctx, s))
-        except ValueError:
-            continue
-        if done.get("key") != key:
-            out.append(s.name)
-    return out
-
-
-def stale_line(stale: Sequence[str]) -> Optional[str]:
-    """The report's line naming the runs made with earlier options than their steps have now."""
-    if not stale:
-        return None
-    return (f"- **made with earlier options**: {len(stale)} finished runs were made before the selection moved their "
-            f"step's options (a new tuned point or default recipe); their numbers below are those runs', at the "
-            f"options each records, until they are re-run: {', '.join(stale)}")
-
-
 def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str, Any]) -> int:
     from resizable import atomic_write_text
 
@@ -197,6 +171,11 @@ def run_suite(args: argparse.Namespace, protocol: Protocol, selection: Dict[str,
     if not args.report_only:
         from .confirm import adopt, confirm_results
 
+        if args.rerun_stale:
+            moved = set_aside(ctx, steps, stale_results(ctx, steps, {s.name: load_result(ctx, s.name) for s in steps}))
+            if moved:
+                print(f"[paper] set aside under superseded/ to run again (made with earlier options): "
+                      f"{', '.join(moved)}", flush=True)
         adopted = adopt(ctx, steps, confirm_results(results_dir, protocol.quick))
         if adopted:
             print(f"[paper] the confirmation's runs with the same options: {', '.join(adopted)}", flush=True)

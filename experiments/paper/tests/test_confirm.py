@@ -168,7 +168,7 @@ def test_a_warm_started_run_is_finished_at_its_last_planned_step_not_at_its_epoc
 
 def test_a_result_made_with_other_options_than_its_step_has_now_is_named_stale(tmp_path):
     from suite.steps import Step
-    from suite.suite import stale_line, stale_results
+    from suite.stale import stale_line, stale_results
 
     p = Protocol()
     ctx = Context(p, str(tmp_path / "w"), str(tmp_path / "res"))
@@ -177,3 +177,39 @@ def test_a_result_made_with_other_options_than_its_step_has_now_is_named_stale(t
     results = {"a-s0": {"key": step_key(ctx, before)}, "b-s0": {"key": step_key(ctx, fresh)}, "c-s0": None}
     stale = stale_results(ctx, [now, fresh, Step("c-s0")], results)
     assert stale == ["a-s0"] and "a-s0" in stale_line(stale) and stale_line([]) is None
+
+
+def test_rerun_stale_sets_aside_the_stale_run_and_what_was_made_from_it(tmp_path):
+    from suite.stale import made_from, set_aside
+    from suite.steps import Step
+
+    ctx = Context(Protocol(), str(tmp_path / "w"), str(tmp_path / "res"))
+    steps = [Step("a-s0", train={"lr": 0.2}), Step("e-s0", kind="evaluate", deps=("a-s0",)),
+             Step("f-s0", kind="evaluate", deps=("e-s0",)), Step("b-s0", train={"lr": 0.2})]
+    assert made_from(steps, ["a-s0"]) == ["a-s0", "e-s0", "f-s0"]
+    for name in ("a-s0", "e-s0", "b-s0"):  # f-s0 never finished
+        ctx.result_path(name).parent.mkdir(parents=True, exist_ok=True)
+        ctx.result_path(name).write_text(json.dumps({"key": name}))
+    ctx.weights_path("a-s0").parent.mkdir(parents=True, exist_ok=True)
+    ctx.weights_path("a-s0").write_bytes(b"w")
+    (tmp_path / "w" / "a-s0").mkdir(parents=True)
+    (tmp_path / "w" / "a-s0" / "checkpoint.pt").write_bytes(b"c")
+    assert set_aside(ctx, steps, ["a-s0"]) == ["a-s0", "e-s0"]
+    gone = tmp_path / "res" / "superseded"
+    assert not ctx.result_path("a-s0").exists() and not ctx.result_path("e-s0").exists()
+    assert ctx.result_path("b-s0").is_file()  # not made from a-s0: kept
+    assert json.loads((gone / "runs" / "a-s0.json").read_text()) == {"key": "a-s0"}
+    assert (gone / "weights" / "a-s0.pt").read_bytes() == b"w"
+    assert (tmp_path / "w" / "superseded" / "a-s0" / "checkpoint.pt").read_bytes() == b"c"
+    # set aside again later: the earlier copy is kept, the new one takes a numbered name
+    ctx.result_path("a-s0").write_text(json.dumps({"key": "again"}))
+    assert set_aside(ctx, steps, ["a-s0"]) == ["a-s0"]
+    assert json.loads((gone / "runs" / "a-s0.2.json").read_text()) == {"key": "again"}
+    assert json.loads((gone / "runs" / "a-s0.json").read_text()) == {"key": "a-s0"}
+
+
+def test_rerun_stale_does_not_go_with_report_only(capsys):
+    from suite.cli import main
+
+    assert main(["--rerun-stale", "--report-only"]) != 0
+    assert "--rerun-stale" in capsys.readouterr().err
