@@ -1,5 +1,7 @@
 """`resizable train` and `resizable demo` default to the suite's default recipe: the val winner recorded in the
-committed selection (the confirmation's winner once it has one, else the screening's best RS method from scratch)."""
+committed selection: the confirmation's winner at its confirmed point once the confirmation has one; until then the
+screening's best RS method from scratch at its screened point (a confirmation under way does not move the default
+one method at a time)."""
 import dataclasses
 import json
 from pathlib import Path
@@ -8,6 +10,7 @@ from resizable.commands import DemoOptions
 from resizable.training import TrainOptions
 
 from suite.protocol import Protocol
+from suite.confirm import winner
 from suite.recipes import chosen_recipes, recipe_options
 
 SELECTION = Path(__file__).resolve().parent.parent / "results" / "selection.json"
@@ -23,7 +26,11 @@ def _defaults(cls):
 def test_the_library_and_the_demo_default_to_the_default_recipe():
     selection = json.loads(SELECTION.read_text())
     method = chosen_recipes(selection)[0][1]
-    recipe = recipe_options(selection, method)
+    if winner(selection.get("confirmation") or {}):
+        recipe = recipe_options(selection, method)
+    else:
+        screened = selection["recipes"]["methods"][method]
+        recipe = {**screened["fixed"], **screened["best"]["point"]}
     p = Protocol()
     train, demo = _defaults(TrainOptions), _defaults(DemoOptions)
     expected = {k: recipe.get(k, train[k] if k != "weight_decay" else p.weight_decay) for k in RECIPE_KEYS}
